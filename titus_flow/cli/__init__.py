@@ -1,0 +1,8 @@
+"""Command line interface."""
+
+import click
+
+
+@click.group()
+def main() -> None:
+    """titus-flow."""

@@ -1,0 +1,149 @@
+"""The one narrow interface every container driver implements.
+
+An agent activity never talks to Docker or to processes directly: it asks a
+:class:`Driver`. Drivers are asynchronous, idempotent where the lifecycle needs
+it (``launch`` adopts an existing container of the same name) and keep each
+attempt's output in a log file that outlives the container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from titus_flow.spec import Container, Resources
+
+# Labels on every container titus-flow makes; the agent reconciles by them.
+LABEL_JOB_ID = "titus-flow.job-id"
+LABEL_TASK_ID = "titus-flow.task-id"
+LABEL_ATTEMPT = "titus-flow.attempt"
+LABEL_AGENT_ID = "titus-flow.agent-id"
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything a driver needs to start one attempt of one task."""
+
+    job_id: str
+    task_id: str
+    task_index: int  # 0-based
+    attempt: int  # 1-based
+    agent_id: str
+    container: Container
+    resources: Resources
+    ports: dict[str, int] = field(default_factory=dict)  # port name -> host port
+    log_path: Path | None = None  # where stdout+stderr of this attempt are kept
+
+    @property
+    def name(self) -> str:
+        """Deterministic container name: a retried launch finds what it made before."""
+        return attempt_name(self.task_id, self.attempt)
+
+    def environment(self) -> dict[str, str]:
+        """The container's environment: the spec's env plus what titus-flow injects."""
+        env = dict(self.container.env)
+        env.update(
+            TITUS_JOB_ID=self.job_id,
+            TITUS_TASK_ID=self.task_id,
+            TITUS_TASK_INDEX=str(self.task_index),
+            TITUS_TASK_ATTEMPT=str(self.attempt),
+            TITUS_AGENT_ID=self.agent_id,
+        )
+        for position, (port_name, host_port) in enumerate(self.ports.items()):
+            env[f"PORT_{port_name.upper()}"] = str(host_port)
+            if position == 0:
+                env["PORT"] = str(host_port)
+        return env
+
+    def labels(self) -> dict[str, str]:
+        """The container's labels: the spec's labels plus titus-flow's own."""
+        labels = dict(self.container.labels)
+        labels.update(
+            {
+                LABEL_JOB_ID: self.job_id,
+                LABEL_TASK_ID: self.task_id,
+                LABEL_ATTEMPT: str(self.attempt),
+                LABEL_AGENT_ID: self.agent_id,
+            }
+        )
+        return labels
+
+
+def attempt_name(task_id: str, attempt: int) -> str:
+    """Container name of ``attempt`` of ``task_id`` (valid as a Docker name)."""
+    return f"tf-{task_id}-a{attempt}"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How an attempt's container ended."""
+
+    exit_code: int
+    oom_killed: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ManagedContainer:
+    """A container (or process) the driver finds on this host, from its labels."""
+
+    name: str
+    job_id: str
+    task_id: str
+    attempt: int
+    running: bool
+
+
+class ImageNotFoundError(Exception):
+    """The image does not exist locally nor in any reachable registry (a user error)."""
+
+
+class DriverError(Exception):
+    """The runtime itself failed (daemon down, API error): a system error, not the user's."""
+
+
+class Driver(Protocol):
+    """A container runtime on one agent host."""
+
+    name: str
+
+    async def launch(self, request: LaunchRequest) -> None:
+        """Create and start the attempt's container; adopt it if it already exists.
+
+        Raises :class:`ImageNotFoundError` for a missing image and
+        :class:`DriverError` when the runtime fails.
+        """
+        ...
+
+    async def wait(self, name: str, timeout: float) -> Exit | None:
+        """Wait up to ``timeout`` seconds for ``name`` to exit; None while it still runs.
+
+        Raises :class:`DriverError` if there is no such container.
+        """
+        ...
+
+    async def exec(self, name: str, command: list[str], timeout: float) -> int:
+        """Run ``command`` inside the running container; return its exit code."""
+        ...
+
+    async def stop(self, name: str, grace: float) -> None:
+        """Stop ``name`` (SIGTERM, then SIGKILL after ``grace`` seconds); no-op if gone."""
+        ...
+
+    async def remove(self, name: str, log_path: Path | None) -> None:
+        """Save the remaining output to ``log_path`` (if given), then remove ``name``.
+
+        A no-op for a container that no longer exists.
+        """
+        ...
+
+    async def list_managed(self) -> list[ManagedContainer]:
+        """Every container on this host that carries titus-flow's labels."""
+        ...
+
+    async def image_exists(self, image: str) -> bool:
+        """Whether ``image`` can be run here without a pull."""
+        ...

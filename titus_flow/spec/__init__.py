@@ -1,0 +1,47 @@
+"""The job spec: typed, immutable models validated once at the edge."""
+
+from titus_flow.spec.base import SpecModel
+from titus_flow.spec.constraints import Constraints, ConstraintSet
+from titus_flow.spec.container import Container
+from titus_flow.spec.health import ExecCheck, HealthCheck, HttpCheck, TcpCheck
+from titus_flow.spec.jobs import (
+    JOB_ADAPTER,
+    MAX_BATCH_INSTANCES,
+    BatchJob,
+    Capacity,
+    DisruptionBudget,
+    Job,
+    RollingUpdate,
+    ServiceJob,
+)
+from titus_flow.spec.quantities import Duration, Mebibytes, parse_duration, parse_mebibytes
+from titus_flow.spec.resources import Resources
+from titus_flow.spec.retry import ExponentialBackoff, FixedBackoff, ImmediateBackoff, Retry
+
+__all__ = [
+    "JOB_ADAPTER",
+    "MAX_BATCH_INSTANCES",
+    "BatchJob",
+    "Capacity",
+    "ConstraintSet",
+    "Constraints",
+    "Container",
+    "DisruptionBudget",
+    "Duration",
+    "ExecCheck",
+    "ExponentialBackoff",
+    "FixedBackoff",
+    "HealthCheck",
+    "HttpCheck",
+    "ImmediateBackoff",
+    "Job",
+    "Mebibytes",
+    "Resources",
+    "Retry",
+    "RollingUpdate",
+    "ServiceJob",
+    "SpecModel",
+    "TcpCheck",
+    "parse_duration",
+    "parse_mebibytes",
+]
