@@ -1,0 +1,185 @@
+"""Activities an agent runs on its own task queue: launch, supervise, read logs.
+
+All container I/O goes through one :class:`~titus_flow.runtime.base.Driver`.
+Each attempt's output is kept at ``<log_dir>/<task id>/attempt-<n>.log`` and
+its exit at ``attempt-<n>.exit.json``, so both outlive the container and a
+retried supervise (a restarted agent) can report an exit it did not see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from titus_flow.contracts import (
+    AttemptExit,
+    LaunchInput,
+    LaunchResult,
+    LogsChunk,
+    LogsInput,
+    SuperviseInput,
+)
+from titus_flow.lifecycle import FinishReason, reason_for_exit
+from titus_flow.runtime.base import (
+    Driver,
+    DriverError,
+    Exit,
+    ImageNotFoundError,
+    LaunchRequest,
+    attempt_name,
+)
+
+LOG_TAIL_LINES = 20
+LOG_TAIL_BYTES = 4096
+STOP_GRACE_SECONDS = 10.0
+
+
+class AgentActivities:
+    """The activities of one agent, bound to its driver and log directory."""
+
+    def __init__(
+        self, agent_id: str, driver: Driver, log_dir: Path, heartbeat_every: float = 2.0
+    ) -> None:
+        self.agent_id = agent_id
+        self.driver = driver
+        self.log_dir = log_dir
+        self.heartbeat_every = heartbeat_every
+
+    def log_path(self, task_id: str, attempt: int) -> Path:
+        """Where the output of ``attempt`` of ``task_id`` is kept."""
+        return self.log_dir / task_id / f"attempt-{attempt}.log"
+
+    def _exit_path(self, task_id: str, attempt: int) -> Path:
+        return self.log_dir / task_id / f"attempt-{attempt}.exit.json"
+
+    @activity.defn(name="launch")
+    async def launch(self, request: LaunchInput) -> LaunchResult:
+        """Start the attempt's container (adopting one a previous try made)."""
+        try:
+            await self.driver.launch(
+                LaunchRequest(
+                    job_id=request.job_id,
+                    task_id=request.task_id,
+                    task_index=request.task_index,
+                    attempt=request.attempt,
+                    agent_id=self.agent_id,
+                    container=request.container,
+                    resources=request.resources,
+                    ports=request.ports,
+                    log_path=self.log_path(request.task_id, request.attempt),
+                )
+            )
+        except ImageNotFoundError as err:
+            raise ApplicationError(str(err), type="ImageNotFound", non_retryable=True) from err
+        except DriverError as err:
+            raise ApplicationError(str(err), type="DriverError") from err
+        return LaunchResult(agent_id=self.agent_id, started_at=datetime.now(UTC))
+
+    @activity.defn(name="supervise")
+    async def supervise(self, request: SuperviseInput) -> AttemptExit:
+        """Heartbeat until the container exits (or overruns its limit); return how it ended."""
+        name = attempt_name(request.task_id, request.attempt)
+        saved = self._read_saved_exit(request.task_id, request.attempt)
+        if saved is not None:
+            return saved  # a previous try saw the exit, then the agent died
+        deadline = None
+        if request.runtime_limit_seconds is not None:
+            deadline = request.started_at.timestamp() + request.runtime_limit_seconds
+        reason: FinishReason | None = None
+        try:
+            while True:
+                timeout = self.heartbeat_every
+                if deadline is not None:
+                    timeout = max(0.0, min(timeout, deadline - datetime.now(UTC).timestamp()))
+                exit_ = await self._wait(name, timeout)
+                if exit_ is not None:
+                    break
+                if deadline is not None and datetime.now(UTC).timestamp() >= deadline:
+                    reason = FinishReason.RUNTIME_LIMIT_EXCEEDED
+                    await self.driver.stop(name, STOP_GRACE_SECONDS)
+                    exit_ = await self._wait(name, STOP_GRACE_SECONDS + 5)
+                    break
+                activity.heartbeat()
+        except asyncio.CancelledError:
+            # Killed (or the job was): stop the container, keep its output.
+            await asyncio.shield(self._stop_and_remove(name, request))
+            raise
+        result = AttemptExit(
+            reason=reason
+            or reason_for_exit(exit_.exit_code if exit_ else 137, bool(exit_ and exit_.oom_killed)),
+            exit_code=exit_.exit_code if exit_ else None,
+            finished_at=(exit_.finished_at if exit_ and exit_.finished_at else datetime.now(UTC)),
+            message=self._message(reason, exit_, request),
+        )
+        log_path = self.log_path(request.task_id, request.attempt)
+        await self.driver.remove(name, log_path)
+        result.log_tail = _tail(log_path)
+        self._save_exit(request.task_id, request.attempt, result)
+        return result
+
+    @activity.defn(name="read_logs")
+    async def read_logs(self, request: LogsInput) -> LogsChunk:
+        """Read an attempt's saved output from ``offset``."""
+        path = self.log_path(request.task_id, request.attempt)
+        complete = self._exit_path(request.task_id, request.attempt).exists()
+        if not path.exists():
+            return LogsChunk(data="", next_offset=request.offset, complete=complete)
+        with path.open("rb") as f:
+            f.seek(request.offset)
+            data = f.read(request.limit)
+        return LogsChunk(
+            data=data.decode(errors="replace"),
+            next_offset=request.offset + len(data),
+            complete=complete and len(data) < request.limit,
+        )
+
+    async def _wait(self, name: str, timeout: float) -> Exit | None:
+        try:
+            return await self.driver.wait(name, timeout)
+        except DriverError as err:
+            raise ApplicationError(str(err), type="DriverError") from err
+
+    async def _stop_and_remove(self, name: str, request: SuperviseInput) -> None:
+        await self.driver.stop(name, STOP_GRACE_SECONDS)
+        await self.driver.remove(name, self.log_path(request.task_id, request.attempt))
+
+    @staticmethod
+    def _message(reason: FinishReason | None, exit_: Exit | None, request: SuperviseInput) -> str:
+        if reason is FinishReason.RUNTIME_LIMIT_EXCEEDED:
+            return f"ran longer than its runtime limit of {request.runtime_limit_seconds:g}s"
+        if exit_ is None:
+            return "container did not report an exit"
+        if exit_.oom_killed:
+            return "killed for exceeding its memory limit"
+        return "" if exit_.exit_code == 0 else f"exited with code {exit_.exit_code}"
+
+    def _save_exit(self, task_id: str, attempt: int, result: AttemptExit) -> None:
+        path = self._exit_path(task_id, attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(result.model_dump_json())
+
+    def _read_saved_exit(self, task_id: str, attempt: int) -> AttemptExit | None:
+        path = self._exit_path(task_id, attempt)
+        if not path.exists():
+            return None
+        try:
+            return AttemptExit.model_validate(json.loads(path.read_text()))
+        except (ValueError, OSError):
+            return None
+
+
+def _tail(path: Path) -> list[str]:
+    """The last lines of a log file, bounded so they fit in workflow history."""
+    if not path.exists():
+        return []
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - LOG_TAIL_BYTES))
+        data = f.read().decode(errors="replace")
+    return data.splitlines()[-LOG_TAIL_LINES:]

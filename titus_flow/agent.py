@@ -1,0 +1,126 @@
+"""The agent: one per host, runs containers for the tasks placed on it.
+
+On start it registers its resources and attributes with the scheduler,
+removes containers of attempts that are no longer current (orphans left by a
+crash), then serves its task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from titus_flow.activities.agent import AgentActivities
+from titus_flow.config import Settings
+from titus_flow.contracts import AgentInfo, agent_task_queue
+from titus_flow.lifecycle import TaskState
+from titus_flow.runtime import make_driver
+from titus_flow.runtime.base import Driver, ManagedContainer
+from titus_flow.spec import Resources
+from titus_flow.views import JobView
+from titus_flow.workflows.common import scheduler_workflow_id
+from titus_flow.workflows.scheduler import SchedulerWorkflow
+
+log = logging.getLogger(__name__)
+
+
+def host_resources() -> Resources:
+    """Cores and memory of this host,, the agent's default capacity."""
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return Resources(cpu=float(os.cpu_count() or 1), memory=pages // (1024 * 1024), disk=100 * 1024)
+
+
+@dataclass
+class AgentConfig:
+    """What an agent declares and how it runs containers."""
+
+    agent_id: str
+    resources: Resources = field(default_factory=host_resources)
+    attributes: dict[str, str] = field(default_factory=dict)
+    driver: str = "docker"
+    port_range: tuple[int, int] = (20000, 29999)
+    max_concurrent_activities: int = 1000
+
+    def info(self) -> AgentInfo:
+        """The registration message."""
+        return AgentInfo(
+            agent_id=self.agent_id,
+            task_queue=agent_task_queue(self.agent_id),
+            resources=self.resources,
+            attributes=self.attributes,
+            port_range=self.port_range,
+        )
+
+
+async def register(client: Client, settings: Settings, info: AgentInfo) -> None:
+    """Tell the scheduler about this agent (starting the scheduler if needed)."""
+    await client.start_workflow(
+        SchedulerWorkflow.run,
+        None,
+        id=scheduler_workflow_id(settings.control_task_queue),
+        task_queue=settings.control_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal="register_agent",
+        start_signal_args=[info],
+    )
+
+
+async def _is_current(client: Client, container: ManagedContainer) -> bool:
+    """Whether the job still runs this attempt of this task."""
+    handle = client.get_workflow_handle(container.job_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return False
+        view: JobView = await handle.query("describe", result_type=JobView)
+    except RPCError:
+        return False
+    task = next((t for t in view.tasks if t.id == container.task_id), None)
+    return (
+        task is not None
+        and task.state is not TaskState.FINISHED
+        and task.attempt == container.attempt
+    )
+
+
+async def remove_orphans(client: Client, driver: Driver, activities: AgentActivities) -> int:
+    """Remove containers whose attempt the job no longer runs; return how many."""
+    removed = 0
+    for container in await driver.list_managed():
+        if await _is_current(client, container):
+            continue  # its supervise activity will be retried here and adopt it
+        log.warning("removing orphan container %s", container.name)
+        await driver.stop(container.name, 5.0)
+        await driver.remove(
+            container.name, activities.log_path(container.task_id, container.attempt)
+        )
+        removed += 1
+    return removed
+
+
+async def run_agent(
+    client: Client, settings: Settings, config: AgentConfig, stop: asyncio.Event
+) -> None:
+    """Register, reconcile, then serve the agent's task queue until ``stop`` is set."""
+    driver = make_driver(config.driver, state_dir=settings.home / "agents" / config.agent_id)
+    activities = AgentActivities(
+        config.agent_id, driver, Path(settings.home) / "agents" / config.agent_id / "logs"
+    )
+    await remove_orphans(client, driver, activities)
+    worker = Worker(
+        client,
+        task_queue=agent_task_queue(config.agent_id),
+        activities=[activities.launch, activities.supervise, activities.read_logs],
+        max_concurrent_activities=config.max_concurrent_activities,
+    )
+    async with worker:
+        await register(client, settings, config.info())
+        log.info("agent %s serving %s", config.agent_id, agent_task_queue(config.agent_id))
+        await stop.wait()

@@ -1,0 +1,86 @@
+"""The root click group and the options every command shares."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from titus_flow import __version__
+from titus_flow.config import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """What the root group resolves once for every command."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self._overrides = overrides
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Settings, resolved on first use (so `--help` never reads config)."""
+        if self._settings is None:
+            self._settings = load_settings(self._overrides)
+            logging.basicConfig(
+                level=self._settings.log_level.upper(),
+                format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+            )
+        return self._settings
+
+
+pass_context = click.make_pass_decorator(Context)
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format; json is for scripts.",
+)
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="titus-flow")
+@click.option("--address", envvar=None, help="Temporal address host:port [env TITUS_FLOW_ADDRESS].")
+@click.option("--namespace", help="Temporal namespace [env TITUS_FLOW_NAMESPACE].")
+@click.option("--home", type=click.Path(file_okay=False), help="State dir [env TITUS_FLOW_HOME].")
+@click.pass_context
+def cli(ctx: click.Context, address: str | None, namespace: str | None, home: str | None) -> None:
+    """titus-flow: container batch and service jobs as code, driven durably by Temporal.
+
+    Start the embedded stack with `titus-flow up`, then `titus-flow run examples/hello.yaml`.
+    """
+    ctx.obj = Context({"address": address, "namespace": namespace, "home": home})
+
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from a synchronous click command."""
+    return asyncio.run(coro)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGINT/SIGTERM so long-running commands shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)

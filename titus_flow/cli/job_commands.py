@@ -1,0 +1,237 @@
+"""Commands that submit and manage jobs: run, jobs list, job ..., task ...."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from titus_flow.cli.app import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Context,
+    cli,
+    echo_json,
+    output_option,
+    pass_context,
+    run_async,
+)
+from titus_flow.client import TitusClient
+from titus_flow.lifecycle import JobState
+from titus_flow.loader import load_jobs, select_job
+from titus_flow.views import JobProgress, JobView
+
+_err = Console(stderr=True)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--job", "job_name", help="Run only the job of this name from FILE.")
+@click.option("--detach", is_flag=True, help="Print the job id(s) and return at once.")
+@output_option
+@pass_context
+def run(ctx: Context, file: Path, job_name: str | None, detach: bool, output: str) -> None:
+    """Submit the job(s) in FILE and follow them until they finish.
+
+    Exit code 0 when every job succeeded, 1 when one failed or was killed,
+    2 for bad input (nothing is submitted then).
+    """
+    jobs = select_job(load_jobs(file), job_name)  # validated before anything is sent
+    settings = ctx.settings
+
+    async def go() -> int:
+        client = await TitusClient.connect(settings)
+        job_ids = [await client.submit(job) for job in jobs]
+        if detach:
+            if output == "json":
+                echo_json({"jobs": job_ids})
+            else:
+                for job_id in job_ids:
+                    click.echo(job_id)
+            return EXIT_OK
+        views = [await _follow(client, job_id, show=output == "text") for job_id in job_ids]
+        if output == "json":
+            echo_json([v.model_dump(mode="json") for v in views])
+        else:
+            for view in views:
+                _print_outcome(view)
+        return EXIT_OK if all(v.state is JobState.SUCCEEDED for v in views) else EXIT_FAILED
+
+    raise click.exceptions.Exit(run_async(go()))
+
+
+async def _follow(client: TitusClient, job_id: str, show: bool) -> JobView:
+    """Wait for the job, showing task counts by state while it runs."""
+    result = asyncio.ensure_future(client.wait(job_id))
+    if not show or not sys.stderr.isatty():
+        if show:
+            _err.print(f"submitted {job_id}; waiting for it to finish")
+        return await result
+    with Live(_progress_table(job_id, None), console=_err, refresh_per_second=4) as live:
+        while not result.done():
+            # A missed refresh (e.g. a query during a worker restart) only delays the display.
+            with contextlib.suppress(Exception):
+                live.update(_progress_table(job_id, await client.progress(job_id)))
+            await asyncio.wait([result], timeout=0.5)
+    return await result
+
+
+def _progress_table(job_id: str, progress: JobProgress | None) -> Table:
+    table = Table(title=f"job {job_id}", show_header=True)
+    table.add_column("state")
+    table.add_column("tasks", justify="right")
+    if progress is None:
+        table.add_row("submitted", "")
+        return table
+    for state, count in sorted(progress.counts.items()):
+        table.add_row(state, str(count))
+    for reason in progress.pending_reasons:
+        table.add_row(f"[yellow]waiting: {reason}[/]", "")
+    return table
+
+
+def _print_outcome(view: JobView) -> None:
+    colour = "green" if view.state is JobState.SUCCEEDED else "red"
+    _err.print(
+        f"[{colour}]{view.id}: {view.state.value}[/]"
+        + (f" - {view.message}" if view.message else "")
+    )
+    for task in view.tasks:
+        if task.reason is not None and task.reason.value != "normal":
+            _err.print(f"  task {task.index} ({task.id}): {task.reason.value} {task.message}")
+            for line in task.log_tail[-10:]:
+                _err.print(f"    | {line}", markup=False, highlight=False)
+
+
+@cli.group()
+def jobs() -> None:
+    """List jobs."""
+
+
+@jobs.command("list")
+@click.option("--state", help="Only jobs in this state (e.g. Running, Succeeded, Failed).")
+@click.option("--type", "job_type", type=click.Choice(["batch", "service"]), help="Only this type.")
+@click.option("--limit", default=100, show_default=True, help="At most this many jobs.")
+@output_option
+@pass_context
+def jobs_list(
+    ctx: Context, state: str | None, job_type: str | None, limit: int, output: str
+) -> None:
+    """List jobs from Temporal visibility, newest first."""
+
+    async def go() -> list[dict[str, str]]:
+        client = await TitusClient.connect(ctx.settings)
+        return await client.list_jobs(state, job_type, limit)
+
+    rows = run_async(go())
+    if output == "json":
+        echo_json(rows)
+        return
+    table = Table(show_header=True)
+    for column in ("id", "name", "type", "state", "owner", "started"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(row[c] for c in ("id", "name", "type", "state", "owner", "started")))
+    Console().print(table)
+
+
+@cli.group()
+def job() -> None:
+    """Inspect or kill one job."""
+
+
+@job.command("describe")
+@click.argument("job_id")
+@output_option
+@pass_context
+def job_describe(ctx: Context, job_id: str, output: str) -> None:
+    """Show a job, its tasks and every attempt."""
+
+    async def go() -> JobView:
+        return await (await TitusClient.connect(ctx.settings)).describe(job_id)
+
+    view = run_async(go())
+    if output == "json":
+        echo_json(view.model_dump(mode="json"))
+        return
+    console = Console()
+    console.print(f"[bold]{view.id}[/] {view.type} job {view.name} owner={view.owner or '-'}")
+    console.print(f"state: {view.state.value}" + (f" - {view.message}" if view.message else ""))
+    table = Table(show_header=True)
+    for column in ("index", "task", "state", "reason", "attempt", "agent", "exit codes", "waiting"):
+        table.add_column(column)
+    for task in view.tasks:
+        exit_codes = ",".join(
+            "-" if a.exit_code is None else str(a.exit_code) for a in task.attempts
+        )
+        table.add_row(
+            str(task.index),
+            task.id,
+            task.state.value,
+            task.reason.value if task.reason else "",
+            str(task.attempt),
+            task.agent or "",
+            exit_codes,
+            task.pending_reason or "",
+        )
+    console.print(table)
+
+
+@job.command("kill")
+@click.argument("job_id")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it ended.")
+@pass_context
+def job_kill(ctx: Context, job_id: str, wait: bool) -> None:
+    """Kill a job: every task is stopped and the job finishes as Killed."""
+
+    async def go() -> None:
+        client = await TitusClient.connect(ctx.settings)
+        await client.kill(job_id)
+        if wait:
+            view = await client.wait(job_id)
+            click.echo(f"{job_id}: {view.state.value}")
+
+    run_async(go())
+
+
+@cli.group()
+def task() -> None:
+    """Kill one task or read its logs."""
+
+
+@task.command("kill")
+@click.argument("task_id")
+@pass_context
+def task_kill(ctx: Context, task_id: str) -> None:
+    """Kill one task; it finishes as killed and is not retried."""
+
+    async def go() -> None:
+        await (await TitusClient.connect(ctx.settings)).kill_task(task_id)
+
+    run_async(go())
+    click.echo(f"{task_id}: kill requested")
+
+
+@task.command("logs")
+@click.argument("task_id")
+@click.option("--attempt", type=int, help="Attempt number (default: the latest).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the attempt ends.")
+@pass_context
+def task_logs(ctx: Context, task_id: str, attempt: int | None, follow: bool) -> None:
+    """Print the output (stdout and stderr) of a task attempt."""
+
+    async def go() -> None:
+        client = await TitusClient.connect(ctx.settings)
+        if follow:
+            async for data in client.follow_logs(task_id, attempt):
+                click.echo(data, nl=False)
+        else:
+            click.echo((await client.read_logs(task_id, attempt)).data, nl=False)
+
+    run_async(go())

@@ -1,0 +1,111 @@
+"""Long-running processes: the control worker and the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import click
+
+from titus_flow.agent import AgentConfig, host_resources, run_agent
+from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
+from titus_flow.client import connect
+from titus_flow.errors import UserError
+from titus_flow.spec import Resources, parse_mebibytes
+
+
+@cli.command()
+@pass_context
+def worker(ctx: Context) -> None:
+    """Run a control worker: the job, scheduler and log workflows."""
+    from titus_flow.worker import run_control_worker
+
+    settings = ctx.settings
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await run_control_worker(await connect(settings), settings, stop)
+
+    run_async(go())
+
+
+def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
+    attributes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--attribute {pair!r}: use KEY=VALUE, e.g. zone=us-east-1a")
+        attributes[key] = value
+    return attributes
+
+
+@cli.command()
+@click.option(
+    "--id",
+    "agent_id",
+    default=socket.gethostname,
+    show_default="hostname",
+    help="Agent id; its task queue is titus-agent-<id>.",
+)
+@click.option("--cpu", type=float, help="Cores to offer [default: this host's].")
+@click.option("--memory", help='Memory to offer, e.g. "8Gi" [default: this host\'s].')
+@click.option("--disk", default="100Gi", show_default=True, help="Disk to offer.")
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Agent attribute for constraints (repeatable), e.g. zone=us-east-1a.",
+)
+@click.option(
+    "--driver",
+    type=click.Choice(["docker", "process"]),
+    default="docker",
+    show_default=True,
+    help="How tasks run: Docker containers or local processes.",
+)
+@click.option(
+    "--ports",
+    default="20000-29999",
+    show_default=True,
+    help="Host port range for tasks' named ports.",
+)
+@pass_context
+def agent(
+    ctx: Context,
+    agent_id: str,
+    cpu: float | None,
+    memory: str | None,
+    disk: str,
+    attributes: tuple[str, ...],
+    driver: str,
+    ports: str,
+) -> None:
+    """Run an agent: registers this host's capacity and runs the tasks placed on it."""
+    settings = ctx.settings
+    defaults = host_resources()
+    try:
+        resources = Resources(
+            cpu=cpu or defaults.cpu,
+            memory=parse_mebibytes(memory) if memory else defaults.memory,
+            disk=parse_mebibytes(disk),
+        )
+        low, _, high = ports.partition("-")
+        port_range = (int(low), int(high))
+    except ValueError as err:
+        raise UserError(f"agent options: {err}") from err
+    config = AgentConfig(
+        agent_id=agent_id,
+        resources=resources,
+        attributes=_attributes(attributes),
+        driver=driver,
+        port_range=port_range,
+    )
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await run_agent(await connect(settings), settings, config, stop)
+
+    run_async(go())

@@ -1,0 +1,250 @@
+"""The Python client: submit, inspect, kill jobs and read their logs.
+
+Example::
+
+    import asyncio
+    from titus_flow import BatchJob, Container
+    from titus_flow.client import TitusClient
+
+    async def main() -> None:
+        client = await TitusClient.connect()
+        job_id = await client.submit(
+            BatchJob(name="hello", container=Container(image="busybox", command="echo hi"))
+        )
+        view = await client.wait(job_id)
+        print(view.state)
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from temporalio.client import (
+    Client,
+    TLSConfig,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from titus_flow import visibility
+from titus_flow.config import Settings, load_settings
+from titus_flow.contracts import AgentView, BatchJobInput, LogsChunk, LogsInput, agent_task_queue
+from titus_flow.errors import UserError
+from titus_flow.lifecycle import JobState
+from titus_flow.spec import BatchJob, ServiceJob
+from titus_flow.views import JobProgress, JobView
+from titus_flow.workflows.batch import BatchJobWorkflow
+from titus_flow.workflows.common import scheduler_workflow_id
+from titus_flow.workflows.logs import FetchLogsInput, FetchLogsWorkflow
+from titus_flow.workflows.scheduler import SchedulerWorkflow
+
+
+class JobNotFoundError(UserError):
+    """No job (or task) with that id."""
+
+
+async def connect(settings: Settings) -> Client:
+    """Connect to Temporal as ``settings`` say (TLS and API key included)."""
+    tls: TLSConfig | bool = settings.tls or bool(settings.api_key)
+    if settings.tls_cert_path or settings.tls_ca_path:
+        tls = TLSConfig(
+            client_cert=settings.tls_cert_path.read_bytes() if settings.tls_cert_path else None,
+            client_private_key=(
+                settings.tls_key_path.read_bytes() if settings.tls_key_path else None
+            ),
+            server_root_ca_cert=settings.tls_ca_path.read_bytes() if settings.tls_ca_path else None,
+        )
+    try:
+        return await Client.connect(
+            settings.address,
+            namespace=settings.namespace,
+            api_key=settings.api_key,
+            tls=tls,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as err:
+        hint = " (start it with `titus-flow up`)" if settings.is_embedded else ""
+        raise UserError(f"cannot reach Temporal at {settings.address}{hint}: {err}") from err
+
+
+def new_job_id(name: str) -> str:
+    """A readable, unique job id: the job name plus 8 random hex digits."""
+    return f"{name}-{secrets.token_hex(4)}"
+
+
+def job_id_of_task(task_id: str) -> str:
+    """The job id inside a task id (``<job id>-<index>``)."""
+    job_id, _, index = task_id.rpartition("-")
+    if not job_id or not index.isdigit():
+        raise UserError(
+            f"invalid task id {task_id!r}: expected <job id>-<index>, e.g. hello-1a2b3c4d-0"
+        )
+    return job_id
+
+
+class TitusClient:
+    """Submit and manage jobs on a titus-flow cluster."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.temporal = client
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> TitusClient:
+        """Connect using ``settings`` (default: environment and config file)."""
+        settings = settings or load_settings()
+        return cls(await connect(settings), settings)
+
+    async def submit(self, job: BatchJob | ServiceJob, job_id: str | None = None) -> str:
+        """Start ``job``; return its id. The spec was validated when it was built."""
+        if isinstance(job, ServiceJob):
+            raise UserError(f"job {job.name}: service jobs are not supported yet")
+        job_id = job_id or new_job_id(job.name)
+        await self.temporal.start_workflow(
+            BatchJobWorkflow.run,
+            BatchJobInput(job=job, submitted_at=datetime.now(UTC)),
+            id=job_id,
+            task_queue=self.settings.control_task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(visibility.JOB_ID, job_id),
+                    SearchAttributePair(visibility.JOB_NAME, job.name),
+                    SearchAttributePair(visibility.JOB_TYPE, job.kind),
+                    SearchAttributePair(visibility.JOB_STATE, JobState.ACCEPTED.value),
+                    SearchAttributePair(visibility.OWNER, job.owner or "-"),
+                ]
+            ),
+            static_summary=(
+                f"{job.kind} job {job.name}: {job.instances} task(s) of {job.container.image}"
+            ),
+        )
+        return job_id
+
+    def _handle(self, job_id: str) -> WorkflowHandle[BatchJobWorkflow, JobView]:
+        return self.temporal.get_workflow_handle_for(BatchJobWorkflow.run, job_id)
+
+    async def describe(self, job_id: str) -> JobView:
+        """The job with all its tasks and attempts (running or finished)."""
+        handle = self._handle(job_id)
+        try:
+            description = await handle.describe()
+            if description.status == WorkflowExecutionStatus.COMPLETED:
+                return await handle.result()
+            return await handle.query(BatchJobWorkflow.describe)
+        except RPCError as err:
+            raise JobNotFoundError(f"no job {job_id!r}: {err.message}") from err
+
+    async def progress(self, job_id: str) -> JobProgress:
+        """Task counts per state of a running job."""
+        return await self._handle(job_id).query(BatchJobWorkflow.progress)
+
+    async def wait(self, job_id: str) -> JobView:
+        """Wait for the job to end; return its final view."""
+        try:
+            return await self._handle(job_id).result()
+        except WorkflowFailureError as err:
+            raise RuntimeError(f"job {job_id} workflow failed: {err.cause}") from err
+
+    async def kill(self, job_id: str) -> None:
+        """Kill the job: all its tasks are stopped and it finishes as Killed."""
+        try:
+            await self._handle(job_id).signal(BatchJobWorkflow.kill)
+        except RPCError as err:
+            raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
+
+    async def kill_task(self, task_id: str) -> None:
+        """Kill one task; it finishes as killed and is not retried."""
+        job_id = job_id_of_task(task_id)
+        try:
+            await self._handle(job_id).execute_update(BatchJobWorkflow.kill_task, task_id)
+        except RPCError as err:
+            raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
+
+    async def list_jobs(
+        self, state: str | None = None, job_type: str | None = None, limit: int = 100
+    ) -> list[dict[str, str]]:
+        """Jobs from Temporal visibility, newest first."""
+        clauses = ["TitusJobType IS NOT NULL"]
+        if state:
+            clauses.append(f"TitusJobState = '{_quote(state)}'")
+        if job_type:
+            clauses.append(f"TitusJobType = '{_quote(job_type)}'")
+        jobs = []
+        async for wf in self.temporal.list_workflows(" AND ".join(clauses), limit=limit):
+            attrs = wf.typed_search_attributes
+            jobs.append(
+                {
+                    "id": wf.id,
+                    "name": attrs.get(visibility.JOB_NAME) or "",
+                    "type": attrs.get(visibility.JOB_TYPE) or "",
+                    "state": attrs.get(visibility.JOB_STATE) or "",
+                    "owner": attrs.get(visibility.OWNER) or "",
+                    "started": wf.start_time.isoformat() if wf.start_time else "",
+                }
+            )
+        return jobs
+
+    async def agents(self) -> list[AgentView]:
+        """Agents the scheduler knows, with their reserved capacity."""
+        handle = self.temporal.get_workflow_handle_for(
+            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
+        )
+        return await handle.query(SchedulerWorkflow.agents)
+
+    async def read_logs(
+        self, task_id: str, attempt: int | None = None, offset: int = 0
+    ) -> LogsChunk:
+        """Read one attempt's output (default: the latest attempt) from ``offset``."""
+        view = await self.describe(job_id_of_task(task_id))
+        task = next((t for t in view.tasks if t.id == task_id), None)
+        if task is None:
+            raise JobNotFoundError(f"job {view.id} has no task {task_id!r}")
+        if not task.attempts:
+            return LogsChunk(data="", next_offset=0, complete=False)
+        number = attempt or task.attempts[-1].attempt
+        record = next((a for a in task.attempts if a.attempt == number), None)
+        if record is None or record.agent is None:
+            raise UserError(f"task {task_id} has no attempt {number} (it has {len(task.attempts)})")
+        return await self.temporal.execute_workflow(
+            FetchLogsWorkflow.run,
+            FetchLogsInput(
+                task_queue=agent_task_queue(record.agent),
+                request=LogsInput(task_id=task_id, attempt=number, offset=offset),
+            ),
+            id=f"logs-{task_id}-a{number}-{secrets.token_hex(3)}",
+            task_queue=self.settings.control_task_queue,
+        )
+
+    async def follow_logs(self, task_id: str, attempt: int | None = None) -> AsyncIterator[str]:
+        """Yield an attempt's output as it is written, until the attempt ends."""
+        offset = 0
+        while True:
+            chunk = await self.read_logs(task_id, attempt, offset)
+            if chunk.data:
+                yield chunk.data
+            offset = chunk.next_offset
+            if chunk.complete:
+                return
+            await asyncio.sleep(1.0)
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+__all__ = [
+    "JobNotFoundError",
+    "TitusClient",
+    "connect",
+    "job_id_of_task",
+    "new_job_id",
+]

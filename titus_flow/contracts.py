@@ -1,0 +1,167 @@
+"""Small typed messages between workflows, activities and the scheduler.
+
+Kept free of I/O imports so workflow code can import them inside the sandbox.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from titus_flow.lifecycle import FinishReason
+from titus_flow.spec import BatchJob, Constraints, Container, Resources
+
+
+class Message(BaseModel):
+    """Base of every message: unknown fields are a bug, not data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def agent_task_queue(agent_id: str) -> str:
+    """The task queue an agent serves."""
+    return f"titus-agent-{agent_id}"
+
+
+# --- job workflows -----------------------------------------------------------
+
+
+class BatchJobInput(Message):
+    """Start a batch job: the validated spec and when it was submitted."""
+
+    job: BatchJob
+    submitted_at: datetime
+
+
+# --- agent activities -------------------------------------------------------
+
+
+class LaunchInput(Message):
+    """Start attempt ``attempt`` of task ``task_id`` on the agent."""
+
+    job_id: str
+    task_id: str
+    task_index: int
+    attempt: int
+    container: Container
+    resources: Resources
+    ports: dict[str, int] = Field(default_factory=dict)
+
+
+class LaunchResult(Message):
+    """The container runs (or already ran: a retried launch adopts it)."""
+
+    agent_id: str
+    started_at: datetime
+
+
+class SuperviseInput(Message):
+    """Watch a launched attempt until it exits, enforcing its runtime limit."""
+
+    task_id: str
+    attempt: int
+    runtime_limit_seconds: float | None = None
+    started_at: datetime
+
+
+class AttemptExit(Message):
+    """How an attempt's container ended, with the tail of its output."""
+
+    reason: FinishReason
+    exit_code: int | None = None
+    finished_at: datetime
+    message: str = ""
+    log_tail: list[str] = Field(default_factory=list)
+
+
+class LogsInput(Message):
+    """Read the saved output of one attempt from ``offset`` on."""
+
+    task_id: str
+    attempt: int
+    offset: int = 0
+    limit: int = 1 << 20
+
+
+class LogsChunk(Message):
+    """Part of an attempt's output; ``complete`` once the attempt has ended."""
+
+    data: str
+    next_offset: int
+    complete: bool
+
+
+# --- scheduler ---------------------------------------------------------------
+
+
+class AgentInfo(Message):
+    """What an agent declares when it registers."""
+
+    agent_id: str
+    task_queue: str
+    resources: Resources
+    attributes: dict[str, str] = Field(default_factory=dict)
+    port_range: tuple[int, int] = (20000, 29999)
+
+
+class PlacementItem(Message):
+    """One task attempt that needs capacity."""
+
+    key: str  # task id; one reservation per task at a time
+    job_id: str
+    resources: Resources
+    constraints: Constraints = Field(default_factory=Constraints)
+    capacity_group: str = "default"
+    ports: list[str] = Field(default_factory=list)
+
+
+class PlacementRequest(Message):
+    """A batch of items from one job workflow, placed in the next iteration."""
+
+    requester: str  # workflow id the answer is signalled to
+    items: list[PlacementItem]
+
+
+class ReleaseRequest(Message):
+    """Give back the reservations (or withdraw the pending requests) of ``keys``."""
+
+    requester: str
+    keys: list[str]
+
+
+class Placed(Message):
+    """Where an item was placed."""
+
+    key: str
+    agent_id: str
+    task_queue: str
+    ports: dict[str, int] = Field(default_factory=dict)
+
+
+class Unplaced(Message):
+    """An item not placed: waiting with a reason, or rejected for good."""
+
+    key: str
+    reason: str
+
+
+class PlacementUpdate(Message):
+    """The scheduler's answer to one requester for one iteration."""
+
+    placed: list[Placed] = Field(default_factory=list)
+    pending: list[Unplaced] = Field(default_factory=list)
+    rejected: list[Unplaced] = Field(default_factory=list)
+
+
+class AgentView(Message):
+    """An agent as the ledger sees it."""
+
+    agent_id: str
+    task_queue: str
+    state: str
+    attributes: dict[str, str]
+    total: Resources
+    reserved_cpu: float
+    reserved_memory: int
+    tasks: list[str]

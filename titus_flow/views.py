@@ -1,0 +1,78 @@
+"""What a job looks like from outside: the describe/list views and the job result."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from titus_flow.lifecycle import FinishReason, JobState, TaskState
+
+
+class View(BaseModel):
+    """Base of views: plain data, JSON-ready."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AttemptView(View):
+    """One attempt of one task."""
+
+    attempt: int
+    agent: str | None = None
+    state: TaskState = TaskState.LAUNCHED
+    reason: FinishReason | None = None
+    exit_code: int | None = None
+    message: str = ""
+    launched_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    counts_against_retries: bool = True
+
+
+class TaskView(View):
+    """One task of a job, with all its attempts."""
+
+    id: str
+    index: int
+    state: TaskState = TaskState.ACCEPTED
+    reason: FinishReason | None = None
+    message: str = ""
+    pending_reason: str | None = None
+    attempt: int = 0
+    agent: str | None = None
+    attempts: list[AttemptView] = Field(default_factory=list)
+    log_tail: list[str] = Field(default_factory=list)
+
+
+class JobView(View):
+    """A job as ``titus-flow job describe`` shows it."""
+
+    id: str
+    name: str
+    type: str
+    owner: str = ""
+    state: JobState = JobState.ACCEPTED
+    message: str = ""
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    tasks: list[TaskView] = Field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Number of tasks per state (Finished split by reason), for progress displays."""
+        counts: dict[str, int] = {}
+        for task in self.tasks:
+            key = task.state.value
+            if task.state is TaskState.FINISHED and task.reason is not None:
+                key = f"Finished/{task.reason.value}"
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+class JobProgress(View):
+    """A cheap summary of a running job (no per-task detail)."""
+
+    id: str
+    state: JobState
+    counts: dict[str, int]
+    pending_reasons: list[str] = Field(default_factory=list)

@@ -1,0 +1,55 @@
+"""The control worker: runs the control-plane workflows on the control task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+from titus_flow.config import Settings
+from titus_flow.workflows.batch import BatchJobWorkflow
+from titus_flow.workflows.common import scheduler_workflow_id
+from titus_flow.workflows.logs import FetchLogsWorkflow
+from titus_flow.workflows.scheduler import SchedulerWorkflow
+
+log = logging.getLogger(__name__)
+
+CONTROL_WORKFLOWS: tuple[type, ...] = (BatchJobWorkflow, SchedulerWorkflow, FetchLogsWorkflow)
+
+
+async def ensure_scheduler(client: Client, settings: Settings) -> None:
+    """Start the scheduler workflow unless it already runs (idempotent)."""
+    await client.start_workflow(
+        SchedulerWorkflow.run,
+        None,
+        id=scheduler_workflow_id(settings.control_task_queue),
+        task_queue=settings.control_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="titus-flow capacity ledger and scheduler",
+    )
+
+
+def control_worker(
+    client: Client, settings: Settings, extra_workflows: Sequence[type] = (), **options: Any
+) -> Worker:
+    """A worker for the control-plane workflows (plus users' own workflows)."""
+    return Worker(
+        client,
+        task_queue=settings.control_task_queue,
+        workflows=[*CONTROL_WORKFLOWS, *extra_workflows],
+        max_concurrent_workflow_tasks=options.pop("max_concurrent_workflow_tasks", 50),
+        **options,
+    )
+
+
+async def run_control_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
+    """Run the control worker until ``stop`` is set."""
+    await ensure_scheduler(client, settings)
+    async with control_worker(client, settings):
+        log.info("control worker running on %s", settings.control_task_queue)
+        await stop.wait()

@@ -1,0 +1,347 @@
+"""The batch job workflow: N tasks run to completion, with retries, durably.
+
+Each task is a coroutine of this workflow, not a workflow of its own: per-task
+workflows cost a workflow start and several workflow tasks each, which on the
+dev server caps throughput near that of a plain 4-activity workflow (see
+docs/architecture.md). A task's attempt is two activities on its agent's task
+queue: ``launch`` (returns once the container runs) and ``supervise`` (one
+heartbeating activity until exit). Capacity comes from the scheduler workflow
+in batches through :class:`SchedulerMailbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from titus_flow import visibility
+    from titus_flow.contracts import (
+        AttemptExit,
+        BatchJobInput,
+        LaunchInput,
+        LaunchResult,
+        Placed,
+        PlacementItem,
+        PlacementUpdate,
+        SuperviseInput,
+        Unplaced,
+    )
+    from titus_flow.lifecycle import (
+        SYSTEM_REASONS,
+        FinishReason,
+        JobState,
+        TaskState,
+        retry_delay,
+    )
+    from titus_flow.spec import BatchJob
+    from titus_flow.views import AttemptView, JobProgress, JobView, TaskView
+    from titus_flow.workflows.common import (
+        AGENT_LOST_AFTER,
+        LAUNCH_RETRY,
+        SUPERVISE_HEARTBEAT_TIMEOUT,
+        SUPERVISE_RETRY,
+        SchedulerMailbox,
+    )
+
+# Upper bound on one supervise run when the job sets no runtime limit.
+_NO_LIMIT = timedelta(days=30)
+_KILL_GRACE = timedelta(seconds=60)
+
+
+class _AttemptFailed(Exception):
+    """An attempt ended before its container could be supervised."""
+
+    def __init__(self, reason: FinishReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@workflow.defn(name="BatchJob")
+class BatchJobWorkflow:
+    """Runs every task of a :class:`~titus_flow.spec.BatchJob` to a finish."""
+
+    def __init__(self) -> None:
+        self._view: JobView | None = None
+        self._mailbox: SchedulerMailbox | None = None
+        self._task_runs: dict[str, asyncio.Task[None]] = {}
+        self._kill_reasons: dict[str, FinishReason] = {}
+        self._job_kill_requested = False
+
+    @workflow.run
+    async def run(self, request: BatchJobInput) -> JobView:
+        """Run the job; return its final view."""
+        job = request.job
+        info = workflow.info()
+        view = self._view = JobView(
+            id=info.workflow_id,
+            name=job.name,
+            type="batch",
+            owner=job.owner,
+            submitted_at=request.submitted_at,
+            tasks=[
+                TaskView(id=f"{info.workflow_id}-{index}", index=index)
+                for index in range(job.instances)
+            ],
+        )
+        mailbox = self._mailbox = SchedulerMailbox(info.workflow_id)
+        flusher = asyncio.create_task(mailbox.run())
+        for task in view.tasks:
+            self._task_runs[task.id] = asyncio.create_task(self._run_task(job, task))
+        await asyncio.gather(*self._task_runs.values(), return_exceptions=False)
+        mailbox.close()
+        await flusher
+        self._finish()
+        return view
+
+    # --- signals, updates and queries ------------------------------------
+
+    @workflow.signal(name="placement_update")
+    def placement_update(self, update: PlacementUpdate) -> None:
+        """The scheduler's answer to this job's capacity requests."""
+        assert self._mailbox is not None
+        self._mailbox.on_update(update)
+
+    @workflow.signal(name="kill")
+    def kill(self) -> None:
+        """Kill the job: stop every task (KillInitiated -> Finished/killed)."""
+        self._job_kill_requested = True
+        for task_id in self._task_runs:
+            self._kill_task(task_id, FinishReason.KILLED)
+
+    @workflow.update(name="kill_task")
+    def kill_task(self, task_id: str) -> str:
+        """Kill one task; it finishes as killed and is not retried."""
+        self._kill_task(task_id, FinishReason.KILLED)
+        return task_id
+
+    @kill_task.validator
+    def _validate_kill_task(self, task_id: str) -> None:
+        if task_id not in self._task_runs:
+            raise ApplicationError(f"job has no task {task_id!r}", non_retryable=True)
+
+    @workflow.query(name="describe")
+    def describe(self) -> JobView:
+        """The job and all its tasks and attempts."""
+        assert self._view is not None
+        self._refresh_pending_reasons()
+        return self._view
+
+    @workflow.query(name="progress")
+    def progress(self) -> JobProgress:
+        """Counts of tasks per state, and why tasks wait (cheap to poll)."""
+        assert self._view is not None
+        reasons = self._mailbox.pending_reasons.values() if self._mailbox else []
+        return JobProgress(
+            id=self._view.id,
+            state=self._view.state,
+            counts=self._view.counts(),
+            pending_reasons=sorted(set(reasons))[:5],
+        )
+
+    # --- the task lifecycle ------------------------------------------------
+
+    def _kill_task(self, task_id: str, reason: FinishReason) -> None:
+        run = self._task_runs.get(task_id)
+        if run is None or run.done() or task_id in self._kill_reasons:
+            return
+        self._kill_reasons[task_id] = reason
+        assert self._view is not None
+        task = next(t for t in self._view.tasks if t.id == task_id)
+        if task.state is not TaskState.FINISHED:
+            task.state = TaskState.KILL_INITIATED
+        if self._view.state in (JobState.ACCEPTED, JobState.RUNNING) and self._job_kill_requested:
+            self._set_state(JobState.KILL_INITIATED)
+        run.cancel()
+
+    async def _run_task(self, job: BatchJob, task: TaskView) -> None:
+        user_failures = system_failures = 0
+        try:
+            while True:
+                outcome = await self._run_attempt(job, task)
+                if outcome.reason in SYSTEM_REASONS:
+                    system_failures += 1
+                elif outcome.reason is not FinishReason.NORMAL:
+                    user_failures += 1
+                delay = None
+                if outcome.retryable:
+                    delay = retry_delay(
+                        job.retry, outcome.reason, outcome.exit_code, user_failures, system_failures
+                    )
+                if delay is None:
+                    self._finish_task(task, outcome.reason, outcome.message)
+                    return
+                task.state = TaskState.ACCEPTED
+                if delay > timedelta(0):
+                    task.pending_reason = f"retry backoff: next attempt in {delay}"
+                    await workflow.sleep(delay, summary=f"backoff before retry of {task.id}")
+                    task.pending_reason = None
+        except asyncio.CancelledError:
+            reason = self._kill_reasons.get(task.id, FinishReason.KILLED)
+            self._finish_task(task, reason, "killed by request")
+
+    async def _run_attempt(self, job: BatchJob, task: TaskView) -> _Outcome:
+        assert self._mailbox is not None
+        item = PlacementItem(
+            key=task.id,
+            job_id=workflow.info().workflow_id,
+            resources=job.resources,
+            constraints=job.constraints,
+            capacity_group=job.capacity_group,
+            ports=job.container.ports,
+        )
+        task.state = TaskState.ACCEPTED
+        placement = await self._mailbox.reserve(item)
+        if isinstance(placement, Unplaced):
+            return _Outcome(FinishReason.INVALID_REQUEST, None, placement.reason, retryable=False)
+        attempt = AttemptView(
+            attempt=len(task.attempts) + 1,
+            agent=placement.agent_id,
+            launched_at=workflow.now(),
+        )
+        task.attempts.append(attempt)
+        task.attempt, task.agent = attempt.attempt, placement.agent_id
+        task.state = TaskState.LAUNCHED
+        try:
+            outcome = await self._launch_and_supervise(job, task, attempt, placement)
+        except asyncio.CancelledError:
+            attempt.reason, attempt.finished_at = FinishReason.KILLED, workflow.now()
+            attempt.state = TaskState.FINISHED
+            raise
+        finally:
+            self._mailbox.release(task.id)
+        attempt.state, attempt.reason = TaskState.FINISHED, outcome.reason
+        attempt.exit_code, attempt.message = outcome.exit_code, outcome.message
+        attempt.finished_at = workflow.now()
+        attempt.counts_against_retries = outcome.reason not in SYSTEM_REASONS
+        return outcome
+
+    async def _launch_and_supervise(
+        self, job: BatchJob, task: TaskView, attempt: AttemptView, placement: Placed
+    ) -> _Outcome:
+        task.state = attempt.state = TaskState.START_INITIATED
+        label = f"{task.id} attempt {attempt.attempt}"
+        try:
+            launched: LaunchResult = await workflow.execute_activity(
+                "launch",
+                LaunchInput(
+                    job_id=workflow.info().workflow_id,
+                    task_id=task.id,
+                    task_index=task.index,
+                    attempt=attempt.attempt,
+                    container=job.container,
+                    resources=job.resources,
+                    ports=placement.ports,
+                ),
+                result_type=LaunchResult,
+                task_queue=placement.task_queue,
+                start_to_close_timeout=timedelta(minutes=5),
+                schedule_to_start_timeout=AGENT_LOST_AFTER,
+                retry_policy=LAUNCH_RETRY,
+                summary=f"launch {label}",
+            )
+        except ActivityError as err:
+            return _Outcome.from_activity_error(err, "launch")
+        task.state = attempt.state = TaskState.STARTED
+        attempt.started_at = launched.started_at
+        limit = job.runtime_limit
+        try:
+            exit_: AttemptExit = await workflow.execute_activity(
+                "supervise",
+                SuperviseInput(
+                    task_id=task.id,
+                    attempt=attempt.attempt,
+                    runtime_limit_seconds=limit.total_seconds() if limit else None,
+                    started_at=launched.started_at,
+                ),
+                result_type=AttemptExit,
+                task_queue=placement.task_queue,
+                start_to_close_timeout=(limit or _NO_LIMIT) + _KILL_GRACE,
+                schedule_to_start_timeout=AGENT_LOST_AFTER,
+                heartbeat_timeout=SUPERVISE_HEARTBEAT_TIMEOUT,
+                retry_policy=SUPERVISE_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"supervise {label}",
+            )
+        except ActivityError as err:
+            return _Outcome.from_activity_error(err, "supervise")
+        task.log_tail = exit_.log_tail
+        return _Outcome(exit_.reason, exit_.exit_code, exit_.message)
+
+    # --- bookkeeping --------------------------------------------------------
+
+    def _finish_task(self, task: TaskView, reason: FinishReason, message: str) -> None:
+        task.state, task.reason, task.message = TaskState.FINISHED, reason, message
+        task.pending_reason = None
+        assert self._view is not None
+        if self._view.state is JobState.ACCEPTED:
+            self._set_state(JobState.RUNNING)
+
+    def _finish(self) -> None:
+        assert self._view is not None
+        reasons = {t.reason for t in self._view.tasks}
+        if self._job_kill_requested:
+            state, message = JobState.KILLED, "killed by request"
+        elif reasons == {FinishReason.NORMAL}:
+            state, message = JobState.SUCCEEDED, ""
+        else:
+            failed = [t for t in self._view.tasks if t.reason is not FinishReason.NORMAL]
+            first = failed[0]
+            state = JobState.FAILED
+            message = (
+                f"{len(failed)} of {len(self._view.tasks)} task(s) failed; first: task"
+                f" {first.index} {first.reason.value if first.reason else 'unknown'}"
+                + (f": {first.message}" if first.message else "")
+            )
+        self._view.message = message
+        self._view.finished_at = workflow.now()
+        self._set_state(state)
+
+    def _set_state(self, state: JobState) -> None:
+        assert self._view is not None
+        if self._view.state is state:
+            return
+        self._view.state = state
+        # Only jobs started with the attribute (all the client starts) keep it
+        # current, so the workflow also runs on servers without it registered.
+        if visibility.JOB_STATE in workflow.info().typed_search_attributes:
+            workflow.upsert_search_attributes([visibility.JOB_STATE.value_set(state.value)])
+
+    def _refresh_pending_reasons(self) -> None:
+        assert self._view is not None and self._mailbox is not None
+        for task in self._view.tasks:
+            reason = self._mailbox.pending_reasons.get(task.id)
+            if reason is not None:
+                task.pending_reason = reason
+
+
+class _Outcome:
+    """How one attempt ended, as the retry rule needs it."""
+
+    def __init__(
+        self,
+        reason: FinishReason,
+        exit_code: int | None,
+        message: str = "",
+        retryable: bool = True,
+    ) -> None:
+        self.reason = reason
+        self.exit_code = exit_code
+        self.message = message
+        self.retryable = retryable
+
+    @classmethod
+    def from_activity_error(cls, err: ActivityError, step: str) -> _Outcome:
+        """Classify a failed launch or supervise: the user's fault or the platform's."""
+        cause = err.cause
+        if isinstance(cause, TimeoutError):
+            kind = cause.type.name if cause.type is not None else "timeout"
+            return cls(FinishReason.LOST, None, f"agent lost during {step} ({kind})")
+        if isinstance(cause, ApplicationError) and cause.type == "ImageNotFound":
+            return cls(FinishReason.FAILED, None, cause.message, retryable=False)
+        message = str(cause) if cause is not None else str(err)
+        return cls(FinishReason.SYSTEM_ERROR, None, f"{step} failed: {message}")
