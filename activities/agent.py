@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -101,13 +102,14 @@ class AgentActivities:
                     break
                 if deadline is not None and datetime.now(UTC).timestamp() >= deadline:
                     reason = FinishReason.RUNTIME_LIMIT_EXCEEDED
-                    await self.driver.stop(name, STOP_GRACE_SECONDS)
+                    await self._heartbeating(self.driver.stop(name, STOP_GRACE_SECONDS))
                     exit_ = await self._wait(name, STOP_GRACE_SECONDS + 5)
                     break
                 activity.heartbeat()
         except asyncio.CancelledError:
-            # Killed (or the job was): stop the container, keep its output.
-            await asyncio.shield(self._stop_and_remove(name, request))
+            # Killed (or the job was): stop the container, keep its output, and
+            # keep heartbeating meanwhile so the stop is not mistaken for a lost agent.
+            await asyncio.shield(self._heartbeating(self._stop_and_remove(name, request)))
             raise
         result = AttemptExit(
             reason=reason
@@ -143,6 +145,14 @@ class AgentActivities:
             return await self.driver.wait(name, timeout)
         except DriverError as err:
             raise ApplicationError(str(err), type="DriverError") from err
+
+    async def _heartbeating(self, work: Awaitable[None]) -> None:
+        """Await ``work``, heartbeating every ``heartbeat_every`` seconds until it is done."""
+        task = asyncio.ensure_future(work)
+        while not task.done():
+            await asyncio.wait([task], timeout=self.heartbeat_every)
+            activity.heartbeat()
+        await task
 
     async def _stop_and_remove(self, name: str, request: SuperviseInput) -> None:
         await self.driver.stop(name, STOP_GRACE_SECONDS)

@@ -23,7 +23,7 @@ from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, agent_task_queue
 from titus_flow.lifecycle import TaskState
 from titus_flow.runtime import make_driver
-from titus_flow.runtime.base import Driver, ManagedContainer
+from titus_flow.runtime.base import Driver, DriverError, ManagedContainer
 from titus_flow.spec import Resources
 from titus_flow.views import JobView
 from titus_flow.workflows.common import scheduler_workflow_id
@@ -94,13 +94,18 @@ async def remove_orphans(client: Client, driver: Driver, activities: AgentActivi
     """Remove containers whose attempt the job no longer runs; return how many."""
     removed = 0
     for container in await driver.list_managed():
-        if await _is_current(client, container):
-            continue  # its supervise activity will be retried here and adopt it
+        # Only this agent's containers: other agents may share the engine.
+        if container.agent_id != activities.agent_id or await _is_current(client, container):
+            continue  # a current attempt: its supervise activity is retried here and adopts it
         log.warning("removing orphan container %s", container.name)
-        await driver.stop(container.name, 5.0)
-        await driver.remove(
-            container.name, activities.log_path(container.task_id, container.attempt)
-        )
+        try:
+            await driver.stop(container.name, 5.0)
+            await driver.remove(
+                container.name, activities.log_path(container.task_id, container.attempt)
+            )
+        except DriverError as err:
+            log.warning("could not remove orphan %s: %s", container.name, err)
+            continue
         removed += 1
     return removed
 

@@ -40,8 +40,12 @@ class Settings(BaseModel):
 
     @property
     def is_embedded(self) -> bool:
-        """Whether the address is the local dev server ``titus-flow up`` manages."""
-        return self.address in (DEFAULT_ADDRESS, "localhost:7233")
+        """Whether the address is on loopback, where ``titus-flow up`` may run the server.
+
+        Any port counts, so tests and demos can use free ones.
+        """
+        host = self.address.rpartition(":")[0]
+        return host in ("127.0.0.1", "localhost")
 
     @property
     def ui_url(self) -> str:

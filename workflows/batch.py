@@ -15,7 +15,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow import visibility
@@ -163,6 +163,11 @@ class BatchJobWorkflow:
         try:
             while True:
                 outcome = await self._run_attempt(job, task)
+                if task.id in self._kill_reasons:
+                    # The kill reached the attempt as its outcome (the activity
+                    # reports the cancellation): never retry a killed task.
+                    self._finish_task(task, self._kill_reasons[task.id], "killed by request")
+                    return
                 if outcome.reason in SYSTEM_REASONS:
                     system_failures += 1
                 elif outcome.reason is not FinishReason.NORMAL:
@@ -341,6 +346,8 @@ class _Outcome:
         if isinstance(cause, TimeoutError):
             kind = cause.type.name if cause.type is not None else "timeout"
             return cls(FinishReason.LOST, None, f"agent lost during {step} ({kind})")
+        if isinstance(cause, CancelledError):
+            return cls(FinishReason.KILLED, None, "killed by request", retryable=False)
         if isinstance(cause, ApplicationError) and cause.type == "ImageNotFound":
             return cls(FinishReason.FAILED, None, cause.message, retryable=False)
         message = str(cause) if cause is not None else str(err)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from titus_cluster import Cluster
 
 from titus_flow import BatchJob, Container, ExponentialBackoff, Resources, Retry
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 from titus_flow.runtime.base import LABEL_JOB_ID, LABEL_TASK_ID
-
-from .conftest import Cluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 

@@ -8,6 +8,10 @@ attempt's output in a log file that outlives the container.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +24,9 @@ LABEL_JOB_ID = "titus-flow.job-id"
 LABEL_TASK_ID = "titus-flow.task-id"
 LABEL_ATTEMPT = "titus-flow.attempt"
 LABEL_AGENT_ID = "titus-flow.agent-id"
+
+EXEC_TIMED_OUT = 124
+"""What :meth:`Driver.exec` returns for a command that outlasts its timeout (as ``timeout(1)``)."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,11 @@ def attempt_name(task_id: str, attempt: int) -> str:
 class Exit:
     """How an attempt's container ended."""
 
-    exit_code: int
+    exit_code: int  # 128 + signal number for a signal, as Docker reports it (137: SIGKILL)
     oom_killed: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    error: str = ""  # the runtime's reason when the command could not even start
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class ManagedContainer:
     task_id: str
     attempt: int
     running: bool
+    agent_id: str = ""  # the agent that launched it: several agents may share a host
 
 
 class ImageNotFoundError(Exception):
@@ -114,7 +123,10 @@ class Driver(Protocol):
         """Create and start the attempt's container; adopt it if it already exists.
 
         Raises :class:`ImageNotFoundError` for a missing image and
-        :class:`DriverError` when the runtime fails.
+        :class:`DriverError` when the runtime fails. A command that cannot be
+        executed (not found, not executable) is not an error here: :meth:`wait`
+        reports it as an :class:`Exit` with code 126 or 127 and ``error`` set,
+        as ``docker run`` does.
         """
         ...
 
@@ -126,7 +138,12 @@ class Driver(Protocol):
         ...
 
     async def exec(self, name: str, command: list[str], timeout: float) -> int:
-        """Run ``command`` inside the running container; return its exit code."""
+        """Run ``command`` inside the running container; return its exit code.
+
+        A command still running after ``timeout`` seconds counts as failed and
+        yields :data:`EXEC_TIMED_OUT` (124, as ``timeout(1)``). Raises :class:`DriverError`
+        if the container does not exist or is not running.
+        """
         ...
 
     async def stop(self, name: str, grace: float) -> None:
@@ -147,3 +164,48 @@ class Driver(Protocol):
     async def image_exists(self, image: str) -> bool:
         """Whether ``image`` can be run here without a pull."""
         ...
+
+    async def close(self) -> None:
+        """Release the driver's connections and threads; containers keep running."""
+        ...
+
+
+# -- helpers the drivers share -------------------------------------------------
+
+
+async def poll_until(
+    check: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    *,
+    interval: float = 0.01,
+    max_interval: float = 0.25,
+) -> bool:
+    """Call ``check`` at a doubling interval until it is true or ``timeout`` passes.
+
+    Returns whether ``check`` became true. ``check`` is always called at least once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(min(interval, remaining))
+        interval = min(interval * 2, max_interval)
+
+
+def write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``chunks`` to ``path`` through a temporary file renamed into place.
+
+    A crash leaves either the previous file or the complete new one, never half.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+    partial.replace(path)

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, StrictBool
 
 from titus_flow.spec.base import SpecModel
+
+
+def _attribute_value(value: Any) -> Any:
+    # Checked up front: a plain ``str | list[str]`` union reports one error per
+    # member ("should be a valid string", "should be a valid list"), which confuses.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, list | tuple) and not value:
+        raise ValueError("empty list: no agent could match; list at least one value")
+    raise ValueError(
+        f"invalid attribute value {value!r}: use a string or a list of strings"
+        ' (quote numbers, e.g. "1")'
+    )
+
+
+AttributeValue = Annotated[
+    str | Annotated[list[str], Field(min_length=1)], BeforeValidator(_attribute_value)
+]
+"""The value an agent attribute must equal, or a list of values it must be one of."""
 
 
 class ConstraintSet(SpecModel):
@@ -14,9 +37,13 @@ class ConstraintSet(SpecModel):
     list of values it must be one of: ``{"zone": ["us-east-1a", "us-east-1b"]}``.
     """
 
-    unique_host: bool = Field(default=False, description="At most one task of the job per agent.")
-    zone_balance: bool = Field(default=False, description="Spread the job's tasks over zones.")
-    attributes: dict[str, str | list[str]] = Field(
+    unique_host: StrictBool = Field(
+        default=False, description="At most one task of the job per agent."
+    )
+    zone_balance: StrictBool = Field(
+        default=False, description="Spread the job's tasks over zones."
+    )
+    attributes: dict[str, AttributeValue] = Field(
         default_factory=dict, description="Agent attribute equals a value, or is in a list."
     )
 

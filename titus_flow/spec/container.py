@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from titus_flow.spec.base import LabelKey, SpecModel
+from titus_flow.spec.base import LabelKey, Matches, SpecModel
 
 # name[:tag] or name@sha256:<64 hex>, where name is an optional registry host[:port]
 # followed by lowercase path components (the Docker reference grammar, simplified).
@@ -18,14 +17,48 @@ IMAGE_PATTERN = (
     rf"^{_REGISTRY}{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})?$"
 )
-_IMAGE = re.compile(IMAGE_PATTERN)
+Image = Annotated[
+    str,
+    Matches(
+        IMAGE_PATTERN,
+        "image reference",
+        "use name[:tag] or name@sha256:<64 hex digits>, with a lowercase name",
+    ),
+]
+"""A Docker image reference, e.g. ``busybox:1.36`` or ``ghcr.io/org/app@sha256:...``."""
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PORT_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
-PortName = Annotated[str, StringConstraints(pattern=PORT_NAME_PATTERN)]
+PortName = Annotated[
+    str,
+    Matches(
+        PORT_NAME_PATTERN,
+        "port name",
+        "use a lowercase letter, then up to 31 lowercase letters, digits or '_', e.g. http",
+    ),
+]
 """A named port, e.g. ``http``; the task sees its host port as ``PORT_HTTP``."""
 
-EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)]
+
+def _no_nul(value: str) -> str:
+    # execve() cannot pass a NUL byte: fail here rather than at launch on an agent.
+    if "\0" in value:
+        raise ValueError(f"{value!r} contains a NUL character, which a process cannot receive")
+    return value
+
+
+Arg = Annotated[str, AfterValidator(_no_nul)]
+"""A command-line argument or environment value: any text but NUL."""
+
+EnvName = Annotated[
+    str,
+    Matches(
+        ENV_NAME_PATTERN,
+        "environment variable name",
+        "use letters, digits and '_', not starting with a digit",
+    ),
+]
+"""An environment variable name, e.g. ``LOG_LEVEL``."""
 
 
 def split_command(value: Any) -> Any:
@@ -46,17 +79,14 @@ class Container(SpecModel):
         Container(image="busybox:latest", command=["sh", "-c", "echo hello"])
     """
 
-    image: str = Field(
-        description="Image reference: name[:tag] or name@sha256:<digest>.",
-        json_schema_extra={"pattern": IMAGE_PATTERN},
-    )
-    entrypoint: list[str] | None = Field(
+    image: Image = Field(description="Image reference: name[:tag] or name@sha256:<digest>.")
+    entrypoint: list[Arg] | None = Field(
         default=None, description="Overrides the image's entrypoint."
     )
-    command: list[str] | None = Field(
+    command: list[Arg] | None = Field(
         default=None, description="Arguments (Docker CMD); a string is split like a shell."
     )
-    env: dict[EnvName, str] = Field(default_factory=dict, description="Environment variables.")
+    env: dict[EnvName, Arg] = Field(default_factory=dict, description="Environment variables.")
     working_dir: str | None = Field(default=None, description="Absolute working directory.")
     user: str | None = Field(default=None, description="User (name, uid or uid:gid).")
     ports: list[PortName] = Field(
@@ -64,16 +94,6 @@ class Container(SpecModel):
         description="Named ports; each gets a host port, passed as PORT_<NAME> (PORT: first).",
     )
     labels: dict[LabelKey, str] = Field(default_factory=dict, description="Container labels.")
-
-    @field_validator("image")
-    @classmethod
-    def _check_image(cls, value: str) -> str:
-        if not _IMAGE.match(value):
-            raise ValueError(
-                f"invalid image reference {value!r}: use name[:tag] or name@sha256:<64 hex digits>,"
-                " with a lowercase name"
-            )
-        return value
 
     @field_validator("entrypoint", "command", mode="before")
     @classmethod
@@ -92,15 +112,5 @@ class Container(SpecModel):
     def _check_ports_unique(cls, value: list[str]) -> list[str]:
         duplicates = sorted({p for p in value if value.count(p) > 1})
         if duplicates:
-            raise ValueError(f"duplicate port name(s): {', '.join(duplicates)}")
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _check_reserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = sorted(k for k in value if k.startswith("titus-flow."))
-        if reserved:
-            raise ValueError(
-                f"label(s) {', '.join(reserved)} use the reserved prefix 'titus-flow.'; rename them"
-            )
+            raise ValueError(f"duplicate port name(s) {', '.join(duplicates)}: list each port once")
         return value

@@ -5,18 +5,22 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictInt, field_validator
 
-from titus_flow.spec.base import SpecModel
-from titus_flow.spec.container import PortName, split_command
-from titus_flow.spec.quantities import Duration
+from titus_flow.spec.base import Matches, SpecModel
+from titus_flow.spec.container import Arg, PortName, split_command
+from titus_flow.spec.quantities import Duration, format_duration
 
 
 class _ProbeTiming(SpecModel):
     interval: Duration = Field(default=timedelta(seconds=10), description="Time between probes.")
     timeout: Duration = Field(default=timedelta(seconds=2), description="Time one probe may take.")
-    healthy_threshold: int = Field(default=1, ge=1, le=100)
-    unhealthy_threshold: int = Field(default=3, ge=1, le=100)
+    healthy_threshold: StrictInt = Field(
+        default=1, ge=1, le=100, description="Consecutive successes that make a task healthy."
+    )
+    unhealthy_threshold: StrictInt = Field(
+        default=3, ge=1, le=100, description="Consecutive failures that make a task unhealthy."
+    )
     start_grace_period: Duration = Field(
         default=timedelta(0), description="Failures in this time after start do not count."
     )
@@ -25,7 +29,7 @@ class _ProbeTiming(SpecModel):
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
-            raise ValueError("must be greater than 0s")
+            raise ValueError(f"must be greater than 0s (got {format_duration(value)})")
         return value
 
 
@@ -33,7 +37,9 @@ class HttpCheck(_ProbeTiming):
     """Healthy when ``GET http://127.0.0.1:<port><path>`` answers 2xx."""
 
     kind: Literal["http"] = "http"
-    path: str = Field(default="/", pattern=r"^/")
+    path: Annotated[str, Matches(r"^/", "path", "start it with '/', e.g. /healthz")] = Field(
+        default="/", description="URL path to GET."
+    )
     port: PortName = Field(description="Name of a port in container.ports.")
 
 
@@ -48,7 +54,7 @@ class ExecCheck(_ProbeTiming):
     """Healthy when ``command`` run inside the container exits 0."""
 
     kind: Literal["exec"] = "exec"
-    command: list[str] = Field(min_length=1)
+    command: list[Arg] = Field(min_length=1, description="Command run in the container.")
 
     @field_validator("command", mode="before")
     @classmethod

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from titus_flow.spec.base import LabelKey, Name, SpecModel
 from titus_flow.spec.constraints import Constraints
 from titus_flow.spec.container import Container
 from titus_flow.spec.health import HealthCheck
-from titus_flow.spec.quantities import Duration
+from titus_flow.spec.quantities import Duration, format_duration
 from titus_flow.spec.resources import Resources
 from titus_flow.spec.retry import Retry
 
@@ -46,7 +53,9 @@ class BatchJob(_JobCommon):
     """
 
     kind: Literal["batch"] = "batch"
-    instances: int = Field(default=1, ge=1, le=MAX_BATCH_INSTANCES, description="Tasks to run.")
+    instances: StrictInt = Field(
+        default=1, ge=1, le=MAX_BATCH_INSTANCES, description="Tasks to run."
+    )
     retry: Retry = Field(default_factory=Retry)
     runtime_limit: Duration | None = Field(
         default=None, description="Kill an attempt that runs longer than this."
@@ -59,16 +68,28 @@ class BatchJob(_JobCommon):
     @classmethod
     def _positive_limit(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value <= timedelta(0):
-            raise ValueError("runtime_limit must be greater than 0s")
+            raise ValueError("must be greater than 0s; omit runtime_limit for no limit")
+        return value
+
+    # Whether the names exist (and form no cycle) is checked where the whole file
+    # is known: titus_flow.loader. ``name`` is validated first and is in info.data.
+    @field_validator("depends_on")
+    @classmethod
+    def _check_depends_on(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("name") in value:
+            raise ValueError(f"job {info.data['name']!r} cannot depend on itself; remove it")
+        duplicates = sorted({n for n in value if value.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"{', '.join(duplicates)} listed twice; list each job once")
         return value
 
 
 class Capacity(SpecModel):
     """How many tasks a service job keeps: ``min <= desired <= max``."""
 
-    min: int = Field(default=0, ge=0, le=10_000)
-    desired: int = Field(default=1, ge=0, le=10_000)
-    max: int = Field(default=10, ge=0, le=10_000)
+    min: StrictInt = Field(default=0, ge=0, le=10_000, description="Fewest tasks.")
+    desired: StrictInt = Field(default=1, ge=0, le=10_000, description="Tasks to keep running.")
+    max: StrictInt = Field(default=10, ge=0, le=10_000, description="Most tasks.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Capacity:
@@ -83,41 +104,62 @@ class Capacity(SpecModel):
 class RollingUpdate(SpecModel):
     """Replace tasks batch by batch: up to ``max_surge`` extra, ``max_unavailable`` missing."""
 
-    max_surge: int = Field(default=1, ge=0, le=10_000)
-    max_unavailable: int = Field(default=0, ge=0, le=10_000)
+    max_surge: StrictInt = Field(
+        default=1, ge=0, le=10_000, description="Extra tasks allowed during an update."
+    )
+    max_unavailable: StrictInt = Field(
+        default=0, ge=0, le=10_000, description="Tasks that may be missing during an update."
+    )
     healthy_deadline: Duration = Field(
         default=timedelta(minutes=5),
         description="New tasks not healthy by then roll the update back.",
     )
 
+    @field_validator("healthy_deadline")
+    @classmethod
+    def _positive_deadline(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(f"must be greater than 0s (got {format_duration(value)})")
+        return value
+
     @model_validator(mode="after")
     def _progress_possible(self) -> RollingUpdate:
         if self.max_surge == 0 and self.max_unavailable == 0:
-            raise ValueError("max_surge and max_unavailable cannot both be 0: no update could start")
+            raise ValueError(
+                "max_surge and max_unavailable cannot both be 0: no update could start;"
+                " set one of them to at least 1"
+            )
         return self
 
 
 class DisruptionBudget(SpecModel):
-    """At most ``max_unavailable`` tasks (a count, or a percentage like ``"25%"`` of
-    desired) may be down at once for voluntary disruptions."""
+    """How many tasks voluntary disruptions may take down at once.
 
-    max_unavailable: int | str = Field(default=1)
+    ``max_unavailable`` is a count, or a percentage of desired like ``"25%"``.
+    """
 
-    @field_validator("max_unavailable")
+    max_unavailable: (
+        Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=_PERCENT.pattern)]
+    ) = Field(default=1, description='A count of tasks, or a percentage of desired like "25%".')
+
+    # "before": checked ahead of the int | str union, which would otherwise accept a
+    # bool as an int and report a bad value once per union member.
+    @field_validator("max_unavailable", mode="before")
     @classmethod
-    def _count_or_percent(cls, value: int | str) -> int | str:
-        if isinstance(value, int):
-            if value < 0:
-                raise ValueError("must be 0 or more")
+    def _count_or_percent(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        match = _PERCENT.match(value)
-        if not match or int(match.group(1)) > 100:
-            raise ValueError(f"invalid {value!r}: use a count like 1 or a percentage like '25%'")
-        return value
+        if isinstance(value, str) and (match := _PERCENT.match(value)) and int(match[1]) <= 100:
+            return value
+        raise ValueError(
+            f"invalid max_unavailable {value!r}: use a count like 1 or a percentage like '25%'"
+        )
 
     def allowed(self, desired: int) -> int:
-        """How many tasks may be unavailable at once for ``desired`` tasks (at least 1
-        when desired > 0, so a budget never blocks a job forever)."""
+        """How many tasks may be unavailable at once for ``desired`` tasks.
+
+        At least 1 when desired > 0, so a budget never blocks a job forever.
+        """
         if isinstance(self.max_unavailable, int):
             count = self.max_unavailable
         else:
@@ -126,8 +168,9 @@ class DisruptionBudget(SpecModel):
 
 
 class ServiceJob(_JobCommon):
-    """A fleet of long-running tasks kept at ``capacity.desired``, health-checked and
-    replaced when they die.
+    """A fleet of long-running tasks kept at ``capacity.desired``.
+
+    Tasks are health-checked and replaced when they die.
 
     Example::
 
@@ -146,16 +189,20 @@ class ServiceJob(_JobCommon):
     update: RollingUpdate = Field(default_factory=RollingUpdate)
     disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
 
-    @model_validator(mode="after")
-    def _check_port_exists(self) -> ServiceJob:
-        port = getattr(self.health_check, "port", None)
-        if port is not None and port not in self.container.ports:
-            known = ", ".join(self.container.ports) or "none declared"
+    # A field validator (not a model one) so the error's path is health_check; the
+    # container is validated first (fields validate in order) and is in info.data.
+    @field_validator("health_check")
+    @classmethod
+    def _check_port_exists(cls, value: HealthCheck | None, info: ValidationInfo) -> Any:
+        port = getattr(value, "port", None)
+        container = info.data.get("container")
+        if port is not None and container is not None and port not in container.ports:
+            known = ", ".join(container.ports) or "none declared"
             raise ValueError(
-                f"health_check.port {port!r} is not a port of the container"
+                f"port {port!r} is not a port of the container"
                 f" (container.ports: {known}); add it to container.ports"
             )
-        return self
+        return value
 
 
 Job = Annotated[BatchJob | ServiceJob, Field(discriminator="kind")]

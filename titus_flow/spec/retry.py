@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from titus_flow.spec.base import SpecModel
-from titus_flow.spec.quantities import Duration
+from titus_flow.spec.quantities import Duration, format_duration
+
+ExitCode = Annotated[StrictInt, Field(ge=0, le=255)]
+"""A process exit code as the shell reports it, 0-255 (128 + n for signal n)."""
 
 
 class ImmediateBackoff(SpecModel):
@@ -38,19 +48,26 @@ class ExponentialBackoff(SpecModel):
     kind: Literal["exponential"] = "exponential"
     initial: Duration = timedelta(seconds=1)
     max: Duration = timedelta(minutes=5)
-    multiplier: float = Field(default=2.0, ge=1.0, le=100.0)
+    multiplier: StrictFloat = Field(default=2.0, ge=1.0, le=100.0)
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ExponentialBackoff:
         if self.max < self.initial:
-            raise ValueError("max must be at least initial")
+            raise ValueError(
+                f"max ({format_duration(self.max)}) must be at least initial"
+                f" ({format_duration(self.initial)}); raise max or lower initial"
+            )
         return self
 
     def delay_after(self, failed_attempts: int) -> timedelta:
         """Delay before the next attempt after ``failed_attempts`` failures."""
-        exponent = max(failed_attempts - 1, 0)
-        seconds = self.initial.total_seconds() * self.multiplier**min(exponent, 64)
-        return min(timedelta(seconds=seconds), self.max)
+        # Cap the exponent so the float power cannot overflow (100.0**64 is fine), and
+        # compare as floats: the uncapped delay may be beyond what timedelta can hold.
+        exponent = min(max(failed_attempts - 1, 0), 64)
+        seconds = self.initial.total_seconds() * self.multiplier**exponent
+        if seconds >= self.max.total_seconds():
+            return self.max
+        return timedelta(seconds=seconds)
 
 
 Backoff = Annotated[
@@ -66,8 +83,10 @@ def _backoff_shorthand(value: Any) -> Any:
 
 
 class Retry(SpecModel):
-    """Retry policy of a batch task (AWS Batch ``evaluateOnExit`` / Kubernetes
-    ``podFailurePolicy`` style exit-code rules).
+    """Retry policy of a batch task.
+
+    Exit-code rules in the style of AWS Batch ``evaluateOnExit`` and Kubernetes
+    ``podFailurePolicy``.
 
     Example::
 
@@ -75,15 +94,17 @@ class Retry(SpecModel):
               never_retry_on_exit_codes=[2])
     """
 
-    attempts: int = Field(default=1, ge=1, le=100, description="Attempts in all, the first included.")
+    attempts: StrictInt = Field(
+        default=1, ge=1, le=100, description="Attempts in all, the first included."
+    )
     backoff: Backoff = Field(default_factory=ImmediateBackoff)
-    retry_on_exit_codes: list[int] | None = Field(
+    retry_on_exit_codes: list[ExitCode] | None = Field(
         default=None, description="If set, retry only when the exit code is one of these."
     )
-    never_retry_on_exit_codes: list[int] = Field(
+    never_retry_on_exit_codes: list[ExitCode] = Field(
         default_factory=list, description="Never retry when the exit code is one of these."
     )
-    retry_on_runtime_limit: bool = Field(
+    retry_on_runtime_limit: StrictBool = Field(
         default=False, description="Retry an attempt that exceeded the runtime limit."
     )
 

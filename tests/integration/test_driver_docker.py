@@ -1,0 +1,240 @@
+"""The docker driver against a real Docker engine (busybox:latest, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from titus_flow.runtime import (
+    LABEL_AGENT_ID,
+    LABEL_ATTEMPT,
+    LABEL_JOB_ID,
+    LABEL_TASK_ID,
+    DriverError,
+    ImageNotFoundError,
+    LaunchRequest,
+)
+from titus_flow.runtime.docker import DockerDriver
+from titus_flow.spec import Container, Resources
+
+IMAGE = "busybox:latest"
+AGENT_ID = f"pytest-docker-{uuid.uuid4().hex[:8]}"  # labels every container these tests make
+
+
+def _engine_problem() -> str | None:
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as err:
+        return f"no Docker engine with {IMAGE} answers: {err}"
+    return None
+
+
+_PROBLEM = _engine_problem()
+pytestmark = [pytest.mark.docker, pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))]
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Any]:
+    client = docker.from_env()
+    yield client.api
+    for container in client.api.containers(
+        all=True, filters={"label": f"{LABEL_AGENT_ID}={AGENT_ID}"}
+    ):
+        client.api.remove_container(container["Id"], force=True)
+    client.close()
+
+
+@pytest.fixture
+async def driver(api: Any) -> AsyncIterator[DockerDriver]:
+    driver = DockerDriver(network_mode="none")
+    yield driver
+    await driver.close()
+
+
+def request(command: str, *, memory: int = 64, **container: Any) -> LaunchRequest:
+    container.setdefault("image", IMAGE)
+    return LaunchRequest(
+        job_id="job-docker",
+        task_id=f"t{uuid.uuid4().hex[:10]}",
+        task_index=4,
+        attempt=1,
+        agent_id=AGENT_ID,
+        container=Container(command=["sh", "-c", command], **container),
+        resources=Resources(cpu=0.5, memory=memory),
+    )
+
+
+async def run(driver: DockerDriver, req: LaunchRequest, timeout: float = 20) -> Any:
+    await driver.launch(req)
+    exit_ = await driver.wait(req.name, timeout)
+    assert exit_ is not None, f"{req.name} still running after {timeout}s"
+    return exit_
+
+
+@pytest.mark.parametrize("code", [0, 3])
+async def test_wait_reports_the_exit_code(driver: DockerDriver, code: int) -> None:
+    exit_ = await run(driver, request(f"exit {code}"))
+    assert exit_.exit_code == code
+    assert not exit_.oom_killed
+    assert exit_.started_at is not None and exit_.finished_at is not None
+    assert exit_.started_at <= exit_.finished_at
+
+
+async def test_remove_keeps_the_output_after_the_container_is_gone(
+    driver: DockerDriver, api: Any, tmp_path: Path
+) -> None:
+    req = request(
+        'echo "index=$TITUS_TASK_INDEX attempt=$TITUS_TASK_ATTEMPT job=$TITUS_JOB_ID";'
+        ' echo "greeting=$GREETING"; echo oops >&2',
+        env={"GREETING": "hello"},
+    )
+    await run(driver, req)
+    log_path = tmp_path / "logs" / "attempt-1.log"
+    await driver.remove(req.name, log_path)
+    assert not api.containers(all=True, filters={"name": req.name})
+    lines = set(log_path.read_text().splitlines())
+    assert lines == {"index=4 attempt=1 job=job-docker", "greeting=hello", "oops"}
+    await driver.remove(req.name, log_path)  # gone: a no-op that keeps the log
+    assert log_path.exists()
+
+
+async def test_launch_is_idempotent(driver: DockerDriver, api: Any) -> None:
+    req = request("echo ran; sleep 30")
+    await asyncio.gather(driver.launch(req), driver.launch(req))  # the create race
+    await driver.launch(req)
+    assert len(api.containers(all=True, filters={"name": req.name})) == 1
+    managed = [m for m in await driver.list_managed() if m.name == req.name]
+    assert len(managed) == 1 and managed[0].running
+    assert (managed[0].task_id, managed[0].attempt, managed[0].agent_id) == (
+        req.task_id,
+        1,
+        AGENT_ID,
+    )
+
+
+async def test_launch_adopts_an_exited_container_without_running_it_again(
+    driver: DockerDriver, api: Any
+) -> None:
+    req = request("echo ran")
+    await run(driver, req)
+    await driver.launch(req)
+    assert (await run(driver, req)).exit_code == 0
+    assert api.logs(req.name) == b"ran\n"
+
+
+async def test_launch_starts_a_container_an_interrupted_launch_only_created(
+    driver: DockerDriver,
+) -> None:
+    req = request("exit 5")
+    await asyncio.to_thread(driver._create, req)  # as if the agent died before start
+    assert await driver.wait(req.name, 0.2) is None  # created, not yet run
+    assert (await run(driver, req)).exit_code == 5
+
+
+async def test_launch_refuses_a_container_it_did_not_make(driver: DockerDriver, api: Any) -> None:
+    req = request("true")
+    api.create_container(
+        IMAGE, name=req.name, labels={LABEL_AGENT_ID: AGENT_ID}, host_config={"NetworkMode": "none"}
+    )
+    with pytest.raises(DriverError, match="did not make"):
+        await driver.launch(req)
+
+
+async def test_memory_limit_kills_with_oom(driver: DockerDriver) -> None:
+    # The pause matters: Docker misses the OOM event of a process killed within
+    # its first milliseconds (it watches the cgroup only once start returns).
+    req = request("sleep 0.3; dd if=/dev/zero of=/dev/null bs=64M count=1", memory=8)
+    exit_ = await run(driver, req)
+    assert exit_.oom_killed
+    assert exit_.exit_code == 137
+
+
+async def test_stop_kills_within_the_grace_period(driver: DockerDriver) -> None:
+    req = request("sleep 300")  # PID 1 ignores SIGTERM: only the SIGKILL ends it
+    await driver.launch(req)
+    assert await driver.wait(req.name, 0.2) is None
+    started = time.monotonic()
+    await driver.stop(req.name, 1)
+    exit_ = await driver.wait(req.name, 5)
+    assert time.monotonic() - started < 4
+    assert exit_ is not None and exit_.exit_code == 137 and not exit_.oom_killed
+
+
+async def test_stop_and_remove_of_a_missing_container_are_no_ops(
+    driver: DockerDriver, tmp_path: Path
+) -> None:
+    await driver.stop("tf-never-made-a1", 1)
+    await driver.remove("tf-never-made-a1", tmp_path / "never.log")
+    assert not (tmp_path / "never.log").exists()
+
+
+async def test_wait_for_a_missing_container_is_a_driver_error(driver: DockerDriver) -> None:
+    with pytest.raises(DriverError, match="no container named tf-never-made-a1"):
+        await driver.wait("tf-never-made-a1", 1)
+
+
+async def test_a_missing_image_is_image_not_found(driver: DockerDriver, api: Any) -> None:
+    req = request("true", image="titus-flow-test/no-such-image:1")
+    assert not await driver.image_exists(req.container.image)
+    with pytest.raises(ImageNotFoundError, match="titus-flow-test/no-such-image:1"):
+        await driver.launch(req)
+    assert not api.containers(all=True, filters={"name": req.name})
+    assert await driver.image_exists(IMAGE)
+
+
+async def test_a_command_that_cannot_run_exits_127(driver: DockerDriver) -> None:
+    req = request("true")
+    req = LaunchRequest(**{**req.__dict__, "container": Container(image=IMAGE, command=["nope"])})
+    exit_ = await run(driver, req)
+    assert exit_.exit_code == 127
+    assert "nope" in exit_.error
+
+
+async def test_limits_labels_and_isolation_are_set(driver: DockerDriver, api: Any) -> None:
+    req = request("sleep 30", labels={"team": "data"})
+    await driver.launch(req)
+    info = api.inspect_container(req.name)
+    host = info["HostConfig"]
+    assert host["NanoCpus"] == 500_000_000
+    assert host["Memory"] == host["MemorySwap"] == 64 * 1024 * 1024
+    assert host["PidsLimit"] == 1024
+    assert "NET_RAW" in host["CapDrop"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["NetworkMode"] == "none"
+    assert not host["AutoRemove"]
+    assert info["Config"]["Labels"] == {
+        "team": "data",
+        LABEL_JOB_ID: "job-docker",
+        LABEL_TASK_ID: req.task_id,
+        LABEL_ATTEMPT: "1",
+        LABEL_AGENT_ID: AGENT_ID,
+    }
+
+
+async def test_exec_returns_the_exit_code(driver: DockerDriver) -> None:
+    req = request("sleep 30")
+    await driver.launch(req)
+    assert await driver.exec(req.name, ["true"], 5) == 0
+    assert await driver.exec(req.name, ["sh", "-c", "exit 4"], 5) == 4
+    assert await driver.exec(req.name, ["no-such-command"], 5) == 126
+    assert await driver.exec(req.name, ["sleep", "10"], 0.3) == 124
+    with pytest.raises(DriverError):
+        await driver.exec("tf-never-made-a1", ["true"], 5)
+
+
+async def test_wait_returns_none_while_running(driver: DockerDriver) -> None:
+    req = request("sleep 30")
+    await driver.launch(req)
+    started = time.monotonic()
+    assert await driver.wait(req.name, 0.5) is None
+    assert 0.4 < time.monotonic() - started < 2
+    assert await driver.wait(req.name, 0) is None

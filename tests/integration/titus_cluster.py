@@ -1,0 +1,133 @@
+"""The titus-flow cluster a test drives: real dev server, real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from titus_flow.client import TitusClient
+from titus_flow.config import load_settings
+from titus_flow.runtime.base import LABEL_AGENT_ID
+from titus_flow.views import JobView
+
+
+@dataclass
+class Cluster:
+    """A control worker and agents on one control queue, plus a client."""
+
+    address: str
+    home: Path
+    control_queue: str
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``titus-flow ARGS`` as a background process called ``name``."""
+        log = (self.home / "logs" / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "titus_flow", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = proc
+        return proc
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        """Start a control worker."""
+        return self.start(name, "worker")
+
+    def start_agent(self, agent_id: str = "local", *options: str) -> subprocess.Popen[bytes]:
+        """Start an agent (docker driver unless options say otherwise)."""
+        return self.start(f"agent-{agent_id}", "agent", "--id", self.agent_id(agent_id), *options)
+
+    def agent_id(self, short: str) -> str:
+        """Agent ids are unique per cluster so logs and containers never mix."""
+        return f"{self.control_queue}-{short}"
+
+    def kill9(self, name: str) -> None:
+        """Kill a process the hard way: no cleanup runs."""
+        proc = self.processes.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL)."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()
+        self.remove_containers()
+
+    def remove_containers(self) -> None:
+        """Remove any container this cluster's agents left (a failed test's debris)."""
+        if shutil.which("docker") is None:
+            return
+        listing = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label={LABEL_AGENT_ID}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        for container in listing:
+            agent = subprocess.run(
+                [
+                    "docker",
+                    "inspect",
+                    "-f",
+                    f'{{{{index .Config.Labels "{LABEL_AGENT_ID}"}}}}',
+                    container,
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            if agent.startswith(f"{self.control_queue}-"):
+                subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the CLI against this cluster; returns the completed process."""
+        return subprocess.run(
+            [sys.executable, "-m", "titus_flow", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def logs(self) -> str:
+        """Everything the cluster's processes printed (for failure messages)."""
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted((self.home / "logs").glob("*.log"))
+        )
+
+    async def client(self) -> TitusClient:
+        """A Python client for this cluster."""
+        settings = load_settings(environ=self.env)
+        return await TitusClient.connect(settings)
+
+    async def wait_for(self, job_id: str, timeout: float = 90) -> JobView:
+        """Wait for a job to end, with the cluster's logs in the failure message."""
+        client = await self.client()
+        try:
+            return await asyncio.wait_for(client.wait(job_id), timeout)
+        except TimeoutError:
+            view = await client.describe(job_id)
+            raise AssertionError(
+                f"job {job_id} still {view.state} after {timeout}s:\n"
+                f"{view.model_dump_json(indent=1)[:3000]}\n{self.logs()}"
+            ) from None

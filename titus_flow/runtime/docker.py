@@ -1,0 +1,414 @@
+"""The Docker driver: one container per attempt, through the Docker Engine API.
+
+The docker SDK is blocking, so every call runs on threads the driver owns
+rather than on asyncio's small default executor: ``wait``, ``stop`` and
+``remove`` block for seconds (one ``wait`` per running task, all the time), so
+they get a pool of their own and can never delay a launch.
+
+Launch is the latency-critical path, so its happy path is exactly two API calls
+(create, start); the image check, pull and adoption of an existing container
+only happen when create answers 404 or 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from titus_flow.runtime.base import (
+    EXEC_TIMED_OUT,
+    LABEL_AGENT_ID,
+    LABEL_ATTEMPT,
+    LABEL_JOB_ID,
+    LABEL_TASK_ID,
+    DriverError,
+    Exit,
+    ImageNotFoundError,
+    LaunchRequest,
+    ManagedContainer,
+    poll_until,
+    write_atomically,
+)
+
+_T = TypeVar("_T")
+
+NETWORK_MODES: Final = ("host", "none")
+"""Supported network modes: tasks get host ports (``PORT_<NAME>``), so no bridge."""
+
+_RUNNING_STATES: Final = frozenset({"running", "paused", "restarting"})
+_QUICK_THREADS: Final = 16  # for calls that answer in milliseconds (create, start, inspect)
+_ADOPT_TRIES: Final = 50
+_MIN_MEMORY_MIB: Final = 6
+_ADOPT_RETRY_DELAY: Final = 0.02  # seconds
+
+
+class DockerDriver:
+    """Runs each attempt as a Docker container named after the attempt.
+
+    Containers are limited to the task's resources (CPU, memory without swap,
+    a PID limit), drop ``NET_RAW``, cannot gain privileges and are never
+    auto-removed: :meth:`remove` first copies their output to the attempt's log
+    file. ``disk``, ``gpu`` and ``network_mbps`` are reserved by the scheduler
+    but not enforced here.
+    """
+
+    name: str = "docker"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        network_mode: str = "host",
+        pids_limit: int = 1024,
+        api_timeout: float = 60.0,
+        max_waits: int = 256,
+    ) -> None:
+        """Configure the driver; the daemon is first contacted on the first call.
+
+        ``base_url`` defaults to ``DOCKER_HOST`` or the local socket.
+        ``max_waits`` bounds the calls that block for seconds (``wait``,
+        ``stop``, ``remove``) running at once; more queue.
+        """
+        if network_mode not in NETWORK_MODES:
+            raise ValueError(
+                f"network_mode {network_mode!r} is not supported: use one of {NETWORK_MODES}"
+            )
+        if pids_limit < 1 or max_waits < 1:
+            raise ValueError("pids_limit and max_waits must be positive")
+        self._base_url = base_url
+        self._network_mode = network_mode
+        self._pids_limit = pids_limit
+        self._api_timeout = api_timeout
+        self._pool_size = _QUICK_THREADS + max_waits
+        self._quick = ThreadPoolExecutor(_QUICK_THREADS, thread_name_prefix="titus-docker")
+        self._slow = ThreadPoolExecutor(max_waits, thread_name_prefix="titus-docker-wait")
+        self._client: docker.DockerClient | None = None
+        self._client_lock = threading.Lock()
+
+    # -- the Driver interface ----------------------------------------------------
+
+    async def launch(self, request: LaunchRequest) -> None:
+        """Create and start the container, adopting one of the same name."""
+        await self._call("launch", self._launch, request)
+
+    async def wait(self, name: str, timeout: float) -> Exit | None:
+        """Wait up to ``timeout`` seconds for the container to exit."""
+        return await self._call("wait", self._wait, name, timeout, slow=True)
+
+    async def exec(self, name: str, command: list[str], timeout: float) -> int:
+        """Run ``command`` in the container; 124 if it outlasts ``timeout``."""
+        exec_id = await self._call("exec", self._exec_start, name, command)
+        exit_code: int | None = None
+
+        async def finished() -> bool:
+            nonlocal exit_code
+            info = await self._call("exec", self._exec_inspect, exec_id)
+            if info["Running"] or info["ExitCode"] is None:
+                return False
+            exit_code = int(info["ExitCode"])
+            return True
+
+        # Polled rather than blocking a thread: the exec API has no per-call
+        # timeout, and a hung check must not pin a worker.
+        if await poll_until(finished, timeout) and exit_code is not None:
+            return exit_code
+        return EXEC_TIMED_OUT
+
+    async def stop(self, name: str, grace: float) -> None:
+        """Send the stop signal, then SIGKILL after ``grace`` seconds."""
+        await self._call("stop", self._stop, name, grace, slow=True)
+
+    async def remove(self, name: str, log_path: Path | None) -> None:
+        """Copy the container's output to ``log_path``, then force-remove it."""
+        await self._call("remove", self._remove, name, log_path, slow=True)
+
+    async def list_managed(self) -> list[ManagedContainer]:
+        """Containers in any state that carry titus-flow's task label."""
+        return await self._call("list", self._list_managed)
+
+    async def image_exists(self, image: str) -> bool:
+        """Whether ``image`` is present locally."""
+        return await self._call("image check", self._image_exists, image)
+
+    async def close(self) -> None:
+        """Close the API connections and the thread pool."""
+        for pool in (self._quick, self._slow):
+            pool.shutdown(wait=False, cancel_futures=True)
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # -- plumbing ----------------------------------------------------------------
+
+    async def _call(self, what: str, fn: Callable[..., _T], *args: Any, slow: bool = False) -> _T:
+        """Run a blocking SDK call on a driver pool; SDK errors become DriverError."""
+        pool = self._slow if slow else self._quick
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, functools.partial(fn, *args)
+            )
+        except docker.errors.APIError as err:
+            raise DriverError(f"docker {what} failed: {err.explanation or err}") from err
+        except (docker.errors.DockerException, OSError) as err:  # OSError: requests, log file
+            raise DriverError(f"docker {what} failed: {err}") from err
+
+    def _api(self) -> Any:
+        """Return the low-level API client (``docker.APIClient``), connecting on first use.
+
+        The low-level client is used throughout because the high-level one adds
+        an inspect round trip to nearly every call.
+        """
+        with self._client_lock:
+            if self._client is None:
+                options: dict[str, Any] = {
+                    "timeout": self._api_timeout,
+                    # A pooled connection per thread: none is dropped (with a warning).
+                    "max_pool_size": self._pool_size,
+                }
+                if self._base_url is None:
+                    self._client = docker.from_env(**options)
+                else:
+                    self._client = docker.DockerClient(base_url=self._base_url, **options)
+            return self._client.api
+
+    # -- blocking implementations (run on the pool) ------------------------------
+
+    def _launch(self, request: LaunchRequest) -> None:
+        # A concurrent create holds the name (409) a moment before its container
+        # can be inspected (404), so adoption retries briefly.
+        for _ in range(_ADOPT_TRIES):
+            try:
+                created = self._create(request)
+            except docker.errors.ImageNotFound:
+                self._pull(request.container.image)
+                created = self._create(request)
+            if created:
+                self._start(request.name)
+                return
+            if self._adopt(request):
+                return
+            time.sleep(_ADOPT_RETRY_DELAY)
+        raise DriverError(f"container name {request.name} is taken, yet no such container appears")
+
+    def _create(self, request: LaunchRequest) -> bool:
+        """Create the container; False if the name is taken (by an earlier launch)."""
+        api = self._api()
+        spec = request.container
+        # Docker refuses limits under 6 MB; the spec allows 4 MiB.
+        memory = max(request.resources.memory, _MIN_MEMORY_MIB) * 1024 * 1024
+        host_config = api.create_host_config(
+            network_mode=self._network_mode,
+            nano_cpus=round(request.resources.cpu * 1e9),
+            mem_limit=memory,
+            memswap_limit=memory,  # equal to the memory limit: no swap
+            pids_limit=self._pids_limit,
+            cap_drop=["NET_RAW"],
+            security_opt=["no-new-privileges"],
+        )
+        try:
+            api.create_container(
+                spec.image,
+                name=request.name,
+                entrypoint=spec.entrypoint,
+                command=spec.command,
+                environment=request.environment(),
+                labels=request.labels(),
+                working_dir=spec.working_dir,
+                user=spec.user,
+                host_config=host_config,
+                detach=True,
+            )
+        except docker.errors.APIError as err:
+            if err.status_code == 409:  # Conflict: the name is in use
+                return False
+            raise
+        return True
+
+    def _start(self, name: str) -> None:
+        try:
+            self._api().start(name)
+        except docker.errors.APIError:
+            # A command that cannot be executed fails the start but leaves the
+            # container "created" with the exit code and reason; wait() reports it.
+            state = self._api().inspect_container(name)["State"]
+            if state["Status"] == "created" and state.get("Error"):
+                return
+            raise
+
+    def _adopt(self, request: LaunchRequest) -> bool:
+        """Adopt the existing container of the attempt; False if it cannot be seen yet."""
+        try:
+            info = self._api().inspect_container(request.name)
+        except docker.errors.NotFound:
+            return False
+        labels = info["Config"].get("Labels") or {}
+        if labels.get(LABEL_TASK_ID) != request.task_id:
+            raise DriverError(
+                f"container name {request.name} is taken by a container titus-flow did not make"
+            )
+        state = info["State"]
+        # Created by an earlier launch that stopped short of starting it. Never
+        # start an exited one: that would run the attempt a second time.
+        if state["Status"] == "created" and not state.get("Error"):
+            self._start(request.name)
+        return True
+
+    def _pull(self, image: str) -> None:
+        api = self._api()
+        errors: list[str] = []
+        try:
+            # The pull stream reports failures in-band, after a 200 response.
+            for event in api.pull(image, stream=True, decode=True):
+                if "error" in event:
+                    errors.append(str(event["error"]))
+        except docker.errors.APIError as err:
+            errors.append(str(err.explanation or err))
+        if errors or not self._image_exists(image):
+            reason = "; ".join(errors) or "the pull did not produce it"
+            raise ImageNotFoundError(
+                f"image {image!r} is not on this host and could not be pulled: {reason}"
+            )
+
+    def _image_exists(self, image: str) -> bool:
+        try:
+            self._api().inspect_image(image)
+        except docker.errors.NotFound:  # ImageNotFound is a NotFound
+            return False
+        return True
+
+    def _wait(self, name: str, timeout: float) -> Exit | None:
+        deadline = time.monotonic() + timeout
+        # "not-running" returns at once for a container that was created but
+        # never started; only "next-exit" waits for such a one to run and end.
+        for condition in ("not-running", "next-exit"):
+            if not self._block_until(name, condition, deadline):
+                return None  # still running: no need to ask again
+            state = self._inspect_state(name)
+            exit_ = _exit_from_state(state)
+            if exit_ is not None or state["Status"] != "created":
+                return exit_
+        return None
+
+    def _block_until(self, name: str, condition: str, deadline: float) -> bool:
+        """Block until ``condition`` holds or ``deadline``; False if it timed out.
+
+        With no time left it returns True at once, so the caller inspects.
+        """
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return True
+        try:
+            self._api().wait(name, timeout=timeout, condition=condition)
+        except docker.errors.NotFound as err:
+            raise DriverError(f"no container named {name}") from err
+        except requests.exceptions.RequestException:
+            # The SDK reports its read timeout as a ConnectionError. One that
+            # fails early is a daemon problem: let the inspect that follows say so.
+            return time.monotonic() < deadline
+        return True
+
+    def _inspect_state(self, name: str) -> dict[str, Any]:
+        try:
+            state: dict[str, Any] = self._api().inspect_container(name)["State"]
+        except docker.errors.NotFound as err:
+            raise DriverError(f"no container named {name}") from err
+        return state
+
+    def _exec_start(self, name: str, command: list[str]) -> str:
+        api = self._api()
+        try:
+            exec_id: str = api.exec_create(name, command, stdout=False, stderr=False)["Id"]
+        except docker.errors.NotFound as err:
+            raise DriverError(f"no container named {name}") from err
+        try:
+            api.exec_start(exec_id, detach=True)
+        except docker.errors.APIError:
+            # A command that cannot be executed fails the start, but Docker has
+            # recorded its exit code (126) for the inspect that follows.
+            if self._exec_inspect(exec_id)["ExitCode"] is None:
+                raise
+        return exec_id
+
+    def _exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = self._api().exec_inspect(exec_id)
+        return info
+
+    def _stop(self, name: str, grace: float) -> None:
+        # The API counts whole seconds; round up so the task gets all its grace.
+        with contextlib.suppress(docker.errors.NotFound):
+            self._api().stop(name, timeout=math.ceil(max(grace, 0.0)))
+
+    def _remove(self, name: str, log_path: Path | None) -> None:
+        api = self._api()
+        try:
+            if log_path is not None:
+                chunks = api.logs(name, stdout=True, stderr=True, stream=True, follow=False)
+                write_atomically(log_path, chunks)
+            api.remove_container(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _list_managed(self) -> list[ManagedContainer]:
+        found = self._api().containers(all=True, filters={"label": LABEL_TASK_ID})
+        managed = []
+        for summary in found:
+            labels = summary.get("Labels") or {}
+            try:
+                attempt = int(labels.get(LABEL_ATTEMPT, ""))
+            except ValueError:
+                attempt = 0  # hand-edited labels: still report the container
+            managed.append(
+                ManagedContainer(
+                    name=summary["Names"][0].lstrip("/"),
+                    job_id=labels.get(LABEL_JOB_ID, ""),
+                    task_id=labels[LABEL_TASK_ID],
+                    attempt=attempt,
+                    running=summary.get("State") in _RUNNING_STATES,
+                    agent_id=labels.get(LABEL_AGENT_ID, ""),
+                )
+            )
+        return managed
+
+
+def _exit_from_state(state: dict[str, Any]) -> Exit | None:
+    """Build the :class:`Exit` from an inspected ``State``; None until it has ended.
+
+    Ended: it ran and stopped, or its start failed (``Error`` says why). The
+    status alone does not tell: "removing" can be either, or neither.
+    """
+    started_at = parse_docker_time(state.get("StartedAt"))
+    if state.get("Running") or (started_at is None and not state.get("Error")):
+        return None
+    finished_at = parse_docker_time(state.get("FinishedAt"))
+    if started_at and finished_at and finished_at < started_at:
+        # Docker stamps StartedAt once start returns, which can be after a
+        # quick command has already exited: never report a negative runtime.
+        started_at = finished_at
+    return Exit(
+        exit_code=int(state["ExitCode"]),
+        oom_killed=bool(state.get("OOMKilled")),
+        started_at=started_at,
+        finished_at=finished_at,
+        error=state.get("Error") or "",
+    )
+
+
+def parse_docker_time(value: str | None) -> datetime | None:
+    """Parse a Docker timestamp (RFC 3339, nanoseconds); None for Docker's zero time."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    return datetime.fromisoformat(value)

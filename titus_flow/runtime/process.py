@@ -1,0 +1,505 @@
+"""The process driver: each attempt runs as a local process, like Nomad's raw_exec.
+
+For hosts without Docker and for benchmarks. There is no isolation:
+
+* the image is ignored: the entrypoint and command run directly on the host
+  (one of them must be given);
+* resources are reserved by the scheduler but not enforced (no cgroups; an
+  ``RLIMIT_AS`` would break runtimes that reserve large address spaces), so
+  ``oom_killed`` is always False;
+* the environment is the task's plus a few variables of the agent's (``PATH``,
+  ``HOME``, locale, ``TZ``, ``TMPDIR``), never the agent's whole environment.
+
+Each attempt runs under a tiny supervisor (a Python interpreter started with
+``-I -S``, ~25 ms) in its own session. The supervisor starts the command in a
+new process group, records the command's pid, waits for it, kills whatever is
+left of its group (as a container's processes die with it) and writes the exit
+code to the state directory. Because the supervisor, not the agent, is the
+parent, an attempt survives an agent restart: a new driver on the same state
+directory adopts a running attempt or reads the exit code of one that ended
+while the agent was down. One agent per state directory.
+
+The command's stdout and stderr go straight to the attempt's log file, so the
+output is on disk at once and :meth:`ProcessDriver.remove` has little to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from titus_flow.runtime.base import (
+    EXEC_TIMED_OUT,
+    DriverError,
+    Exit,
+    LaunchRequest,
+    ManagedContainer,
+    poll_until,
+)
+
+# Run as ``python -I -S -c _SUPERVISOR <pid file> <exit file> <workdir> <argv...>``
+# with stdout a pipe to the driver and stderr the log file. It prints one line
+# once the command runs (or could not start) and closes the pipe.
+_SUPERVISOR: Final = r"""
+import errno, json, os, signal, sys, time
+
+pid_file, exit_file, workdir, argv = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+
+
+def publish(path, text):
+    with open(path + ".tmp", "w") as out:
+        out.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def forward(signum, frame):
+    try:
+        os.killpg(child, signum)
+    except OSError:
+        pass
+
+
+started, child, code, error = time.time(), 0, 0, ""
+try:
+    if not argv:
+        raise OSError(errno.ENOENT, "no command (the process driver ignores the image)")
+    if workdir:
+        os.chdir(workdir)
+    child = os.posix_spawnp(
+        argv[0], argv, os.environ,
+        file_actions=[(os.POSIX_SPAWN_DUP2, 2, 1)],
+        setpgroup=0,
+        setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores these; the task must not
+    )
+except OSError as err:
+    code = 127 if err.errno == errno.ENOENT else 126
+    error = "cannot start %r: %s" % (argv[0] if argv else "", err)
+    os.write(2, ("titus-flow: %s\n" % error).encode())
+if child:
+    publish(pid_file, str(child))
+try:
+    os.write(1, b"started\n")
+except OSError:
+    pass  # the driver is gone; the state files tell its successor
+os.dup2(2, 1)
+if child:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if code < 0:
+        code = 128 - code  # killed by a signal: 128 + its number, as Docker reports
+    try:
+        os.killpg(child, signal.SIGKILL)
+    except OSError:
+        pass
+publish(exit_file, json.dumps(
+    {"exit_code": code, "started_at": started, "finished_at": time.time(), "error": error}
+))
+"""
+
+_INHERITED_ENV: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_VANISHED: Final = 255  # exit code reported when the supervisor died without a word
+_START_WAIT: Final = 5.0  # seconds for an adopted supervisor to report its command's pid
+_KILL_WAIT: Final = 5.0  # seconds for a SIGKILLed attempt's supervisor to finish
+_HAVE_PROC: Final = Path("/proc/self/stat").exists()
+
+
+def default_state_dir() -> Path:
+    """Where the process driver keeps its state unless told otherwise."""
+    return Path(tempfile.gettempdir()) / f"titus-flow-{os.getuid()}" / "process"
+
+
+@dataclass(frozen=True)
+class _Files:
+    """The state files of one attempt."""
+
+    state: Path  # JSON written by the driver: the request and the supervisor's pid
+    pid: Path  # the command's pid (and process group), written by the supervisor
+    exit: Path  # JSON exit record, written by the supervisor when the command ends
+    log: Path  # the log when the request names none
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the driver recorded at launch (the state file)."""
+
+    name: str
+    job_id: str
+    task_id: str
+    attempt: int
+    agent_id: str
+    supervisor_pid: int
+    supervisor_started: int | None  # start time in clock ticks: guards against pid reuse
+    log_path: str
+    working_dir: str | None
+    env: dict[str, str]
+
+
+class ProcessDriver:
+    """Runs each attempt as a supervised local process group (see the module doc)."""
+
+    name: str = "process"
+
+    def __init__(self, *, state_dir: Path | str | None = None) -> None:
+        """Keep state in ``state_dir`` (created, mode 0700; default :func:`default_state_dir`)."""
+        self._dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Supervisors this instance started, kept so asyncio reaps them.
+        self._children: dict[str, asyncio.subprocess.Process] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # -- the Driver interface ----------------------------------------------------
+
+    async def launch(self, request: LaunchRequest) -> None:
+        """Start the attempt under a supervisor; adopt it if it was started before."""
+        files = self._files(request.name)
+        async with self._lock(request.name):
+            state = _read_state(files)
+            if state is None:
+                await self._spawn(request, files)
+            elif state.task_id != request.task_id:
+                raise DriverError(f"{request.name} in {self._dir} belongs to task {state.task_id}")
+
+    async def wait(self, name: str, timeout: float) -> Exit | None:
+        """Wait up to ``timeout`` seconds for the attempt's command to exit."""
+        files = self._files(name)
+        state = _require_state(files)
+        await _wait_gone(state.supervisor_pid, state.supervisor_started, timeout)
+        return _exit_of(state, files)
+
+    async def exec(self, name: str, command: list[str], timeout: float) -> int:
+        """Run ``command`` on the host with the attempt's environment and directory."""
+        files = self._files(name)
+        state = _require_state(files)
+        if _exit_of(state, files) is not None:
+            raise DriverError(f"{name} is not running")
+        if not command:
+            raise DriverError("exec needs a command")
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=state.env,
+                cwd=state.working_dir,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            return 127
+        except OSError:
+            return 126
+        try:
+            return _exit_code(await asyncio.wait_for(process.wait(), timeout))
+        except TimeoutError:
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+            return EXEC_TIMED_OUT
+
+    async def stop(self, name: str, grace: float) -> None:
+        """SIGTERM the attempt's process group, then SIGKILL it after ``grace`` seconds."""
+        files = self._files(name)
+        state = _read_state(files)
+        if state is None:
+            return
+        group = await _running_group(state, files)
+        if group is None:
+            return
+        _signal_group(group, signal.SIGTERM)
+        if not await _wait_gone(state.supervisor_pid, state.supervisor_started, grace):
+            _signal_group(group, signal.SIGKILL)
+            await _wait_gone(state.supervisor_pid, state.supervisor_started, _KILL_WAIT)
+
+    async def remove(self, name: str, log_path: Path | None) -> None:
+        """Kill the attempt if it still runs, keep its log at ``log_path``, forget it."""
+        files = self._files(name)
+        async with self._lock(name):
+            state = _read_state(files)
+            if state is None:
+                return
+            group = await _running_group(state, files)
+            if group is not None:
+                _signal_group(group, signal.SIGKILL)
+                await _wait_gone(state.supervisor_pid, state.supervisor_started, _KILL_WAIT)
+            source = Path(state.log_path)
+            if log_path is not None and source != log_path and source.exists():
+                await asyncio.to_thread(_copy_file, source, log_path)
+            if log_path != files.log:
+                files.log.unlink(missing_ok=True)
+            # Forget the attempt last: a crash part-way leaves it to be removed again.
+            for path in (files.pid, files.exit, files.state):
+                path.unlink(missing_ok=True)
+            self._children.pop(name, None)
+
+    async def list_managed(self) -> list[ManagedContainer]:
+        """Every attempt in the state directory, running or not."""
+        managed = []
+        for path in sorted(self._dir.glob("*.json")):
+            if not _NAME.match(path.stem):
+                continue  # not ours
+            files = self._files(path.stem)
+            state = _read_state(files)
+            if state is not None:
+                managed.append(
+                    ManagedContainer(
+                        name=state.name,
+                        job_id=state.job_id,
+                        task_id=state.task_id,
+                        attempt=state.attempt,
+                        running=_exit_of(state, files) is None,
+                        agent_id=state.agent_id,
+                    )
+                )
+        return managed
+
+    async def image_exists(self, image: str) -> bool:
+        """Always true: the process driver ignores images."""
+        return True
+
+    async def close(self) -> None:
+        """Forget the supervisors this instance started; they and their tasks keep running."""
+        self._children.clear()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _files(self, name: str) -> _Files:
+        if not _NAME.match(name):
+            raise DriverError(f"invalid attempt name {name!r}")
+        return _Files(
+            state=self._dir / f"{name}.json",
+            pid=self._dir / f"{name}.pid",
+            exit=self._dir / f"{name}.exit",
+            log=self._dir / f"{name}.log",
+        )
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        # Weakly held: a lock lives while someone is using it, so names don't pile up.
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    async def _spawn(self, request: LaunchRequest, files: _Files) -> None:
+        spec = request.container
+        argv = [*(spec.entrypoint or []), *(spec.command or [])]
+        env = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
+        env.update(request.environment())
+        log_path = request.log_path or files.log
+        for stale in (files.pid, files.exit):  # left over by a remove that crashed
+            stale.unlink(missing_ok=True)
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
+                supervisor = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-c",
+                    _SUPERVISOR,
+                    str(files.pid),
+                    str(files.exit),
+                    spec.working_dir or "",
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    start_new_session=True,
+                )
+        except OSError as err:
+            raise DriverError(f"cannot start a supervisor for {request.name}: {err}") from err
+        self._children[request.name] = supervisor
+        state = _State(
+            name=request.name,
+            job_id=request.job_id,
+            task_id=request.task_id,
+            attempt=request.attempt,
+            agent_id=request.agent_id,
+            supervisor_pid=supervisor.pid,
+            supervisor_started=_start_ticks(supervisor.pid),
+            log_path=str(log_path),
+            working_dir=spec.working_dir,
+            env=env,
+        )
+        _write_private_json(files.state, dataclasses.asdict(state))
+        assert supervisor.stdout is not None  # stdout=PIPE
+        # EOF once the command runs or failed to start: "started" means started.
+        await supervisor.stdout.read()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as err:  # files are written atomically: this is outside tampering
+        raise DriverError(f"corrupt state file {path}: {err}") from err
+
+
+def _read_state(files: _Files) -> _State | None:
+    data = _read_json(files.state)
+    return None if data is None else _State(**data)
+
+
+def _require_state(files: _Files) -> _State:
+    state = _read_state(files)
+    if state is None:
+        raise DriverError(f"no process named {files.state.stem}")
+    return state
+
+
+def _write_private_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` atomically, readable by the owner only (it holds the environment)."""
+    partial = path.with_name(path.name + ".tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out)
+    partial.replace(path)
+
+
+def _copy_file(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    partial.replace(target)
+
+
+def _exit_of(state: _State, files: _Files) -> Exit | None:
+    """The attempt's exit, or None while it runs."""
+    # Check liveness before reading the exit record: the supervisor writes the
+    # record and then exits, so a dead supervisor's record is already there.
+    alive = _alive(state.supervisor_pid, state.supervisor_started)
+    record = _read_json(files.exit)
+    if record is not None:
+        return Exit(
+            exit_code=int(record["exit_code"]),
+            started_at=_from_epoch(record.get("started_at")),
+            finished_at=_from_epoch(record.get("finished_at")),
+            error=record.get("error") or "",
+        )
+    if alive:
+        return None
+    return Exit(
+        exit_code=_VANISHED,
+        error="the process supervisor died without recording an exit (host reboot or kill)",
+    )
+
+
+async def _running_group(state: _State, files: _Files) -> int | None:
+    """The process group of the attempt's command while it runs, else None."""
+    group: int | None = None
+
+    def known() -> bool:
+        nonlocal group
+        if _exit_of(state, files) is not None:
+            return True
+        text = files.pid.read_text() if files.pid.exists() else ""
+        group = int(text) if text else None
+        return group is not None
+
+    # Only an adopted supervisor that is still starting has no pid file yet.
+    await poll_until(known, _START_WAIT)
+    return group if _exit_of(state, files) is None else None
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(group, signum)
+
+
+def _exit_code(returncode: int) -> int:
+    """Docker's convention: 128 + the signal number for a process a signal ended."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (None without /proc)."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """State letter and start time of ``pid`` from /proc; None if it does not exist."""
+    if not _HAVE_PROC:
+        return None
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses; it ends at the last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether ``pid`` still runs and is the process that started at ``started``."""
+    if not _HAVE_PROC:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    stat = _proc_stat(pid)
+    return (
+        stat is not None
+        and stat[0] not in ("Z", "X")  # a zombie has exited
+        and (started is None or stat[1] == started)
+    )
+
+
+async def _wait_gone(pid: int, started: int | None, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``pid`` to exit; return whether it did.
+
+    Uses a pidfd where the kernel has them (the loop wakes the moment the
+    process exits, parent or not), else polls.
+    """
+    if not _alive(pid, started):
+        return True
+    if timeout <= 0:
+        return False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (AttributeError, OSError):
+        return await poll_until(lambda: not _alive(pid, started), timeout)
+    try:
+        if not _alive(pid, started):  # exited, or the pid was reused, before the open
+            return True
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(pidfd, _resolve, exited)
+        try:
+            await asyncio.wait_for(exited, timeout)
+        except TimeoutError:
+            return False
+        finally:
+            loop.remove_reader(pidfd)
+        return True
+    finally:
+        os.close(pidfd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
