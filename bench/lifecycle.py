@@ -75,7 +75,7 @@ async def titus_rate(titus: TitusClient, count: int) -> float:
     job = BatchJob(
         name="bench-lifecycle",
         container=Container(image="busybox:latest", command=["true"]),
-        resources=Resources(cpu=0.01, memory=4, disk=0, network_mbps=0),
+        resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
         instances=count,
     )
     start = time.perf_counter()
@@ -152,7 +152,7 @@ async def main() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = home / "temporal.log"
-    argv = stack.server_argv(binary, port=port, ui_port=None, db_filename=str(home / "bench.db"))
+    argv = stack.server_argv(binary, port=port, ui_port=None, db_filename=home / "bench.db")
     proc = stack.start_process(argv, log)
     address = f"127.0.0.1:{port}"
 
@@ -165,7 +165,9 @@ async def main() -> None:
         client = await connect(settings_for("bench"))
 
         process_agent = AgentConfig(
-            agent_id="bench-process", driver="process", resources=Resources(cpu=64, memory=65536)
+            agent_id="bench-process",
+            driver="process",
+            resources=Resources(cpu=64, memory=65536, network_mbps=100_000),
         )
         async with embedded_cluster(client, settings_for("bench-process"), process_agent) as titus:
             await titus_rate(titus, 20)  # warm up both paths before measuring
@@ -181,7 +183,9 @@ async def main() -> None:
             print("launch latency: skipped, no Docker engine answers")
             return
         docker_agent = AgentConfig(
-            agent_id="bench-docker", driver="docker", resources=Resources(cpu=2, memory=2048)
+            agent_id="bench-docker",
+            driver="docker",
+            resources=Resources(cpu=2, memory=2048, network_mbps=10_000),
         )
         async with embedded_cluster(client, settings_for("bench-docker"), docker_agent) as titus:
             await started_latency(titus, args.image)  # warm up

@@ -31,11 +31,20 @@ from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 log = logging.getLogger(__name__)
 
+# What an agent offers when not told: a 10 Gbit/s NIC and 100 GiB of disk.
+DEFAULT_AGENT_NETWORK_MBPS = 10_000
+DEFAULT_AGENT_DISK_MIB = 100 * 1024
+
 
 def host_resources() -> Resources:
     """Cores and memory of this host,, the agent's default capacity."""
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return Resources(cpu=float(os.cpu_count() or 1), memory=pages // (1024 * 1024), disk=100 * 1024)
+    return Resources(
+        cpu=float(os.cpu_count() or 1),
+        memory=pages // (1024 * 1024),
+        disk=DEFAULT_AGENT_DISK_MIB,
+        network_mbps=DEFAULT_AGENT_NETWORK_MBPS,
+    )
 
 
 @dataclass

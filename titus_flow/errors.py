@@ -169,7 +169,7 @@ def _walk(root: Any, loc: tuple[str | int, ...]) -> _Walk:
             here = get_args(sequence)[0]
         elif isinstance(step, str) and dict in origins:
             key_type, value_type = get_args(origins[dict])
-            key = step if _KEY_AS_ATTRIBUTE.match(step) else f"[{json.dumps(step)}]"
+            key = step if _KEY_AS_ATTRIBUTE.fullmatch(step) else f"[{json.dumps(step)}]"
             walk.parts.append(key)
             here = value_type
             if steps and steps[0] == "[key]":  # the key itself is invalid, not its value
@@ -225,20 +225,28 @@ def _message(error: Any, walk: _Walk) -> str:
 
 
 def _unknown_field(name: str, model: type[pydantic.BaseModel] | None) -> str:
+    """Say what an unknown field may have meant, in this model or in another kind."""
     if model is None:
         return f"unknown field {name!r}; remove it"
     mine = _kind(model)
+    # Fields of the other members of the model's kind union, by the kind that has them.
+    elsewhere: dict[str, list[str]] = {}
     for union in _TAGGED_UNIONS:
         members = _members(union)[0]
         if mine is not None and model in members:
-            owners = [_kind(m) for m in members if name in m.model_fields]
-            if owners:
-                return (
-                    f"unknown field {name!r} for kind {mine!r}: it is a field of kind"
-                    f" {' or '.join(map(repr, owners))}; change kind or remove the field"
-                )
+            for member in members:
+                for field in set(member.model_fields) - set(model.model_fields):
+                    elsewhere.setdefault(field, []).append(str(_kind(member)))
+    if name in elsewhere:
+        return (
+            f"unknown field {name!r} for kind {mine!r}: it is a field of kind"
+            f" {' or '.join(map(repr, elsewhere[name]))}; change kind or remove the field"
+        )
     known = list(model.model_fields)
-    close = difflib.get_close_matches(name, known, n=1)
+    close = difflib.get_close_matches(name, [*known, *elsewhere], n=1)
+    if close and close[0] in elsewhere:
+        kinds = " or ".join(map(repr, elsewhere[close[0]]))
+        return f"unknown field {name!r}; did you mean {close[0]!r} (a field of kind {kinds})?"
     if close:
         return f"unknown field {name!r}; did you mean {close[0]!r}?"
     return f"unknown field {name!r}; known fields: {', '.join(known)}"

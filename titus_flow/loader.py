@@ -141,7 +141,8 @@ def _load_file(path: Path) -> list[_Found]:
     else:
         found, errors = _validate_all(_read_data(path, json_syntax=suffix == ".json"), str(path))
     if not found and not errors:
-        errors.append(f"{path}: no jobs found; {_HOW_TO_DEFINE[suffix == '.py']}")
+        how = _HOW_TO_DEFINE_IN_PYTHON if suffix == ".py" else _HOW_TO_DEFINE_IN_DATA
+        errors.append(f"{path}: no jobs found; {how}")
     errors += _duplicate_names(found)
     errors += _dependency_errors([item.job for item in found], str(path))
     if errors:
@@ -149,10 +150,10 @@ def _load_file(path: Path) -> list[_Found]:
     return found
 
 
-_HOW_TO_DEFINE = {
-    True: "define BatchJob/ServiceJob objects at module level, or a jobs() function returning them",
-    False: "write a job mapping, a list of them, or jobs: [...]",
-}
+_HOW_TO_DEFINE_IN_PYTHON = (
+    "define BatchJob/ServiceJob objects at module level, or a jobs() function returning them"
+)
+_HOW_TO_DEFINE_IN_DATA = "write a job mapping, a list of them, or jobs: [...]"
 
 
 def _duplicate_names(found: list[_Found]) -> list[str]:

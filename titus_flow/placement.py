@@ -1,9 +1,27 @@
-"""Adapter between the ledger's records and the pure scheduler library."""
+"""Adapter between the capacity ledger's records and the pure scheduler library.
+
+Builds a :mod:`titus_flow.scheduler` snapshot (free resources, free ports and
+tasks per job on each agent) from the agents and reservations, runs one
+:func:`~titus_flow.scheduler.schedule` call, and maps the answer back to the
+ledger's keys and named ports.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from titus_flow.scheduler import (
+    Agent,
+    AgentState,
+    ResourceVector,
+    TaskRequest,
+    request_from_spec,
+    schedule,
+)
+from titus_flow.scheduler.from_spec import resources_from_spec
 
 if TYPE_CHECKING:
     from titus_flow.contracts import PlacementItem
@@ -19,60 +37,78 @@ class PlaceResult:
     rejected: dict[str, str] = field(default_factory=dict)
 
 
+def _minus(total: ResourceVector, used: Sequence[ResourceVector]) -> ResourceVector:
+    """What is left of ``total`` after ``used``, never below zero.
+
+    An agent that re-registers with less than it has reserved has nothing free.
+    """
+    return ResourceVector(
+        millicores=max(0, total.millicores - sum(u.millicores for u in used)),
+        memory_mib=max(0, total.memory_mib - sum(u.memory_mib for u in used)),
+        disk_mib=max(0, total.disk_mib - sum(u.disk_mib for u in used)),
+        network_mbps=max(0, total.network_mbps - sum(u.network_mbps for u in used)),
+        gpu=max(0, total.gpu - sum(u.gpu for u in used)),
+    )
+
+
+def _snapshot(record: AgentRecord, held: Sequence[Reservation], with_ports: bool) -> Agent:
+    info = record.info
+    total = resources_from_spec(info.resources)
+    low, high = info.port_range
+    taken = {port for r in held for port in r.ports.values()}
+    port_count = high - low + 1
+    # Port numbers are listed only when some task wants ports: 10,000 ints per
+    # agent per iteration is not free.
+    free_ports: int | list[int] = (
+        [p for p in range(low, high + 1) if p not in taken]
+        if with_ports
+        else port_count - len(taken)
+    )
+    return Agent(
+        id=info.agent_id,
+        total=total,
+        free=_minus(total, [resources_from_spec(r.item.resources) for r in held]),
+        attributes=info.attributes,
+        state=AgentState(record.state),
+        free_ports=free_ports,
+        total_ports=port_count,
+        jobs=Counter(r.item.job_id for r in held),
+    )
+
+
 def place(
-    agents: list[AgentRecord], reservations: list[Reservation], items: list[PlacementItem]
+    agents: Sequence[AgentRecord],
+    reservations: Sequence[Reservation],
+    items: Sequence[PlacementItem],
 ) -> PlaceResult:
     """Place ``items`` on ``agents`` given the current ``reservations``."""
-    result = PlaceResult()
-    active = [a for a in agents if a.state == "active"]
-    free: dict[str, list[float]] = {}
-    used_ports: dict[str, set[int]] = {a.info.agent_id: set() for a in agents}
-    for a in active:
-        r = a.info.resources
-        free[a.info.agent_id] = [r.cpu, r.memory, r.disk]
-    for res in reservations:
-        if res.agent_id in free:
-            f = free[res.agent_id]
-            f[0] -= res.item.resources.cpu
-            f[1] -= res.item.resources.memory
-            f[2] -= res.item.resources.disk
-        used_ports.setdefault(res.agent_id, set()).update(res.ports.values())
-    for item in items:
-        need = item.resources
-        if not active:
-            result.pending[item.key] = "no active agent"
-            continue
-        fits_total = [
-            a
-            for a in active
-            if a.info.resources.cpu >= need.cpu
-            and a.info.resources.memory >= need.memory
-            and a.info.resources.disk >= need.disk
-        ]
-        if not fits_total:
-            result.rejected[item.key] = (
-                f"no agent can ever fit cpu={need.cpu}, memory={need.memory}Mi,"
-                f" disk={need.disk}Mi: {len(active)} agent(s), largest has"
-                f" {max(a.info.resources.memory for a in active)}Mi memory"
-            )
-            continue
-        for a in fits_total:
-            f = free[a.info.agent_id]
-            if f[0] + 1e-9 >= need.cpu and f[1] >= need.memory and f[2] >= need.disk:
-                lo, hi = a.info.port_range
-                ports: dict[str, int] = {}
-                taken = used_ports[a.info.agent_id]
-                candidate = lo
-                for name in item.ports:
-                    while candidate in taken and candidate <= hi:
-                        candidate += 1
-                    ports[name] = candidate
-                    taken.add(candidate)
-                f[0] -= need.cpu
-                f[1] -= need.memory
-                f[2] -= need.disk
-                result.placed[item.key] = (a.info.agent_id, ports)
-                break
+    held: dict[str, list[Reservation]] = {a.info.agent_id: [] for a in agents}
+    for reservation in reservations:
+        held.setdefault(reservation.agent_id, []).append(reservation)
+    with_ports = any(item.ports for item in items)
+    snapshot = [_snapshot(a, held[a.info.agent_id], with_ports) for a in agents]
+    requests: list[TaskRequest] = [
+        request_from_spec(
+            item.key,
+            item.job_id,
+            item.resources,
+            item.constraints,
+            ports=len(item.ports),
+            capacity_group=item.capacity_group,
+        )
+        for item in items
+    ]
+    result = schedule(snapshot, requests)
+    by_key = {item.key: item for item in items}
+    out = PlaceResult()
+    for key, placement in result.placements.items():
+        out.placed[key] = (
+            placement.agent_id,
+            dict(zip(by_key[key].ports, placement.ports, strict=True)),
+        )
+    for key, pending in result.pending.items():
+        if pending.never_fits and snapshot:
+            out.rejected[key] = pending.message
         else:
-            result.pending[item.key] = "waiting for capacity: all agents are full"
-    return result
+            out.pending[key] = pending.message
+    return out

@@ -10,6 +10,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from titus_flow.config import Settings
 from titus_flow.workflows.batch import BatchJobWorkflow
@@ -18,6 +19,13 @@ from titus_flow.workflows.logs import FetchLogsWorkflow
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 log = logging.getLogger(__name__)
+
+# titus-flow's own modules are deterministic and side-effect free at import, so
+# the sandbox may share them instead of re-importing them for every workflow run
+# (that re-import was most of the cost of a job's first workflow task).
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("titus_flow", "pydantic")
+)
 
 CONTROL_WORKFLOWS: tuple[type, ...] = (BatchJobWorkflow, SchedulerWorkflow, FetchLogsWorkflow)
 
@@ -42,6 +50,7 @@ def control_worker(
         client,
         task_queue=settings.control_task_queue,
         workflows=[*CONTROL_WORKFLOWS, *extra_workflows],
+        workflow_runner=SANDBOX,
         max_concurrent_workflow_tasks=options.pop("max_concurrent_workflow_tasks", 50),
         **options,
     )

@@ -313,7 +313,7 @@ class BatchJobWorkflow:
         self._view.state = state
         # Only jobs started with the attribute (all the client starts) keep it
         # current, so the workflow also runs on servers without it registered.
-        if visibility.JOB_STATE in workflow.info().typed_search_attributes:
+        if workflow.info().typed_search_attributes.get(visibility.JOB_STATE) is not None:
             workflow.upsert_search_attributes([visibility.JOB_STATE.value_set(state.value)])
 
     def _refresh_pending_reasons(self) -> None:

@@ -48,7 +48,8 @@ def test_union_tags_are_not_path_elements() -> None:
         "health_check": {"kind": "http", "port": "http", "path": "x"},
     }
     assert errors_of(JOB_ADAPTER.validate_python, job, "web") == [
-        "jobs.yaml: web.health_check.path: invalid path 'x': start it with '/', e.g. /healthz"
+        "jobs.yaml: web.health_check.path: invalid path 'x':"
+        " start it with '/' and use no spaces, e.g. /healthz"
     ]
     batch = {
         "kind": "batch",
@@ -89,6 +90,10 @@ def test_unknown_field_suggestions() -> None:
     assert errors_of(ServiceJob.model_validate, {**base, "depends_on": ["b"]}) == [
         "jobs.yaml: depends_on: unknown field 'depends_on' for kind 'service':"
         " it is a field of kind 'batch'; change kind or remove the field"
+    ]
+    assert errors_of(BatchJob.model_validate, {**base, "capacty": {}}) == [
+        "jobs.yaml: capacty: unknown field 'capacty';"
+        " did you mean 'capacity' (a field of kind 'service')?"
     ]
     (line,) = errors_of(Resources.model_validate, {"zzz": 1})
     assert line.endswith("unknown field 'zzz'; known fields: cpu, memory, disk, network_mbps, gpu")

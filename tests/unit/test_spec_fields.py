@@ -159,6 +159,7 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("batch", "name", "a_b", None, "invalid name"),
     ("batch", "name", "x" * 64, None, "1-63"),
     ("batch", "name", "", None, "invalid name"),
+    ("batch", "name", "abc\n", None, "invalid name"),  # "$" alone would allow the newline
     ("batch", "name", 5, None, 'quote it, e.g. "5"'),
     ("batch", "owner", "x" * 257, None, "at most 256 characters"),
     ("batch", "owner", 5, None, "must be a string"),
@@ -189,6 +190,7 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("batch", "container", "busybox", None, "must be a mapping"),
     ("batch", "container.image", "Busybox", None, "lowercase"),
     ("batch", "container.image", "", None, "invalid image"),
+    ("batch", "container.image", "busybox\n", None, "invalid image"),
     ("batch", "container.image", "busybox:", None, "name[:tag]"),
     ("batch", "container.image", "a@sha256:123", None, "64 hex digits"),
     ("batch", "container.image", 5, None, "must be a string"),
@@ -261,6 +263,13 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
         {"z": [1]},
         "constraints.hard.attributes.z",
         "strings",
+    ),
+    (
+        "batch",
+        "constraints.hard.attributes",
+        {"": "a"},
+        'constraints.hard.attributes[""]',
+        "1 char",
     ),
     ("batch", "constraints.hard.attributes", "zone=a", None, "dictionary"),
     ("batch", "constraints.medium", {}, None, "known fields: hard, soft"),
@@ -382,6 +391,7 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
         "health_check.path",
         "start it with '/'",
     ),
+    ("service", "health_check", {**HTTP, "path": "/a b"}, "health_check.path", "no spaces"),
     (
         "service",
         "health_check",
@@ -450,6 +460,7 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("service", "disruption_budget.max_unavailable", -1, None, "count like 1"),
     ("service", "disruption_budget.max_unavailable", True, None, "count like 1"),
     ("service", "disruption_budget.max_unavailable", "25", None, "percentage"),
+    ("service", "disruption_budget.max_unavailable", "25%\n", None, "percentage"),
     ("service", "disruption_budget.max_unavailable", 2.5, None, "count like 1"),
 ]
 

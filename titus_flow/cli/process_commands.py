@@ -7,7 +7,7 @@ import socket
 
 import click
 
-from titus_flow.agent import AgentConfig, host_resources, run_agent
+from titus_flow.agent import DEFAULT_AGENT_NETWORK_MBPS, AgentConfig, host_resources, run_agent
 from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
 from titus_flow.client import connect
 from titus_flow.errors import UserError
@@ -52,6 +52,13 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--memory", help='Memory to offer, e.g. "8Gi" [default: this host\'s].')
 @click.option("--disk", default="100Gi", show_default=True, help="Disk to offer.")
 @click.option(
+    "--network-mbps",
+    type=int,
+    default=DEFAULT_AGENT_NETWORK_MBPS,
+    show_default=True,
+    help="Network bandwidth to offer, in Mbit/s.",
+)
+@click.option(
     "--attribute",
     "attributes",
     multiple=True,
@@ -78,6 +85,7 @@ def agent(
     cpu: float | None,
     memory: str | None,
     disk: str,
+    network_mbps: int,
     attributes: tuple[str, ...],
     driver: str,
     ports: str,
@@ -90,6 +98,7 @@ def agent(
             cpu=cpu or defaults.cpu,
             memory=parse_mebibytes(memory) if memory else defaults.memory,
             disk=parse_mebibytes(disk),
+            network_mbps=network_mbps,
         )
         low, _, high = ports.partition("-")
         port_range = (int(low), int(high))

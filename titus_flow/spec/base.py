@@ -134,7 +134,8 @@ class Matches:
         regex = re.compile(self.pattern)
 
         def check(value: str) -> str:
-            if not regex.match(value):
+            # fullmatch: in Python, "$" also matches before a trailing newline.
+            if not regex.fullmatch(value):
                 raise ValueError(f"invalid {self.what} {value!r}: {self.hint}")
             return value
 
@@ -190,4 +191,4 @@ Keys starting with ``titus-flow.`` are reserved for the labels titus-flow sets.
 
 def is_name(value: str) -> bool:
     """Whether ``value`` is a valid :data:`Name`."""
-    return bool(_NAME.match(value))
+    return bool(_NAME.fullmatch(value))

@@ -43,7 +43,7 @@ class ConstraintSet(SpecModel):
     zone_balance: StrictBool = Field(
         default=False, description="Spread the job's tasks over zones."
     )
-    attributes: dict[str, AttributeValue] = Field(
+    attributes: dict[Annotated[str, Field(min_length=1)], AttributeValue] = Field(
         default_factory=dict, description="Agent attribute equals a value, or is in a list."
     )
 

@@ -37,9 +37,9 @@ class HttpCheck(_ProbeTiming):
     """Healthy when ``GET http://127.0.0.1:<port><path>`` answers 2xx."""
 
     kind: Literal["http"] = "http"
-    path: Annotated[str, Matches(r"^/", "path", "start it with '/', e.g. /healthz")] = Field(
-        default="/", description="URL path to GET."
-    )
+    path: Annotated[
+        str, Matches(r"^/\S*$", "path", "start it with '/' and use no spaces, e.g. /healthz")
+    ] = Field(default="/", description="URL path to GET.")
     port: PortName = Field(description="Name of a port in container.ports.")
 
 

@@ -149,7 +149,7 @@ class DisruptionBudget(SpecModel):
     def _count_or_percent(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        if isinstance(value, str) and (match := _PERCENT.match(value)) and int(match[1]) <= 100:
+        if isinstance(value, str) and (match := _PERCENT.fullmatch(value)) and int(match[1]) <= 100:
             return value
         raise ValueError(
             f"invalid max_unavailable {value!r}: use a count like 1 or a percentage like '25%'"
