@@ -14,6 +14,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import JsonValue
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -27,6 +28,8 @@ from titus_flow.contracts import (
 )
 from titus_flow.lifecycle import FinishReason, reason_for_exit
 from titus_flow.runtime.base import (
+    MAX_OUTPUT_BYTES,
+    OUTPUT_FILE,
     Driver,
     DriverError,
     Exit,
@@ -55,12 +58,19 @@ class AgentActivities:
         """Where the output of ``attempt`` of ``task_id`` is kept."""
         return self.log_dir / task_id / f"attempt-{attempt}.log"
 
+    def output_dir(self, task_id: str, attempt: int) -> Path:
+        """Host directory the attempt may write its JSON result into."""
+        return self.log_dir / task_id / f"attempt-{attempt}.out"
+
     def _exit_path(self, task_id: str, attempt: int) -> Path:
         return self.log_dir / task_id / f"attempt-{attempt}.exit.json"
 
     @activity.defn(name="launch")
     async def launch(self, request: LaunchInput) -> LaunchResult:
         """Start the attempt's container (adopting one a previous try made)."""
+        output_dir = self.output_dir(request.task_id, request.attempt)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        output_dir.chmod(0o777)  # the container's user may be anyone
         try:
             await self.driver.launch(
                 LaunchRequest(
@@ -73,6 +83,7 @@ class AgentActivities:
                     resources=request.resources,
                     ports=request.ports,
                     log_path=self.log_path(request.task_id, request.attempt),
+                    output_dir=output_dir,
                 )
             )
         except ImageNotFoundError as err:
@@ -121,6 +132,9 @@ class AgentActivities:
         log_path = self.log_path(request.task_id, request.attempt)
         await self.driver.remove(name, log_path)
         result.log_tail = _tail(log_path)
+        result.output, problem = _read_output(self.output_dir(request.task_id, request.attempt))
+        if problem:
+            result.message = f"{result.message}; {problem}" if result.message else problem
         self._save_exit(request.task_id, request.attempt, result)
         return result
 
@@ -181,6 +195,25 @@ class AgentActivities:
             return AttemptExit.model_validate(json.loads(path.read_text()))
         except (ValueError, OSError):
             return None
+
+
+def _read_output(directory: Path) -> tuple[JsonValue, str]:
+    """The task's JSON result, and why it could not be used if so.
+
+    A task that wrote none has none; a broken or oversized one is reported in the
+    attempt's message rather than failing the task.
+    """
+    path = directory / OUTPUT_FILE
+    if not path.is_file():
+        return None, ""
+    size = path.stat().st_size
+    if size > MAX_OUTPUT_BYTES:
+        return None, f"output ignored: {size} bytes is over the {MAX_OUTPUT_BYTES} byte limit"
+    try:
+        value: JsonValue = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        return None, f"output ignored: {OUTPUT_FILE} is not valid JSON ({err})"
+    return value, ""
 
 
 def _tail(path: Path) -> list[str]:

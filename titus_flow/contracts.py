@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from titus_flow.lifecycle import FinishReason
 from titus_flow.spec import BatchJob, Constraints, Container, Resources
@@ -73,6 +73,7 @@ class AttemptExit(Message):
     finished_at: datetime
     message: str = ""
     log_tail: list[str] = Field(default_factory=list)
+    output: JsonValue = None  # the task's JSON result, if it wrote one
 
 
 class LogsInput(Message):

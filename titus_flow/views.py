@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 
@@ -43,6 +43,7 @@ class TaskView(View):
     agent: str | None = None
     attempts: list[AttemptView] = Field(default_factory=list)
     log_tail: list[str] = Field(default_factory=list)
+    output: JsonValue = None  # JSON the last attempt wrote to $TITUS_OUTPUT_PATH
 
 
 class JobView(View):

@@ -274,7 +274,7 @@ class BatchJobWorkflow:
             )
         except ActivityError as err:
             return _Outcome.from_activity_error(err, "supervise")
-        task.log_tail = exit_.log_tail
+        task.log_tail, task.output = exit_.log_tail, exit_.output
         return _Outcome(exit_.reason, exit_.exit_code, exit_.message)
 
     # --- bookkeeping --------------------------------------------------------

@@ -246,3 +246,13 @@ async def test_agent_kill9_mid_task_readopts_or_relaunches_without_overlap(
     assert len(user_attempts) == 1  # a lost attempt never used the retry budget
     await asyncio.sleep(1.0)
     assert containers_of(job_id) == []
+
+
+async def test_task_output_written_to_titus_output_path_is_returned(cluster: Cluster) -> None:
+    client = await cluster.client()
+    spec = job(
+        "output", 'echo "{\\"index\\": $TITUS_TASK_INDEX}" > "$TITUS_OUTPUT_PATH"', instances=2
+    )
+    view = await cluster.wait_for(await client.submit(spec))
+    assert view.state is JobState.SUCCEEDED, view
+    assert [t.output for t in view.tasks] == [{"index": 0}, {"index": 1}]

@@ -42,15 +42,22 @@ class LaunchRequest:
     resources: Resources
     ports: dict[str, int] = field(default_factory=dict)  # port name -> host port
     log_path: Path | None = None  # where stdout+stderr of this attempt are kept
+    output_dir: Path | None = None  # host dir for the task's result file (TITUS_OUTPUT_PATH)
 
     @property
     def name(self) -> str:
         """Deterministic container name: a retried launch finds what it made before."""
         return attempt_name(self.task_id, self.attempt)
 
-    def environment(self) -> dict[str, str]:
-        """The container's environment: the spec's env plus what titus-flow injects."""
+    def environment(self, output_path: str | None = None) -> dict[str, str]:
+        """The container's environment: the spec's env plus what titus-flow injects.
+
+        ``output_path`` is where the task may write its JSON result, as the task
+        sees it (inside the container for Docker, on the host for processes).
+        """
         env = dict(self.container.env)
+        if output_path is not None:
+            env["TITUS_OUTPUT_PATH"] = output_path
         env.update(
             TITUS_JOB_ID=self.job_id,
             TITUS_TASK_ID=self.task_id,
@@ -76,6 +83,13 @@ class LaunchRequest:
             }
         )
         return labels
+
+
+# A task's JSON result: written by the task to $TITUS_OUTPUT_PATH, read by the agent
+# after exit and returned through Temporal, so it must stay small.
+OUTPUT_FILE = "result.json"
+CONTAINER_OUTPUT_DIR = "/titus/output"
+MAX_OUTPUT_BYTES = 64 * 1024
 
 
 def attempt_name(task_id: str, attempt: int) -> str:

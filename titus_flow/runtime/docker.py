@@ -29,11 +29,13 @@ import docker.errors
 import requests.exceptions
 
 from titus_flow.runtime.base import (
+    CONTAINER_OUTPUT_DIR,
     EXEC_TIMED_OUT,
     LABEL_AGENT_ID,
     LABEL_ATTEMPT,
     LABEL_JOB_ID,
     LABEL_TASK_ID,
+    OUTPUT_FILE,
     DriverError,
     Exit,
     ImageNotFoundError,
@@ -218,6 +220,11 @@ class DockerDriver:
             pids_limit=self._pids_limit,
             cap_drop=["NET_RAW"],
             security_opt=["no-new-privileges"],
+            binds=(
+                {str(request.output_dir): {"bind": CONTAINER_OUTPUT_DIR, "mode": "rw"}}
+                if request.output_dir is not None
+                else None
+            ),
         )
         try:
             api.create_container(
@@ -225,7 +232,9 @@ class DockerDriver:
                 name=request.name,
                 entrypoint=spec.entrypoint,
                 command=spec.command,
-                environment=request.environment(),
+                environment=request.environment(
+                    f"{CONTAINER_OUTPUT_DIR}/{OUTPUT_FILE}" if request.output_dir else None
+                ),
                 labels=request.labels(),
                 working_dir=spec.working_dir,
                 user=spec.user,

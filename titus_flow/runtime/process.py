@@ -43,6 +43,7 @@ from typing import Any, Final
 
 from titus_flow.runtime.base import (
     EXEC_TIMED_OUT,
+    OUTPUT_FILE,
     DriverError,
     Exit,
     LaunchRequest,
@@ -297,7 +298,11 @@ class ProcessDriver:
         spec = request.container
         argv = [*(spec.entrypoint or []), *(spec.command or [])]
         env = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
-        env.update(request.environment())
+        env.update(
+            request.environment(
+                str(request.output_dir / OUTPUT_FILE) if request.output_dir else None
+            )
+        )
         log_path = request.log_path or files.log
         for stale in (files.pid, files.exit):  # left over by a remove that crashed
             stale.unlink(missing_ok=True)
