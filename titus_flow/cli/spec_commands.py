@@ -10,7 +10,7 @@ import click
 from titus_flow.cli.app import cli, echo_json, output_option
 from titus_flow.errors import SpecError
 from titus_flow.loader import load_many
-from titus_flow.spec import JOB_ADAPTER
+from titus_flow.spec.jobs import job_file_json_schema
 
 
 @cli.command()
@@ -34,5 +34,5 @@ def validate(files: tuple[Path, ...], output: str) -> None:
 
 @cli.command()
 def schema() -> None:
-    """Print the JSON Schema of a job (batch or service) for editors and CI checks."""
-    click.echo(json.dumps(JOB_ADAPTER.json_schema(mode="validation"), indent=2))
+    """Print the JSON Schema of a job file (one job, a list, or {jobs: [...]})."""
+    click.echo(json.dumps(job_file_json_schema(), indent=2))

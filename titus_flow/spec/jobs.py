@@ -209,3 +209,35 @@ Job = Annotated[BatchJob | ServiceJob, Field(discriminator="kind")]
 """Any job; ``kind`` (``batch`` or ``service``) tells which."""
 
 JOB_ADAPTER: TypeAdapter[BatchJob | ServiceJob] = TypeAdapter(Job)
+
+
+def job_file_json_schema() -> dict[str, Any]:
+    """JSON Schema of a job file: one job, a list of jobs, or ``{jobs: [...]}``.
+
+    Editors and CI can validate YAML and JSON job files with it before
+    ``titus-flow validate`` does the full check.
+    """
+    job_schema = JOB_ADAPTER.json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs: dict[str, Any] = job_schema.pop("$defs", {})
+    # `kind` may be left out (the loader infers it), so a minimal job matches
+    # both kinds: anyOf, not the oneOf pydantic emits for the tagged union.
+    job_schema["anyOf"] = job_schema.pop("oneOf")
+    job_schema.pop("discriminator", None)
+    defs["Job"] = job_schema
+    job_ref = {"$ref": "#/$defs/Job"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "titus-flow job file",
+        "$defs": defs,
+        "anyOf": [
+            job_ref,
+            {"type": "array", "items": job_ref, "minItems": 1},
+            {
+                "type": "object",
+                "properties": {"jobs": {"type": "array", "items": job_ref, "minItems": 1}},
+                "patternProperties": {"^x-": {}},
+                "required": ["jobs"],
+                "additionalProperties": False,
+            },
+        ],
+    }

@@ -1,0 +1,126 @@
+"""The CLI as users run it: exit codes, messages, help, schema (subprocesses, so the
+exit codes are the real ones after os._exit)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from titus_flow import __version__
+from titus_flow.cli import _register_commands
+from titus_flow.cli.app import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(
+    p for p in (ROOT / "examples").iterdir() if p.suffix in {".yaml", ".yml", ".json"}
+)
+
+
+def titus(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "titus_flow", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_version() -> None:
+    result = titus("--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_validate_examples_exits_0() -> None:
+    job_files = [str(p) for p in EXAMPLES] + [str(ROOT / "examples" / "retries.py")]
+    result = titus("validate", *job_files)
+    assert result.returncode == 0, result.stderr
+    assert "hello" in result.stdout
+
+
+@pytest.mark.parametrize("attempt", range(3))  # repeated: the exit path must be stable
+def test_bad_memory_exits_2_with_one_line_naming_the_field(tmp_path: Path, attempt: int) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncontainer: {image: busybox}\nresources: {memory: lots}\n")
+    result = titus("validate", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "memory" in lines[0] and "lots" in lines[0] and "Gi" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_json_output_lists_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: Bad_Name\ncontainer: {image: busybox}\n")
+    result = titus("validate", "-o", "json", str(bad))
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    assert report["valid"] is False and any("name" in e for e in report["errors"])
+
+
+def test_run_with_bad_input_submits_nothing_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncontainer: {image: busybox}\ninstances: 0\n")
+    # The address points nowhere: reaching Temporal would fail differently (exit 2
+    # with "cannot reach"); validation must stop it first.
+    result = subprocess.run(
+        [sys.executable, "-m", "titus_flow", "--address", "127.0.0.1:9", "run", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "instances" in result.stderr and "cannot reach" not in result.stderr
+
+
+def test_unknown_command_and_bad_option_exit_2() -> None:
+    assert titus("no-such-command").returncode == 2
+    assert titus("validate").returncode == 2  # missing FILE
+
+
+def test_unreachable_server_is_a_clear_error_not_a_traceback() -> None:
+    result = titus("--address", "127.0.0.1:9", "jobs", "list")
+    assert result.returncode == 2
+    assert "cannot reach Temporal at 127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_validates_the_example_files() -> None:
+    result = titus("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for path in EXAMPLES:
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "x", "container": {"image": "busybox"}, "memory": 1}, schema)
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append((*prefix, name))
+        if isinstance(command, click.Group):
+            found += _commands(command, (*prefix, name))
+    return found
+
+
+def test_every_command_has_help() -> None:
+    _register_commands()
+    commands = _commands(cli)
+    assert ("run",) in commands and ("job", "describe") in commands
+    runner = CliRunner()
+    for path in commands:
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output
