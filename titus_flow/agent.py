@@ -13,19 +13,19 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from titus_flow.activities.agent import AgentActivities
+from titus_flow.client import describe_job
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, agent_task_queue
 from titus_flow.lifecycle import TaskState
 from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError, ManagedContainer
 from titus_flow.spec import Resources
-from titus_flow.views import JobView
 from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
@@ -84,11 +84,8 @@ async def register(client: Client, settings: Settings, info: AgentInfo) -> None:
 
 async def _is_current(client: Client, container: ManagedContainer) -> bool:
     """Whether the job still runs this attempt of this task."""
-    handle = client.get_workflow_handle(container.job_id)
     try:
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return False
-        view: JobView = await handle.query("describe", result_type=JobView)
+        view = await describe_job(client, container.job_id)
     except RPCError:
         return False
     task = next((t for t in view.tasks if t.id == container.task_id), None)

@@ -42,7 +42,7 @@ from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
 from titus_flow.spec import BatchJob, ServiceJob
 from titus_flow.views import JobProgress, JobView
-from titus_flow.workflows.batch import BatchJobWorkflow
+from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
 from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.logs import FetchLogsInput, FetchLogsWorkflow
 from titus_flow.workflows.scheduler import SchedulerWorkflow
@@ -50,6 +50,34 @@ from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 class JobNotFoundError(UserError):
     """No job (or task) with that id."""
+
+
+async def _view_of(temporal: Client, workflow_id: str) -> JobView:
+    """The view a job (or partition) workflow holds.
+
+    Its result once completed, else what its describe query answers.
+    """
+    handle = temporal.get_workflow_handle_for(BatchJobWorkflow.run, workflow_id)
+    if (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    return await handle.query(BatchJobWorkflow.describe)
+
+
+async def _with_partition_tasks(temporal: Client, view: JobView) -> JobView:
+    """``view`` with the tasks of its partitions filled in.
+
+    The root workflow of a large job holds no tasks itself.
+    """
+    if not view.partitions:
+        return view
+    parts = await asyncio.gather(*(_view_of(temporal, p) for p in view.partitions))
+    tasks = sorted((t for part in parts for t in part.tasks), key=lambda t: t.index)
+    return view.model_copy(update={"tasks": tasks})
+
+
+async def describe_job(temporal: Client, job_id: str) -> JobView:
+    """The whole view of job ``job_id``, partitions merged; raises RPCError if absent."""
+    return await _with_partition_tasks(temporal, await _view_of(temporal, job_id))
 
 
 async def connect(settings: Settings) -> Client:
@@ -134,25 +162,34 @@ class TitusClient:
 
     async def describe(self, job_id: str) -> JobView:
         """The job with all its tasks and attempts (running or finished)."""
-        handle = self._handle(job_id)
         try:
-            description = await handle.describe()
-            if description.status == WorkflowExecutionStatus.COMPLETED:
-                return await handle.result()
-            return await handle.query(BatchJobWorkflow.describe)
+            return await describe_job(self.temporal, job_id)
         except RPCError as err:
             raise JobNotFoundError(f"no job {job_id!r}: {err.message}") from err
 
     async def progress(self, job_id: str) -> JobProgress:
-        """Task counts per state of a running job."""
-        return await self._handle(job_id).query(BatchJobWorkflow.progress)
+        """Task counts per state of a running job (summed over its partitions)."""
+        root = await self._handle(job_id).query(BatchJobWorkflow.progress)
+        partitions = await self._partitions(job_id)
+        if not partitions:
+            return root
+        parts = await asyncio.gather(
+            *(self._view_of(p) for p in partitions), return_exceptions=True
+        )
+        counts: dict[str, int] = {}
+        for part in parts:
+            if isinstance(part, JobView):
+                for state, count in part.counts().items():
+                    counts[state] = counts.get(state, 0) + count
+        return root.model_copy(update={"counts": counts})
 
     async def wait(self, job_id: str) -> JobView:
-        """Wait for the job to end; return its final view."""
+        """Wait for the job to end; return its final view with every task."""
         try:
-            return await self._handle(job_id).result()
+            view = await self._handle(job_id).result()
         except WorkflowFailureError as err:
             raise RuntimeError(f"job {job_id} workflow failed: {err.cause}") from err
+        return await _with_partition_tasks(self.temporal, view)
 
     async def kill(self, job_id: str) -> None:
         """Kill the job: all its tasks are stopped and it finishes as Killed."""
@@ -164,10 +201,23 @@ class TitusClient:
     async def kill_task(self, task_id: str) -> None:
         """Kill one task; it finishes as killed and is not retried."""
         job_id = job_id_of_task(task_id)
+        owner = job_id
+        partitions = await self._partitions(job_id)
+        if partitions:  # the partition that holds the task's index
+            owner = partitions[int(task_id.rpartition("-")[2]) // PARTITION_SIZE]
         try:
-            await self._handle(job_id).execute_update(BatchJobWorkflow.kill_task, task_id)
+            await self._handle(owner).execute_update(BatchJobWorkflow.kill_task, task_id)
         except RPCError as err:
             raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
+
+    async def _partitions(self, job_id: str) -> list[str]:
+        try:
+            return (await self._handle(job_id).query(BatchJobWorkflow.describe)).partitions
+        except RPCError as err:
+            raise JobNotFoundError(f"no job {job_id!r}: {err.message}") from err
+
+    async def _view_of(self, workflow_id: str) -> JobView:
+        return await _view_of(self.temporal, workflow_id)
 
     async def list_jobs(
         self, state: str | None = None, job_type: str | None = None, limit: int = 100

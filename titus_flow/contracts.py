@@ -32,6 +32,11 @@ class BatchJobInput(Message):
 
     job: BatchJob
     submitted_at: datetime
+    # A large job runs as partitions (child workflows); each gets the root job's
+    # id and its slice of task indices. None: this workflow is the whole job.
+    job_id: str | None = None
+    first_index: int = 0
+    count: int | None = None
 
 
 # --- agent activities -------------------------------------------------------

@@ -58,6 +58,8 @@ class JobView(View):
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     tasks: list[TaskView] = Field(default_factory=list)
+    # Workflow ids of the partitions of a large job; their views hold the tasks.
+    partitions: list[str] = Field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Number of tasks per state (Finished split by reason), for progress displays."""

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow import visibility
@@ -47,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
         SchedulerMailbox,
     )
 
+# Tasks per workflow history: ~10 events a task keeps a partition far below the
+# 10,240-event warning; a 10,000-task job is 20 partitions.
+PARTITION_SIZE = 500
+
 # Upper bound on one supervise run when the job sets no runtime limit.
 _NO_LIMIT = timedelta(days=30)
 _KILL_GRACE = timedelta(seconds=60)
@@ -71,23 +76,34 @@ class BatchJobWorkflow:
         self._task_runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
         self._job_kill_requested = False
+        self._partitions: list[ChildWorkflowHandle[BatchJobWorkflow, JobView]] = []
 
     @workflow.run
     async def run(self, request: BatchJobInput) -> JobView:
-        """Run the job; return its final view."""
+        """Run the job (or one partition of it); return its final view.
+
+        A job of more than :data:`PARTITION_SIZE` tasks runs as partitions, child
+        workflows of at most that many tasks each, so no history nears
+        Temporal's limits; the root's view then lists the partitions, not tasks.
+        """
         job = request.job
         info = workflow.info()
+        job_id = request.job_id or info.workflow_id
         view = self._view = JobView(
-            id=info.workflow_id,
+            id=job_id,
             name=job.name,
             type="batch",
             owner=job.owner,
             submitted_at=request.submitted_at,
-            tasks=[
-                TaskView(id=f"{info.workflow_id}-{index}", index=index)
-                for index in range(job.instances)
-            ],
         )
+        if request.count is None and job.instances > PARTITION_SIZE:
+            await self._run_partitions(request, job_id)
+            return view
+        first = request.first_index
+        count = job.instances if request.count is None else request.count
+        view.tasks = [
+            TaskView(id=f"{job_id}-{index}", index=index) for index in range(first, first + count)
+        ]
         mailbox = self._mailbox = SchedulerMailbox(info.workflow_id)
         flusher = asyncio.create_task(mailbox.run())
         for task in view.tasks:
@@ -95,8 +111,34 @@ class BatchJobWorkflow:
         await asyncio.gather(*self._task_runs.values(), return_exceptions=False)
         mailbox.close()
         await flusher
-        self._finish()
+        self._finish(view.tasks)
         return view
+
+    async def _run_partitions(self, request: BatchJobInput, job_id: str) -> None:
+        assert self._view is not None
+        instances = request.job.instances
+        starts = range(0, instances, PARTITION_SIZE)
+        self._view.partitions = [f"{job_id}-p{n}" for n in range(len(starts))]
+        self._set_state(JobState.RUNNING)
+        for partition_id, first in zip(self._view.partitions, starts, strict=True):
+            count = min(PARTITION_SIZE, instances - first)
+            self._partitions.append(
+                await workflow.start_child_workflow(
+                    BatchJobWorkflow.run,
+                    request.model_copy(
+                        update={"job_id": job_id, "first_index": first, "count": count}
+                    ),
+                    id=partition_id,
+                    static_summary=f"tasks {first}-{first + count - 1} of job {job_id}",
+                )
+            )
+        if self._job_kill_requested:  # a kill that came while partitions started
+            await self._kill_partitions()
+        views = await asyncio.gather(*self._partitions)
+        self._finish([task for view in views for task in view.tasks])
+
+    async def _kill_partitions(self) -> None:
+        await asyncio.gather(*(p.signal(BatchJobWorkflow.kill) for p in self._partitions))
 
     # --- signals, updates and queries ------------------------------------
 
@@ -107,11 +149,14 @@ class BatchJobWorkflow:
         self._mailbox.on_update(update)
 
     @workflow.signal(name="kill")
-    def kill(self) -> None:
+    async def kill(self) -> None:
         """Kill the job: stop every task (KillInitiated -> Finished/killed)."""
         self._job_kill_requested = True
         for task_id in self._task_runs:
             self._kill_task(task_id, FinishReason.KILLED)
+        if self._partitions:
+            self._set_state(JobState.KILL_INITIATED)
+            await self._kill_partitions()
 
     @workflow.update(name="kill_task")
     def kill_task(self, task_id: str) -> str:
@@ -274,7 +319,10 @@ class BatchJobWorkflow:
             )
         except ActivityError as err:
             return _Outcome.from_activity_error(err, "supervise")
-        task.log_tail, task.output = exit_.log_tail, exit_.output
+        # Only a failure's log tail is kept: the view of a 500-task partition must
+        # stay far below Temporal's payload limit.
+        task.output = exit_.output
+        task.log_tail = exit_.log_tail if exit_.reason is not FinishReason.NORMAL else []
         return _Outcome(exit_.reason, exit_.exit_code, exit_.message)
 
     # --- bookkeeping --------------------------------------------------------
@@ -286,19 +334,19 @@ class BatchJobWorkflow:
         if self._view.state is JobState.ACCEPTED:
             self._set_state(JobState.RUNNING)
 
-    def _finish(self) -> None:
+    def _finish(self, tasks: list[TaskView]) -> None:
         assert self._view is not None
-        reasons = {t.reason for t in self._view.tasks}
+        reasons = {t.reason for t in tasks}
         if self._job_kill_requested:
             state, message = JobState.KILLED, "killed by request"
         elif reasons == {FinishReason.NORMAL}:
             state, message = JobState.SUCCEEDED, ""
         else:
-            failed = [t for t in self._view.tasks if t.reason is not FinishReason.NORMAL]
+            failed = [t for t in tasks if t.reason is not FinishReason.NORMAL]
             first = failed[0]
             state = JobState.FAILED
             message = (
-                f"{len(failed)} of {len(self._view.tasks)} task(s) failed; first: task"
+                f"{len(failed)} of {len(tasks)} task(s) failed; first: task"
                 f" {first.index} {first.reason.value if first.reason else 'unknown'}"
                 + (f": {first.message}" if first.message else "")
             )

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,32 @@ async def test_task_output_written_to_titus_output_path_is_returned(cluster: Clu
     view = await cluster.wait_for(await client.submit(spec))
     assert view.state is JobState.SUCCEEDED, view
     assert [t.output for t in view.tasks] == [{"index": 0}, {"index": 1}]
+
+
+async def test_large_job_runs_as_partitions_and_reads_as_one(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    # A process-driver agent keeps 1,200 tasks cheap; 1,200 > PARTITION_SIZE (500).
+    from titus_flow.workflows.batch import PARTITION_SIZE
+
+    c = cluster_factory()
+    c.start_worker()
+    c.start_agent("proc", "--driver", "process", "--cpu", "64", "--memory", "64Gi")
+    client = await c.client()
+    count = 1200
+    assert count > 2 * PARTITION_SIZE
+    spec = job(
+        "large",
+        'test "$TITUS_TASK_INDEX" != 1100',
+        instances=count,
+        resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
+    )
+    job_id = await client.submit(spec)
+    view = await c.wait_for(job_id, timeout=400)
+    assert view.state is JobState.FAILED
+    assert [t.index for t in view.tasks] == list(range(count))
+    assert [t.index for t in view.tasks if t.reason is not FinishReason.NORMAL] == [1100]
+    assert "1 of 1200 task(s) failed" in view.message
+    assert len(view.partitions) == 3
+    described = await client.describe(job_id)
+    assert len(described.tasks) == count
