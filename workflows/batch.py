@@ -15,16 +15,14 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow import visibility
     from titus_flow.contracts import (
-        AttemptExit,
         BatchJobInput,
         LaunchInput,
-        LaunchResult,
         Placed,
         PlacementItem,
         PlacementUpdate,
@@ -40,21 +38,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from titus_flow.spec import BatchJob
     from titus_flow.views import AttemptView, JobProgress, JobView, TaskView
-    from titus_flow.workflows.common import (
-        AGENT_LOST_AFTER,
-        LAUNCH_RETRY,
-        SUPERVISE_HEARTBEAT_TIMEOUT,
-        SUPERVISE_RETRY,
-        SchedulerMailbox,
-    )
+    from titus_flow.workflows.attempts import Outcome, launch, supervise
+    from titus_flow.workflows.common import SchedulerMailbox
 
 # Tasks per workflow history: ~10 events a task keeps a partition far below the
 # 10,240-event warning; a 10,000-task job is 20 partitions.
 PARTITION_SIZE = 500
-
-# Upper bound on one supervise run when the job sets no runtime limit.
-_NO_LIMIT = timedelta(days=30)
-_KILL_GRACE = timedelta(seconds=60)
 
 
 class _AttemptFailed(Exception):
@@ -76,6 +65,7 @@ class BatchJobWorkflow:
         self._task_runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
         self._job_kill_requested = False
+        self._job_id = ""
         self._partitions: list[ChildWorkflowHandle[BatchJobWorkflow, JobView]] = []
 
     @workflow.run
@@ -88,7 +78,7 @@ class BatchJobWorkflow:
         """
         job = request.job
         info = workflow.info()
-        job_id = request.job_id or info.workflow_id
+        job_id = self._job_id = request.job_id or info.workflow_id
         view = self._view = JobView(
             id=job_id,
             name=job.name,
@@ -234,11 +224,11 @@ class BatchJobWorkflow:
             reason = self._kill_reasons.get(task.id, FinishReason.KILLED)
             self._finish_task(task, reason, "killed by request")
 
-    async def _run_attempt(self, job: BatchJob, task: TaskView) -> _Outcome:
+    async def _run_attempt(self, job: BatchJob, task: TaskView) -> Outcome:
         assert self._mailbox is not None
         item = PlacementItem(
             key=task.id,
-            job_id=workflow.info().workflow_id,
+            job_id=self._job_id,
             resources=job.resources,
             constraints=job.constraints,
             capacity_group=job.capacity_group,
@@ -247,7 +237,7 @@ class BatchJobWorkflow:
         task.state = TaskState.ACCEPTED
         placement = await self._mailbox.reserve(item)
         if isinstance(placement, Unplaced):
-            return _Outcome(FinishReason.INVALID_REQUEST, None, placement.reason, retryable=False)
+            return Outcome(FinishReason.INVALID_REQUEST, None, placement.reason, retryable=False)
         attempt = AttemptView(
             attempt=len(task.attempts) + 1,
             agent=placement.agent_id,
@@ -272,58 +262,42 @@ class BatchJobWorkflow:
 
     async def _launch_and_supervise(
         self, job: BatchJob, task: TaskView, attempt: AttemptView, placement: Placed
-    ) -> _Outcome:
+    ) -> Outcome:
         task.state = attempt.state = TaskState.START_INITIATED
-        label = f"{task.id} attempt {attempt.attempt}"
-        try:
-            launched: LaunchResult = await workflow.execute_activity(
-                "launch",
-                LaunchInput(
-                    job_id=workflow.info().workflow_id,
-                    task_id=task.id,
-                    task_index=task.index,
-                    attempt=attempt.attempt,
-                    container=job.container,
-                    resources=job.resources,
-                    ports=placement.ports,
-                ),
-                result_type=LaunchResult,
-                task_queue=placement.task_queue,
-                start_to_close_timeout=timedelta(minutes=5),
-                schedule_to_start_timeout=AGENT_LOST_AFTER,
-                retry_policy=LAUNCH_RETRY,
-                summary=f"launch {label}",
-            )
-        except ActivityError as err:
-            return _Outcome.from_activity_error(err, "launch")
+        launched = await launch(
+            LaunchInput(
+                job_id=self._job_id,
+                task_id=task.id,
+                task_index=task.index,
+                attempt=attempt.attempt,
+                container=job.container,
+                resources=job.resources,
+                ports=placement.ports,
+            ),
+            placement.task_queue,
+        )
+        if isinstance(launched, Outcome):
+            return launched
         task.state = attempt.state = TaskState.STARTED
         attempt.started_at = launched.started_at
         limit = job.runtime_limit
-        try:
-            exit_: AttemptExit = await workflow.execute_activity(
-                "supervise",
-                SuperviseInput(
-                    task_id=task.id,
-                    attempt=attempt.attempt,
-                    runtime_limit_seconds=limit.total_seconds() if limit else None,
-                    started_at=launched.started_at,
-                ),
-                result_type=AttemptExit,
-                task_queue=placement.task_queue,
-                start_to_close_timeout=(limit or _NO_LIMIT) + _KILL_GRACE,
-                schedule_to_start_timeout=AGENT_LOST_AFTER,
-                heartbeat_timeout=SUPERVISE_HEARTBEAT_TIMEOUT,
-                retry_policy=SUPERVISE_RETRY,
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=f"supervise {label}",
-            )
-        except ActivityError as err:
-            return _Outcome.from_activity_error(err, "supervise")
-        # Only a failure's log tail is kept: the view of a 500-task partition must
-        # stay far below Temporal's payload limit.
-        task.output = exit_.output
-        task.log_tail = exit_.log_tail if exit_.reason is not FinishReason.NORMAL else []
-        return _Outcome(exit_.reason, exit_.exit_code, exit_.message)
+        outcome = await supervise(
+            SuperviseInput(
+                task_id=task.id,
+                attempt=attempt.attempt,
+                runtime_limit_seconds=limit.total_seconds() if limit else None,
+                started_at=launched.started_at,
+            ),
+            placement.task_queue,
+            limit,
+        )
+        if outcome.exit is not None:
+            # Only a failure's log tail is kept: the view of a 500-task partition
+            # must stay far below Temporal's payload limit.
+            task.output = outcome.exit.output
+            if outcome.reason is not FinishReason.NORMAL:
+                task.log_tail = outcome.exit.log_tail
+        return outcome
 
     # --- bookkeeping --------------------------------------------------------
 
@@ -370,33 +344,3 @@ class BatchJobWorkflow:
             reason = self._mailbox.pending_reasons.get(task.id)
             if reason is not None:
                 task.pending_reason = reason
-
-
-class _Outcome:
-    """How one attempt ended, as the retry rule needs it."""
-
-    def __init__(
-        self,
-        reason: FinishReason,
-        exit_code: int | None,
-        message: str = "",
-        retryable: bool = True,
-    ) -> None:
-        self.reason = reason
-        self.exit_code = exit_code
-        self.message = message
-        self.retryable = retryable
-
-    @classmethod
-    def from_activity_error(cls, err: ActivityError, step: str) -> _Outcome:
-        """Classify a failed launch or supervise: the user's fault or the platform's."""
-        cause = err.cause
-        if isinstance(cause, TimeoutError):
-            kind = cause.type.name if cause.type is not None else "timeout"
-            return cls(FinishReason.LOST, None, f"agent lost during {step} ({kind})")
-        if isinstance(cause, CancelledError):
-            return cls(FinishReason.KILLED, None, "killed by request", retryable=False)
-        if isinstance(cause, ApplicationError) and cause.type == "ImageNotFound":
-            return cls(FinishReason.FAILED, None, cause.message, retryable=False)
-        message = str(cause) if cause is not None else str(err)
-        return cls(FinishReason.SYSTEM_ERROR, None, f"{step} failed: {message}")

@@ -1,0 +1,105 @@
+"""One attempt of one task on its agent: the launch and supervise activities.
+
+Shared by the batch and service job workflows: the activity options (timeouts
+that detect a lost agent, retries that re-adopt a container) and the rule that
+sorts an activity failure into the user's fault or the platform's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from titus_flow.contracts import AttemptExit, LaunchInput, LaunchResult, SuperviseInput
+    from titus_flow.lifecycle import FinishReason
+    from titus_flow.workflows.common import (
+        AGENT_LOST_AFTER,
+        LAUNCH_RETRY,
+        SUPERVISE_HEARTBEAT_TIMEOUT,
+        SUPERVISE_RETRY,
+    )
+
+# Upper bound on one supervise run when the job sets no runtime limit; a service
+# task outliving it is simply supervised again by a retry.
+NO_LIMIT = timedelta(days=30)
+KILL_GRACE = timedelta(seconds=60)
+
+
+class Outcome:
+    """How one attempt ended, as the retry and replacement rules need it."""
+
+    def __init__(
+        self,
+        reason: FinishReason,
+        exit_code: int | None = None,
+        message: str = "",
+        retryable: bool = True,
+        exit_: AttemptExit | None = None,
+    ) -> None:
+        self.reason = reason
+        self.exit_code = exit_code
+        self.message = message
+        self.retryable = retryable
+        self.exit = exit_
+
+    @classmethod
+    def from_exit(cls, exit_: AttemptExit) -> Outcome:
+        """The outcome the agent reported."""
+        return cls(exit_.reason, exit_.exit_code, exit_.message, exit_=exit_)
+
+    @classmethod
+    def from_activity_error(cls, err: ActivityError, step: str) -> Outcome:
+        """Classify a failed launch or supervise: the user's fault or the platform's."""
+        cause = err.cause
+        if isinstance(cause, TimeoutError):
+            kind = cause.type.name if cause.type is not None else "timeout"
+            return cls(FinishReason.LOST, message=f"agent lost during {step} ({kind})")
+        if isinstance(cause, CancelledError):
+            return cls(FinishReason.KILLED, message="killed by request", retryable=False)
+        if isinstance(cause, ApplicationError) and cause.type == "ImageNotFound":
+            return cls(FinishReason.FAILED, message=cause.message, retryable=False)
+        message = str(cause) if cause is not None else str(err)
+        return cls(FinishReason.SYSTEM_ERROR, message=f"{step} failed: {message}")
+
+
+async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcome:
+    """Start the attempt's container; an :class:`Outcome` if that failed."""
+    try:
+        result: LaunchResult = await workflow.execute_activity(
+            "launch",
+            request,
+            result_type=LaunchResult,
+            task_queue=task_queue,
+            start_to_close_timeout=timedelta(minutes=5),
+            schedule_to_start_timeout=AGENT_LOST_AFTER,
+            retry_policy=LAUNCH_RETRY,
+            summary=f"launch {request.task_id} attempt {request.attempt}",
+        )
+    except ActivityError as err:
+        return Outcome.from_activity_error(err, "launch")
+    return result
+
+
+async def supervise(
+    request: SuperviseInput, task_queue: str, limit: timedelta | None = None
+) -> Outcome:
+    """Watch the running attempt until it ends; cancelling this stops the container."""
+    try:
+        exit_: AttemptExit = await workflow.execute_activity(
+            "supervise",
+            request,
+            result_type=AttemptExit,
+            task_queue=task_queue,
+            start_to_close_timeout=(limit or NO_LIMIT) + KILL_GRACE,
+            schedule_to_start_timeout=AGENT_LOST_AFTER,
+            heartbeat_timeout=SUPERVISE_HEARTBEAT_TIMEOUT,
+            retry_policy=SUPERVISE_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"supervise {request.task_id} attempt {request.attempt}",
+        )
+    except ActivityError as err:
+        return Outcome.from_activity_error(err, "supervise")
+    return Outcome.from_exit(exit_)
