@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import JsonValue
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from titus_flow.contracts import (
     AttemptExit,
@@ -25,6 +26,7 @@ from titus_flow.contracts import (
     LogsChunk,
     LogsInput,
     SuperviseInput,
+    TaskHealth,
 )
 from titus_flow.lifecycle import FinishReason, reason_for_exit
 from titus_flow.runtime.base import (
@@ -37,6 +39,7 @@ from titus_flow.runtime.base import (
     LaunchRequest,
     attempt_name,
 )
+from titus_flow.runtime.health import Health, HealthChange, HealthMonitor
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 4096
@@ -94,7 +97,7 @@ class AgentActivities:
 
     @activity.defn(name="supervise")
     async def supervise(self, request: SuperviseInput) -> AttemptExit:
-        """Heartbeat until the container exits (or overruns its limit); return how it ended."""
+        """Heartbeat until the container exits, overruns its limit or turns unhealthy."""
         name = attempt_name(request.task_id, request.attempt)
         saved = self._read_saved_exit(request.task_id, request.attempt)
         if saved is not None:
@@ -102,7 +105,9 @@ class AgentActivities:
         deadline = None
         if request.runtime_limit_seconds is not None:
             deadline = request.started_at.timestamp() + request.runtime_limit_seconds
+        health = _HealthWatch(self, request, name) if request.health_check else None
         reason: FinishReason | None = None
+        message = ""
         try:
             while True:
                 timeout = self.heartbeat_every
@@ -113,21 +118,33 @@ class AgentActivities:
                     break
                 if deadline is not None and datetime.now(UTC).timestamp() >= deadline:
                     reason = FinishReason.RUNTIME_LIMIT_EXCEEDED
+                elif health is not None and health.unhealthy is not None:
+                    reason, message = FinishReason.FAILED, f"unhealthy: {health.unhealthy}"
+                if reason is not None:
                     await self._heartbeating(self.driver.stop(name, STOP_GRACE_SECONDS))
                     exit_ = await self._wait(name, STOP_GRACE_SECONDS + 5)
                     break
                 activity.heartbeat()
         except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            if details is not None and (details.not_found or details.worker_shutdown):
+                # The workflow run moved on (continue-as-new) or this agent is
+                # restarting: leave the container to whoever supervises it next.
+                raise
             # Killed (or the job was): stop the container, keep its output, and
             # keep heartbeating meanwhile so the stop is not mistaken for a lost agent.
             await asyncio.shield(self._heartbeating(self._stop_and_remove(name, request)))
             raise
+        finally:
+            if health is not None:
+                await health.close()
         result = AttemptExit(
             reason=reason
             or reason_for_exit(exit_.exit_code if exit_ else 137, bool(exit_ and exit_.oom_killed)),
             exit_code=exit_.exit_code if exit_ else None,
             finished_at=(exit_.finished_at if exit_ and exit_.finished_at else datetime.now(UTC)),
-            message=self._message(reason, exit_, request),
+            message=message or self._message(reason, exit_, request),
+            became_healthy=health is not None and health.became_healthy,
         )
         log_path = self.log_path(request.task_id, request.attempt)
         await self.driver.remove(name, log_path)
@@ -195,6 +212,59 @@ class AgentActivities:
             return AttemptExit.model_validate(json.loads(path.read_text()))
         except (ValueError, OSError):
             return None
+
+
+class _HealthWatch:
+    """Runs a task's health checks beside supervise and reports changes to its job.
+
+    Probes stay on the agent; only state changes travel, as a ``task_health``
+    signal, so a health check every few seconds does not grow the job's history.
+    """
+
+    def __init__(self, agent: AgentActivities, request: SuperviseInput, name: str) -> None:
+        assert request.health_check is not None
+        self.unhealthy: str | None = None
+        self.became_healthy = False
+        self._request = request
+        self._client = activity.client()
+        self._stop = asyncio.Event()
+        monitor = HealthMonitor(
+            request.health_check,
+            ports=request.ports,
+            container_name=name,
+            driver=agent.driver,
+            started_at=request.started_at,
+        )
+        self._task = asyncio.create_task(monitor.run(self._on_change, self._stop))
+
+    async def _on_change(self, change: HealthChange) -> None:
+        if change.state is Health.UNHEALTHY:
+            self.unhealthy = change.message
+        self.became_healthy = self.became_healthy or change.state is Health.HEALTHY
+        if self._request.workflow_id is None:
+            return
+        handle = self._client.get_workflow_handle(self._request.workflow_id)
+        try:
+            await handle.signal(
+                "task_health",
+                TaskHealth(
+                    task_id=self._request.task_id,
+                    attempt=self._request.attempt,
+                    healthy=change.state is Health.HEALTHY,
+                    message=change.message,
+                    at=change.at,
+                ),
+            )
+        except RPCError as err:  # the job may have ended meanwhile; supervision goes on
+            activity.logger.warning("could not report health of %s: %s", self._request.task_id, err)
+
+    async def close(self) -> None:
+        """Stop probing and wait for the probe loop to end."""
+        self._stop.set()
+        try:
+            await asyncio.wait_for(self._task, timeout=10)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
 
 
 def _read_output(directory: Path) -> tuple[JsonValue, str]:

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from titus_flow.activities.agent import AgentActivities
@@ -83,11 +83,24 @@ async def register(client: Client, settings: Settings, info: AgentInfo) -> None:
 
 
 async def _is_current(client: Client, container: ManagedContainer) -> bool:
-    """Whether the job still runs this attempt of this task."""
+    """Whether the job may still run this attempt of this task.
+
+    Only a definite answer removes a container: a job that is gone or ended, or a
+    task that finished or moved to another attempt. When the job cannot be
+    asked right now (a worker restarting, a query failing) the container stays;
+    its job's own supervise activity settles its fate.
+    """
+    handle = client.get_workflow_handle(container.job_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return False
+    except RPCError as err:
+        return err.status != RPCStatusCode.NOT_FOUND
     try:
         view = await describe_job(client, container.job_id)
-    except RPCError:
-        return False
+    except RPCError as err:
+        log.warning("cannot tell if %s is current (%s); keeping it", container.name, err.message)
+        return True
     task = next((t for t in view.tasks if t.id == container.task_id), None)
     return (
         task is not None

@@ -23,6 +23,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -30,22 +31,35 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from titus_flow import visibility
 from titus_flow.config import Settings, load_settings
-from titus_flow.contracts import AgentView, BatchJobInput, LogsChunk, LogsInput, agent_task_queue
+from titus_flow.contracts import (
+    AgentView,
+    BatchJobInput,
+    KillTaskRequest,
+    LogsChunk,
+    LogsInput,
+    ScaleRequest,
+    ServiceJobInput,
+    agent_task_queue,
+)
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
-from titus_flow.spec import BatchJob, ServiceJob
+from titus_flow.spec import BatchJob, Capacity, ServiceJob
 from titus_flow.views import JobProgress, JobView
 from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
 from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.logs import FetchLogsInput, FetchLogsWorkflow
 from titus_flow.workflows.scheduler import SchedulerWorkflow
+from titus_flow.workflows.service import ServiceJobWorkflow
+
+T = TypeVar("T")
 
 
 class JobNotFoundError(UserError):
@@ -134,27 +148,32 @@ class TitusClient:
 
     async def submit(self, job: BatchJob | ServiceJob, job_id: str | None = None) -> str:
         """Start ``job``; return its id. The spec was validated when it was built."""
-        if isinstance(job, ServiceJob):
-            raise UserError(f"job {job.name}: service jobs are not supported yet")
         job_id = job_id or new_job_id(job.name)
-        await self.temporal.start_workflow(
-            BatchJobWorkflow.run,
-            BatchJobInput(job=job, submitted_at=datetime.now(UTC)),
-            id=job_id,
-            task_queue=self.settings.control_task_queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(visibility.JOB_ID, job_id),
-                    SearchAttributePair(visibility.JOB_NAME, job.name),
-                    SearchAttributePair(visibility.JOB_TYPE, job.kind),
-                    SearchAttributePair(visibility.JOB_STATE, JobState.ACCEPTED.value),
-                    SearchAttributePair(visibility.OWNER, job.owner or "-"),
-                ]
-            ),
-            static_summary=(
-                f"{job.kind} job {job.name}: {job.instances} task(s) of {job.container.image}"
-            ),
-        )
+        options: dict[str, Any] = {
+            "id": job_id,
+            "task_queue": self.settings.control_task_queue,
+            "search_attributes": visibility.job_search_attributes(job_id, job),
+        }
+        submitted_at = datetime.now(UTC)
+        if isinstance(job, ServiceJob):
+            await self.temporal.start_workflow(
+                ServiceJobWorkflow.run,
+                ServiceJobInput(job=job, submitted_at=submitted_at),
+                static_summary=(
+                    f"service job {job.name}: {job.capacity.desired} task(s) of"
+                    f" {job.container.image}"
+                ),
+                **options,
+            )
+        else:
+            await self.temporal.start_workflow(
+                BatchJobWorkflow.run,
+                BatchJobInput(job=job, submitted_at=submitted_at),
+                static_summary=(
+                    f"batch job {job.name}: {job.instances} task(s) of {job.container.image}"
+                ),
+                **options,
+            )
         return job_id
 
     def _handle(self, job_id: str) -> WorkflowHandle[BatchJobWorkflow, JobView]:
@@ -191,6 +210,34 @@ class TitusClient:
             raise RuntimeError(f"job {job_id} workflow failed: {err.cause}") from err
         return await _with_partition_tasks(self.temporal, view)
 
+    async def wait_healthy(
+        self, job_id: str, timeout: float = 300.0, revision: int | None = None
+    ) -> JobView:
+        """Wait until service job ``job_id`` has ``desired`` healthy tasks.
+
+        Counts only tasks of ``revision`` when given. Returns the job's view;
+        raises TimeoutError with the job's last message after ``timeout`` seconds.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            view = await self.describe(job_id)
+            status = view.service
+            if status is None:
+                raise UserError(f"job {job_id} is a {view.type} job, not a service job")
+            current = [
+                t for t in view.tasks if t.healthy and (revision is None or t.revision == revision)
+            ]
+            if len(current) >= status.desired and view.state is JobState.RUNNING:
+                return view
+            if view.state.is_final:
+                return view
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(
+                    f"job {job_id}: {len(current)}/{status.desired} healthy after {timeout:g}s"
+                    + (f"; {view.message}" if view.message else "")
+                )
+            await asyncio.sleep(0.5)
+
     async def kill(self, job_id: str) -> None:
         """Kill the job: all its tasks are stopped and it finishes as Killed."""
         try:
@@ -198,23 +245,64 @@ class TitusClient:
         except RPCError as err:
             raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
 
-    async def kill_task(self, task_id: str) -> None:
-        """Kill one task; it finishes as killed and is not retried."""
+    async def kill_task(self, task_id: str, shrink: bool = False, force: bool = False) -> str:
+        """Kill one task.
+
+        A batch task finishes as killed and is not retried; a service task is
+        replaced, or with ``shrink`` the job's desired drops by one. Without
+        ``force`` a service kill waits for the disruption budget.
+        """
         job_id = job_id_of_task(task_id)
-        owner = job_id
-        partitions = await self._partitions(job_id)
-        if partitions:  # the partition that holds the task's index
-            owner = partitions[int(task_id.rpartition("-")[2]) // PARTITION_SIZE]
+        root = await self._root_view(job_id)
         try:
-            await self._handle(owner).execute_update(BatchJobWorkflow.kill_task, task_id)
+            if root.type == "service":
+                request = KillTaskRequest(task_id=task_id, shrink=shrink, force=force)
+                return await self._update(job_id, "kill_task", request, str)
+            owner = job_id
+            if root.partitions:  # the partition that holds the task's index
+                owner = root.partitions[int(task_id.rpartition("-")[2]) // PARTITION_SIZE]
+            return await self._update(owner, "kill_task", task_id, str)
         except RPCError as err:
             raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
 
-    async def _partitions(self, job_id: str) -> list[str]:
+    async def scale(
+        self,
+        job_id: str,
+        desired: int | None = None,
+        min: int | None = None,
+        max: int | None = None,
+    ) -> Capacity:
+        """Change a service job's desired/min/max.
+
+        Rejected, changing nothing, unless the result keeps min <= desired <= max.
+        """
+        request = ScaleRequest(desired=desired, min=min, max=max)
+        return await self._update(job_id, "scale", request, Capacity)
+
+    async def update_service(self, job_id: str, job: ServiceJob) -> int:
+        """Roll out ``job`` as the next revision of service job ``job_id``."""
+        return await self._update(job_id, "update_job", job, int)
+
+    async def _update(self, workflow_id: str, name: str, arg: Any, result_type: type[T]) -> T:
+        handle = self.temporal.get_workflow_handle(workflow_id)
         try:
-            return (await self._handle(job_id).query(BatchJobWorkflow.describe)).partitions
+            result: T = await handle.execute_update(name, arg, result_type=result_type)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise UserError(message) from err
+        except RPCError as err:
+            raise JobNotFoundError(f"no running job {workflow_id!r}: {err.message}") from err
+        return result
+
+    async def _root_view(self, job_id: str) -> JobView:
+        try:
+            return await self._handle(job_id).query(BatchJobWorkflow.describe)
         except RPCError as err:
             raise JobNotFoundError(f"no job {job_id!r}: {err.message}") from err
+
+    async def _partitions(self, job_id: str) -> list[str]:
+        return (await self._root_view(job_id)).partitions
 
     async def _view_of(self, workflow_id: str) -> JobView:
         return await _view_of(self.temporal, workflow_id)

@@ -10,7 +10,16 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from titus_flow.lifecycle import FinishReason
-from titus_flow.spec import BatchJob, Constraints, Container, Resources
+from titus_flow.spec import (
+    BatchJob,
+    Capacity,
+    Constraints,
+    Container,
+    HealthCheck,
+    Resources,
+    ServiceJob,
+)
+from titus_flow.views import TaskView
 
 
 class Message(BaseModel):
@@ -39,6 +48,50 @@ class BatchJobInput(Message):
     count: int | None = None
 
 
+class ServiceTaskRecord(Message):
+    """A live service task, as carried across continue-as-new."""
+
+    view: TaskView
+    task_queue: str | None = None
+    ports: dict[str, int] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    was_healthy: bool = False  # passed its health check at least once
+
+
+class ServiceJobInput(Message):
+    """Start (or continue) a service job."""
+
+    job: ServiceJob
+    submitted_at: datetime
+    revision: int = 1
+    previous: ServiceJob | None = None  # the revision an update rolls back to
+    previous_revision: int | None = None
+    capacity: Capacity | None = None  # after scaling; None: the spec's
+    tasks: list[ServiceTaskRecord] = Field(default_factory=list)
+    finished: list[TaskView] = Field(default_factory=list)
+    next_index: int = 0
+    crash_failures: int = 0
+    update: str = ""
+    # Continue as new past this many history events (tests lower it).
+    history_limit: int = 10_000
+
+
+class ScaleRequest(Message):
+    """Change a service job's capacity; unset fields keep their value."""
+
+    desired: int | None = Field(default=None, ge=0)
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class KillTaskRequest(Message):
+    """Kill one task of a service job."""
+
+    task_id: str
+    shrink: bool = False  # lower desired by one instead of replacing the task
+    force: bool = False  # ignore the disruption budget
+
+
 # --- agent activities -------------------------------------------------------
 
 
@@ -62,12 +115,28 @@ class LaunchResult(Message):
 
 
 class SuperviseInput(Message):
-    """Watch a launched attempt until it exits, enforcing its runtime limit."""
+    """Watch a launched attempt until it exits.
+
+    The agent enforces the runtime limit and, for service tasks, the health check.
+    """
 
     task_id: str
     attempt: int
     runtime_limit_seconds: float | None = None
     started_at: datetime
+    health_check: HealthCheck | None = None
+    ports: dict[str, int] = Field(default_factory=dict)
+    workflow_id: str | None = None  # where health changes are signalled
+
+
+class TaskHealth(Message):
+    """A task's health changed (sent by the agent as a ``task_health`` signal)."""
+
+    task_id: str
+    attempt: int
+    healthy: bool
+    message: str = ""
+    at: datetime
 
 
 class AttemptExit(Message):
@@ -79,6 +148,7 @@ class AttemptExit(Message):
     message: str = ""
     log_tail: list[str] = Field(default_factory=list)
     output: JsonValue = None  # the task's JSON result, if it wrote one
+    became_healthy: bool = False  # passed its health check at least once
 
 
 class LogsInput(Message):

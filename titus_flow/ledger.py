@@ -86,6 +86,23 @@ class Ledger:
             self.state.reservations.pop(key, None)
             self.state.pending.pop(key, None)
 
+    def requesters(self) -> list[str]:
+        """Every workflow that holds or waits for capacity."""
+        held = {r.requester for r in self.state.reservations.values()}
+        return sorted(held | {p.requester for p in self.state.pending.values()})
+
+    def set_agent_state(self, agent_id: str, state: str) -> None:
+        """Mark an agent active, draining (no new placements) or lost."""
+        record = self.state.agents.get(agent_id)
+        if record is not None:
+            record.state = state
+
+    def remove_agent(self, agent_id: str) -> None:
+        """Forget an agent (its host is gone); its reservations go with it."""
+        self.state.agents.pop(agent_id, None)
+        for key in [k for k, r in self.state.reservations.items() if r.agent_id == agent_id]:
+            del self.state.reservations[key]
+
     def release_requester(self, requester: str) -> None:
         """Drop everything held or asked for by ``requester`` (it is gone)."""
         for table in (self.state.reservations, self.state.pending):

@@ -44,6 +44,20 @@ class TaskView(View):
     attempts: list[AttemptView] = Field(default_factory=list)
     log_tail: list[str] = Field(default_factory=list)
     output: JsonValue = None  # JSON the last attempt wrote to $TITUS_OUTPUT_PATH
+    revision: int | None = None  # service tasks: the job revision the task runs
+    healthy: bool | None = None  # service tasks: passes its health check
+
+
+class ServiceStatus(View):
+    """What a service job is holding to, and how close it is."""
+
+    desired: int
+    min: int
+    max: int
+    revision: int
+    healthy: int = 0
+    update: str = ""  # rolling update progress, or how the last one ended
+    waiting: list[str] = Field(default_factory=list)  # requests held by the budget
 
 
 class JobView(View):
@@ -60,6 +74,7 @@ class JobView(View):
     tasks: list[TaskView] = Field(default_factory=list)
     # Workflow ids of the partitions of a large job; their views hold the tasks.
     partitions: list[str] = Field(default_factory=list)
+    service: ServiceStatus | None = None
 
     def counts(self) -> dict[str, int]:
         """Number of tasks per state (Finished split by reason), for progress displays."""

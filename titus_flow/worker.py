@@ -12,11 +12,16 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from titus_flow.activities.control import ControlActivities
+from titus_flow.activities.fleet import FleetActivities
 from titus_flow.config import Settings
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.common import scheduler_workflow_id
+from titus_flow.workflows.dag import JobDagWorkflow
+from titus_flow.workflows.fleet import FleetWorkflow
 from titus_flow.workflows.logs import FetchLogsWorkflow
 from titus_flow.workflows.scheduler import SchedulerWorkflow
+from titus_flow.workflows.service import ServiceJobWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,14 @@ SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("titus_flow", "pydantic")
 )
 
-CONTROL_WORKFLOWS: tuple[type, ...] = (BatchJobWorkflow, SchedulerWorkflow, FetchLogsWorkflow)
+CONTROL_WORKFLOWS: tuple[type, ...] = (
+    BatchJobWorkflow,
+    ServiceJobWorkflow,
+    SchedulerWorkflow,
+    FetchLogsWorkflow,
+    JobDagWorkflow,
+    FleetWorkflow,
+)
 
 
 async def ensure_scheduler(client: Client, settings: Settings) -> None:
@@ -50,15 +62,26 @@ def control_worker(
         client,
         task_queue=settings.control_task_queue,
         workflows=[*CONTROL_WORKFLOWS, *extra_workflows],
+        activities=[
+            *ControlActivities(client).all(),
+            *FleetActivities(client).all(),
+            *options.pop("activities", []),
+        ],
         workflow_runner=SANDBOX,
         max_concurrent_workflow_tasks=options.pop("max_concurrent_workflow_tasks", 50),
         **options,
     )
 
 
-async def run_control_worker(client: Client, settings: Settings, stop: asyncio.Event) -> None:
-    """Run the control worker until ``stop`` is set."""
+async def run_control_worker(
+    client: Client, settings: Settings, stop: asyncio.Event, extra_workflows: Sequence[type] = ()
+) -> None:
+    """Run the control worker (and users' ``extra_workflows``) until ``stop`` is set."""
     await ensure_scheduler(client, settings)
-    async with control_worker(client, settings):
-        log.info("control worker running on %s", settings.control_task_queue)
+    async with control_worker(client, settings, extra_workflows):
+        log.info(
+            "control worker running on %s with user workflows %s",
+            settings.control_task_queue,
+            [getattr(cls, "__name__", cls) for cls in extra_workflows],
+        )
         await stop.wait()

@@ -59,13 +59,33 @@ class _AttemptFailed(Exception):
 class BatchJobWorkflow:
     """Runs every task of a :class:`~titus_flow.spec.BatchJob` to a finish."""
 
-    def __init__(self) -> None:
-        self._view: JobView | None = None
-        self._mailbox: SchedulerMailbox | None = None
+    @workflow.init
+    def __init__(self, request: BatchJobInput) -> None:
+        # Built from the input here, not in run(): a query, signal or update that
+        # arrives with the first workflow task is handled before run() starts.
+        job = request.job
+        info = workflow.info()
+        self._job_id = request.job_id or info.workflow_id
+        self._partitioned = request.count is None and job.instances > PARTITION_SIZE
+        first = request.first_index
+        count = job.instances if request.count is None else request.count
+        self._view: JobView | None = JobView(
+            id=self._job_id,
+            name=job.name,
+            type="batch",
+            owner=job.owner,
+            submitted_at=request.submitted_at,
+            tasks=[]
+            if self._partitioned
+            else [
+                TaskView(id=f"{self._job_id}-{index}", index=index)
+                for index in range(first, first + count)
+            ],
+        )
+        self._mailbox: SchedulerMailbox | None = SchedulerMailbox(info.workflow_id)
         self._task_runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
         self._job_kill_requested = False
-        self._job_id = ""
         self._partitions: list[ChildWorkflowHandle[BatchJobWorkflow, JobView]] = []
 
     @workflow.run
@@ -76,28 +96,17 @@ class BatchJobWorkflow:
         workflows of at most that many tasks each, so no history nears
         Temporal's limits; the root's view then lists the partitions, not tasks.
         """
-        job = request.job
-        info = workflow.info()
-        job_id = self._job_id = request.job_id or info.workflow_id
-        view = self._view = JobView(
-            id=job_id,
-            name=job.name,
-            type="batch",
-            owner=job.owner,
-            submitted_at=request.submitted_at,
-        )
-        if request.count is None and job.instances > PARTITION_SIZE:
-            await self._run_partitions(request, job_id)
+        view, mailbox = self._view, self._mailbox
+        assert view is not None and mailbox is not None
+        if self._partitioned:
+            await self._run_partitions(request, self._job_id)
             return view
-        first = request.first_index
-        count = job.instances if request.count is None else request.count
-        view.tasks = [
-            TaskView(id=f"{job_id}-{index}", index=index) for index in range(first, first + count)
-        ]
-        mailbox = self._mailbox = SchedulerMailbox(info.workflow_id)
         flusher = asyncio.create_task(mailbox.run())
         for task in view.tasks:
-            self._task_runs[task.id] = asyncio.create_task(self._run_task(job, task))
+            self._task_runs[task.id] = asyncio.create_task(self._run_task(request.job, task))
+        if self._job_kill_requested:  # killed before it started
+            for task_id in self._task_runs:
+                self._kill_task(task_id, FinishReason.KILLED)
         await asyncio.gather(*self._task_runs.values(), return_exceptions=False)
         mailbox.close()
         await flusher

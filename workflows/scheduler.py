@@ -11,12 +11,17 @@ continue-as-new.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts import AgentInfo, AgentView, PlacementRequest, ReleaseRequest
+    from titus_flow.fleet.messages import ClusterDemand, PendingDemand
     from titus_flow.ledger import Ledger, LedgerState
+
+# How often the ledger looks for jobs that ended without releasing capacity.
+GC_EVERY = timedelta(seconds=60)
 
 
 @workflow.defn(name="Scheduler")
@@ -34,9 +39,13 @@ class SchedulerWorkflow:
             self._ledger = Ledger(state)
             self._dirty = bool(state.pending)
         while True:
-            await workflow.wait_condition(
-                lambda: self._dirty or workflow.info().is_continue_as_new_suggested()
-            )
+            try:
+                await workflow.wait_condition(
+                    lambda: self._dirty or workflow.info().is_continue_as_new_suggested(),
+                    timeout=GC_EVERY,
+                )
+            except TimeoutError:
+                await self._release_closed_requesters()
             if self._dirty:
                 self._dirty = False
                 await self._iterate()
@@ -61,6 +70,50 @@ class SchedulerWorkflow:
                 workflow.logger.info("requester %s gone: releasing its capacity", requester)
                 self._ledger.release_requester(requester)
                 self._dirty = True
+
+    async def _release_closed_requesters(self) -> None:
+        """Free capacity of jobs that ended without releasing it (e.g. terminated)."""
+        requesters = self._ledger.requesters()
+        if not requesters:
+            return
+        closed: list[str] = await workflow.execute_activity(
+            "closed_workflows",
+            requesters,
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=60),
+            summary="find jobs that ended holding capacity",
+        )
+        for requester in closed:
+            self._ledger.release_requester(requester)
+        self._dirty = self._dirty or bool(closed)
+
+    @workflow.signal(name="drain_agent")
+    def drain_agent(self, agent_id: str) -> None:
+        """Place nothing more on an agent (it is being drained or retired)."""
+        self._ledger.set_agent_state(agent_id, "draining")
+
+    @workflow.signal(name="remove_agent")
+    def remove_agent(self, agent_id: str) -> None:
+        """Forget an agent whose host is gone."""
+        self._ledger.remove_agent(agent_id)
+        self._dirty = True
+
+    @workflow.query(name="demand")
+    def demand(self) -> ClusterDemand:
+        """Pending requests and agents, for fleets deciding whether to grow."""
+        return ClusterDemand(
+            pending=[
+                PendingDemand(
+                    key=p.item.key,
+                    job_id=p.item.job_id,
+                    resources=p.item.resources,
+                    constraints=p.item.constraints,
+                    reason=p.reason,
+                )
+                for p in self._ledger.state.pending.values()
+            ],
+            agents=self._ledger.agent_views(),
+        )
 
     @workflow.signal(name="register_agent")
     def register_agent(self, info: AgentInfo) -> None:

@@ -75,7 +75,7 @@ async def _register_agent(client: Client) -> None:
             AgentInfo(
                 agent_id=AGENT,
                 task_queue=agent_task_queue(AGENT),
-                resources=Resources(cpu=4, memory=4096),
+                resources=Resources(cpu=4, memory=4096, disk="100Gi", network_mbps=100_000),
             )
         ],
     )

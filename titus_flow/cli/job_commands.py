@@ -22,9 +22,12 @@ from titus_flow.cli.app import (
     pass_context,
     run_async,
 )
+from titus_flow.cli.flow_commands import has_dependencies, run_dag
 from titus_flow.client import TitusClient
+from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
 from titus_flow.loader import load_jobs, select_job
+from titus_flow.spec import ServiceJob
 from titus_flow.views import JobProgress, JobView
 
 _err = Console(stderr=True)
@@ -34,16 +37,29 @@ _err = Console(stderr=True)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--job", "job_name", help="Run only the job of this name from FILE.")
 @click.option("--detach", is_flag=True, help="Print the job id(s) and return at once.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Service jobs: seconds to wait for all desired tasks to be healthy.",
+)
 @output_option
 @pass_context
-def run(ctx: Context, file: Path, job_name: str | None, detach: bool, output: str) -> None:
+def run(
+    ctx: Context, file: Path, job_name: str | None, detach: bool, timeout: float, output: str
+) -> None:
     """Submit the job(s) in FILE and follow them until they finish.
 
     Exit code 0 when every job succeeded, 1 when one failed or was killed,
-    2 for bad input (nothing is submitted then).
+    2 for bad input (nothing is submitted then). Jobs that declare depends_on
+    start once their dependencies succeeded; --job runs one job without them.
     """
     jobs = select_job(load_jobs(file), job_name)  # validated before anything is sent
     settings = ctx.settings
+    if job_name is None and has_dependencies(jobs):
+        # depends_on: one generated workflow starts each job once its dependencies succeeded.
+        raise click.exceptions.Exit(run_dag(settings, jobs, detach, output))
 
     async def go() -> int:
         client = await TitusClient.connect(settings)
@@ -55,18 +71,43 @@ def run(ctx: Context, file: Path, job_name: str | None, detach: bool, output: st
                 for job_id in job_ids:
                     click.echo(job_id)
             return EXIT_OK
-        views = [await _follow(client, job_id, show=output == "text") for job_id in job_ids]
+        views = [
+            await _follow(client, job_id, job.kind, show=output == "text", timeout=timeout)
+            for job_id, job in zip(job_ids, jobs, strict=True)
+        ]
         if output == "json":
             echo_json([v.model_dump(mode="json") for v in views])
         else:
             for view in views:
                 _print_outcome(view)
-        return EXIT_OK if all(v.state is JobState.SUCCEEDED for v in views) else EXIT_FAILED
+        return EXIT_OK if all(_succeeded(v) for v in views) else EXIT_FAILED
 
     raise click.exceptions.Exit(run_async(go()))
 
 
-async def _follow(client: TitusClient, job_id: str, show: bool) -> JobView:
+def _succeeded(view: JobView) -> bool:
+    """A batch job that succeeded, or a service job running at its desired size."""
+    if view.service is not None:
+        return view.state is JobState.RUNNING and view.service.healthy >= view.service.desired
+    return view.state is JobState.SUCCEEDED
+
+
+async def _follow(
+    client: TitusClient, job_id: str, kind: str, show: bool, timeout: float
+) -> JobView:
+    """Wait for a batch job to end, or a service job to be healthy at its size."""
+    if kind == "service":
+        if show:
+            _err.print(f"submitted {job_id}; waiting until its tasks are healthy")
+        try:
+            return await client.wait_healthy(job_id, timeout)
+        except TimeoutError as err:
+            _err.print(f"[red]{err}[/]")
+            return await client.describe(job_id)
+    return await _follow_batch(client, job_id, show)
+
+
+async def _follow_batch(client: TitusClient, job_id: str, show: bool) -> JobView:
     """Wait for the job, showing task counts by state while it runs."""
     result = asyncio.ensure_future(client.wait(job_id))
     if not show or not sys.stderr.isatty():
@@ -97,7 +138,13 @@ def _progress_table(job_id: str, progress: JobProgress | None) -> Table:
 
 
 def _print_outcome(view: JobView) -> None:
-    colour = "green" if view.state is JobState.SUCCEEDED else "red"
+    colour = "green" if _succeeded(view) else "red"
+    if view.service is not None:
+        _err.print(
+            f"[{colour}]{view.id}: {view.state.value}, {view.service.healthy}/"
+            f"{view.service.desired} healthy, revision {view.service.revision}[/]"
+        )
+        return
     _err.print(
         f"[{colour}]{view.id}: {view.state.value}[/]"
         + (f" - {view.message}" if view.message else "")
@@ -200,6 +247,80 @@ def job_kill(ctx: Context, job_id: str, wait: bool) -> None:
     run_async(go())
 
 
+@job.command("scale")
+@click.argument("job_id")
+@click.option("--desired", type=click.IntRange(min=0), help="Tasks to keep running.")
+@click.option("--min", "min_", type=click.IntRange(min=0), help="Lower bound of desired.")
+@click.option("--max", "max_", type=click.IntRange(min=0), help="Upper bound of desired.")
+@output_option
+@pass_context
+def job_scale(
+    ctx: Context,
+    job_id: str,
+    desired: int | None,
+    min_: int | None,
+    max_: int | None,
+    output: str,
+) -> None:
+    """Scale a service job; surplus tasks go as its disruption budget allows."""
+    if desired is None and min_ is None and max_ is None:
+        raise click.UsageError("give at least one of --desired, --min, --max")
+
+    async def go() -> dict[str, int]:
+        client = await TitusClient.connect(ctx.settings)
+        capacity = await client.scale(job_id, desired, min_, max_)
+        return capacity.model_dump()
+
+    capacity = run_async(go())
+    if output == "json":
+        echo_json(capacity)
+    else:
+        click.echo(
+            f"{job_id}: min={capacity['min']} desired={capacity['desired']} max={capacity['max']}"
+        )
+
+
+@job.command("update")
+@click.argument("job_id")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--job", "job_name", help="The job of this name in FILE (if it holds several).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
+@pass_context
+def job_update(
+    ctx: Context, job_id: str, file: Path, job_name: str | None, wait: bool, timeout: float
+) -> None:
+    """Roll out a new revision of a running service job from FILE.
+
+    Tasks are replaced batch by batch within the job's max_surge and
+    max_unavailable; new tasks that are not healthy in time roll it back.
+    """
+    jobs = select_job(load_jobs(file), job_name)
+    if len(jobs) != 1 or not isinstance(jobs[0], ServiceJob):
+        raise UserError(f"{file}: name exactly one service job (use --job NAME)")
+    spec = jobs[0]
+
+    async def go() -> int:
+        client = await TitusClient.connect(ctx.settings)
+        revision = await client.update_service(job_id, spec)
+        click.echo(f"{job_id}: rolling out revision {revision}")
+        if not wait:
+            return EXIT_OK
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            view = await client.describe(job_id)
+            assert view.service is not None
+            status = view.service
+            if "rolled out" in status.update or "rolled back" in status.update:
+                click.echo(f"{job_id}: {status.update}")
+                return EXIT_OK if "rolled out" in status.update else EXIT_FAILED
+            await asyncio.sleep(1.0)
+        click.echo(f"{job_id}: rollout not finished after {timeout:g}s", err=True)
+        return EXIT_FAILED
+
+    raise click.exceptions.Exit(run_async(go()))
+
+
 @cli.group()
 def task() -> None:
     """Kill one task or read its logs."""
@@ -207,15 +328,16 @@ def task() -> None:
 
 @task.command("kill")
 @click.argument("task_id")
+@click.option("--shrink", is_flag=True, help="Service: lower desired by one instead of replacing.")
+@click.option("--force", is_flag=True, help="Service: ignore the job's disruption budget.")
 @pass_context
-def task_kill(ctx: Context, task_id: str) -> None:
-    """Kill one task; it finishes as killed and is not retried."""
+def task_kill(ctx: Context, task_id: str, shrink: bool, force: bool) -> None:
+    """Kill one task: a batch task is not retried; a service task is replaced."""
 
-    async def go() -> None:
-        await (await TitusClient.connect(ctx.settings)).kill_task(task_id)
+    async def go() -> str:
+        return await (await TitusClient.connect(ctx.settings)).kill_task(task_id, shrink, force)
 
-    run_async(go())
-    click.echo(f"{task_id}: kill requested")
+    click.echo(f"{task_id}: {run_async(go())}")
 
 
 @task.command("logs")

@@ -15,17 +15,27 @@ from titus_flow.spec import Resources, parse_mebibytes
 
 
 @cli.command()
+@click.option(
+    "--workflows",
+    "workflow_refs",
+    multiple=True,
+    metavar="PATH",
+    help="A .py file, folder or module of your own @workflow.defn classes (repeatable).",
+)
 @pass_context
-def worker(ctx: Context) -> None:
-    """Run a control worker: the job, scheduler and log workflows."""
-    from titus_flow.worker import run_control_worker
+def worker(ctx: Context, workflow_refs: tuple[str, ...]) -> None:
+    """Run a control worker: the job, scheduler and log workflows, plus your own."""
+    from titus_flow.userflows import load_workflows, workflow_name
+    from titus_flow.worker import CONTROL_WORKFLOWS, run_control_worker
 
     settings = ctx.settings
+    # Loaded before connecting, so a bad file fails fast with exit 2.
+    extra = load_workflows(workflow_refs, reserved=map(workflow_name, CONTROL_WORKFLOWS))
 
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_control_worker(await connect(settings), settings, stop)
+        await run_control_worker(await connect(settings), settings, stop, extra)
 
     run_async(go())
 

@@ -1,0 +1,520 @@
+"""Commands for users' own workflows: start, schedule ..., replay; and job-file DAGs."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    WorkflowFailureError,
+    WorkflowHistory,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from titus_flow.cli.app import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Context,
+    cli,
+    echo_json,
+    output_option,
+    pass_context,
+    run_async,
+)
+from titus_flow.client import TitusClient, new_job_id
+from titus_flow.config import Settings
+from titus_flow.errors import UserError
+from titus_flow.lifecycle import JobState
+from titus_flow.loader import AnyJob, load_jobs
+from titus_flow.spec import BatchJob
+from titus_flow.spec.quantities import parse_duration
+from titus_flow.userflows import find_workflow, workflow_name
+from titus_flow.workflows.dag import DAG_WORKFLOW, DagInput, DagResult
+
+_err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines for grep
+
+# Schedules carry this memo key (the control task queue), so `schedule list`
+# shows the schedules of this cluster only, even in a shared namespace.
+_QUEUE_MEMO = "titus_flow_control_task_queue"
+
+_OVERLAP = {
+    "skip": ScheduleOverlapPolicy.SKIP,
+    "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
+    "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
+    "cancel_other": ScheduleOverlapPolicy.CANCEL_OTHER,
+}
+
+
+def _workflow_input(input_json: str | None, input_file: Path | None) -> list[Any]:
+    """The workflow's arguments: none, or the one JSON value given."""
+    if input_json is not None and input_file is not None:
+        raise UserError("give --input or --input-file, not both")
+    if input_file is not None:
+        try:
+            input_json = input_file.read_text()
+        except OSError as err:
+            raise UserError(f"--input-file {input_file}: {err.strerror or err}") from err
+    if input_json is None:
+        return []
+    try:
+        return [json.loads(input_json)]
+    except json.JSONDecodeError as err:
+        raise UserError(f"--input: not valid JSON: {err}") from err
+
+
+_INPUT_OPTIONS = [
+    click.option("--input", "input_json", metavar="JSON", help="The workflow's argument as JSON."),
+    click.option(
+        "--input-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Read the workflow's argument (JSON) from this file.",
+    ),
+]
+
+
+def _with_input_options(f: Any) -> Any:
+    for option in reversed(_INPUT_OPTIONS):
+        f = option(f)
+    return f
+
+
+# --- start ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("target", metavar="PATH:WORKFLOW")
+@_with_input_options
+@click.option("--id", "workflow_id", help="Workflow id [default: <workflow name>-<random>].")
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@output_option
+@pass_context
+def start(
+    ctx: Context,
+    target: str,
+    input_json: str | None,
+    input_file: Path | None,
+    workflow_id: str | None,
+    wait: bool,
+    output: str,
+) -> None:
+    """Start your workflow PATH:WORKFLOW (a .py file or module, and a class) on the cluster.
+
+    The worker must have loaded it (`titus-flow worker --workflows PATH`). With
+    --wait, exit 0 when it completed and 1 when it failed.
+
+    Example: titus-flow start examples/pipeline.py:Pipeline --input '{"chunks": 4}' --wait
+    """
+    name = workflow_name(find_workflow(target))
+    args = _workflow_input(input_json, input_file)
+    workflow_id = workflow_id or f"{name.lower()}-{secrets.token_hex(4)}"
+    settings = ctx.settings
+
+    async def go() -> int:
+        client = await TitusClient.connect(settings)
+        handle = await client.temporal.start_workflow(
+            name, args=args, id=workflow_id, task_queue=settings.control_task_queue
+        )
+        info: dict[str, Any] = {"workflow_id": handle.id, "run_id": handle.result_run_id}
+        if output == "text":
+            _err.print(f"started {name} as {handle.id}" + ("; waiting for it" if wait else ""))
+        code = EXIT_OK
+        if wait:
+            try:
+                info["result"] = await handle.result()
+            except WorkflowFailureError as err:
+                info["error"] = str(err.cause or err)
+                code = EXIT_FAILED
+        if output == "json":
+            echo_json(info)
+        elif "error" in info:
+            _err.print(f"[red]{handle.id} failed: {info['error']}[/]", highlight=False)
+        elif wait:
+            click.echo(json.dumps(info["result"], indent=2, default=str))
+        else:
+            click.echo(handle.id)
+        return code
+
+    raise click.exceptions.Exit(run_async(go()))
+
+
+# --- depends_on DAGs (used by `titus-flow run`) ------------------------------------------
+
+
+def has_dependencies(jobs: list[AnyJob]) -> bool:
+    """Whether any job of a file declares ``depends_on`` (so it runs as a DAG)."""
+    return any(isinstance(job, BatchJob) and job.depends_on for job in jobs)
+
+
+def _dag_input(jobs: list[AnyJob]) -> DagInput:
+    batch = [job for job in jobs if isinstance(job, BatchJob)]
+    if len(batch) != len(jobs):
+        raise UserError("service jobs are not supported yet in files that use depends_on")
+    return DagInput(jobs=batch)
+
+
+async def start_dag(client: TitusClient, jobs: list[AnyJob], dag_id: str | None = None) -> str:
+    """Start the jobs of one file as a DAG workflow; return its id."""
+    dag_id = dag_id or new_job_id("dag")
+    await client.temporal.start_workflow(
+        DAG_WORKFLOW,
+        _dag_input(jobs),
+        id=dag_id,
+        task_queue=client.settings.control_task_queue,
+        static_summary=f"depends_on DAG of {len(jobs)} job(s)",
+    )
+    return dag_id
+
+
+async def wait_dag(client: TitusClient, dag_id: str) -> DagResult:
+    """Wait for a DAG workflow; its result, also when it failed."""
+    try:
+        result: DagResult = await client.temporal.get_workflow_handle(
+            dag_id, result_type=DagResult
+        ).result()
+        return result
+    except WorkflowFailureError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "DagFailed" and cause.details:
+            return DagResult.model_validate(cause.details[0])
+        raise RuntimeError(f"DAG {dag_id} failed: {cause or err}") from err
+
+
+def run_dag(settings: Settings, jobs: list[AnyJob], detach: bool, output: str) -> int:
+    """`titus-flow run` for a file whose jobs use depends_on; the exit code."""
+    dag_input = _dag_input(jobs)  # bad input exits 2 before anything is sent
+
+    async def go() -> int:
+        client = await TitusClient.connect(settings)
+        dag_id = await start_dag(client, list(dag_input.jobs))
+        if detach:
+            if output == "json":
+                echo_json({"dag": dag_id})
+            else:
+                click.echo(dag_id)
+            return EXIT_OK
+        if output == "text":
+            _err.print(f"submitted {dag_id} ({len(dag_input.jobs)} jobs, in depends_on order)")
+        result = await wait_dag(client, dag_id)
+        if output == "json":
+            echo_json({"dag": dag_id, **result.model_dump(mode="json")})
+        else:
+            for name, view in result.views.items():
+                colour = "green" if view.state is JobState.SUCCEEDED else "red"
+                _err.print(f"[{colour}]{name} ({view.id}): {view.state.value}[/] {view.message}")
+            for name, why in result.skipped.items():
+                _err.print(f"[yellow]{name}: skipped - {why}[/]")
+            if result.message:
+                _err.print(f"[red]{dag_id}: {result.message}[/]")
+        return EXIT_OK if result.succeeded else EXIT_FAILED
+
+    return run_async(go())
+
+
+# --- schedules --------------------------------------------------------------------------
+
+
+@cli.group()
+def schedule() -> None:
+    """Run a job file or your workflow on a schedule (Temporal Schedules)."""
+
+
+def _schedule_action(
+    target: str, args: list[Any], settings: Settings, name: str
+) -> ScheduleActionStartWorkflow:
+    """What each scheduled run starts: the jobs of a file (as a DAG), or a user workflow."""
+    run_id = name  # Temporal appends the scheduled time: nightly-2025-01-01T02:00:00Z
+    if ":" in target:  # PATH:Workflow; a job file is a plain path
+        workflow = workflow_name(find_workflow(target))
+        return ScheduleActionStartWorkflow(
+            workflow, args=args, id=run_id, task_queue=settings.control_task_queue
+        )
+    if args:
+        raise UserError("--input is for workflows (PATH:Workflow), not job files")
+    # Every job-file run goes through the DAG workflow, even for one job: a run's
+    # workflow id is only known when it fires, so a wrapper gives its job(s) a
+    # proper job id, TitusJobId, submission time and container-safe name.
+    return ScheduleActionStartWorkflow(
+        DAG_WORKFLOW,
+        _dag_input(load_jobs(Path(target))),
+        id=run_id,
+        task_queue=settings.control_task_queue,
+        static_summary=f"scheduled run of {target}",
+    )
+
+
+@schedule.command("create")
+@click.argument("name")
+@click.argument("target", metavar="FILE_OR_WORKFLOW")
+@click.option("--cron", help='Cron expression, e.g. "0 2 * * *" (02:00 every day).')
+@click.option("--every", help='Interval, e.g. "15m", "1h", "1d".')
+@click.option("--timezone", "timezone_name", help="Time zone of --cron, e.g. Europe/Paris.")
+@click.option(
+    "--overlap",
+    type=click.Choice(list(_OVERLAP)),
+    default="skip",
+    show_default=True,
+    help="What to do when a run is due while the previous one still runs.",
+)
+@_with_input_options
+@pass_context
+def schedule_create(
+    ctx: Context,
+    name: str,
+    target: str,
+    cron: str | None,
+    every: str | None,
+    timezone_name: str | None,
+    overlap: str,
+    input_json: str | None,
+    input_file: Path | None,
+) -> None:
+    """Run FILE_OR_WORKFLOW on a schedule NAME: a job file, or PATH:Workflow.
+
+    Example: titus-flow schedule create nightly --cron "0 2 * * *" examples/nightly.py
+    """
+    if (cron is None) == (every is None):
+        raise UserError("give exactly one of --cron EXPR or --every DURATION")
+    spec = ScheduleSpec(time_zone_name=timezone_name)
+    if cron is not None:
+        spec.cron_expressions = [cron]
+    else:
+        try:
+            interval = parse_duration(every)
+        except ValueError as err:
+            raise UserError(f"--every: {err}") from err
+        if interval < timedelta(seconds=1):
+            raise UserError("--every: must be at least 1s")
+        spec.intervals = [ScheduleIntervalSpec(every=interval)]
+    settings = ctx.settings
+    action = _schedule_action(target, _workflow_input(input_json, input_file), settings, name)
+
+    async def go() -> None:
+        client = await TitusClient.connect(settings)
+        try:
+            await client.temporal.create_schedule(
+                name,
+                Schedule(
+                    action=action,
+                    spec=spec,
+                    policy=SchedulePolicy(overlap=_OVERLAP[overlap]),
+                    state=ScheduleState(note=f"titus-flow schedule of {target}"),
+                ),
+                memo={_QUEUE_MEMO: settings.control_task_queue},
+            )
+        except ScheduleAlreadyRunningError as err:
+            raise UserError(f"schedule {name!r} already exists; delete it first") from err
+        except RPCError as err:
+            if err.status is RPCStatusCode.INVALID_ARGUMENT:
+                raise UserError(f"schedule {name}: {err.message}") from err
+            raise
+
+    run_async(go())
+    click.echo(f"schedule {name} created")
+
+
+@schedule.command("list")
+@output_option
+@pass_context
+def schedule_list(ctx: Context, output: str) -> None:
+    """List this cluster's schedules."""
+    settings = ctx.settings
+
+    async def go() -> list[dict[str, Any]]:
+        client = await TitusClient.connect(settings)
+        rows = []
+        async for item in await client.temporal.list_schedules():
+            if await item.memo_value(_QUEUE_MEMO, None) != settings.control_task_queue:
+                continue
+            sched = item.schedule
+            info = item.info
+            rows.append(
+                {
+                    "name": item.id,
+                    "workflow": getattr(sched.action, "workflow", "") if sched else "",
+                    "spec": _describe_spec(sched.spec) if sched else "",
+                    "paused": bool(sched and sched.state.paused),
+                    "next_run": info.next_action_times[0].isoformat()
+                    if info and info.next_action_times
+                    else "",
+                    "recent_runs": [
+                        getattr(a.action, "workflow_id", "") for a in info.recent_actions
+                    ]
+                    if info
+                    else [],
+                }
+            )
+        return sorted(rows, key=lambda r: str(r["name"]))
+
+    rows = run_async(go())
+    if output == "json":
+        echo_json(rows)
+        return
+    table = Table(show_header=True)
+    for column in ("name", "workflow", "spec", "paused", "next run", "recent runs"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["workflow"],
+            row["spec"],
+            "yes" if row["paused"] else "no",
+            row["next_run"],
+            str(len(row["recent_runs"])),
+        )
+    Console().print(table)
+
+
+def _describe_spec(spec: ScheduleSpec) -> str:
+    parts = [f"cron {c}" for c in spec.cron_expressions]
+    parts += [f"cron {_calendar_as_cron(c)}" for c in spec.calendars]
+    parts += [f"every {i.every}" for i in spec.intervals]
+    return ", ".join(parts) + (f" ({spec.time_zone_name})" if spec.time_zone_name else "")
+
+
+def _calendar_as_cron(calendar: ScheduleCalendarSpec) -> str:
+    """The server stores a cron expression as a calendar; show it as cron again."""
+
+    def field(ranges: Sequence[ScheduleRange], low: int, high: int) -> str:
+        if [(r.start, max(r.end, r.start)) for r in ranges] == [(low, high)]:
+            return "*"
+        return ",".join(
+            str(r.start)
+            + (f"-{r.end}" if r.end > r.start else "")
+            + (f"/{r.step}" if r.step > 1 else "")
+            for r in ranges
+        )
+
+    fields = [
+        field(calendar.minute, 0, 59),
+        field(calendar.hour, 0, 23),
+        field(calendar.day_of_month, 1, 31),
+        field(calendar.month, 1, 12),
+        field(calendar.day_of_week, 0, 6),
+    ]
+    seconds = field(calendar.second, 0, 59)
+    return " ".join(fields if seconds == "0" else [seconds, *fields])
+
+
+def _schedule_command(verb: str, help_text: str) -> None:
+    """Add `schedule VERB NAME`, which calls ScheduleHandle.VERB."""
+
+    @schedule.command(verb, help=help_text)
+    @click.argument("name")
+    @pass_context
+    def command(ctx: Context, name: str) -> None:
+        async def go() -> None:
+            client = await TitusClient.connect(ctx.settings)
+            handle = client.temporal.get_schedule_handle(name)
+            try:
+                await getattr(handle, verb)()
+            except RPCError as err:
+                if err.status is RPCStatusCode.NOT_FOUND:
+                    raise UserError(f"no schedule {name!r}") from err
+                raise
+
+        run_async(go())
+        click.echo(f"schedule {name}: {verb}{'d' if verb.endswith('e') else 'ed'}")
+
+
+_schedule_command("pause", "Pause schedule NAME: no runs until unpaused.")
+_schedule_command("unpause", "Resume schedule NAME.")
+_schedule_command("trigger", "Start a run of schedule NAME now (the overlap policy applies).")
+_schedule_command("delete", "Delete schedule NAME (runs already started go on).")
+
+
+# --- replay -----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("history_file", metavar="HISTORY.json", type=click.Path(path_type=Path))
+@click.argument("target", metavar="PATH:WORKFLOW")
+def replay(history_file: Path, target: str) -> None:
+    """Replay a recorded workflow history against your (changed) workflow code.
+
+    Exit 0 when the code reproduces the history, 1 when it is non-deterministic
+    (the message names the event), 2 for bad input. Record a history with
+    `temporal workflow show -w ID -o json > HISTORY.json`.
+
+    Example: titus-flow replay pipeline-history.json examples/pipeline.py:Pipeline
+    """
+    from titus_flow.worker import SANDBOX
+
+    cls = find_workflow(target)
+    name = workflow_name(cls)
+    history = _read_history(history_file)
+    recorded = _history_workflow_type(history)
+    if recorded != name:
+        raise UserError(
+            f"{history_file}: the history is of workflow {recorded!r}, not {name!r} ({target})"
+        )
+
+    async def go() -> int:
+        replayer = Replayer(
+            workflows=[cls], data_converter=pydantic_data_converter, workflow_runner=SANDBOX
+        )
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        failure = result.replay_failure
+        if failure is None:
+            click.echo(f"ok: {target} replays {history_file} deterministically")
+            return EXIT_OK
+        kind = "non-determinism" if isinstance(failure, NondeterminismError) else "replay failure"
+        click.echo(f"{kind}: {_replay_message(str(failure))}", err=True)
+        return EXIT_FAILED
+
+    raise click.exceptions.Exit(run_async(go()))
+
+
+def _replay_message(text: str) -> str:
+    """The core's message without its Rust debug wrapping, led by the event it names."""
+    inner = re.search(r'message: "(.*?)", source', text)
+    message = inner.group(1) if inner else text
+    event = re.search(r"HistoryEvent\(id: (\d+), (\w+)", message)
+    where = f"at event {event.group(1)} ({event.group(2)}): " if event else ""
+    return where + message
+
+
+def _read_history(path: Path) -> WorkflowHistory:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise UserError(f"{path}: cannot read: {err.strerror or err}") from err
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not JSON: {err}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list) or not data["events"]:
+        raise UserError(f"{path}: not a workflow history (expected {{'events': [...]}})")
+    try:
+        return WorkflowHistory.from_json("replay", data)
+    except Exception as err:  # protobuf's parse errors have several types
+        raise UserError(f"{path}: not a workflow history: {err}") from err
+
+
+def _history_workflow_type(history: WorkflowHistory) -> str:
+    first = history.events[0]
+    if not first.HasField("workflow_execution_started_event_attributes"):
+        raise UserError("the history does not start with WorkflowExecutionStarted")
+    return str(first.workflow_execution_started_event_attributes.workflow_type.name)
+
+
+__all__ = ["has_dependencies", "run_dag", "start_dag", "wait_dag"]

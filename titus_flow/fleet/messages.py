@@ -1,0 +1,91 @@
+"""Messages between the fleet workflow, its activities and the scheduler.
+
+Plain pydantic, no I/O imports, so the workflow sandbox can load them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from titus_flow.contracts import AgentView, Message
+from titus_flow.fleet.spec import FleetSpec
+from titus_flow.spec import Constraints, Resources
+
+Market = Literal["on-demand", "spot"]
+
+
+class Instance(Message):
+    """An EC2 instance of the fleet as ``describe_instances`` reports it."""
+
+    instance_id: str
+    instance_type: str
+    zone: str
+    subnet_id: str | None = None
+    state: str  # pending | running | shutting-down | terminated | stopping | stopped
+    private_ip: str | None = None
+    launched_at: datetime
+    launch_seq: int | None = None
+    market: Market = "on-demand"
+
+
+class LaunchOption(Message):
+    """One (instance type, subnet) to try; a launch tries its options in order."""
+
+    instance_type: str
+    subnet_id: str
+    zone: str
+
+
+class LaunchInput(Message):
+    """Launch up to ``count`` instances as launch number ``seq`` of the fleet."""
+
+    spec: FleetSpec
+    seq: int
+    count: int = Field(ge=1)
+    market: Market = "on-demand"
+    options: list[LaunchOption] = Field(min_length=1)
+    user_data: str = ""
+
+
+class LaunchOutput(Message):
+    """What a launch made (or found already made by an earlier try)."""
+
+    instances: list[Instance]
+    adopted: bool = False  # True: an earlier attempt had launched them already
+    tried: list[str] = Field(default_factory=list)  # "type@zone: error" for each fallback
+
+
+class FleetRef(Message):
+    """Which fleet (and where its instances live) an activity works on."""
+
+    spec: FleetSpec
+
+
+class TerminateInput(Message):
+    """Terminate these instances of the fleet."""
+
+    spec: FleetSpec
+    instance_ids: list[str]
+
+
+# --- what the fleet asks of the scheduler -----------------------------------------------
+
+
+class PendingDemand(Message):
+    """A task waiting for capacity: what it needs and where it may go."""
+
+    key: str
+    job_id: str
+    resources: Resources
+    constraints: Constraints = Field(default_factory=Constraints)
+    reason: str | None = None
+
+
+class ClusterDemand(Message):
+    """The scheduler's pending requests and its agents (answer of query ``demand``)."""
+
+    pending: list[PendingDemand] = Field(default_factory=list)
+    agents: list[AgentView] = Field(default_factory=list)

@@ -1,0 +1,265 @@
+"""The fleet file: which EC2 instances titus-flow may run agents on, and how many.
+
+Example (YAML)::
+
+    name: batch-pool
+    region: us-east-1
+    ami: ami-0123456789abcdef0
+    instance_types: [m5.large, c5.xlarge, {name: x9.huge, cpu: 64, memory: 512Gi}]
+    subnets: [{id: subnet-0a1b, zone: us-east-1a}, {id: subnet-0c2d, zone: us-east-1b}]
+    min: 0
+    max: 10
+    idle_timeout: 10m
+    temporal: {address: "temporal.internal:7233"}
+
+Like job specs, fleet models forbid unknown fields, are frozen, and their errors
+name the field and say how to fix it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from titus_flow.fleet.catalog import KNOWN_TYPES
+from titus_flow.spec.base import Matches, Name, SpecModel
+from titus_flow.spec.quantities import Duration, Mebibytes
+
+TAG_PREFIX = "titus-flow:"
+"""Prefix of the EC2 tags titus-flow sets itself (fleet name, launch number)."""
+
+# Attributes every fleet agent gets from its instance; users may not override them.
+INSTANCE_ATTRIBUTES = ("zone", "instance_type", "instance_id")
+
+InstanceTypeName = Annotated[
+    str,
+    Matches(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$", "instance type", 'use an EC2 type like "m5.large"'),
+]
+SubnetId = Annotated[
+    str, Matches(r"^subnet-[0-9a-zA-Z]+$", "subnet id", 'use an id like "subnet-0a1b2c3d"')
+]
+SecurityGroupId = Annotated[
+    str, Matches(r"^sg-[0-9a-zA-Z]+$", "security group id", 'use an id like "sg-0a1b2c3d"')
+]
+AmiId = Annotated[str, Matches(r"^ami-[0-9a-zA-Z]+$", "AMI id", 'use an id like "ami-0a1b2c3d"')]
+Zone = Annotated[
+    str,
+    Matches(r"^[a-z]{2}(-[a-z0-9]+)+$", "availability zone", 'use a zone like "us-east-1a"'),
+]
+Region = Annotated[
+    str, Matches(r"^[a-z]{2}(-[a-z]+)+-\d+$", "region", 'use a region like "us-east-1"')
+]
+
+
+class InstanceType(SpecModel):
+    """An instance type the fleet may launch, with the capacity its agent offers.
+
+    Write a known type as just its name (``m5.large``); any other type needs
+    ``cpu`` and ``memory`` so the scheduler can plan for instances that do not
+    exist yet.
+    """
+
+    name: InstanceTypeName
+    cpu: StrictFloat = Field(gt=0, le=1024, description="vCPUs.")
+    memory: Mebibytes = Field(gt=0, description='Memory of the instance: MiB or "16Gi".')
+    disk: Mebibytes = Field(default=100 * 1024, ge=0, description="Disk the agent offers.")
+    network_mbps: StrictInt = Field(default=10_000, ge=0, description="Network in Mbit/s.")
+    price: StrictFloat | None = Field(
+        default=None, ge=0, description="Relative hourly price; ranks types, cheapest first."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_known(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            return value  # field validation reports what is wrong
+        known = KNOWN_TYPES.get(value["name"])
+        if known is None:
+            missing = [f for f in ("cpu", "memory") if f not in value]
+            if missing:
+                raise ValueError(
+                    f"unknown instance type {value['name']!r}: declare its"
+                    f" {' and '.join(missing)}, e.g. {{name: {value['name']}, cpu: 4,"
+                    f" memory: 16Gi}} (built-in types: {', '.join(sorted(KNOWN_TYPES))})"
+                )
+            return value
+        return {"cpu": known.cpu, "memory": known.memory_mib, "price": known.price, **value}
+
+
+class Subnet(SpecModel):
+    """A subnet instances may start in, and its availability zone."""
+
+    id: SubnetId
+    zone: Zone
+
+
+class LaunchTemplate(SpecModel):
+    """An EC2 launch template (by id or by name) to start instances from."""
+
+    id: str | None = None
+    name: str | None = None
+    version: str = Field(default="$Default", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> LaunchTemplate:
+        if (self.id is None) == (self.name is None):
+            raise ValueError("set exactly one of id or name to pick the launch template")
+        return self
+
+
+class Purchase(SpecModel):
+    """How instances are bought: ``on_demand_base`` first, then a spot share of the rest."""
+
+    on_demand_base: StrictInt = Field(
+        default=0, ge=0, description="This many instances are always on-demand."
+    )
+    spot_percentage: StrictInt = Field(
+        default=0, ge=0, le=100, description="Percent of instances above the base that are spot."
+    )
+
+
+class TemporalTarget(SpecModel):
+    """The Temporal service the fleet's agents connect to."""
+
+    address: str = Field(min_length=1, description="host:port as seen from the instances.")
+    namespace: str = Field(default="default", min_length=1)
+    control_task_queue: str = Field(default="titus-control", min_length=1)
+
+
+class AgentBootstrap(SpecModel):
+    """What the instances install and run."""
+
+    package: str = Field(
+        default="titus-flow", min_length=1, description="pip requirement for titus-flow."
+    )
+    driver: Literal["docker", "process"] = "docker"
+    attributes: dict[str, str] = Field(
+        default_factory=dict, description="Extra agent attributes for constraints."
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _not_instance_attributes(cls, value: dict[str, str]) -> dict[str, str]:
+        clash = sorted(set(value) & set(INSTANCE_ATTRIBUTES))
+        if clash:
+            raise ValueError(
+                f"{', '.join(clash)} come from the instance itself; remove them from attributes"
+            )
+        return value
+
+
+class FleetSpec(SpecModel):
+    """An EC2 pool of titus-flow agents, grown and shrunk with demand."""
+
+    name: Name
+    region: Region
+    ami: AmiId | None = None
+    launch_template: LaunchTemplate | None = None
+    instance_types: list[InstanceType] = Field(
+        description="Types to launch; cheapest sufficient first, the first one for min."
+    )
+    subnets: list[Subnet] = Field(description="Where instances start; zones come from here.")
+    security_groups: list[SecurityGroupId] = Field(default_factory=list)
+    iam_instance_profile: str | None = Field(default=None, description="Profile name or ARN.")
+    key_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on instances.")
+    purchase: Purchase = Field(default_factory=Purchase)
+    min: StrictInt = Field(default=0, ge=0, description="Instances kept even when idle.")
+    max: StrictInt = Field(ge=0, description="Instances never exceeded, launches included.")
+    idle_timeout: Duration = Field(
+        default=timedelta(minutes=10), description="Idle time before scale-in."
+    )
+    boot_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="An instance whose agent has not registered by then is replaced.",
+    )
+    poll_interval: Duration = Field(
+        default=timedelta(seconds=30), description="How often the fleet re-plans."
+    )
+    system_reserved_memory: Mebibytes = Field(
+        default=512, ge=0, description="Memory kept for the OS; the agent offers the rest."
+    )
+    temporal: TemporalTarget
+    agent: AgentBootstrap = Field(default_factory=AgentBootstrap)
+    endpoint_url: str | None = Field(
+        default=None,
+        description="AWS-compatible endpoint (tests); else env TITUS_FLOW_AWS_ENDPOINT_URL.",
+    )
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types_present_and_unique(cls, value: list[InstanceType]) -> list[InstanceType]:
+        if not value:
+            raise ValueError('no instance types: list at least one, e.g. ["m5.large"]')
+        names = [t.name for t in value]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"{', '.join(dupes)} listed twice; list each type once")
+        return value
+
+    @field_validator("subnets")
+    @classmethod
+    def _subnets_present_and_unique(cls, value: list[Subnet]) -> list[Subnet]:
+        if not value:
+            raise ValueError(
+                "no subnets: list at least one, e.g. [{id: subnet-0a1b2c3d, zone: us-east-1a}]"
+            )
+        ids = [s.id for s in value]
+        if dupes := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"{', '.join(dupes)} listed twice; list each subnet once")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        if reserved := sorted(k for k in value if k.startswith(TAG_PREFIX)):
+            raise ValueError(
+                f"tag {reserved[0]!r} uses the prefix {TAG_PREFIX!r}, which titus-flow"
+                " sets itself; rename it"
+            )
+        return value
+
+    @field_validator("max")
+    @classmethod
+    def _max_at_least_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min")
+        if isinstance(low, int) and value < low:
+            raise ValueError(f"max {value} is below min {low}: raise max or lower min")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_image_source(cls, value: Any) -> Any:
+        # On the raw mapping: an invalid ami must not also read as a missing one.
+        if isinstance(value, dict):
+            given = [key for key in ("ami", "launch_template") if value.get(key) is not None]
+            if not given:
+                raise ValueError("no image: set ami (e.g. ami-0a1b2c3d) or launch_template")
+            if len(given) == 2:
+                raise ValueError("both ami and launch_template are set: keep one")
+        return value
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _poll_not_too_fast(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("poll_interval below 1s would flood Temporal; use at least 1s")
+        return value
+
+    def instance_type(self, name: str) -> InstanceType | None:
+        """The declared instance type called ``name``, if any."""
+        return next((t for t in self.instance_types if t.name == name), None)
+
+    def offered_memory(self, instance_type: InstanceType) -> int:
+        """MiB the agent on an instance of this type offers (its memory minus the reserve)."""
+        return max(1, instance_type.memory - self.system_reserved_memory)

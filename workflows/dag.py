@@ -1,0 +1,105 @@
+"""The generated workflow of a job file whose batch jobs use ``depends_on``.
+
+Each job starts, as a child ``BatchJob`` workflow, as soon as every job it
+depends on succeeded; independent jobs run at the same time. A failed (or
+killed) job skips everything that depends on it, directly or not; the other
+branches still run to their end, then the DAG fails with a message naming the
+failed and the skipped jobs. The loader already rejected unknown names and
+cycles, so every job here is reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from titus_flow.flow import safe_id, start_job
+    from titus_flow.lifecycle import JobState
+    from titus_flow.spec import BatchJob
+    from titus_flow.views import JobView
+
+DAG_WORKFLOW = "JobDag"
+
+
+class DagInput(BaseModel):
+    """The jobs of one file, in file order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[BatchJob]
+
+
+class DagResult(BaseModel):
+    """Every job's outcome: its final view, or why it never started."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    views: dict[str, JobView] = Field(default_factory=dict)
+    skipped: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether every job ran and succeeded."""
+        return not self.skipped and all(v.state is JobState.SUCCEEDED for v in self.views.values())
+
+
+def dag_job_id(dag_id: str, job_name: str) -> str:
+    """The job id of ``job_name`` inside the DAG ``dag_id`` (readable, one per job)."""
+    return f"{safe_id(dag_id)}-{job_name}"
+
+
+@workflow.defn(name=DAG_WORKFLOW)
+class JobDagWorkflow:
+    """Runs a file's batch jobs in ``depends_on`` order."""
+
+    def __init__(self) -> None:
+        self._result = DagResult()
+
+    @workflow.run
+    async def run(self, request: DagInput) -> DagResult:
+        """Run every job once its dependencies succeeded; fail if any job did not run or failed."""
+        result = self._result
+        by_name = {job.name: job for job in request.jobs}
+        done: dict[str, asyncio.Future[bool]] = {
+            name: asyncio.get_running_loop().create_future() for name in by_name
+        }
+
+        async def run_one(job: BatchJob) -> None:
+            # Dependencies resolve to True (succeeded) or False (failed or skipped).
+            outcomes = [await done[dep] for dep in job.depends_on]
+            if not all(outcomes):
+                failed = [d for d, ok in zip(job.depends_on, outcomes, strict=True) if not ok]
+                result.skipped[job.name] = f"dependency {', '.join(failed)} did not succeed"
+                done[job.name].set_result(False)
+                return
+            handle = await start_job(job, id=dag_job_id(workflow.info().workflow_id, job.name))
+            view = await handle.result(check=False)
+            result.views[job.name] = view
+            done[job.name].set_result(view.state is JobState.SUCCEEDED)
+
+        await asyncio.gather(*(run_one(job) for job in request.jobs))
+        if not result.succeeded:
+            failed = [
+                f"{n} {v.state.value}"
+                for n, v in result.views.items()
+                if v.state is not JobState.SUCCEEDED
+            ]
+            result.message = f"job(s) failed: {', '.join(failed)}" + (
+                f"; skipped: {', '.join(f'{n} ({why})' for n, why in result.skipped.items())}"
+                if result.skipped
+                else ""
+            )
+            raise ApplicationError(
+                result.message, result.model_dump(mode="json"), type="DagFailed", non_retryable=True
+            )
+        return result
+
+    @workflow.query(name="describe")
+    def describe(self) -> DagResult:
+        """The outcomes so far (jobs not in ``views`` or ``skipped`` wait or run)."""
+        return self._result

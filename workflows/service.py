@@ -1,0 +1,598 @@
+"""The service job workflow: keep ``desired`` healthy tasks, for months.
+
+A reconcile loop, Kubernetes-controller style: every change (a task exits,
+turns healthy or unhealthy, a scale or update request, a timer) sets a flag;
+the loop compares what runs with what should and acts:
+
+- start tasks of the current revision up to ``desired`` (plus ``max_surge``
+  during a rolling update), after a crash-loop backoff when tasks keep failing;
+- retire tasks of an old revision once enough new ones are healthy
+  (``max_unavailable``), rolling back when new ones are not healthy in time;
+- remove surplus tasks on scale-down, unhealthy first, then newest;
+- hold voluntary disruptions (scale-down, update, task kill) while they would
+  break the job's disruption budget, with the reason shown.
+
+Each task is one attempt: a replacement is a new task, as in Titus. Health
+probes run on the agent; only changes arrive here (``task_health`` signals).
+The workflow continues as new before its history grows large, carrying the
+live tasks, which the next run adopts without touching their containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from titus_flow import visibility
+    from titus_flow.contracts import (
+        KillTaskRequest,
+        LaunchInput,
+        PlacementItem,
+        PlacementUpdate,
+        ScaleRequest,
+        ServiceJobInput,
+        ServiceTaskRecord,
+        SuperviseInput,
+        TaskHealth,
+        Unplaced,
+    )
+    from titus_flow.lifecycle import FinishReason, JobState, TaskState
+    from titus_flow.spec import Capacity, ServiceJob
+    from titus_flow.views import AttemptView, JobView, ServiceStatus, TaskView
+    from titus_flow.workflows.attempts import Outcome, launch, supervise
+    from titus_flow.workflows.common import SchedulerMailbox
+
+CRASH_BACKOFF_INITIAL = timedelta(seconds=2)
+CRASH_BACKOFF_MAX = timedelta(minutes=5)
+# New-revision tasks that fail this many times during an update roll it back.
+UPDATE_FAILURES_BEFORE_ROLLBACK = 3
+FINISHED_TASKS_KEPT = 20
+RECHECK_EVERY = timedelta(seconds=5)
+# Without a health check, a task that ran this long was serving, not crash-looping.
+MIN_HEALTHY_RUN = timedelta(seconds=10)
+
+
+def crash_backoff(failures: int) -> timedelta:
+    """Delay before the next start after ``failures`` failed tasks in a row."""
+    # The first replacement starts at once (a single crash is no loop), then the
+    # delay doubles from CRASH_BACKOFF_INITIAL up to the cap, as in Kubernetes.
+    if failures <= 1:
+        return timedelta(0)
+    seconds = CRASH_BACKOFF_INITIAL.total_seconds() * 2 ** min(failures - 2, 20)
+    return min(timedelta(seconds=seconds), CRASH_BACKOFF_MAX)
+
+
+@workflow.defn(name="ServiceJob")
+class ServiceJobWorkflow:
+    """Keeps a :class:`~titus_flow.spec.ServiceJob` at its desired healthy size."""
+
+    @workflow.init
+    def __init__(self, request: ServiceJobInput) -> None:
+        # Initialised from the input here, not in run(): an update or signal that
+        # arrives with the first workflow task is handled before run() starts.
+        self._input: ServiceJobInput | None = request
+        self._job_id = workflow.info().workflow_id
+        self._live: dict[str, ServiceTaskRecord] = {}
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._kill_reasons: dict[str, FinishReason] = {}
+        self._held_kills: set[str] = set()
+        self._waiting: list[str] = []
+        self._mailbox: SchedulerMailbox | None = SchedulerMailbox(self._job_id)
+        self._dirty = True
+        self._killed = False
+        self._state = JobState.ACCEPTED
+        self._message = ""
+        self._last_failure = ""  # why the latest task that never served ended
+        self._next_start_at: datetime | None = None
+        self._update_started_at: datetime | None = None
+
+    # --- state shortcuts ----------------------------------------------------
+
+    @property
+    def _spec(self) -> ServiceJob:
+        assert self._input is not None
+        return self._input.job
+
+    @property
+    def _capacity(self) -> Capacity:
+        assert self._input is not None
+        return self._input.capacity or self._input.job.capacity
+
+    def _healthy(self) -> list[ServiceTaskRecord]:
+        return [t for t in self._live.values() if t.view.healthy]
+
+    def _changed(self) -> None:
+        self._dirty = True
+
+    # --- the run --------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: ServiceJobInput) -> JobView:
+        """Hold the job at its desired size until it is killed."""
+        self._next_start_at = workflow.now()
+        if request.update:
+            self._update_started_at = workflow.now()
+        assert self._mailbox is not None
+        flusher = asyncio.create_task(self._mailbox.run())
+        for record in request.tasks:  # carried over: adopt, do not relaunch
+            self._live[record.view.id] = record
+            adopt = record.view.state is TaskState.STARTED
+            self._runs[record.view.id] = asyncio.create_task(self._run_task(record, adopt))
+        while not self._killed:
+            self._reconcile()
+            # The timeout makes deadlines and backoffs get checked too.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._dirty or self._killed or self._should_continue(),
+                    timeout=self._recheck_in(),
+                )
+            self._dirty = False
+            if self._should_continue() and self._quiet():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._mailbox.close()
+                await flusher
+                workflow.continue_as_new(self._carry_over())
+        for run in self._runs.values():
+            run.cancel()
+        await asyncio.gather(*self._runs.values(), return_exceptions=True)
+        self._mailbox.close()
+        await flusher
+        self._set_state(JobState.KILLED, "killed by request")
+        return self._describe()
+
+    def _recheck_in(self) -> timedelta:
+        """When to reconcile even if nothing happens: the end of a backoff, or soon."""
+        if self._next_start_at is not None and self._next_start_at > workflow.now():
+            return min(RECHECK_EVERY, self._next_start_at - workflow.now())
+        return RECHECK_EVERY
+
+    def _should_continue(self) -> bool:
+        assert self._input is not None
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self._input.history_limit
+        )
+
+    def _quiet(self) -> bool:
+        """No task between placement and Started: those cannot be handed over."""
+        return (
+            all(
+                t.view.state in (TaskState.STARTED, TaskState.ACCEPTED)
+                and (t.view.state is TaskState.STARTED or not t.view.attempts)
+                for t in self._live.values()
+            )
+            and not self._held_kills
+        )
+
+    def _carry_over(self) -> ServiceJobInput:
+        assert self._input is not None
+        started = [t for t in self._live.values() if t.view.state is TaskState.STARTED]
+        return self._input.model_copy(
+            update={
+                "tasks": started,
+                "finished": self._input.finished[-FINISHED_TASKS_KEPT:],
+            }
+        )
+
+    # --- reconcile --------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        assert self._input is not None
+        now = workflow.now()
+        desired = self._capacity.desired
+        update = self._spec.update
+        revision = self._input.revision
+        live = list(self._live.values())
+        current = [t for t in live if t.view.revision == revision]
+        old = [t for t in live if t.view.revision != revision]
+        self._waiting = []
+
+        if old:
+            self._check_rollback(current)
+            revision = self._input.revision
+            current = [t for t in live if t.view.revision == revision]
+            old = [t for t in live if t.view.revision != revision]
+
+        # 1. Start tasks of the current revision (with surge while old ones run).
+        room = desired + (update.max_surge if old else 0) - len(live)
+        to_start = max(0, min(desired - len(current), room))
+        if to_start and self._next_start_at is not None and now < self._next_start_at:
+            wait = (self._next_start_at - now).total_seconds()
+            self._waiting.append(f"crash-loop backoff: next start in {wait:.0f}s")
+        elif to_start:
+            for _ in range(to_start):
+                self._start_task()
+
+        # 2. Retire old-revision tasks as the update's budget allows.
+        if old:
+            floor = desired - update.max_unavailable
+            for victim in sorted(old, key=lambda t: (bool(t.view.healthy), t.view.index)):
+                if victim.view.healthy and len(self._healthy()) - 1 < floor:
+                    self._waiting.append(
+                        f"update: {victim.view.id} stays until new tasks are healthy"
+                    )
+                    break
+                self._disrupt(victim, FinishReason.KILLED, "replaced by rolling update")
+        elif self._update_started_at is not None and len(self._healthy()) >= desired:
+            self._input.update = f"revision {revision} rolled out"
+            self._update_started_at = None
+
+        # 3. Remove surplus tasks on scale-down: unhealthy first, then newest.
+        surplus = len(current) - desired if not old else 0
+        victims = sorted(current, key=lambda t: (bool(t.view.healthy), -t.view.index))
+        for victim in victims[: max(surplus, 0)]:
+            if victim.view.id in self._kill_reasons:
+                continue
+            self._disrupt(victim, FinishReason.SCALED_DOWN, "scaled down", voluntary=True)
+
+        # 4. Kill requests held back by the disruption budget.
+        for task_id in list(self._held_kills):
+            record = self._live.get(task_id)
+            if record is None:
+                self._held_kills.discard(task_id)
+            elif self._budget_allows(record):
+                self._held_kills.discard(task_id)
+                self._kill(record, FinishReason.KILLED)
+            else:
+                self._waiting.append(f"kill of {task_id} waits for the disruption budget")
+
+        self._refresh_state()
+
+    def _budget_allows(self, victim: ServiceTaskRecord) -> bool:
+        """Whether taking ``victim`` down keeps unavailability within the budget."""
+        desired = self._capacity.desired
+        healthy = len(self._healthy()) - (1 if victim.view.healthy else 0)
+        allowed = self._spec.disruption_budget.allowed(desired)
+        return desired - healthy <= allowed or not victim.view.healthy
+
+    def _disrupt(
+        self, victim: ServiceTaskRecord, reason: FinishReason, message: str, voluntary: bool = True
+    ) -> None:
+        if victim.view.id in self._kill_reasons:
+            return
+        if voluntary and not self._budget_allows(victim):
+            self._waiting.append(f"{message}: {victim.view.id} waits for the disruption budget")
+            return
+        victim.view.message = message
+        self._kill(victim, reason)
+
+    def _kill(self, record: ServiceTaskRecord, reason: FinishReason) -> None:
+        task_id = record.view.id
+        run = self._runs.get(task_id)
+        if run is None or run.done() or task_id in self._kill_reasons:
+            return
+        self._kill_reasons[task_id] = reason
+        record.view.state = TaskState.KILL_INITIATED
+        record.view.healthy = False  # being stopped: no longer serving
+        run.cancel()
+
+    def _check_rollback(self, current: list[ServiceTaskRecord]) -> None:
+        assert self._input is not None
+        if self._input.previous is None or self._update_started_at is None:
+            return
+        deadline = self._spec.update.healthy_deadline
+        failed = sum(
+            1
+            for t in self._input.finished
+            if t.revision == self._input.revision
+            and t.reason is not FinishReason.KILLED
+            and t.reason is not FinishReason.SCALED_DOWN
+        )
+        late = [
+            t
+            for t in current
+            if not t.view.healthy
+            and t.view.attempts
+            and t.view.attempts[0].launched_at is not None
+            and workflow.now() - t.view.attempts[0].launched_at > deadline
+        ]
+        if failed < UPDATE_FAILURES_BEFORE_ROLLBACK and not late:
+            return
+        bad = self._input.revision
+        why = f"{failed} new task(s) failed" if failed else f"not healthy within {deadline}"
+        self._input.job, self._input.previous = self._input.previous, None
+        self._input.revision = self._input.previous_revision or bad - 1
+        self._input.update = f"revision {bad} rolled back to {self._input.revision}: {why}"
+        self._update_started_at = None
+        self._input.crash_failures = 0
+        self._next_start_at = workflow.now()
+
+    def _start_task(self) -> None:
+        assert self._input is not None
+        index = self._input.next_index
+        self._input.next_index += 1
+        view = TaskView(
+            id=f"{self._job_id}-{index}", index=index, revision=self._input.revision, healthy=False
+        )
+        record = ServiceTaskRecord(view=view)
+        self._live[view.id] = record
+        self._runs[view.id] = asyncio.create_task(self._run_task(record, adopt=False))
+
+    # --- one task ---------------------------------------------------------------
+
+    async def _run_task(self, record: ServiceTaskRecord, adopt: bool) -> None:
+        assert self._mailbox is not None
+        view = record.view
+        spec = self._spec
+        placed = adopt
+        try:
+            if not adopt:
+                placement = await self._mailbox.reserve(
+                    PlacementItem(
+                        key=view.id,
+                        job_id=self._job_id,
+                        resources=spec.resources,
+                        constraints=spec.constraints,
+                        capacity_group=spec.capacity_group,
+                        ports=spec.container.ports,
+                    )
+                )
+                if isinstance(placement, Unplaced):
+                    self._finish_task(
+                        record, Outcome(FinishReason.INVALID_REQUEST, message=placement.reason)
+                    )
+                    return
+                placed = True
+                record.task_queue, record.ports = placement.task_queue, placement.ports
+                view.agent, view.attempt = placement.agent_id, 1
+                view.attempts = [
+                    AttemptView(attempt=1, agent=placement.agent_id, launched_at=workflow.now())
+                ]
+                view.state = view.attempts[0].state = TaskState.START_INITIATED
+                launched = await launch(
+                    LaunchInput(
+                        job_id=self._job_id,
+                        task_id=view.id,
+                        task_index=view.index,
+                        attempt=1,
+                        container=spec.container,
+                        resources=spec.resources,
+                        ports=record.ports,
+                    ),
+                    placement.task_queue,
+                )
+                if isinstance(launched, Outcome):
+                    self._finish_task(record, launched)
+                    return
+                record.started_at = launched.started_at
+                view.state = view.attempts[0].state = TaskState.STARTED
+                view.attempts[0].started_at = launched.started_at
+                view.healthy = spec.health_check is None  # no check: running is healthy
+                self._changed()
+            assert record.task_queue is not None and record.started_at is not None
+            outcome = await supervise(
+                SuperviseInput(
+                    task_id=view.id,
+                    attempt=1,
+                    started_at=record.started_at,
+                    health_check=spec.health_check,
+                    ports=record.ports,
+                    workflow_id=self._job_id,
+                ),
+                record.task_queue,
+            )
+            reason = self._kill_reasons.get(view.id)
+            if reason is not None:  # the kill reached the attempt as its outcome
+                outcome = Outcome(reason, message=view.message or "killed by request")
+            self._finish_task(record, outcome)
+        except asyncio.CancelledError:
+            reason = self._kill_reasons.get(view.id, FinishReason.KILLED)
+            self._finish_task(record, Outcome(reason, message=view.message or "killed by request"))
+        finally:
+            if placed:
+                self._mailbox.release(view.id)
+
+    def _finish_task(self, record: ServiceTaskRecord, outcome: Outcome) -> None:
+        assert self._input is not None
+        view = record.view
+        view.state, view.reason, view.healthy = TaskState.FINISHED, outcome.reason, False
+        view.message = outcome.message
+        if view.attempts:
+            attempt = view.attempts[0]
+            attempt.state, attempt.reason = TaskState.FINISHED, outcome.reason
+            attempt.exit_code, attempt.message = outcome.exit_code, outcome.message
+            attempt.finished_at = workflow.now()
+        if outcome.exit is not None and outcome.reason is not FinishReason.NORMAL:
+            view.log_tail = outcome.exit.log_tail
+        self._live.pop(view.id, None)
+        self._runs.pop(view.id, None)
+        self._kill_reasons.pop(view.id, None)
+        self._input.finished = [*self._input.finished[-(FINISHED_TASKS_KEPT - 1) :], view]
+        if self._crashed(record, outcome) and not self._killed:
+            self._input.crash_failures += 1
+            delay = crash_backoff(self._input.crash_failures)
+            self._next_start_at = workflow.now() + delay
+            self._last_failure = f"task {view.id} {outcome.reason.value}: {outcome.message}"
+        self._changed()
+
+    def _crashed(self, record: ServiceTaskRecord, outcome: Outcome) -> bool:
+        """Whether a task's end counts toward a crash loop.
+
+        Only tasks that never served do: one that was healthy and died later
+        (a killed container, a lost agent) is replaced at once, so one event
+        that takes several tasks down does not slow the recovery.
+        """
+        if outcome.reason in (FinishReason.KILLED, FinishReason.SCALED_DOWN):
+            return False
+        if self._spec.health_check is None:
+            started = record.started_at
+            return started is None or workflow.now() - started < MIN_HEALTHY_RUN
+        # The agent's word settles it even when its health signal and the exit
+        # reach this workflow in one workflow task, in either order.
+        return not (
+            record.was_healthy or (outcome.exit is not None and outcome.exit.became_healthy)
+        )
+
+    # --- signals, updates, queries ---------------------------------------------
+
+    @workflow.signal(name="placement_update")
+    def placement_update(self, update: PlacementUpdate) -> None:
+        """The scheduler's answer to this job's capacity requests."""
+        assert self._mailbox is not None
+        self._mailbox.on_update(update)
+
+    @workflow.signal(name="task_health")
+    def task_health(self, health: TaskHealth) -> None:
+        """A task's health check changed state (sent by its agent)."""
+        assert self._input is not None
+        record = self._live.get(health.task_id)
+        if record is None or record.view.state is not TaskState.STARTED:
+            return
+        record.view.healthy = health.healthy
+        record.view.message = health.message
+        record.was_healthy = record.was_healthy or health.healthy
+        if health.healthy:
+            self._input.crash_failures = 0  # a healthy task ends a crash loop
+            self._last_failure = ""
+        self._changed()
+
+    @workflow.signal(name="kill")
+    def kill(self) -> None:
+        """Kill the job: stop every task (KillInitiated -> Finished/killed)."""
+        self._killed = True
+        self._set_state(JobState.KILL_INITIATED, "kill requested")
+
+    @workflow.update(name="scale")
+    def scale(self, request: ScaleRequest) -> Capacity:
+        """Change desired/min/max; surplus tasks go as the disruption budget allows."""
+        assert self._input is not None
+        self._input.capacity = self._scaled(request)
+        self._changed()
+        return self._input.capacity
+
+    @scale.validator
+    def _validate_scale(self, request: ScaleRequest) -> None:
+        self._scaled(request)
+
+    def _scaled(self, request: ScaleRequest) -> Capacity:
+        current = self._capacity
+        values = {
+            "min": current.min if request.min is None else request.min,
+            "desired": current.desired if request.desired is None else request.desired,
+            "max": current.max if request.max is None else request.max,
+        }
+        try:
+            return Capacity(**values)
+        except ValueError as err:
+            raise ApplicationError(
+                f"invalid scale request: need min <= desired <= max, got min={values['min']},"
+                f" desired={values['desired']}, max={values['max']}",
+                type="InvalidRequest",
+                non_retryable=True,
+            ) from err
+
+    @workflow.update(name="update_job")
+    def update_job(self, job: ServiceJob) -> int:
+        """Roll out a new revision of the job (container, resources, checks)."""
+        assert self._input is not None
+        self._input.previous, self._input.previous_revision = self._input.job, self._input.revision
+        self._input.job = job
+        self._input.revision += 1
+        self._input.update = f"rolling out revision {self._input.revision}"
+        self._update_started_at = workflow.now()
+        self._changed()
+        return self._input.revision
+
+    @update_job.validator
+    def _validate_update(self, job: ServiceJob) -> None:
+        if job.name != self._spec.name:
+            raise ApplicationError(
+                f"job name {job.name!r} does not match {self._spec.name!r};"
+                " an update keeps the name",
+                type="InvalidRequest",
+                non_retryable=True,
+            )
+
+    @workflow.update(name="kill_task")
+    def kill_task(self, request: KillTaskRequest) -> str:
+        """Kill one task: replaced, or with ``shrink`` desired drops by one."""
+        assert self._input is not None
+        record = self._live[request.task_id]
+        if request.shrink:
+            capacity = self._capacity
+            self._input.capacity = capacity.model_copy(update={"desired": capacity.desired - 1})
+        if request.force or self._budget_allows(record):
+            record.view.message = "killed by request"
+            self._kill(record, FinishReason.KILLED)
+            self._changed()
+            return "killed"
+        self._held_kills.add(request.task_id)
+        self._changed()
+        return "waiting for the disruption budget"
+
+    @kill_task.validator
+    def _validate_kill_task(self, request: KillTaskRequest) -> None:
+        if request.task_id not in self._live:
+            raise ApplicationError(
+                f"job has no running task {request.task_id!r}",
+                type="InvalidRequest",
+                non_retryable=True,
+            )
+        if request.shrink and self._capacity.desired - 1 < self._capacity.min:
+            raise ApplicationError(
+                f"--shrink would take desired below min ({self._capacity.min}); lower min first",
+                type="InvalidRequest",
+                non_retryable=True,
+            )
+
+    @workflow.query(name="describe")
+    def describe(self) -> JobView:
+        """The job, its live tasks and the most recent finished ones."""
+        return self._describe()
+
+    # --- views ------------------------------------------------------------------
+
+    def _describe(self) -> JobView:
+        assert self._input is not None and self._mailbox is not None
+        capacity = self._capacity
+        for record in self._live.values():
+            record.view.pending_reason = self._mailbox.pending_reasons.get(record.view.id)
+        return JobView(
+            id=self._job_id,
+            name=self._spec.name,
+            type="service",
+            owner=self._spec.owner,
+            state=self._state,
+            message=self._message,
+            submitted_at=self._input.submitted_at,
+            tasks=[*self._input.finished, *(t.view for t in self._live.values())],
+            service=ServiceStatus(
+                desired=capacity.desired,
+                min=capacity.min,
+                max=capacity.max,
+                revision=self._input.revision,
+                healthy=len(self._healthy()),
+                update=self._input.update,
+                waiting=self._waiting,
+            ),
+        )
+
+    def _refresh_state(self) -> None:
+        assert self._input is not None
+        if self._killed:
+            return
+        healthy = len(self._healthy())
+        desired = self._capacity.desired
+        if healthy >= desired:
+            self._set_state(JobState.RUNNING, "")
+        elif self._input.crash_failures > 0:
+            waiting = f"; {self._waiting[0]}" if self._waiting else ""
+            self._set_state(
+                JobState.DEGRADED, f"{healthy}/{desired} healthy; {self._last_failure}{waiting}"
+            )
+        elif self._state is not JobState.ACCEPTED:
+            self._set_state(JobState.RUNNING, f"{healthy}/{desired} healthy")
+
+    def _set_state(self, state: JobState, message: str) -> None:
+        self._message = message
+        if self._state is state:
+            return
+        self._state = state
+        if workflow.info().typed_search_attributes.get(visibility.JOB_STATE) is not None:
+            workflow.upsert_search_attributes([visibility.JOB_STATE.value_set(state.value)])
