@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The demo: set up, start the local stack, run every example job, show the Web UI.
+# The demo: set up, start the local stack, run the example jobs and the example
+# pipeline workflow, leave the example web service running, show the Web UI.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,25 +10,30 @@ cd "$ROOT"
 
 "$ROOT/scripts/setup.sh"
 TF=.venv/bin/titus-flow
-$TF up
+# The worker also runs the example user workflows (workflow-as-code).
+$TF up --workflows examples/pipeline.py
 
 failed=0
-if $TF run --help >/dev/null 2>&1; then
-    shopt -s nullglob
-    for file in examples/*.yaml examples/*.yml examples/*.json examples/*.py; do
-        # examples/ also holds user workflows and helpers: run only what validates as jobs.
-        $TF validate "$file" >/dev/null 2>&1 || continue
-        echo
-        echo "=== titus-flow run $file"
-        $TF run "$file" || { failed=$((failed + 1)); say "$file failed"; }
-    done
-else
-    say "this version has no \`run\` command yet; the stack is up, nothing to run"
-fi
+step() {
+    echo
+    echo "=== titus-flow $*"
+    $TF "$@" || { failed=$((failed + 1)); say "titus-flow $* failed"; }
+}
 
+step validate examples/
+step run examples/hello.yaml            # a batch job of 3 tasks
+step run examples/hello.json            # the same, written as JSON
+step run examples/retries.py            # jobs as Python objects, with retries
+step run examples/dag.yaml              # jobs that depend on each other
+step start examples/pipeline.py:Pipeline --input '{"chunks": 3}' --wait   # a pipeline as code
+step run examples/web.yaml              # a service: returns once 3 tasks are healthy
+
+echo
+$TF jobs list || true
 echo
 $TF status || true
 echo
 echo "Web UI: $($TF status -o json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["ui_url"])')"
+echo "The web service keeps running: stop it with 'titus-flow job kill <id>' (see 'titus-flow jobs list --type service')."
 echo "Stop the stack with: $TF down"
-[ "$failed" = 0 ] || die "$failed example job(s) failed"
+[ "$failed" = 0 ] || die "$failed demo step(s) failed"

@@ -33,7 +33,7 @@ def errors(**changes: Any) -> list[str]:
 
 
 def test_example_fleet_loads_and_fills_known_sizes() -> None:
-    spec = load_fleet(ROOT / "examples" / "fleet.yaml")
+    spec = load_fleet(ROOT / "examples" / "fleets" / "batch-pool.yaml")
     m5 = spec.instance_type("m5.large")
     assert m5 is not None and (m5.cpu, m5.memory) == (2, 8192)
     custom = spec.instance_type("m7i.large")
@@ -110,7 +110,7 @@ def test_cli_rejects_invalid_fleet_files_with_exit_2(tmp_path: Path) -> None:
 
 
 def test_cli_user_data_prints_the_bootstrap() -> None:
-    result = _cli("fleet", "user-data", str(ROOT / "examples" / "fleet.yaml"))
+    result = _cli("fleet", "user-data", str(ROOT / "examples" / "fleets" / "batch-pool.yaml"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("#!/bin/bash")
     assert "titus-flow agent $AGENT_ARGS" in result.stdout

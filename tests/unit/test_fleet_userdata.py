@@ -11,7 +11,7 @@ import pytest
 from titus_flow.fleet import load_fleet
 from titus_flow.fleet.userdata import agent_arguments, agent_environment, user_data
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "fleet.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "fleets" / "batch-pool.yaml"
 
 
 def test_script_reads_identity_from_imdsv2_and_starts_the_agent() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 
 from titus_flow import __version__
 from titus_flow.config import Settings, load_settings
@@ -50,6 +51,12 @@ output_option = click.option(
     show_default=True,
     help="Output format; json is for scripts.",
 )
+
+
+def stdout_console() -> Console:
+    """A console for tables on stdout; wide when piped so ids are never cut."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def echo_json(data: Any) -> None:

@@ -21,6 +21,7 @@ from titus_flow.cli.app import (
     output_option,
     pass_context,
     run_async,
+    stdout_console,
 )
 from titus_flow.cli.flow_commands import has_dependencies, run_dag
 from titus_flow.client import TitusClient
@@ -185,7 +186,7 @@ def jobs_list(
         table.add_column(column)
     for row in rows:
         table.add_row(*(row[c] for c in ("id", "name", "type", "state", "owner", "started")))
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @cli.group()
@@ -207,7 +208,7 @@ def job_describe(ctx: Context, job_id: str, output: str) -> None:
     if output == "json":
         echo_json(view.model_dump(mode="json"))
         return
-    console = Console()
+    console = stdout_console()
     console.print(f"[bold]{view.id}[/] {view.type} job {view.name} owner={view.owner or '-'}")
     console.print(f"state: {view.state.value}" + (f" - {view.message}" if view.message else ""))
     table = Table(show_header=True)

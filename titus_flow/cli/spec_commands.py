@@ -1,4 +1,4 @@
-"""Commands that only read job files: validate and schema."""
+"""Commands that only read files: validate and schema."""
 
 from __future__ import annotations
 
@@ -6,30 +6,85 @@ import json
 from pathlib import Path
 
 import click
+import yaml
 
 from titus_flow.cli.app import cli, echo_json, output_option
-from titus_flow.errors import SpecError
-from titus_flow.loader import load_many
+from titus_flow.errors import SpecError, UserError
+from titus_flow.fleet.load import load_fleet
+from titus_flow.loader import SUPPORTED_SUFFIXES, load_many
 from titus_flow.spec.jobs import job_file_json_schema
+from titus_flow.userflows import import_module, workflow_name, workflows_of
+
+
+def _expand(paths: tuple[Path, ...]) -> list[Path]:
+    """Files to check: each file given, and every supported file inside a folder."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.suffix in SUPPORTED_SUFFIXES and p.is_file()
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def _is_fleet_file(path: Path) -> bool:
+    """A YAML/JSON mapping with instance types describes a fleet, not jobs."""
+    if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
+        return False
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return False  # the job loader reports the syntax error with its line
+    return isinstance(data, dict) and "instance_types" in data
+
+
+def _workflow_names(path: Path) -> list[str]:
+    """User workflows defined in a .py file that holds no jobs."""
+    if path.suffix != ".py":
+        return []
+    try:
+        return [workflow_name(cls) for cls in workflows_of(import_module(path))]
+    except UserError:
+        return []
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @output_option
-def validate(files: tuple[Path, ...], output: str) -> None:
-    """Check job files (.py, .yaml, .json); print every error with its field path."""
+def validate(paths: tuple[Path, ...], output: str) -> None:
+    """Check job files (.py, .yaml, .json), fleet files and workflow modules.
+
+    Folders are searched for such files. Every error is printed with its field
+    path; the exit code is 2 if any file is invalid.
+    """
+    checked: list[dict[str, str]] = []
+    job_files: list[Path] = []
+    errors: list[str] = []
+    for path in _expand(paths):
+        if _is_fleet_file(path):
+            try:
+                checked.append({"kind": "fleet", "name": load_fleet(path).name})
+            except UserError as err:
+                errors += err.messages
+        elif names := _workflow_names(path):
+            checked += [{"kind": "workflow", "name": name} for name in names]
+        else:
+            job_files.append(path)
     try:
-        jobs = load_many(list(files))
+        checked += [{"kind": j.kind, "name": j.name} for j in load_many(job_files)]
     except SpecError as err:
-        if output == "json":
-            echo_json({"valid": False, "errors": err.messages})
-            raise click.exceptions.Exit(2) from err
-        raise
+        errors += err.messages
     if output == "json":
-        echo_json({"valid": True, "jobs": [{"name": j.name, "kind": j.kind} for j in jobs]})
+        echo_json({"valid": not errors, "checked": checked, "errors": errors})
     else:
-        for job in jobs:
-            click.echo(f"ok  {job.kind:<7} {job.name}")
+        for item in checked:
+            click.echo(f"ok  {item['kind']:<8} {item['name']}")
+    if errors:
+        if output == "json":
+            raise click.exceptions.Exit(2)
+        raise SpecError(errors)
 
 
 @cli.command()
