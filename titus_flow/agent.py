@@ -8,6 +8,7 @@ crash), then serves its task queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError, ManagedContainer
 from titus_flow.spec import Resources
 from titus_flow.workflows.common import scheduler_workflow_id
-from titus_flow.workflows.scheduler import SchedulerWorkflow
+from titus_flow.workflows.scheduler import AGENT_HEARTBEAT, SchedulerWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,12 @@ async def run_agent(
         max_concurrent_activities=config.max_concurrent_activities,
     )
     async with worker:
-        await register(client, settings, config.info())
         log.info("agent %s serving %s", config.agent_id, agent_task_queue(config.agent_id))
-        await stop.wait()
+        # Registering again is the heartbeat: the ledger marks silent agents lost.
+        while not stop.is_set():
+            try:
+                await register(client, settings, config.info())
+            except RPCError as err:
+                log.warning("heartbeat to the scheduler failed: %s", err.message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), AGENT_HEARTBEAT.total_seconds())

@@ -338,6 +338,15 @@ class TitusClient:
         )
         return await handle.query(SchedulerWorkflow.agents)
 
+    async def drain_agent(self, agent_id: str) -> None:
+        """Place nothing more on ``agent_id``; its running tasks finish where they are."""
+        if agent_id not in {a.agent_id for a in await self.agents()}:
+            raise UserError(f"no agent {agent_id!r}; see `titus-flow agents list`")
+        handle = self.temporal.get_workflow_handle_for(
+            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
+        )
+        await handle.signal(SchedulerWorkflow.drain_agent, agent_id)
+
     async def read_logs(
         self, task_id: str, attempt: int | None = None, offset: int = 0
     ) -> LogsChunk:

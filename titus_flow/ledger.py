@@ -7,7 +7,7 @@ iteration over every pending request at once, Fenzo style.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import Field
 
@@ -56,6 +56,8 @@ class LedgerState(Message):
     agents: dict[str, AgentRecord] = Field(default_factory=dict)
     reservations: dict[str, Reservation] = Field(default_factory=dict)
     pending: dict[str, PendingRequest] = Field(default_factory=dict)  # FIFO order
+    # An agent not heard from for this long is lost (agents re-register every 15 s).
+    agent_silence_seconds: float = 45.0
 
 
 class Ledger:
@@ -70,7 +72,22 @@ class Ledger:
         if record is None:
             self.state.agents[info.agent_id] = AgentRecord(info=info, last_seen=now)
         else:
-            record.info, record.last_seen, record.state = info, now, "active"
+            record.info, record.last_seen = info, now
+            if record.state == "lost":  # it came back; a drain stays in force
+                record.state = "active"
+
+    def mark_silent_agents_lost(self, now: datetime, silence: timedelta) -> list[str]:
+        """Mark agents not heard from within ``silence`` as lost; return their ids.
+
+        Nothing more is placed on them; their tasks' supervise activities time out
+        on their own and the tasks are relaunched elsewhere.
+        """
+        lost = []
+        for agent_id, record in self.state.agents.items():
+            if record.state != "lost" and record.last_seen and now - record.last_seen > silence:
+                record.state = "lost"
+                lost.append(agent_id)
+        return lost
 
     def request(self, request: PlacementRequest) -> None:
         """Queue items for the next iteration (a repeated key is queued once)."""

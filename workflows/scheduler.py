@@ -14,6 +14,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts import AgentInfo, AgentView, PlacementRequest, ReleaseRequest
@@ -22,35 +23,43 @@ with workflow.unsafe.imports_passed_through():
 
 # How often the ledger looks for jobs that ended without releasing capacity.
 GC_EVERY = timedelta(seconds=60)
+# Housekeeping tick; agents re-register (heartbeat) every AGENT_HEARTBEAT.
+HOUSEKEEPING_EVERY = timedelta(seconds=15)
+AGENT_HEARTBEAT = timedelta(seconds=15)
 
 
 @workflow.defn(name="Scheduler")
 class SchedulerWorkflow:
     """Owns the capacity ledger and runs scheduling iterations."""
 
-    def __init__(self) -> None:
-        self._ledger = Ledger()
-        self._dirty = False
+    @workflow.init
+    def __init__(self, state: LedgerState | None = None) -> None:
+        # From the input here, not in run(): signals that come with the first
+        # workflow task (an agent's signal-with-start, requests right after a
+        # continue-as-new) are handled before run() starts.
+        self._ledger = Ledger(state)
+        self._dirty = bool(state and state.pending)
+        self._next_gc = workflow.now() + GC_EVERY
+        self._gc: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, state: LedgerState | None = None) -> None:
         """Serve requests until the history is long, then continue as new."""
-        if state is not None:
-            self._ledger = Ledger(state)
-            self._dirty = bool(state.pending)
         while True:
             try:
                 await workflow.wait_condition(
                     lambda: self._dirty or workflow.info().is_continue_as_new_suggested(),
-                    timeout=GC_EVERY,
+                    timeout=HOUSEKEEPING_EVERY,
                 )
             except TimeoutError:
-                await self._release_closed_requesters()
+                self._housekeeping()
             if self._dirty:
                 self._dirty = False
                 await self._iterate()
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._gc is not None and not self._gc.done():
+                    self._gc.cancel()  # the next run looks again
                 if not self._dirty:
                     workflow.continue_as_new(self._ledger.state)
 
@@ -71,18 +80,33 @@ class SchedulerWorkflow:
                 self._ledger.release_requester(requester)
                 self._dirty = True
 
+    def _housekeeping(self) -> None:
+        silence = timedelta(seconds=self._ledger.state.agent_silence_seconds)
+        lost = self._ledger.mark_silent_agents_lost(workflow.now(), silence)
+        if lost:
+            workflow.logger.warning("agents lost (no heartbeat): %s", ", ".join(lost))
+        busy = self._gc is not None and not self._gc.done()
+        if workflow.now() >= self._next_gc and not busy:
+            self._next_gc = workflow.now() + GC_EVERY
+            # In the background: placement never waits for housekeeping.
+            self._gc = asyncio.create_task(self._release_closed_requesters())
+
     async def _release_closed_requesters(self) -> None:
         """Free capacity of jobs that ended without releasing it (e.g. terminated)."""
         requesters = self._ledger.requesters()
         if not requesters:
             return
-        closed: list[str] = await workflow.execute_activity(
-            "closed_workflows",
-            requesters,
-            result_type=list[str],
-            start_to_close_timeout=timedelta(seconds=60),
-            summary="find jobs that ended holding capacity",
-        )
+        try:
+            closed: list[str] = await workflow.execute_activity(
+                "closed_workflows",
+                requesters,
+                result_type=list[str],
+                schedule_to_close_timeout=GC_EVERY,
+                summary="find jobs that ended holding capacity",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("could not look for ended jobs: %s", err)
+            return
         for requester in closed:
             self._ledger.release_requester(requester)
         self._dirty = self._dirty or bool(closed)

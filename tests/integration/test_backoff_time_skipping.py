@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from titus_flow import BatchJob, Container, ExponentialBackoff, Resources, Retry
+from titus_flow.activities.control import ControlActivities
 from titus_flow.contracts import (
     AgentInfo,
     AttemptExit,
@@ -29,6 +30,7 @@ from titus_flow.contracts import (
     SuperviseInput,
     agent_task_queue,
 )
+from titus_flow.ledger import LedgerState
 from titus_flow.lifecycle import FinishReason, JobState
 from titus_flow.views import JobView
 from titus_flow.workflows.batch import BatchJobWorkflow
@@ -67,7 +69,8 @@ async def fake_supervise(request: SuperviseInput) -> AttemptExit:
 async def _register_agent(client: Client) -> None:
     await client.start_workflow(
         SchedulerWorkflow.run,
-        None,
+        # Skipped time would outrun the fake agent's (absent) heartbeats.
+        LedgerState(agent_silence_seconds=10**9),
         id=scheduler_workflow_id(CONTROL),
         task_queue=CONTROL,
         start_signal="register_agent",
@@ -88,7 +91,10 @@ async def test_minutes_long_exponential_backoff_uses_durable_timers() -> None:
     async with env:
         client = env.client
         control = Worker(
-            client, task_queue=CONTROL, workflows=[BatchJobWorkflow, SchedulerWorkflow]
+            client,
+            task_queue=CONTROL,
+            workflows=[BatchJobWorkflow, SchedulerWorkflow],
+            activities=ControlActivities(client).all(),
         )
         agent = Worker(
             client, task_queue=agent_task_queue(AGENT), activities=[fake_launch, fake_supervise]

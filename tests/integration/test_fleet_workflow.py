@@ -23,6 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_fleet_moto import Moto, aws_env, moto  # noqa: F401  (fixtures)
 
+from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
 from titus_flow.contracts import (
     AgentInfo,
@@ -32,7 +33,6 @@ from titus_flow.contracts import (
     ReleaseRequest,
     agent_task_queue,
 )
-from titus_flow.fleet.messages import ClusterDemand, PendingDemand
 from titus_flow.fleet.planner import capacity
 from titus_flow.fleet.spec import FleetSpec
 from titus_flow.ledger import LedgerState
@@ -45,41 +45,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @workflow.defn(name="Scheduler")
-class SchedulerWithFleetHooks(SchedulerWorkflow):
-    """The scheduler plus the query and signals the fleet asks for."""
-
-    @workflow.run
-    async def run(self, state: LedgerState | None = None) -> None:
-        await super().run(state)
-
-    @workflow.query(name="demand")
-    def demand(self) -> ClusterDemand:
-        return ClusterDemand(
-            pending=[
-                PendingDemand(
-                    key=p.item.key,
-                    job_id=p.item.job_id,
-                    resources=p.item.resources,
-                    constraints=p.item.constraints,
-                    reason=p.reason,
-                )
-                for p in self._ledger.state.pending.values()
-            ],
-            agents=self._ledger.agent_views(),
-        )
-
-    @workflow.signal(name="drain_agent")
-    def drain_agent(self, agent_id: str) -> None:
-        record = self._ledger.state.agents.get(agent_id)
-        if record is not None:
-            record.state = "draining"
-
-    @workflow.signal(name="remove_agent")
-    def remove_agent(self, agent_id: str) -> None:
-        self._ledger.state.agents.pop(agent_id, None)
-        self._dirty = True
-
-
 @workflow.defn(name="FleetTestRequester")
 class Requester:
     """A job stand-in: asks for capacity, gives it back once all is placed."""
@@ -131,13 +96,16 @@ async def test_fleet_launches_for_demand_registers_scales_in_and_deletes(
     worker = Worker(
         client,
         task_queue=queue,
-        workflows=[SchedulerWithFleetHooks, FleetWorkflow, Requester],
-        activities=FleetActivities(client).all(),
+        workflows=[SchedulerWorkflow, FleetWorkflow, Requester],
+        activities=[*FleetActivities(client).all(), *ControlActivities(client).all()],
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
     async with worker:
         scheduler = await client.start_workflow(
-            SchedulerWithFleetHooks.run, None, id=scheduler_id, task_queue=queue
+            SchedulerWorkflow.run,
+            LedgerState(agent_silence_seconds=10**9),
+            id=scheduler_id,
+            task_queue=queue,
         )
         # Demand nobody can place yet: three 1.5-core tasks.
         job = await client.start_workflow(

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from test_backoff_time_skipping import AGENT, CONTROL, _register_agent
 
 from titus_flow import Capacity, Container, Resources, ServiceJob, TcpCheck
+from titus_flow.activities.control import ControlActivities
 from titus_flow.contracts import (
     AttemptExit,
     LaunchInput,
@@ -66,7 +67,10 @@ async def test_five_hundred_replacements_continue_as_new_and_keep_state(dev_serv
     client = await Client.connect(dev_server, data_converter=pydantic_data_converter)
     if True:  # one block, as with a test environment
         control = Worker(
-            client, task_queue=CONTROL, workflows=[ServiceJobWorkflow, SchedulerWorkflow]
+            client,
+            task_queue=CONTROL,
+            workflows=[ServiceJobWorkflow, SchedulerWorkflow],
+            activities=ControlActivities(client).all(),
         )
         agent = Worker(
             client,

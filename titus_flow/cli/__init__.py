@@ -18,6 +18,7 @@ from titus_flow.errors import UserError
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `cli`.
     from titus_flow.cli import (  # noqa: F401
+        agent_commands,
         fleet_commands,
         flow_commands,
         job_commands,
