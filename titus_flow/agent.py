@@ -15,20 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from titus_flow.activities.agent import AgentActivities
-from titus_flow.client import describe_job
+from titus_flow.client import describe_job, ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, agent_task_queue
 from titus_flow.lifecycle import TaskState
 from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError, ManagedContainer
 from titus_flow.spec import Resources
-from titus_flow.workflows.common import scheduler_workflow_id
-from titus_flow.workflows.scheduler import AGENT_HEARTBEAT, SchedulerWorkflow
+from titus_flow.workflows.scheduler import AGENT_HEARTBEAT
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +66,6 @@ class AgentConfig:
             attributes=self.attributes,
             port_range=self.port_range,
         )
-
-
-async def register(client: Client, settings: Settings, info: AgentInfo) -> None:
-    """Tell the scheduler about this agent (starting the scheduler if needed)."""
-    await client.start_workflow(
-        SchedulerWorkflow.run,
-        None,
-        id=scheduler_workflow_id(settings.control_task_queue),
-        task_queue=settings.control_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        start_signal="register_agent",
-        start_signal_args=[info],
-    )
 
 
 async def _is_current(client: Client, container: ManagedContainer) -> bool:
@@ -150,7 +135,7 @@ async def run_agent(
         # Registering again is the heartbeat: the ledger marks silent agents lost.
         while not stop.is_set():
             try:
-                await register(client, settings, config.info())
+                await ensure_scheduler(client, settings, config.info())
             except RPCError as err:
                 log.warning("heartbeat to the scheduler failed: %s", err.message)
             with contextlib.suppress(TimeoutError):

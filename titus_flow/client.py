@@ -33,6 +33,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -40,6 +41,7 @@ from temporalio.service import RPCError
 from titus_flow import visibility
 from titus_flow.config import Settings, load_settings
 from titus_flow.contracts import (
+    AgentInfo,
     AgentView,
     BatchJobInput,
     KillTaskRequest,
@@ -116,6 +118,27 @@ async def connect(settings: Settings) -> Client:
     except RuntimeError as err:
         hint = " (start it with `titus-flow up`)" if settings.is_embedded else ""
         raise UserError(f"cannot reach Temporal at {settings.address}{hint}: {err}") from err
+
+
+async def ensure_scheduler(
+    temporal: Client, settings: Settings, agent: AgentInfo | None = None
+) -> None:
+    """Start the cluster's scheduler workflow unless it runs (idempotent).
+
+    With ``agent``, also register that agent in the same call (signal-with-start).
+    """
+    signal: dict[str, Any] = (
+        {"start_signal": "register_agent", "start_signal_args": [agent]} if agent else {}
+    )
+    await temporal.start_workflow(
+        SchedulerWorkflow.run,
+        None,
+        id=scheduler_workflow_id(settings.control_task_queue),
+        task_queue=settings.control_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="titus-flow capacity ledger and scheduler",
+        **signal,
+    )
 
 
 def new_job_id(name: str) -> str:

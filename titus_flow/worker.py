@@ -8,15 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
+from titus_flow.client import ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.workflows.batch import BatchJobWorkflow
-from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.dag import JobDagWorkflow
 from titus_flow.workflows.fleet import FleetWorkflow
 from titus_flow.workflows.logs import FetchLogsWorkflow
@@ -40,18 +39,6 @@ CONTROL_WORKFLOWS: tuple[type, ...] = (
     JobDagWorkflow,
     FleetWorkflow,
 )
-
-
-async def ensure_scheduler(client: Client, settings: Settings) -> None:
-    """Start the scheduler workflow unless it already runs (idempotent)."""
-    await client.start_workflow(
-        SchedulerWorkflow.run,
-        None,
-        id=scheduler_workflow_id(settings.control_task_queue),
-        task_queue=settings.control_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary="titus-flow capacity ledger and scheduler",
-    )
 
 
 def control_worker(

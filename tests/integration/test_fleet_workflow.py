@@ -1,9 +1,8 @@
 """The fleet workflow on the real dev server, with EC2 on moto_server.
 
-Until the scheduler has the ``demand`` query and the ``drain_agent`` /
-``remove_agent`` signals, the test composes them onto the scheduler in a
-subclass (the code proposed for ``workflows/scheduler.py``), and runs its own
-worker in the test process. A "boot hook" stands in for the user data: for
+The real scheduler workflow (its ``demand`` query, ``drain_agent`` and
+``remove_agent`` signals) runs with the fleet workflow in a worker of the test
+process. A "boot hook" stands in for the user data: for
 each instance moto reports, it registers an agent with the instance's id,
 type and zone, as ``titus-flow agent`` would.
 """
@@ -44,7 +43,6 @@ from titus_flow.workflows.scheduler import SchedulerWorkflow
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@workflow.defn(name="Scheduler")
 @workflow.defn(name="FleetTestRequester")
 class Requester:
     """A job stand-in: asks for capacity, gives it back once all is placed."""

@@ -46,6 +46,12 @@ def web(name: str, desired: int = 3, command: str | None = None, **fields: Any) 
     )
 
 
+def with_command(spec: ServiceJob, command: list[str]) -> ServiceJob:
+    """The next revision of ``spec``: the same job running ``command``."""
+    container = spec.container.model_copy(update={"command": command})
+    return spec.model_copy(update={"container": container})
+
+
 def live(view: JobView) -> list[Any]:
     return [t for t in view.tasks if t.state is not TaskState.FINISHED]
 
@@ -183,13 +189,7 @@ async def test_scale_up_then_down_and_invalid_requests_change_nothing(cluster: C
 async def test_rolling_update_keeps_capacity_then_runs_the_new_revision(cluster: Cluster) -> None:
     spec = web("webroll", update=RollingUpdate(max_surge=1, max_unavailable=0))
     client, job_id = await started_service(cluster, spec)
-    new = spec.model_copy(
-        update={
-            "container": spec.container.model_copy(
-                update={"command": ["sh", "-c", SERVE.format(tag="v2")]}
-            )
-        }
-    )
+    new = with_command(spec, ["sh", "-c", SERVE.format(tag="v2")])
     async with Sampler(client, job_id) as sampler:
         revision = await client.update_service(job_id, new)
         assert revision == 2
@@ -210,9 +210,7 @@ async def test_update_that_never_gets_healthy_rolls_back(cluster: Cluster) -> No
         update=RollingUpdate(max_surge=1, max_unavailable=0, healthy_deadline="6s"),
     )
     client, job_id = await started_service(cluster, spec)
-    broken = spec.model_copy(
-        update={"container": spec.container.model_copy(update={"command": ["sleep", "300"]})}
-    )
+    broken = with_command(spec, ["sleep", "300"])  # never serves: never healthy
     await client.update_service(job_id, broken)
     view = await until(
         client, job_id, lambda v: v.service is not None and "rolled back" in v.service.update, 90
@@ -225,13 +223,7 @@ async def test_update_that_never_gets_healthy_rolls_back(cluster: Cluster) -> No
 async def test_control_worker_kill9_during_rolling_update(cluster: Cluster) -> None:
     spec = web("webcrash", update=RollingUpdate(max_surge=1, max_unavailable=0))
     client, job_id = await started_service(cluster, spec)
-    new = spec.model_copy(
-        update={
-            "container": spec.container.model_copy(
-                update={"command": ["sh", "-c", SERVE.format(tag="v2")]}
-            )
-        }
-    )
+    new = with_command(spec, ["sh", "-c", SERVE.format(tag="v2")])
     await client.update_service(job_id, new)
     await until(client, job_id, lambda v: any(t.revision == 2 for t in v.tasks))
     cluster.kill9("worker")
