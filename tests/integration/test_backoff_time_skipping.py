@@ -33,6 +33,7 @@ from titus_flow.contracts import (
 from titus_flow.ledger import LedgerState
 from titus_flow.lifecycle import FinishReason, JobState
 from titus_flow.views import JobView
+from titus_flow.worker import SANDBOX
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import SchedulerWorkflow
@@ -95,6 +96,7 @@ async def test_minutes_long_exponential_backoff_uses_durable_timers() -> None:
             task_queue=CONTROL,
             workflows=[BatchJobWorkflow, SchedulerWorkflow],
             activities=ControlActivities(client).all(),
+            workflow_runner=SANDBOX,  # as the control worker runs them
         )
         agent = Worker(
             client, task_queue=agent_task_queue(AGENT), activities=[fake_launch, fake_supervise]

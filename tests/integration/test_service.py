@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from titus_cluster import Cluster
 
-from titus_flow import Capacity, Container, HttpCheck, Resources, RollingUpdate, ServiceJob
+from titus_flow import (
+    Capacity,
+    Container,
+    DisruptionBudget,
+    HttpCheck,
+    Resources,
+    RollingUpdate,
+    ServiceJob,
+)
 from titus_flow.client import TitusClient
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
@@ -244,3 +252,21 @@ async def test_job_kill_stops_every_task(cluster: Cluster) -> None:
     assert view.state is JobState.KILLED
     assert live(view) == []
     assert {t.reason for t in view.tasks} == {FinishReason.KILLED}
+
+
+async def test_task_kill_shrink_and_disruption_budget(cluster: Cluster) -> None:
+    spec = web("webbudget", desired=3, disruption_budget=DisruptionBudget(max_unavailable=1))
+    client, job_id = await started_service(cluster, spec)
+    first = live(await client.describe(job_id))[0]
+    assert await client.kill_task(first.id, shrink=True) == "killed"
+    view = await until(client, job_id, lambda v: len(live(v)) == 2 and healthy(v) == 2)
+    assert view.service is not None and view.service.desired == 2
+    # With one task down for a replacement, a second voluntary kill must wait.
+    third = live(view)[1]
+    assert await client.kill_task(live(view)[0].id) == "killed"
+    assert await client.kill_task(third.id) == "waiting for the disruption budget"
+    view = await until(
+        client, job_id, lambda v: third.id not in [t.id for t in live(v)] and healthy(v) == 2, 60
+    )
+    assert next(t for t in view.tasks if t.id == third.id).reason is FinishReason.KILLED
+    await client.kill(job_id)

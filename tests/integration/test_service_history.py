@@ -27,6 +27,7 @@ from titus_flow.contracts import (
     agent_task_queue,
 )
 from titus_flow.lifecycle import FinishReason, JobState
+from titus_flow.worker import SANDBOX
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 from titus_flow.workflows.service import ServiceJobWorkflow, crash_backoff
 
@@ -71,6 +72,7 @@ async def test_five_hundred_replacements_continue_as_new_and_keep_state(dev_serv
             task_queue=CONTROL,
             workflows=[ServiceJobWorkflow, SchedulerWorkflow],
             activities=ControlActivities(client).all(),
+            workflow_runner=SANDBOX,  # as the control worker runs them
         )
         agent = Worker(
             client,
