@@ -35,7 +35,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from titus_flow import BatchJob, Container, Resources, stack
-from titus_flow.agent import AgentConfig, run_agent
+from titus_flow.agent import AgentConfig
 from titus_flow.client import TitusClient, connect
 from titus_flow.config import Settings, load_settings
 from titus_flow.worker import run_control_worker
@@ -131,18 +131,51 @@ def docker_answers() -> bool:
 async def embedded_cluster(
     client: Client, settings: Settings, agent: AgentConfig
 ) -> AsyncIterator[TitusClient]:
-    """A control worker and one agent in this process, on their own control queue."""
+    """A control worker in this process and one agent in its own process (as in
+    production: they share no interpreter), on their own control queue."""
     stop = asyncio.Event()
-    runners = [
-        asyncio.create_task(run_control_worker(client, settings, stop)),
-        asyncio.create_task(run_agent(client, settings, agent, stop)),
-    ]
-    await asyncio.sleep(1.0)  # let the agent register
+    worker = asyncio.create_task(run_control_worker(client, settings, stop))
+    resources = agent.resources
+    env = {
+        **os.environ,
+        "TITUS_FLOW_ADDRESS": settings.address,
+        "TITUS_FLOW_HOME": str(settings.home),
+        "TITUS_FLOW_CONTROL_TASK_QUEUE": settings.control_task_queue,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "titus_flow",
+            "agent",
+            "--id",
+            agent.agent_id,
+            "--driver",
+            agent.driver,
+            "--cpu",
+            str(resources.cpu),
+            "--memory",
+            str(resources.memory),
+            "--network-mbps",
+            str(resources.network_mbps),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    titus = TitusClient(client, settings)
     try:
-        yield TitusClient(client, settings)
+        for _ in range(100):  # until the agent has registered
+            await asyncio.sleep(0.2)
+            with contextlib.suppress(Exception):
+                if any(a.agent_id == agent.agent_id for a in await titus.agents()):
+                    break
+        yield titus
     finally:
+        process.terminate()
+        process.wait(timeout=30)
         stop.set()
-        await asyncio.gather(*runners, return_exceptions=True)
+        await asyncio.gather(worker, return_exceptions=True)
 
 
 async def main() -> None:
