@@ -20,18 +20,8 @@ IMAGE = "busybox:latest"
 AGENT_ID = f"pytest-health-{uuid.uuid4().hex[:8]}"  # labels every container these tests make
 
 
-def _engine_problem() -> str | None:
-    try:
-        client = docker.from_env(timeout=5)
-        client.ping()
-        client.images.get(IMAGE)
-    except Exception as err:
-        return f"no Docker engine with {IMAGE} answers: {err}"
-    return None
-
-
-_PROBLEM = _engine_problem()
-pytestmark = [pytest.mark.docker, pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))]
+# Skipped without a Docker engine, but failed under CI=true (tests/conftest.py).
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
