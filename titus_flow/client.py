@@ -182,19 +182,14 @@ class TitusClient:
             await self.temporal.start_workflow(
                 ServiceJobWorkflow.run,
                 ServiceJobInput(job=job, submitted_at=submitted_at),
-                static_summary=(
-                    f"service job {job.name}: {job.capacity.desired} task(s) of"
-                    f" {job.container.image}"
-                ),
+                static_summary=visibility.job_summary(job),
                 **options,
             )
         else:
             await self.temporal.start_workflow(
                 BatchJobWorkflow.run,
                 BatchJobInput(job=job, submitted_at=submitted_at),
-                static_summary=(
-                    f"batch job {job.name}: {job.instances} task(s) of {job.container.image}"
-                ),
+                static_summary=visibility.job_summary(job),
                 **options,
             )
         return job_id

@@ -148,16 +148,6 @@ class JobHandle:
         return self.result().__await__()
 
 
-def job_summary(job: BatchJob) -> str:
-    """One line on the job for the Web UI (the workflow's static summary).
-
-    Example::
-
-        job_summary(job)  # "batch job hello: 3 task(s) of busybox:latest"
-    """
-    return f"{job.kind} job {job.name}: {job.instances} task(s) of {job.container.image}"
-
-
 def child_job_id(job: BatchJob) -> str:
     """The id the next :func:`start_job` of ``job`` (without ``id=``) will use.
 
@@ -211,7 +201,7 @@ async def start_job(job: BatchJob, *, id: str | None = None) -> JobHandle:
         result_type=JobView,
         parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         search_attributes=visibility.job_search_attributes(job_id, job),
-        static_summary=job_summary(job),
+        static_summary=visibility.job_summary(job),
     )
     return JobHandle(child, job)
 
@@ -360,7 +350,6 @@ __all__ = [
     "failure_reasons",
     "fake_job_view",
     "gather_jobs",
-    "job_summary",
     "outputs",
     "register_search_attributes",
     "run_job",

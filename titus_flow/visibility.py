@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
+from titus_flow.spec import ServiceJob
+
 if TYPE_CHECKING:
-    from titus_flow.spec import BatchJob, ServiceJob
+    from titus_flow.spec import BatchJob
 
 JOB_ID = SearchAttributeKey.for_keyword("TitusJobId")
 JOB_NAME = SearchAttributeKey.for_keyword("TitusJobName")
@@ -30,3 +32,14 @@ def job_search_attributes(job_id: str, job: BatchJob | ServiceJob) -> TypedSearc
             SearchAttributePair(OWNER, job.owner or "-"),
         ]
     )
+
+
+def job_summary(job: BatchJob | ServiceJob) -> str:
+    """One line on the job for the Web UI (the workflow's static summary).
+
+    Example::
+
+        job_summary(job)  # "batch job hello: 3 task(s) of busybox:latest"
+    """
+    tasks = job.capacity.desired if isinstance(job, ServiceJob) else job.instances
+    return f"{job.kind} job {job.name}: {tasks} task(s) of {job.container.image}"
