@@ -128,11 +128,11 @@ class ServiceJobWorkflow:
             # The timeout makes deadlines and backoffs get checked too.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._dirty or self._killed or self._should_continue(),
+                    lambda: self._dirty or self._killed or self._ready_to_continue(),
                     timeout=self._recheck_in(),
                 )
             self._dirty = False
-            if self._should_continue() and self._quiet():
+            if self._ready_to_continue():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._mailbox.close()
                 await flusher
@@ -158,6 +158,9 @@ class ServiceJobWorkflow:
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() > self._input.history_limit
         )
+
+    def _ready_to_continue(self) -> bool:
+        return self._should_continue() and self._quiet()
 
     def _quiet(self) -> bool:
         """No task between placement and Started: those cannot be handed over."""
@@ -202,7 +205,11 @@ class ServiceJobWorkflow:
         # 1. Start tasks of the current revision (with surge while old ones run).
         room = desired + (update.max_surge if old else 0) - len(live)
         to_start = max(0, min(desired - len(current), room))
-        if to_start and self._next_start_at is not None and now < self._next_start_at:
+        if to_start and self._should_continue():
+            # Launches in flight cannot be handed to the next run: let them land
+            # first, so the history is continued as new even under constant churn.
+            self._waiting.append("handing over to a fresh history: starts resume shortly")
+        elif to_start and self._next_start_at is not None and now < self._next_start_at:
             wait = (self._next_start_at - now).total_seconds()
             self._waiting.append(f"crash-loop backoff: next start in {wait:.0f}s")
         elif to_start:

@@ -1,22 +1,32 @@
 """A service job through 500 replacements: history is continued-as-new and the
-job's state survives it (real dev server, fake agent activities)."""
+job's state survives it.
+
+The dev server and the control worker (its own process, as users run it) are
+real; only the agent's activities are fakes in this process, so 500 task
+lifecycles take about a minute instead of 500 container starts.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.worker import Worker
-from test_backoff_time_skipping import AGENT, CONTROL, _register_agent
+from titus_cluster import Cluster
 
 from titus_flow import Capacity, Container, Resources, ServiceJob, TcpCheck
-from titus_flow.activities.control import ControlActivities
+from titus_flow.client import ensure_scheduler
+from titus_flow.config import load_settings
 from titus_flow.contracts import (
+    AgentInfo,
     AttemptExit,
     LaunchInput,
     LaunchResult,
@@ -27,9 +37,10 @@ from titus_flow.contracts import (
     agent_task_queue,
 )
 from titus_flow.lifecycle import FinishReason, JobState
-from titus_flow.worker import SANDBOX
-from titus_flow.workflows.scheduler import SchedulerWorkflow
+from titus_flow.views import JobView
 from titus_flow.workflows.service import ServiceJobWorkflow, crash_backoff
+
+AGENT = "fake-agent"
 
 
 @activity.defn(name="launch")
@@ -63,24 +74,48 @@ def test_crash_backoff_grows_and_is_capped() -> None:
     assert max(delays) == 300
 
 
+async def _heartbeat_fake_agent(temporal: Client, cluster: Cluster) -> None:
+    """Register the fake agent and re-register it as a real agent heartbeats."""
+    info = AgentInfo(
+        agent_id=AGENT,
+        task_queue=agent_task_queue(AGENT),
+        resources=Resources(cpu=4, memory=4096, disk="100Gi", network_mbps=100_000),
+    )
+    settings = load_settings(environ=cluster.env)
+    while True:
+        await ensure_scheduler(temporal, settings, info)
+        await asyncio.sleep(10)
+
+
+async def _describe(handle: WorkflowHandle[Any, Any]) -> JobView | None:
+    """The job's view, or None while a query cannot be answered right now.
+
+    On a loaded 2-core machine a workflow task can miss Temporal's 2 s deadlock
+    deadline; the server retries it and a query meanwhile times out. That is a
+    hiccup of the poll, not of the job.
+    """
+    try:
+        view: JobView = await handle.query(ServiceJobWorkflow.describe)
+        return view
+    except RPCError:
+        return None
+
+
 @pytest.mark.asyncio(loop_scope="session")
-async def test_five_hundred_replacements_continue_as_new_and_keep_state(dev_server: str) -> None:
-    client = await Client.connect(dev_server, data_converter=pydantic_data_converter)
-    if True:  # one block, as with a test environment
-        control = Worker(
-            client,
-            task_queue=CONTROL,
-            workflows=[ServiceJobWorkflow, SchedulerWorkflow],
-            activities=ControlActivities(client).all(),
-            workflow_runner=SANDBOX,  # as the control worker runs them
-        )
-        agent = Worker(
-            client,
-            task_queue=agent_task_queue(AGENT),
-            activities=[launch, supervise_healthy_then_exit],
-        )
-        async with control, agent:
-            await _register_agent(client)
+async def test_five_hundred_replacements_continue_as_new_and_keep_state(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    cluster = cluster_factory()
+    cluster.start_worker()
+    client = await Client.connect(cluster.address, data_converter=pydantic_data_converter)
+    agent = Worker(
+        client,
+        task_queue=agent_task_queue(AGENT),
+        activities=[launch, supervise_healthy_then_exit],
+    )
+    heartbeat = asyncio.create_task(_heartbeat_fake_agent(client, cluster))
+    try:
+        async with agent:
             job = ServiceJob(
                 name="churn",
                 container=Container(image="busybox:latest", command="true", ports=["http"]),
@@ -92,20 +127,25 @@ async def test_five_hundred_replacements_continue_as_new_and_keep_state(dev_serv
                 ServiceJobWorkflow.run,
                 ServiceJobInput(job=job, submitted_at=datetime.now(UTC), history_limit=1500),
                 id=f"churn-{uuid.uuid4().hex[:8]}",
-                task_queue=CONTROL,
+                task_queue=cluster.control_queue,
             )
             first_run = handle.result_run_id
             await handle.execute_update(ServiceJobWorkflow.scale, ScaleRequest(desired=6))
+            view: JobView | None = None
+            replaced = 0
             for _ in range(600):
-                view = await handle.query(ServiceJobWorkflow.describe)
-                replaced = max((t.index for t in view.tasks), default=0)
+                view = await _describe(handle) or view
+                replaced = max((t.index for t in view.tasks), default=0) if view else 0
                 if replaced >= 500:
                     break
                 await asyncio.sleep(0.5)
             else:
-                raise AssertionError(f"only {replaced} tasks started")
+                raise AssertionError(f"only {replaced} tasks started\n{cluster.logs()}")
             latest = await client.get_workflow_handle(handle.id).describe()
             await handle.signal(ServiceJobWorkflow.kill)
+    finally:
+        heartbeat.cancel()
+    assert view is not None
     assert latest.run_id != first_run  # the history was continued as new
     assert view.state in (JobState.RUNNING, JobState.DEGRADED, JobState.ACCEPTED)
     assert view.service is not None
