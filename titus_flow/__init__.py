@@ -3,6 +3,9 @@
 from titus_flow.spec import (
     BatchJob,
     Capacity,
+    CapacityGroup,
+    CapacityGuarantee,
+    CapacityLimit,
     Constraints,
     ConstraintSet,
     Container,
@@ -24,6 +27,9 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchJob",
     "Capacity",
+    "CapacityGroup",
+    "CapacityGuarantee",
+    "CapacityLimit",
     "ConstraintSet",
     "Constraints",
     "Container",

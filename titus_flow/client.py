@@ -23,7 +23,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from temporalio.client import (
     Client,
@@ -44,16 +44,19 @@ from titus_flow.contracts import (
     AgentInfo,
     AgentView,
     BatchJobInput,
+    CanaryRequest,
+    CapacityGroupView,
     KillTaskRequest,
     LogsChunk,
     LogsInput,
+    PutCapacityGroup,
     ScaleRequest,
     ServiceJobInput,
     agent_task_queue,
 )
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
-from titus_flow.spec import BatchJob, Capacity, ServiceJob
+from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
 from titus_flow.views import JobProgress, JobView
 from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
 from titus_flow.workflows.common import scheduler_workflow_id
@@ -233,7 +236,8 @@ class TitusClient:
     ) -> JobView:
         """Wait until service job ``job_id`` has ``desired`` healthy tasks.
 
-        Counts only tasks of ``revision`` when given. Returns the job's view;
+        With ``revision``, only tasks of that revision count and none of another
+        may still run (an update or rollback has finished). Returns the job's view;
         raises TimeoutError with the job's last message after ``timeout`` seconds.
         """
         deadline = asyncio.get_running_loop().time() + timeout
@@ -242,16 +246,15 @@ class TitusClient:
             status = view.service
             if status is None:
                 raise UserError(f"job {job_id} is a {view.type} job, not a service job")
-            current = [
-                t for t in view.tasks if t.healthy and (revision is None or t.revision == revision)
-            ]
-            if len(current) >= status.desired and view.state is JobState.RUNNING:
+            healthy = view.healthy_tasks(revision)
+            others = revision is not None and any(t.revision != revision for t in view.live_tasks())
+            if healthy >= status.desired and not others and view.state is JobState.RUNNING:
                 return view
             if view.state.is_final:
                 return view
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(
-                    f"job {job_id}: {len(current)}/{status.desired} healthy after {timeout:g}s"
+                    f"job {job_id}: {healthy}/{status.desired} healthy after {timeout:g}s"
                     + (f"; {view.message}" if view.message else "")
                 )
             await asyncio.sleep(0.5)
@@ -275,11 +278,11 @@ class TitusClient:
         try:
             if root.type == "service":
                 request = KillTaskRequest(task_id=task_id, shrink=shrink, force=force)
-                return await self._update(job_id, "kill_task", request, str)
+                return await self._update(job_id, "kill_task", str, request)
             owner = job_id
             if root.partitions:  # the partition that holds the task's index
                 owner = root.partitions[int(task_id.rpartition("-")[2]) // PARTITION_SIZE]
-            return await self._update(owner, "kill_task", task_id, str)
+            return await self._update(owner, "kill_task", str, task_id)
         except RPCError as err:
             raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
 
@@ -295,16 +298,51 @@ class TitusClient:
         Rejected, changing nothing, unless the result keeps min <= desired <= max.
         """
         request = ScaleRequest(desired=desired, min=min, max=max)
-        return await self._update(job_id, "scale", request, Capacity)
+        return await self._update(job_id, "scale", Capacity, request)
 
-    async def update_service(self, job_id: str, job: ServiceJob) -> int:
-        """Roll out ``job`` as the next revision of service job ``job_id``."""
-        return await self._update(job_id, "update_job", job, int)
+    async def update_service(self, job_id: str, job: ServiceJob, canary: int | None = None) -> int:
+        """Roll out ``job`` as the next revision of service job ``job_id``.
 
-    async def _update(self, workflow_id: str, name: str, arg: Any, result_type: type[T]) -> T:
+        With ``canary``, only that many tasks move to the new revision and the
+        job holds there until :meth:`promote` or :meth:`rollback`. Returns the
+        new revision number.
+        """
+        if canary is None:
+            return await self._update(job_id, "update_job", int, job)
+        return await self._update(job_id, "canary", int, CanaryRequest(job=job, tasks=canary))
+
+    async def promote(self, job_id: str) -> int:
+        """Roll a service job's canary revision out to every task."""
+        return await self._update(job_id, "promote", int)
+
+    async def rollback(self, job_id: str, reason: str = "") -> int:
+        """Return a service job to its previous revision; the revision now current."""
+        return await self._update(job_id, "rollback", int, reason)
+
+    async def wait_rollout(self, job_id: str, timeout: float = 600.0) -> JobView:
+        """Wait until a service job's update settles.
+
+        Settled: rolled out, rolled back, or a canary whose tasks are all
+        healthy. Raises TimeoutError after ``timeout`` seconds.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            view = await self.describe(job_id)
+            status = view.service
+            if status is None:
+                raise UserError(f"job {job_id} is a {view.type} job, not a service job")
+            if status.rollout.is_settled or view.canary_ready or view.state.is_final:
+                return view
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(
+                    f"job {job_id}: {status.update or view.message} after {timeout:g}s"
+                )
+            await asyncio.sleep(0.5)
+
+    async def _update(self, workflow_id: str, name: str, result_type: type[T], *args: Any) -> T:
         handle = self.temporal.get_workflow_handle(workflow_id)
         try:
-            result: T = await handle.execute_update(name, arg, result_type=result_type)
+            result: T = await handle.execute_update(name, args=args, result_type=result_type)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -364,6 +402,37 @@ class TitusClient:
             SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
         )
         await handle.signal(SchedulerWorkflow.drain_agent, agent_id)
+
+    async def capacity_groups(self) -> list[CapacityGroupView]:
+        """Every capacity group (and the implicit ``default``) with what its tasks use now."""
+        handle = self.temporal.get_workflow_handle_for(
+            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
+        )
+        try:
+            return await handle.query(SchedulerWorkflow.capacity_groups)
+        except RPCError as err:
+            raise self._no_scheduler(err) from err
+
+    async def put_capacity_group(
+        self, group: CapacityGroup, expect: Literal["any", "new", "existing"] = "any"
+    ) -> CapacityGroupView:
+        """Create or replace ``group``; tasks waiting for capacity are placed again under it.
+
+        ``expect="new"`` refuses to replace an existing group, ``"existing"`` to
+        create one (both raise :class:`UserError`, changing nothing).
+        """
+        workflow_id = scheduler_workflow_id(self.settings.control_task_queue)
+        request = PutCapacityGroup(group=group, expect=expect)
+        try:
+            return await self._update(workflow_id, "put_capacity_group", CapacityGroupView, request)
+        except JobNotFoundError as err:  # the scheduler workflow is not running
+            raise self._no_scheduler(err) from err
+
+    def _no_scheduler(self, err: Exception) -> UserError:
+        return UserError(
+            f"the scheduler of control queue {self.settings.control_task_queue!r} does not"
+            f" answer ({err}); start a control worker (`titus-flow up` or `titus-flow worker`)"
+        )
 
     async def read_logs(
         self, task_id: str, attempt: int | None = None, offset: int = 0

@@ -6,20 +6,22 @@ Kept free of I/O imports so workflow code can import them inside the sandbox.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from titus_flow.lifecycle import FinishReason
+from titus_flow.lifecycle import FinishReason, RolloutPhase
 from titus_flow.spec import (
     BatchJob,
     Capacity,
+    CapacityGroup,
     Constraints,
     Container,
     HealthCheck,
     Resources,
     ServiceJob,
 )
-from titus_flow.views import TaskView
+from titus_flow.views import JobView, TaskView
 
 
 class Message(BaseModel):
@@ -56,6 +58,7 @@ class ServiceTaskRecord(Message):
     ports: dict[str, int] = Field(default_factory=dict)
     started_at: datetime | None = None
     was_healthy: bool = False  # passed its health check at least once
+    moving: bool = False  # its agent is draining: replace it, then stop it
 
 
 class ServiceJobInput(Message):
@@ -64,6 +67,7 @@ class ServiceJobInput(Message):
     job: ServiceJob
     submitted_at: datetime
     revision: int = 1
+    latest_revision: int = 1  # revisions only go up, even after a rollback
     previous: ServiceJob | None = None  # the revision an update rolls back to
     previous_revision: int | None = None
     capacity: Capacity | None = None  # after scaling; None: the spec's
@@ -72,6 +76,8 @@ class ServiceJobInput(Message):
     next_index: int = 0
     crash_failures: int = 0
     update: str = ""
+    rollout: RolloutPhase = RolloutPhase.NONE
+    canary: int | None = None  # a canary holds this many tasks on the new revision
     # Continue as new past this many history events (tests lower it).
     history_limit: int = 10_000
 
@@ -82,6 +88,45 @@ class ScaleRequest(Message):
     desired: int | None = Field(default=None, ge=0)
     min: int | None = Field(default=None, ge=0)
     max: int | None = Field(default=None, ge=0)
+
+
+class CanaryRequest(Message):
+    """Move ``tasks`` tasks of a service job to ``job``'s revision, then hold."""
+
+    job: ServiceJob
+    tasks: int = Field(default=1, ge=1)
+
+
+class ServiceRolloutInput(Message):
+    """A user workflow's request to a running service job (the ``service_rollout`` activity)."""
+
+    job_id: str
+    action: Literal["update", "canary", "promote", "rollback"]
+    job: ServiceJob | None = None  # for update and canary
+    canary: int | None = Field(default=None, ge=1)
+    reason: str = ""  # for rollback
+
+
+class ServiceWaitInput(Message):
+    """Wait for a service job (the ``service_wait`` activity).
+
+    ``healthy``: ``desired`` healthy tasks on ``revision`` (default: current).
+    ``settled``: the latest update rolled out, rolled back, or its canary is healthy.
+    Either also returns when the job ended or ``timeout_seconds`` passed.
+    """
+
+    job_id: str
+    until: Literal["healthy", "settled"]
+    revision: int | None = None
+    timeout_seconds: float = 600.0
+
+
+class CanaryCheckInput(Message):
+    """What a user's canary check activity gets: the job with its canary healthy."""
+
+    job_id: str
+    revision: int  # the canary's revision; its tasks have ``revision`` equal to it
+    view: JobView
 
 
 class KillTaskRequest(Message):
@@ -228,6 +273,8 @@ class PlacementUpdate(Message):
     placed: list[Placed] = Field(default_factory=list)
     pending: list[Unplaced] = Field(default_factory=list)
     rejected: list[Unplaced] = Field(default_factory=list)
+    # Keys of placed tasks whose agent is draining: a service job moves them.
+    evict: list[str] = Field(default_factory=list)
 
 
 class AgentView(Message):
@@ -241,3 +288,21 @@ class AgentView(Message):
     reserved_cpu: float
     reserved_memory: int
     tasks: list[str]
+
+
+class PutCapacityGroup(Message):
+    """Create or replace a capacity group; ``expect`` says whether it may already exist."""
+
+    group: CapacityGroup
+    expect: Literal["any", "new", "existing"] = "any"
+
+
+class CapacityGroupView(Message):
+    """A capacity group and what its jobs hold and wait for now."""
+
+    group: CapacityGroup
+    defined: bool = True  # False: the implicit default group (flex, unlimited)
+    used_cpu: float = 0.0  # cores reserved by its tasks
+    used_memory: int = 0  # MiB
+    tasks: int = 0  # tasks holding capacity
+    pending: int = 0  # tasks waiting for capacity

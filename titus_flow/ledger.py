@@ -7,6 +7,7 @@ iteration over every pending request at once, Fenzo style.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pydantic import Field
@@ -14,6 +15,7 @@ from pydantic import Field
 from titus_flow.contracts import (
     AgentInfo,
     AgentView,
+    CapacityGroupView,
     Message,
     Placed,
     PlacementItem,
@@ -22,7 +24,11 @@ from titus_flow.contracts import (
     ReleaseRequest,
     Unplaced,
 )
-from titus_flow.placement import place
+from titus_flow.fleet.messages import FleetCapacity
+from titus_flow.placement import group_usage, place
+from titus_flow.scheduler import GroupUsage
+from titus_flow.spec import CapacityGroup
+from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
 
 class AgentRecord(Message):
@@ -40,6 +46,7 @@ class Reservation(Message):
     agent_id: str
     item: PlacementItem
     ports: dict[str, int] = Field(default_factory=dict)
+    evicting: bool = False  # its requester was told to move it off a draining agent
 
 
 class PendingRequest(Message):
@@ -56,6 +63,8 @@ class LedgerState(Message):
     agents: dict[str, AgentRecord] = Field(default_factory=dict)
     reservations: dict[str, Reservation] = Field(default_factory=dict)
     pending: dict[str, PendingRequest] = Field(default_factory=dict)  # FIFO order
+    capacity_groups: dict[str, CapacityGroup] = Field(default_factory=dict)  # by name
+    fleets: dict[str, FleetCapacity] = Field(default_factory=dict)  # by fleet name
     # An agent not heard from for this long is lost (agents re-register every 15 s).
     agent_silence_seconds: float = 45.0
 
@@ -104,9 +113,10 @@ class Ledger:
             self.state.pending.pop(key, None)
 
     def requesters(self) -> list[str]:
-        """Every workflow that holds or waits for capacity."""
+        """Every workflow that holds or waits for capacity, or (a fleet) offers it."""
         held = {r.requester for r in self.state.reservations.values()}
-        return sorted(held | {p.requester for p in self.state.pending.values()})
+        fleets = {f.workflow_id for f in self.state.fleets.values()}
+        return sorted(held | fleets | {p.requester for p in self.state.pending.values()})
 
     def set_agent_state(self, agent_id: str, state: str) -> None:
         """Mark an agent active, draining (no new placements) or lost."""
@@ -121,26 +131,38 @@ class Ledger:
             del self.state.reservations[key]
 
     def release_requester(self, requester: str) -> None:
-        """Drop everything held or asked for by ``requester`` (it is gone)."""
+        """Drop everything held, asked for or (a fleet) offered by ``requester`` (it is gone)."""
         for table in (self.state.reservations, self.state.pending):
             for key in [k for k, v in table.items() if v.requester == requester]:
                 del table[key]
+        for name in [n for n, f in self.state.fleets.items() if f.workflow_id == requester]:
+            del self.state.fleets[name]
+
+    def set_fleet(self, capacity: FleetCapacity) -> None:
+        """Record what a fleet can still launch; one without shapes (deleted) is forgotten."""
+        if capacity.shapes:
+            self.state.fleets[capacity.fleet] = capacity
+        else:
+            self.state.fleets.pop(capacity.fleet, None)
 
     def iterate(self) -> dict[str, PlacementUpdate]:
         """Place what can be placed now; return what each requester must be told."""
-        if not self.state.pending:
-            return {}
-        pending = list(self.state.pending.values())
-        result = place(
-            agents=[a for a in self.state.agents.values()],
-            reservations=list(self.state.reservations.values()),
-            items=[p.item for p in pending],
-        )
         updates: dict[str, PlacementUpdate] = {}
 
         def update_for(requester: str) -> PlacementUpdate:
             return updates.setdefault(requester, PlacementUpdate())
 
+        self._tell_evictions(update_for)
+        if not self.state.pending:
+            return updates
+        pending = list(self.state.pending.values())
+        result = place(
+            agents=[a for a in self.state.agents.values()],
+            reservations=list(self.state.reservations.values()),
+            items=[p.item for p in pending],
+            groups=self.state.capacity_groups,
+            fleets=[self.state.fleets[name] for name in sorted(self.state.fleets)],
+        )
         for request in pending:
             key = request.item.key
             if key in result.placed:
@@ -166,6 +188,45 @@ class Ledger:
                     request.reason = reason
                     update_for(request.requester).pending.append(Unplaced(key=key, reason=reason))
         return updates
+
+    def _tell_evictions(self, update_for: Callable[[str], PlacementUpdate]) -> None:
+        """Tell requesters, once, of their reservations on draining agents.
+
+        Service jobs move those tasks within their disruption budget; batch jobs
+        ignore it and let their tasks finish where they are.
+        """
+        draining = {a for a, r in self.state.agents.items() if r.state == "draining"}
+        if not draining:
+            return
+        for key, reservation in self.state.reservations.items():
+            if reservation.agent_id in draining and not reservation.evicting:
+                reservation.evicting = True
+                update_for(reservation.requester).evict.append(key)
+
+    def put_capacity_group(self, group: CapacityGroup) -> CapacityGroupView:
+        """Create or replace a capacity group; the next iteration applies it."""
+        self.state.capacity_groups[group.name] = group
+        return self._group_view(group, group_usage(self.state.reservations.values()))
+
+    def capacity_group_views(self) -> list[CapacityGroupView]:
+        """Every defined group, and the implicit default one, with its usage."""
+        usage = group_usage(self.state.reservations.values())
+        groups = dict(self.state.capacity_groups)
+        groups.setdefault(DEFAULT_GROUP, CapacityGroup(name=DEFAULT_GROUP))
+        return [self._group_view(groups[name], usage) for name in sorted(groups)]
+
+    def _group_view(self, group: CapacityGroup, usage: dict[str, GroupUsage]) -> CapacityGroupView:
+        used = usage.get(group.name, GroupUsage())
+        return CapacityGroupView(
+            group=group,
+            defined=group.name in self.state.capacity_groups,
+            used_cpu=used.millicores / 1000,
+            used_memory=used.memory_mib,
+            tasks=used.tasks,
+            pending=sum(
+                1 for p in self.state.pending.values() if p.item.capacity_group == group.name
+            ),
+        )
 
     def agent_views(self) -> list[AgentView]:
         """Each agent with its reserved capacity and tasks."""

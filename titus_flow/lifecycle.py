@@ -55,6 +55,21 @@ class JobState(StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.KILLED)
 
 
+class RolloutPhase(StrEnum):
+    """Where a service job's latest update stands."""
+
+    NONE = "none"  # never updated
+    ROLLING = "rolling"  # replacing tasks batch by batch
+    CANARY = "canary"  # holding with a few tasks on the new revision
+    ROLLED_OUT = "rolled_out"  # every task runs the new revision, healthy
+    ROLLED_BACK = "rolled_back"  # back on the previous revision
+
+    @property
+    def is_settled(self) -> bool:
+        """Whether the update has ended one way or the other."""
+        return self in (RolloutPhase.ROLLED_OUT, RolloutPhase.ROLLED_BACK)
+
+
 # Titus rule: the platform's own failures never use up the user's retry budget.
 SYSTEM_REASONS = frozenset({FinishReason.LOST, FinishReason.SYSTEM_ERROR})
 

@@ -24,6 +24,12 @@ Every problem is a :class:`~titus_flow.errors.SpecError` whose messages are sing
 lines naming the file (and line where known) and the field, never a traceback.
 Job names must be unique (across files too, for :func:`load_many`), and each
 ``depends_on`` must name a batch job of the same file, without cycles.
+
+Capacity groups (for ``titus-flow apply``) live in files of their own, read by
+:func:`load_capacity_groups`: in YAML / JSON a top-level ``capacity_groups:``
+list (``x-`` keys beside it are ignored); in Python, module-level
+:class:`~titus_flow.spec.CapacityGroup` objects (or lists of them) or a
+``capacity_groups()`` function returning them.
 """
 
 from __future__ import annotations
@@ -42,24 +48,27 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 import yaml
 
 from titus_flow.errors import SpecError, format_validation_error
-from titus_flow.spec import BatchJob, ServiceJob
+from titus_flow.spec import BatchJob, CapacityGroup, ServiceJob
 
 AnyJob = BatchJob | ServiceJob
 """A job of either kind, as the loader returns them."""
 
 SUPPORTED_SUFFIXES = (".py", ".yaml", ".yml", ".json")
 
-_JOB_TYPES = (BatchJob, ServiceJob)
+_JOB_TYPES: tuple[type[AnyJob], ...] = (BatchJob, ServiceJob)
 _KINDS: dict[str, type[AnyJob]] = {"batch": BatchJob, "service": ServiceJob}
 # Derived from the models, so a new field of either kind is classified automatically.
 _SERVICE_ONLY = sorted(set(ServiceJob.model_fields) - set(BatchJob.model_fields))
 _BATCH_ONLY = sorted(set(BatchJob.model_fields) - set(ServiceJob.model_fields))
+_GROUPS_KEY = "capacity_groups"  # top-level key of a capacity group file; its .py factory
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -122,10 +131,60 @@ def select_job(jobs: Sequence[AnyJob], name: str | None) -> list[AnyJob]:
     return chosen
 
 
+def load_capacity_groups(path: Path) -> list[CapacityGroup]:
+    """The validated capacity groups in the file at ``path``, in file order.
+
+    Raises :class:`SpecError` with every problem found (names must be unique).
+    """
+    path = Path(path)
+    suffix = _check_file(path)
+    found: list[tuple[CapacityGroup, str]] = []
+    if suffix == ".py":
+        found, errors = _load_python(path, _groups_of_module)
+    else:
+        documents = _read_documents(path, json_syntax=suffix == ".json")
+        errors = []
+        for raw, where in _group_entries(documents, str(path)):
+            try:
+                found.append((_validate_group(raw, where, str(path)), where))
+            except SpecError as err:
+                errors += err.messages
+    if not found and not errors:
+        how = (
+            "define CapacityGroup objects at module level, or a capacity_groups() function"
+            if suffix == ".py"
+            else "write capacity_groups: [{name: ..., tier: ...}, ...]"
+        )
+        errors.append(f"{path}: no capacity groups found; {how}")
+    errors += _duplicates([(group.name, where) for group, where in found], "capacity group")
+    if errors:
+        raise SpecError(errors)
+    return [group for group, _ in found]
+
+
+def holds_capacity_groups(path: Path) -> bool:
+    """Whether ``path`` is a capacity group file rather than a job file.
+
+    A YAML / JSON file with a top-level ``capacity_groups`` key, or a Python file
+    that defines capacity groups. Unreadable files are not: the job loader
+    reports their problems.
+    """
+    path = Path(path)
+    try:
+        suffix = _check_file(path)
+        if suffix == ".py":
+            return bool(_load_python(path, _groups_of_module)[0])
+        documents = _read_documents(path, json_syntax=suffix == ".json")
+    except SpecError:
+        return False
+    return any(isinstance(d, dict) and _GROUPS_KEY in d for d in documents)
+
+
 # -- one file -----------------------------------------------------------------------------
 
 
-def _load_file(path: Path) -> list[_Found]:
+def _check_file(path: Path) -> str:
+    """The lower-case suffix of ``path``, once it is known to be a readable kind of file."""
     if not path.exists():
         raise SpecError(f"{path}: no such file")
     if path.is_dir():
@@ -136,8 +195,13 @@ def _load_file(path: Path) -> list[_Found]:
             f"{path}: unsupported file type {path.suffix or '(none)'!r}:"
             f" use {', '.join(SUPPORTED_SUFFIXES[:-1])} or {SUPPORTED_SUFFIXES[-1]}"
         )
+    return suffix
+
+
+def _load_file(path: Path) -> list[_Found]:
+    suffix = _check_file(path)
     if suffix == ".py":
-        found, errors = _load_python(path)
+        found, errors = _load_python(path, _jobs_of_module)
     else:
         found, errors = _validate_all(_read_data(path, json_syntax=suffix == ".json"), str(path))
     if not found and not errors:
@@ -157,15 +221,21 @@ _HOW_TO_DEFINE_IN_DATA = "write a job mapping, a list of them, or jobs: [...]"
 
 
 def _duplicate_names(found: list[_Found]) -> list[str]:
-    first: dict[str, _Found] = {}
+    return _duplicates([(item.job.name, item.where) for item in found], "job")
+
+
+def _duplicates(named: list[tuple[str, str]], noun: str) -> list[str]:
+    """A message for each ``(name, where)`` whose name came earlier."""
+    first: dict[str, str] = {}
     errors = []
-    for item in found:
-        earlier = first.setdefault(item.job.name, item)
-        if earlier is not item:
+    for name, where in named:
+        if name in first:
             errors.append(
-                f"{item.where}: job name {item.job.name!r} is already used at {earlier.where};"
-                " job names must be unique"
+                f"{where}: {noun} name {name!r} is already used at {first[name]};"
+                f" {noun} names must be unique"
             )
+        else:
+            first[name] = where
     return errors
 
 
@@ -242,14 +312,18 @@ class _DuplicateKeyError(Exception):
 
 def _read_data(path: Path, json_syntax: bool) -> list[tuple[Any, str]]:
     """The raw job mappings in a YAML or JSON file, each with where it is."""
+    return _job_entries(_read_documents(path, json_syntax), str(path))
+
+
+def _read_documents(path: Path, json_syntax: bool) -> list[Any]:
+    """The parsed documents of a YAML or JSON file (JSON: exactly one)."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise SpecError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except OSError as err:
         raise SpecError(f"{path}: cannot read: {err.strerror or err}") from err
-    documents = [_parse_json(text, path)] if json_syntax else _parse_yaml(text, path)
-    return _job_entries(documents, str(path))
+    return [_parse_json(text, path)] if json_syntax else _parse_yaml(text, path)
 
 
 def _parse_yaml(text: str, path: Path) -> list[Any]:
@@ -347,15 +421,12 @@ def _job_entries(documents: list[Any], source: str) -> list[tuple[Any, str]]:
             continue
         items: Any = document
         if isinstance(document, dict) and "jobs" in document:
-            extra = sorted(k for k in map(str, document) if k != "jobs" and not k.startswith("x-"))
-            if extra:
-                raise SpecError(
-                    f"{_where(document, source)}: unexpected top-level key(s) {', '.join(extra)}"
-                    " next to 'jobs'; put every job in the jobs list (or name the key x-...)"
-                )
-            items = document["jobs"]
-            if not isinstance(items, list):
-                raise SpecError(f"{_where(document, source)}: 'jobs' must be a list of jobs")
+            items = _listed(document, "jobs", "job", source)
+        elif isinstance(document, dict) and _GROUPS_KEY in document:
+            raise SpecError(
+                f"{_where(document, source)}: holds capacity groups, not jobs;"
+                f" apply them with `titus-flow apply {source}`"
+            )
         elif isinstance(document, dict):
             items = [document]
         elif not isinstance(document, list):
@@ -367,10 +438,62 @@ def _job_entries(documents: list[Any], source: str) -> list[tuple[Any, str]]:
     return entries
 
 
-def _where(raw: Any, source: str, index: int | None = None) -> str:
+def _listed(document: dict[Any, Any], key: str, noun: str, source: str) -> list[Any]:
+    """The list under ``key`` of a top-level mapping; other keys must start with ``x-``."""
+    extra = sorted(k for k in map(str, document) if k != key and not k.startswith("x-"))
+    if extra:
+        raise SpecError(
+            f"{_where(document, source)}: unexpected top-level key(s) {', '.join(extra)}"
+            f" next to {key!r}; put every {noun} in the {key} list (or name the key x-...)"
+        )
+    items = document[key]
+    if not isinstance(items, list):
+        raise SpecError(f"{_where(document, source)}: {key!r} must be a list of {noun}s")
+    return items
+
+
+def _group_entries(documents: list[Any], source: str) -> list[tuple[Any, str]]:
+    """The raw capacity group mappings under each document's ``capacity_groups``."""
+    entries: list[tuple[Any, str]] = []
+    for document in documents:
+        if document is None:
+            continue
+        if not isinstance(document, dict) or _GROUPS_KEY not in document:
+            hint = (
+                "jobs run with `titus-flow run`"
+                if isinstance(document, dict | list)
+                else "it is not a mapping"
+            )
+            raise SpecError(
+                f"{_where(document, source)}: expected a top-level capacity_groups: [...] list"
+                f" ({hint})"
+            )
+        items = _listed(document, _GROUPS_KEY, "capacity group", source)
+        entries += [
+            (item, _where(item, source, index, _GROUPS_KEY)) for index, item in enumerate(items)
+        ]
+    return entries
+
+
+def _validate_group(raw: Any, where: str, source: str) -> CapacityGroup:
+    """One raw capacity group mapping as a validated group."""
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"{where}: expected a capacity group mapping (name, tier, guarantee, limit),"
+            f" got {type(raw).__name__} {raw!r:.40}"
+        )
+    name = raw.get("name")
+    source, prefix = (source, name) if isinstance(name, str) and name else (where, "")
+    try:
+        return CapacityGroup.model_validate(dict(raw))
+    except pydantic.ValidationError as err:
+        raise SpecError(format_validation_error(err, source, prefix)) from err
+
+
+def _where(raw: Any, source: str, index: int | None = None, key: str = "jobs") -> str:
     if isinstance(raw, _Mapping):
         return f"{source}:{raw.line}"
-    return source if index is None else f"{source}: jobs[{index}]"
+    return source if index is None else f"{source}: {key}[{index}]"
 
 
 def _validate_all(entries: list[tuple[Any, str]], source: str) -> tuple[list[_Found], list[str]]:
@@ -427,8 +550,11 @@ def _infer_kind(raw: dict[Any, Any]) -> str | None:
 _module_numbers = itertools.count()
 
 
-def _load_python(path: Path) -> tuple[list[_Found], list[str]]:
-    """Run the file as a throw-away module and collect its jobs.
+def _load_python(
+    path: Path,
+    collect: Callable[[ModuleType, Path], tuple[list[_T], list[str]]],
+) -> tuple[list[_T], list[str]]:
+    """Run the file as a throw-away module and ``collect`` its jobs (or capacity groups).
 
     While it runs, the module is in ``sys.modules`` (dataclasses and pydantic look
     their module up there) and its directory is first on ``sys.path`` (for sibling
@@ -448,7 +574,7 @@ def _load_python(path: Path) -> tuple[list[_Found], list[str]]:
     sys.path.insert(0, str(directory))
     try:
         loader.exec_module(module)
-        return _jobs_of_module(module, path)
+        return collect(module, path)
     except (Exception, SystemExit) as err:  # the user's code may raise anything
         return [], _describe_exception(err, path)
     finally:
@@ -480,48 +606,84 @@ def _forget_modules(added: set[str], job_module: str, directory: Path) -> None:
 
 
 def _jobs_of_module(module: ModuleType, path: Path) -> tuple[list[_Found], list[str]]:
-    factory = vars(module).get("jobs")
-    if callable(factory):
-        return _jobs_from_factory(factory, path)
-    found: list[_Found] = []
-    seen: set[int] = set()  # the same object under two names is one job
+    found, errors = _collect(module, path, "jobs", _JOB_TYPES, "job")
+    if _collect(module, path, _GROUPS_KEY, (CapacityGroup,), "capacity group")[0]:
+        errors.append(
+            f"{path}: defines capacity groups; keep them in a file of their own"
+            " and apply it with `titus-flow apply`"
+            if found
+            else f"{path}: holds capacity groups, not jobs;"
+            f" apply them with `titus-flow apply {path}`"
+        )
+    return [_Found(job, where) for job, where in found], errors
 
-    def add(obj: AnyJob, where: str) -> None:
+
+def _groups_of_module(
+    module: ModuleType, path: Path
+) -> tuple[list[tuple[CapacityGroup, str]], list[str]]:
+    found, errors = _collect(module, path, _GROUPS_KEY, (CapacityGroup,), "capacity group")
+    if found and _collect(module, path, "jobs", _JOB_TYPES, "job")[0]:
+        errors.append(
+            f"{path}: defines jobs; keep them in a file of their own and run it with"
+            " `titus-flow run`"
+        )
+    return found, errors
+
+
+def _collect(
+    module: ModuleType, path: Path, factory_name: str, kinds: tuple[type[_T], ...], noun: str
+) -> tuple[list[tuple[_T, str]], list[str]]:
+    """The module's objects of ``kinds``, each with where it is defined.
+
+    From the function ``factory_name`` if the module has one; otherwise every
+    module-level object of ``kinds`` and every list or tuple of them, in
+    definition order, each object once.
+    """
+    factory = vars(module).get(factory_name)
+    if callable(factory):
+        return _from_factory(factory, factory_name, path, kinds, noun)
+    found: list[tuple[_T, str]] = []
+    seen: set[int] = set()  # the same object under two names counts once
+
+    def add(obj: _T, where: str) -> None:
         if id(obj) not in seen:
             seen.add(id(obj))
-            found.append(_Found(obj, where))
+            found.append((obj, where))
 
     for var, value in vars(module).items():
         if var.startswith("_"):
             continue
-        if isinstance(value, _JOB_TYPES):
+        if isinstance(value, kinds):
             add(value, f"{path} (variable {var})")
         elif (
             isinstance(value, list | tuple)
             and value
-            and all(isinstance(item, _JOB_TYPES) for item in value)
+            and all(isinstance(item, kinds) for item in value)
         ):
             for index, item in enumerate(value):
                 add(item, f"{path} (variable {var}[{index}])")
     return found, []
 
 
-def _jobs_from_factory(factory: Callable[[], Any], path: Path) -> tuple[list[_Found], list[str]]:
+def _from_factory(
+    factory: Callable[[], Any], name: str, path: Path, kinds: tuple[type[_T], ...], noun: str
+) -> tuple[list[tuple[_T, str]], list[str]]:
     result = factory()
-    items = [result] if isinstance(result, _JOB_TYPES) else result
+    items = [result] if isinstance(result, kinds) else result
     if not isinstance(items, list | tuple):
         return [], [
-            f"{path}: jobs() returned {type(result).__name__}; return a job or a list of jobs"
+            f"{path}: {name}() returned {type(result).__name__};"
+            f" return a {noun} or a list of {noun}s"
         ]
-    found: list[_Found] = []
+    found: list[tuple[_T, str]] = []
     errors: list[str] = []
     for index, item in enumerate(items):
-        if isinstance(item, _JOB_TYPES):
-            found.append(_Found(item, f"{path} (jobs()[{index}])"))
+        if isinstance(item, kinds):
+            found.append((item, f"{path} ({name}()[{index}])"))
         else:
             errors.append(
-                f"{path}: jobs()[{index}] is a {type(item).__name__}, not a job;"
-                " return BatchJob or ServiceJob objects"
+                f"{path}: {name}()[{index}] is a {type(item).__name__}, not a {noun};"
+                f" return {' or '.join(kind.__name__ for kind in kinds)} objects"
             )
     return found, errors
 

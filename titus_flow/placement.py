@@ -9,23 +9,29 @@ ledger's keys and named ports.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from titus_flow.fleet.shapes import FleetOutlook
 from titus_flow.scheduler import (
     Agent,
     AgentState,
+    GroupUsage,
     ResourceVector,
     TaskRequest,
+    Tier,
     request_from_spec,
     schedule,
 )
-from titus_flow.scheduler.from_spec import resources_from_spec
+from titus_flow.scheduler.from_spec import group_from_spec, resources_from_spec
+from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
 if TYPE_CHECKING:
     from titus_flow.contracts import PlacementItem
+    from titus_flow.fleet.messages import FleetCapacity
     from titus_flow.ledger import AgentRecord, Reservation
+    from titus_flow.spec import CapacityGroup
 
 
 @dataclass
@@ -76,12 +82,54 @@ def _snapshot(record: AgentRecord, held: Sequence[Reservation], with_ports: bool
     )
 
 
+def group_usage(reservations: Iterable[Reservation]) -> dict[str, GroupUsage]:
+    """What each capacity group's reserved tasks use, by group name."""
+    totals: dict[str, list[int]] = {}
+    for reservation in reservations:
+        item = reservation.item
+        used = totals.setdefault(item.capacity_group, [0, 0, 0])
+        used[0] += item.resources.millicores
+        used[1] += item.resources.memory
+        used[2] += 1
+    return {name: GroupUsage(*used) for name, used in totals.items()}
+
+
+def missing_group_reason(name: str) -> str:
+    """Why a task of a job naming an undefined capacity group waits (until it is created)."""
+    return (
+        f"capacity group {name!r} does not exist;"
+        f" create it with `titus-flow capacity-groups create {name}`"
+    )
+
+
 def place(
     agents: Sequence[AgentRecord],
     reservations: Sequence[Reservation],
     items: Sequence[PlacementItem],
+    *,
+    groups: Mapping[str, CapacityGroup] | None = None,
+    fleets: Sequence[FleetCapacity] = (),
 ) -> PlaceResult:
-    """Place ``items`` on ``agents`` given the current ``reservations``."""
+    """Place ``items`` on ``agents`` given the current ``reservations``.
+
+    ``groups`` are the defined capacity groups by name: each task gets its
+    group's tier, limits and guarantees apply. The ``default`` group needs no
+    definition (flex, unlimited); an item naming any other undefined group
+    waits, so that creating the group later lets it run (Titus rejects such
+    jobs instead).
+
+    ``fleets`` are the agents EC2 fleets can still launch: a task no agent can
+    ever hold waits if one of their instance types would (instead of being
+    rejected), and pending reasons say what the fleets do about it.
+    """
+    groups = groups or {}
+    waiting = {
+        item.key: missing_group_reason(item.capacity_group)
+        for item in items
+        if item.capacity_group not in groups and item.capacity_group != DEFAULT_GROUP
+    }
+    items = [item for item in items if item.key not in waiting]
+    tiers = {name: Tier(group.tier) for name, group in groups.items()}
     held: dict[str, list[Reservation]] = {a.info.agent_id: [] for a in agents}
     for reservation in reservations:
         held.setdefault(reservation.agent_id, []).append(reservation)
@@ -95,20 +143,30 @@ def place(
             item.constraints,
             ports=len(item.ports),
             capacity_group=item.capacity_group,
+            tier=tiers.get(item.capacity_group, Tier.FLEX),
         )
         for item in items
     ]
-    result = schedule(snapshot, requests)
+    result = schedule(
+        snapshot,
+        requests,
+        groups=[group_from_spec(group) for group in groups.values()],
+        usage=group_usage(reservations),
+    )
     by_key = {item.key: item for item in items}
-    out = PlaceResult()
+    out = PlaceResult(pending=waiting)
     for key, placement in result.placements.items():
         out.placed[key] = (
             placement.agent_id,
             dict(zip(by_key[key].ports, placement.ports, strict=True)),
         )
+    outlook = FleetOutlook(fleets)
+    requested = {request.task_id: request for request in requests} if outlook else {}
     for key, pending in result.pending.items():
-        if pending.never_fits and snapshot:
-            out.rejected[key] = pending.message
+        fleet = outlook.reason(requested[key], pending.code) if outlook else None
+        if pending.never_fits and snapshot and fleet is None:
+            either = f"; no instance type of fleet {outlook.names()} holds it" if outlook else ""
+            out.rejected[key] = pending.message + either
         else:
-            out.pending[key] = pending.message
+            out.pending[key] = f"{pending.message}; {fleet}" if fleet else pending.message
     return out

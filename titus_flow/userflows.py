@@ -1,4 +1,4 @@
-"""Find users' own workflow classes in a file, a folder or a module.
+"""Find users' own workflow classes (and their activities) in a file, a folder or a module.
 
 A reference is a ``.py`` file, a folder of them, or a dotted module name; a
 single workflow is ``REF:Name``, where ``Name`` is the class name or the name
@@ -15,11 +15,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from temporalio import workflow
+from temporalio import activity, workflow
 
 from titus_flow.errors import UserError
 
@@ -101,6 +102,35 @@ def workflows_of(module: ModuleType) -> list[type]:
         for obj in vars(module).values()
         if is_workflow(obj) and obj.__module__ == module.__name__
     ]
+
+
+def activities_of(module: ModuleType) -> list[Callable[..., Any]]:
+    """The ``@activity.defn`` functions defined in ``module`` (e.g. canary checks).
+
+    Example::
+
+        activities_of(import_module("examples/canary.py"))  # [serves_expected_version]
+    """
+    return [
+        obj
+        for obj in vars(module).values()
+        if callable(obj)
+        and getattr(obj, "__module__", None) == module.__name__
+        and activity._Definition.from_callable(obj) is not None
+    ]
+
+
+def load_activities(refs: Sequence[str | Path]) -> list[Callable[..., Any]]:
+    """Every activity function in the files, folders or modules ``refs``.
+
+    A workflow file may define the activities its workflows call (a canary
+    check, say); the worker that runs the workflows registers them too.
+
+    Example::
+
+        load_activities(["examples/canary.py"])
+    """
+    return [fn for ref in refs for module in _modules(ref) for fn in activities_of(module)]
 
 
 def _modules(ref: str | Path) -> Iterable[ModuleType]:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from titus_flow.lifecycle import FinishReason, JobState, TaskState
+from titus_flow.lifecycle import FinishReason, JobState, RolloutPhase, TaskState
 
 
 class View(BaseModel):
@@ -46,6 +46,7 @@ class TaskView(View):
     output: JsonValue = None  # JSON the last attempt wrote to $TITUS_OUTPUT_PATH
     revision: int | None = None  # service tasks: the job revision the task runs
     healthy: bool | None = None  # service tasks: passes its health check
+    ports: dict[str, int] = Field(default_factory=dict)  # named port -> host port
 
 
 class ServiceStatus(View):
@@ -57,6 +58,8 @@ class ServiceStatus(View):
     revision: int
     healthy: int = 0
     update: str = ""  # rolling update progress, or how the last one ended
+    rollout: RolloutPhase = RolloutPhase.NONE
+    canary: int | None = None  # while a canary holds: tasks on the new revision
     waiting: list[str] = Field(default_factory=list)  # requests held by the budget
 
 
@@ -85,6 +88,29 @@ class JobView(View):
                 key = f"Finished/{task.reason.value}"
             counts[key] = counts.get(key, 0) + 1
         return counts
+
+    def live_tasks(self) -> list[TaskView]:
+        """The tasks that have not finished."""
+        return [t for t in self.tasks if t.state is not TaskState.FINISHED]
+
+    def healthy_tasks(self, revision: int | None = None) -> int:
+        """Live healthy tasks of a service job (only those on ``revision`` if given)."""
+        return sum(
+            1
+            for t in self.live_tasks()
+            if t.healthy and (revision is None or t.revision == revision)
+        )
+
+    @property
+    def canary_ready(self) -> bool:
+        """Whether a service job's canary holds with all its tasks healthy."""
+        status = self.service
+        return (
+            status is not None
+            and status.rollout is RolloutPhase.CANARY
+            and status.canary is not None
+            and self.healthy_tasks(status.revision) >= status.canary
+        )
 
 
 class JobProgress(View):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio.client import Client
@@ -13,7 +13,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
-from titus_flow.client import ensure_scheduler
+from titus_flow.activities.services import ServiceActivities
+from titus_flow.client import TitusClient, ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.dag import JobDagWorkflow
@@ -52,6 +53,7 @@ def control_worker(
         activities=[
             *ControlActivities(client).all(),
             *FleetActivities(client).all(),
+            *ServiceActivities(TitusClient(client, settings)).all(),
             *options.pop("activities", []),
         ],
         workflow_runner=SANDBOX,
@@ -61,11 +63,15 @@ def control_worker(
 
 
 async def run_control_worker(
-    client: Client, settings: Settings, stop: asyncio.Event, extra_workflows: Sequence[type] = ()
+    client: Client,
+    settings: Settings,
+    stop: asyncio.Event,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> None:
-    """Run the control worker (and users' ``extra_workflows``) until ``stop`` is set."""
+    """Run the control worker (and users' workflows and activities) until ``stop`` is set."""
     await ensure_scheduler(client, settings)
-    async with control_worker(client, settings, extra_workflows):
+    async with control_worker(client, settings, extra_workflows, activities=extra_activities):
         log.info(
             "control worker running on %s with user workflows %s",
             settings.control_task_queue,

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts import AgentView, Message
     from titus_flow.fleet.messages import (
         ClusterDemand,
+        FleetCapacity,
         FleetRef,
         Instance,
         LaunchInput,
@@ -36,7 +37,8 @@ with workflow.unsafe.imports_passed_through():
         LaunchOutput,
         TerminateInput,
     )
-    from titus_flow.fleet.planner import Demand, Launch, Member, plan
+    from titus_flow.fleet.planner import Demand, Launch, Member, is_dead, plan
+    from titus_flow.fleet.shapes import fleet_capacity, fleet_gone
     from titus_flow.fleet.spec import FleetSpec
     from titus_flow.fleet.userdata import user_data
     from titus_flow.scheduler.from_spec import resources_from_spec
@@ -83,14 +85,16 @@ class FleetState(Message):
 class FleetInput(Message):
     """Start (or continue) a fleet.
 
-    ``scheduler_signals``: the scheduler handles ``drain_agent`` and
-    ``remove_agent``; when false, idle instances are terminated without a
-    drain (a task placed on one in the meantime is lost and rescheduled).
+    ``scheduler_signals``: drain agents through the scheduler (``drain_agent``)
+    before terminating their instances, and ``remove_agent`` once they are gone.
+    When false, idle instances are terminated without a drain (a task placed on
+    one in the meantime is lost and rescheduled) and agents of terminated
+    instances go lost after the scheduler's silence timeout.
     """
 
     spec: FleetSpec
     state: FleetState = Field(default_factory=FleetState)
-    scheduler_signals: bool = False
+    scheduler_signals: bool = True
 
 
 class Bounds(Message):
@@ -262,6 +266,7 @@ class FleetWorkflow:
         else:
             await self._act_on(self._plan(demand))
         await self._finish_drains()
+        await self._announce(demand.fleets)
 
     def _reconcile(self, seen: list[Instance], agents: list[AgentView]) -> None:
         state, now = self._state, workflow.now()
@@ -289,9 +294,9 @@ class FleetWorkflow:
             else:
                 state.idle_since.pop(iid, None)
 
-    def _plan(self, demand: ClusterDemand) -> list[tuple[str, object]]:
+    def _members(self) -> list[Member]:
         state = self._state
-        members = [
+        return [
             Member(
                 instance_id=iid,
                 instance_type=t.instance.instance_type,
@@ -306,6 +311,8 @@ class FleetWorkflow:
             )
             for iid, t in sorted(state.instances.items())
         ]
+
+    def _plan(self, demand: ClusterDemand) -> list[tuple[str, object]]:
         wanted = [
             Demand(
                 key=p.key,
@@ -314,8 +321,8 @@ class FleetWorkflow:
             )
             for p in demand.pending
         ]
-        decided = plan(self._spec, members, wanted, workflow.now())
-        state.unfit = decided.unfit
+        decided = plan(self._spec, self._members(), wanted, workflow.now())
+        self._state.unfit = decided.unfit
         return [
             *(("replace", iid) for iid in decided.replace),
             *(("scale_in", iid) for iid in decided.scale_in),
@@ -377,11 +384,31 @@ class FleetWorkflow:
             for iid in ids:
                 await self._scheduler_signal("remove_agent", iid)
 
-    async def _scheduler_signal(self, name: str, agent_id: str) -> None:
+    async def _announce(self, known: list[FleetCapacity] | None) -> None:
+        """Tell the scheduler what this fleet can still launch, when that changed.
+
+        Compared with what the scheduler reported this round (not with what was
+        sent), so a scheduler that lost it (a fresh one) hears it again.
+        """
+        if known is None:
+            return  # the scheduler does not track fleets
+        spec, workflow_id = self._spec, workflow.info().workflow_id
+        told = next((f for f in known if f.fleet == spec.name), None)
+        if self._state.deleting:  # launches nothing more: its shapes hold no task
+            if told is not None:
+                await self._scheduler_signal("fleet_capacity", fleet_gone(spec.name, workflow_id))
+            return
+        now = workflow.now()
+        live = sum(not m.leaving and not is_dead(m, spec, now) for m in self._members())
+        capacity = fleet_capacity(spec, workflow_id, at_max=live >= spec.max)
+        if capacity != told:
+            await self._scheduler_signal("fleet_capacity", capacity)
+
+    async def _scheduler_signal(self, name: str, arg: object) -> None:
         handle = workflow.get_external_workflow_handle(
             scheduler_workflow_id(workflow.info().task_queue)
         )
-        await handle.signal(name, agent_id)
+        await handle.signal(name, arg)
 
     async def _launch(self, launch: Launch) -> None:
         state = self._state

@@ -11,15 +11,24 @@ continue-as-new.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from titus_flow.contracts import AgentInfo, AgentView, PlacementRequest, ReleaseRequest
-    from titus_flow.fleet.messages import ClusterDemand, PendingDemand
+    from titus_flow.contracts import (
+        AgentInfo,
+        AgentView,
+        CapacityGroupView,
+        PlacementRequest,
+        PutCapacityGroup,
+        ReleaseRequest,
+    )
+    from titus_flow.fleet.messages import ClusterDemand, FleetCapacity, PendingDemand
     from titus_flow.ledger import Ledger, LedgerState
+    from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
 # How often the ledger looks for jobs that ended without releasing capacity.
 GC_EVERY = timedelta(seconds=60)
@@ -40,18 +49,22 @@ class SchedulerWorkflow:
         self._ledger = Ledger(state)
         self._dirty = bool(state and state.pending)
         self._next_gc = workflow.now() + GC_EVERY
+        self._next_housekeeping = workflow.now() + HOUSEKEEPING_EVERY
         self._gc: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, state: LedgerState | None = None) -> None:
         """Serve requests until the history is long, then continue as new."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: self._dirty or workflow.info().is_continue_as_new_suggested(),
                     timeout=HOUSEKEEPING_EVERY,
                 )
-            except TimeoutError:
+            # By the clock, not on a quiet timeout: agents' heartbeats alone would
+            # keep the loop busy, and a lost agent would never be noticed.
+            if workflow.now() >= self._next_housekeeping:
+                self._next_housekeeping = workflow.now() + HOUSEKEEPING_EVERY
                 self._housekeeping()
             if self._dirty:
                 self._dirty = False
@@ -113,8 +126,9 @@ class SchedulerWorkflow:
 
     @workflow.signal(name="drain_agent")
     def drain_agent(self, agent_id: str) -> None:
-        """Place nothing more on an agent (it is being drained or retired)."""
+        """Place nothing more on an agent; its service tasks move elsewhere."""
         self._ledger.set_agent_state(agent_id, "draining")
+        self._dirty = True  # the next iteration tells the jobs to move their tasks
 
     @workflow.signal(name="remove_agent")
     def remove_agent(self, agent_id: str) -> None:
@@ -137,7 +151,14 @@ class SchedulerWorkflow:
                 for p in self._ledger.state.pending.values()
             ],
             agents=self._ledger.agent_views(),
+            fleets=list(self._ledger.state.fleets.values()),
         )
+
+    @workflow.signal(name="fleet_capacity")
+    def fleet_capacity(self, capacity: FleetCapacity) -> None:
+        """A fleet's instance shapes and whether it is at its max (no shapes: it is gone)."""
+        self._ledger.set_fleet(capacity)
+        self._dirty = True
 
     @workflow.signal(name="register_agent")
     def register_agent(self, info: AgentInfo) -> None:
@@ -161,3 +182,35 @@ class SchedulerWorkflow:
     def agents(self) -> list[AgentView]:
         """Every agent with its reserved capacity and tasks."""
         return self._ledger.agent_views()
+
+    @workflow.update(name="put_capacity_group")
+    def put_capacity_group(self, request: PutCapacityGroup) -> CapacityGroupView:
+        """Create or replace a capacity group; pending tasks are placed again under it."""
+        view = self._ledger.put_capacity_group(request.group)
+        self._dirty = True
+        return view
+
+    @put_capacity_group.validator
+    def _validate_put_capacity_group(self, request: PutCapacityGroup) -> None:
+        name = request.group.name
+        exists = name in self._ledger.state.capacity_groups
+        if request.expect == "new" and exists:
+            raise ApplicationError(
+                f"capacity group {name!r} already exists;"
+                f" change it with `titus-flow capacity-groups update {name}`",
+                type="InvalidRequest",
+                non_retryable=True,
+            )
+        # The default group exists implicitly (flex, unlimited) until defined.
+        if request.expect == "existing" and not exists and name != DEFAULT_GROUP:
+            raise ApplicationError(
+                f"no capacity group {name!r};"
+                f" create it with `titus-flow capacity-groups create {name}`",
+                type="InvalidRequest",
+                non_retryable=True,
+            )
+
+    @workflow.query(name="capacity_groups")
+    def capacity_groups(self) -> list[CapacityGroupView]:
+        """Every capacity group (with the implicit default one) and its current usage."""
+        return self._ledger.capacity_group_views()

@@ -8,6 +8,7 @@ the loop compares what runs with what should and acts:
   during a rolling update), after a crash-loop backoff when tasks keep failing;
 - retire tasks of an old revision once enough new ones are healthy
   (``max_unavailable``), rolling back when new ones are not healthy in time;
+  a canary stops after its few new tasks and holds until promoted or rolled back;
 - remove surplus tasks on scale-down, unhealthy first, then newest;
 - hold voluntary disruptions (scale-down, update, task kill) while they would
   break the job's disruption budget, with the reason shown.
@@ -30,6 +31,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from titus_flow import visibility
     from titus_flow.contracts import (
+        CanaryRequest,
         KillTaskRequest,
         LaunchInput,
         PlacementItem,
@@ -41,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         TaskHealth,
         Unplaced,
     )
-    from titus_flow.lifecycle import FinishReason, JobState, TaskState
+    from titus_flow.lifecycle import FinishReason, JobState, RolloutPhase, TaskState
     from titus_flow.spec import Capacity, ServiceJob
     from titus_flow.views import AttemptView, JobView, ServiceStatus, TaskView
     from titus_flow.workflows.attempts import Outcome, launch, supervise
@@ -98,6 +100,14 @@ class ServiceJobWorkflow:
         assert self._input is not None
         return self._input.job
 
+    def _spec_of(self, revision: int | None) -> ServiceJob:
+        """The spec a task of ``revision`` runs (the previous one during an update)."""
+        assert self._input is not None
+        previous = self._input.previous
+        if previous is not None and revision == self._input.previous_revision:
+            return previous
+        return self._input.job
+
     @property
     def _capacity(self) -> Capacity:
         assert self._input is not None
@@ -115,7 +125,7 @@ class ServiceJobWorkflow:
     async def run(self, request: ServiceJobInput) -> JobView:
         """Hold the job at its desired size until it is killed."""
         self._next_start_at = workflow.now()
-        if request.update:
+        if request.rollout in (RolloutPhase.ROLLING, RolloutPhase.CANARY):
             self._update_started_at = workflow.now()
         assert self._mailbox is not None
         flusher = asyncio.create_task(self._mailbox.run())
@@ -192,45 +202,85 @@ class ServiceJobWorkflow:
         update = self._spec.update
         revision = self._input.revision
         live = list(self._live.values())
-        current = [t for t in live if t.view.revision == revision]
-        old = [t for t in live if t.view.revision != revision]
+        moving = [t for t in live if t.moving]  # on a draining agent: replaced, then stopped
+        staying = [t for t in live if not t.moving]
+        current = [t for t in staying if t.view.revision == revision]
+        old = [t for t in staying if t.view.revision != revision]
         self._waiting = []
 
         if old:
             self._check_rollback(current)
             revision = self._input.revision
-            current = [t for t in live if t.view.revision == revision]
-            old = [t for t in live if t.view.revision != revision]
+            current = [t for t in staying if t.view.revision == revision]
+            old = [t for t in staying if t.view.revision != revision]
 
-        # 1. Start tasks of the current revision (with surge while old ones run).
-        room = desired + (update.max_surge if old else 0) - len(live)
-        to_start = max(0, min(desired - len(current), room))
-        if to_start and self._should_continue():
+        # 1. Start tasks of the current revision (with surge while old ones run);
+        # a canary stops at its size, and old-revision tasks that die meanwhile
+        # are replaced on the old revision.
+        canary = self._input.canary
+        target = desired if canary is None else min(canary, desired)
+        keep_old = desired - target
+        room = desired + (update.max_surge if old else 0) - len(staying)
+        to_start = max(0, min(target - len(current), room))
+        old_to_start = 0
+        if canary is not None and self._input.previous is not None:
+            old_to_start = max(0, min(keep_old - len(old), room - to_start))
+        if (to_start or old_to_start) and self._should_continue():
             # Launches in flight cannot be handed to the next run: let them land
             # first, so the history is continued as new even under constant churn.
             self._waiting.append("handing over to a fresh history: starts resume shortly")
-        elif to_start and self._next_start_at is not None and now < self._next_start_at:
+        elif (to_start or old_to_start) and self._next_start_at and now < self._next_start_at:
             wait = (self._next_start_at - now).total_seconds()
             self._waiting.append(f"crash-loop backoff: next start in {wait:.0f}s")
-        elif to_start:
+        else:
             for _ in range(to_start):
-                self._start_task()
+                self._start_task(revision)
+            for _ in range(old_to_start):
+                self._start_task(self._input.previous_revision)
 
-        # 2. Retire old-revision tasks as the update's budget allows.
+        # 2. Retire old-revision tasks as the update's budget allows (a canary
+        # keeps the rest of them).
         if old:
             floor = desired - update.max_unavailable
-            for victim in sorted(old, key=lambda t: (bool(t.view.healthy), t.view.index)):
+            leaving = [t for t in old if t.view.id not in self._kill_reasons]
+            leaving.sort(key=lambda t: (bool(t.view.healthy), t.view.index))
+            for victim in leaving[: max(0, len(leaving) - keep_old)]:
                 if victim.view.healthy and len(self._healthy()) - 1 < floor:
                     self._waiting.append(
                         f"update: {victim.view.id} stays until new tasks are healthy"
                     )
                     break
                 self._disrupt(victim, FinishReason.KILLED, "replaced by rolling update")
-        elif self._update_started_at is not None and len(self._healthy()) >= desired:
+        elif (
+            canary is None
+            and self._update_started_at is not None
+            and len(self._healthy()) >= desired
+        ):
             self._input.update = f"revision {revision} rolled out"
+            self._input.rollout = RolloutPhase.ROLLED_OUT
             self._update_started_at = None
+        if canary is not None:
+            healthy_new = sum(1 for t in current if t.view.healthy)
+            self._input.update = (
+                f"canary: revision {revision} healthy on {healthy_new} of {target} task(s);"
+                " promote or roll back"
+            )
 
-        # 3. Remove surplus tasks on scale-down: unhealthy first, then newest.
+        # 3. Move tasks off draining agents: each goes once the job has
+        # ``desired`` healthy tasks without it, and the budget allows.
+        for victim in moving:
+            if victim.view.id in self._kill_reasons:
+                continue
+            if victim.view.healthy and len(self._healthy()) - 1 < desired:
+                self._waiting.append(
+                    f"move: {victim.view.id} stays until its replacement is healthy"
+                )
+                continue
+            self._disrupt(
+                victim, FinishReason.KILLED, f"moved off draining agent {victim.view.agent}"
+            )
+
+        # 4. Remove surplus tasks on scale-down: unhealthy first, then newest.
         surplus = len(current) - desired if not old else 0
         victims = sorted(current, key=lambda t: (bool(t.view.healthy), -t.view.index))
         for victim in victims[: max(surplus, 0)]:
@@ -238,7 +288,7 @@ class ServiceJobWorkflow:
                 continue
             self._disrupt(victim, FinishReason.SCALED_DOWN, "scaled down", voluntary=True)
 
-        # 4. Kill requests held back by the disruption budget.
+        # 5. Kill requests held back by the disruption budget.
         for task_id in list(self._held_kills):
             record = self._live.get(task_id)
             if record is None:
@@ -301,22 +351,29 @@ class ServiceJobWorkflow:
         ]
         if failed < UPDATE_FAILURES_BEFORE_ROLLBACK and not late:
             return
+        self._roll_back(
+            f"{failed} new task(s) failed" if failed else f"not healthy within {deadline}"
+        )
+
+    def _roll_back(self, why: str) -> None:
+        """Make the previous revision current again; the reconcile loop replaces the rest."""
+        assert self._input is not None and self._input.previous is not None
         bad = self._input.revision
-        why = f"{failed} new task(s) failed" if failed else f"not healthy within {deadline}"
         self._input.job, self._input.previous = self._input.previous, None
         self._input.revision = self._input.previous_revision or bad - 1
         self._input.update = f"revision {bad} rolled back to {self._input.revision}: {why}"
+        self._input.rollout = RolloutPhase.ROLLED_BACK
+        self._input.canary = None
         self._update_started_at = None
         self._input.crash_failures = 0
         self._next_start_at = workflow.now()
+        self._changed()
 
-    def _start_task(self) -> None:
+    def _start_task(self, revision: int | None) -> None:
         assert self._input is not None
         index = self._input.next_index
         self._input.next_index += 1
-        view = TaskView(
-            id=f"{self._job_id}-{index}", index=index, revision=self._input.revision, healthy=False
-        )
+        view = TaskView(id=f"{self._job_id}-{index}", index=index, revision=revision, healthy=False)
         record = ServiceTaskRecord(view=view)
         self._live[view.id] = record
         self._runs[view.id] = asyncio.create_task(self._run_task(record, adopt=False))
@@ -326,7 +383,7 @@ class ServiceJobWorkflow:
     async def _run_task(self, record: ServiceTaskRecord, adopt: bool) -> None:
         assert self._mailbox is not None
         view = record.view
-        spec = self._spec
+        spec = self._spec_of(view.revision)
         placed = adopt
         try:
             if not adopt:
@@ -347,6 +404,7 @@ class ServiceJobWorkflow:
                     return
                 placed = True
                 record.task_queue, record.ports = placement.task_queue, placement.ports
+                view.ports = dict(placement.ports)
                 view.agent, view.attempt = placement.agent_id, 1
                 view.attempts = [
                     AttemptView(attempt=1, agent=placement.agent_id, launched_at=workflow.now())
@@ -443,6 +501,11 @@ class ServiceJobWorkflow:
         """The scheduler's answer to this job's capacity requests."""
         assert self._mailbox is not None
         self._mailbox.on_update(update)
+        for task_id in update.evict:  # its agent is draining
+            record = self._live.get(task_id)
+            if record is not None and not record.moving:
+                record.moving = True
+                self._changed()
 
     @workflow.signal(name="task_health")
     def task_health(self, health: TaskHealth) -> None:
@@ -487,33 +550,93 @@ class ServiceJobWorkflow:
         try:
             return Capacity(**values)
         except ValueError as err:
-            raise ApplicationError(
+            raise _invalid(
                 f"invalid scale request: need min <= desired <= max, got min={values['min']},"
-                f" desired={values['desired']}, max={values['max']}",
-                type="InvalidRequest",
-                non_retryable=True,
+                f" desired={values['desired']}, max={values['max']}"
             ) from err
 
     @workflow.update(name="update_job")
     def update_job(self, job: ServiceJob) -> int:
         """Roll out a new revision of the job (container, resources, checks)."""
+        return self._begin_rollout(job, canary=None)
+
+    @update_job.validator
+    def _validate_update(self, job: ServiceJob) -> None:
+        self._check_same_job(job)
+
+    @workflow.update(name="canary")
+    def canary(self, request: CanaryRequest) -> int:
+        """Move ``request.tasks`` tasks to a new revision and hold there.
+
+        The canary ends with :meth:`promote` (roll out to every task) or
+        :meth:`rollback`; new tasks that fail or stay unhealthy past the update's
+        ``healthy_deadline`` roll it back on their own, as in a rolling update.
+        """
+        return self._begin_rollout(request.job, canary=request.tasks)
+
+    @canary.validator
+    def _validate_canary(self, request: CanaryRequest) -> None:
+        self._check_same_job(request.job)
+        if request.tasks > self._capacity.desired:
+            raise _invalid(
+                f"a canary of {request.tasks} tasks is more than the job's desired"
+                f" {self._capacity.desired}; use a plain update to replace every task"
+            )
+
+    @workflow.update(name="promote")
+    def promote(self) -> int:
+        """End a canary by rolling its revision out to every task."""
+        assert self._input is not None
+        self._input.canary = None
+        self._input.rollout = RolloutPhase.ROLLING
+        self._input.update = f"promoting revision {self._input.revision} to every task"
+        self._update_started_at = workflow.now()  # the health deadline restarts
+        self._changed()
+        return self._input.revision
+
+    @promote.validator
+    def _validate_promote(self) -> None:
+        assert self._input is not None
+        if self._input.canary is None:
+            raise _invalid("no canary to promote: start one with `titus-flow job update --canary`")
+
+    @workflow.update(name="rollback")
+    def rollback(self, reason: str) -> int:
+        """Return to the previous revision (ends a canary or a rolling update)."""
+        assert self._input is not None
+        self._roll_back(reason or "by request")
+        return self._input.revision
+
+    @rollback.validator
+    def _validate_rollback(self, reason: str) -> None:
+        assert self._input is not None
+        if self._input.previous is None:
+            raise _invalid("nothing to roll back to: the job has no update in progress")
+
+    def _begin_rollout(self, job: ServiceJob, canary: int | None) -> int:
         assert self._input is not None
         self._input.previous, self._input.previous_revision = self._input.job, self._input.revision
         self._input.job = job
-        self._input.revision += 1
-        self._input.update = f"rolling out revision {self._input.revision}"
+        self._input.latest_revision = max(self._input.latest_revision, self._input.revision) + 1
+        self._input.revision = self._input.latest_revision
+        self._input.canary = canary
+        if canary is None:
+            self._input.rollout = RolloutPhase.ROLLING
+            self._input.update = f"rolling out revision {self._input.revision}"
+        else:
+            self._input.rollout = RolloutPhase.CANARY
+            self._input.update = (
+                f"canary: moving {canary} task(s) to revision {self._input.revision}"
+            )
         self._update_started_at = workflow.now()
         self._changed()
         return self._input.revision
 
-    @update_job.validator
-    def _validate_update(self, job: ServiceJob) -> None:
+    def _check_same_job(self, job: ServiceJob) -> None:
         if job.name != self._spec.name:
-            raise ApplicationError(
+            raise _invalid(
                 f"job name {job.name!r} does not match {self._spec.name!r};"
-                " an update keeps the name",
-                type="InvalidRequest",
-                non_retryable=True,
+                " an update keeps the name"
             )
 
     @workflow.update(name="kill_task")
@@ -536,16 +659,10 @@ class ServiceJobWorkflow:
     @kill_task.validator
     def _validate_kill_task(self, request: KillTaskRequest) -> None:
         if request.task_id not in self._live:
-            raise ApplicationError(
-                f"job has no running task {request.task_id!r}",
-                type="InvalidRequest",
-                non_retryable=True,
-            )
+            raise _invalid(f"job has no running task {request.task_id!r}")
         if request.shrink and self._capacity.desired - 1 < self._capacity.min:
-            raise ApplicationError(
-                f"--shrink would take desired below min ({self._capacity.min}); lower min first",
-                type="InvalidRequest",
-                non_retryable=True,
+            raise _invalid(
+                f"--shrink would take desired below min ({self._capacity.min}); lower min first"
             )
 
     @workflow.query(name="describe")
@@ -576,6 +693,8 @@ class ServiceJobWorkflow:
                 revision=self._input.revision,
                 healthy=len(self._healthy()),
                 update=self._input.update,
+                rollout=self._input.rollout,
+                canary=self._input.canary,
                 waiting=self._waiting,
             ),
         )
@@ -603,3 +722,8 @@ class ServiceJobWorkflow:
         self._state = state
         if workflow.info().typed_search_attributes.get(visibility.JOB_STATE) is not None:
             workflow.upsert_search_attributes([visibility.JOB_STATE.value_set(state.value)])
+
+
+def _invalid(message: str) -> ApplicationError:
+    """An update rejected by its validator: nothing was changed."""
+    return ApplicationError(message, type="InvalidRequest", non_retryable=True)

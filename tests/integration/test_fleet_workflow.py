@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
 
 import pytest
 from temporalio import workflow
@@ -21,6 +20,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from test_fleet_moto import Moto, aws_env, moto  # noqa: F401  (fixtures)
+from titus_cluster import eventually
 
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
@@ -67,14 +67,6 @@ class Requester:
     @workflow.signal(name="placement_update")
     def placement_update(self, update: PlacementUpdate) -> None:
         self._placed |= {p.agent_id + "/" + p.key for p in update.placed}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.5)
 
 
 async def test_fleet_launches_for_demand_registers_scales_in_and_deletes(

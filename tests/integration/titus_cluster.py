@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,15 @@ from titus_flow.client import TitusClient
 from titus_flow.config import load_settings
 from titus_flow.runtime.base import LABEL_AGENT_ID
 from titus_flow.views import JobView
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Wait until ``check()`` holds, polling twice a second; fail naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.5)
 
 
 @dataclass
@@ -46,7 +57,15 @@ class Cluster:
         return self.start(name, "worker")
 
     def start_agent(self, agent_id: str = "local", *options: str) -> subprocess.Popen[bytes]:
-        """Start an agent (docker driver unless options say otherwise)."""
+        """Start an agent (docker driver unless options say otherwise).
+
+        Agents of a test share one host, so each gets its own block of host
+        ports (unless ``--ports`` is given): tests running at the same time
+        must not hand out the same port twice.
+        """
+        if "--ports" not in options:
+            low = 20_000 + secrets.randbelow(400) * 100
+            options = (*options, "--ports", f"{low}-{low + 99}")
         return self.start(f"agent-{agent_id}", "agent", "--id", self.agent_id(agent_id), *options)
 
     def agent_id(self, short: str) -> str:
@@ -131,3 +150,16 @@ class Cluster:
                 f"job {job_id} still {view.state} after {timeout}s:\n"
                 f"{view.model_dump_json(indent=1)[:3000]}\n{self.logs()}"
             ) from None
+
+    async def wait_for_agents(self, count: int, timeout: float = 60) -> TitusClient:
+        """Wait until ``count`` agents are registered; a client for the cluster."""
+        client = await self.client()
+
+        async def registered() -> bool:
+            try:
+                return len(await client.agents()) >= count
+            except Exception:  # the scheduler workflow may not have started yet
+                return False
+
+        await eventually(registered, timeout, f"{count} agents to register")
+        return client

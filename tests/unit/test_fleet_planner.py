@@ -114,23 +114,31 @@ def test_min_is_kept_with_the_first_type_spread_over_zones() -> None:
     ]
 
 
-def test_dead_instances_are_replaced_in_place() -> None:
+def test_dead_instances_are_replaced_in_place_when_demand_needs_them() -> None:
     members = [
-        member("i-dead", state="terminated", zone="us-east-1b"),
+        member("i-dead", state="terminated", zone="us-east-1b", tasks=2),
         member("i-stuck", registered=False, launched_at=NOW - timedelta(minutes=11)),
+        member("i-idle-dead", "r5.large", state="terminated"),  # no tasks: not replaced
         member("i-ok"),
         member("i-asked", state="shutting-down", leaving=True),
     ]
     result = plan(fleet(), members, [], NOW)
-    assert result.replace == ["i-dead", "i-stuck"]
+    assert result.replace == ["i-dead", "i-idle-dead", "i-stuck"]
     assert sorted(shape(result.launches)) == [
         ("m5.large", "us-east-1a", "on-demand", 1),
         ("m5.large", "us-east-1b", "on-demand", 1),
     ]
 
 
+def test_a_dead_idle_instance_is_replaced_only_to_keep_min() -> None:
+    members = [member("i-dead", "r5.large", state="terminated")]
+    assert plan(fleet(), members, [], NOW).launches == []
+    (launch,) = plan(fleet(min=1), members, [], NOW).launches
+    assert (launch.instance_type, launch.count) == ("m5.xlarge", 1)  # min uses the first type
+
+
 def test_replacement_capacity_absorbs_demand() -> None:
-    members = [member("i-dead", state="stopped")]
+    members = [member("i-dead", state="stopped", tasks=1)]
     result = plan(fleet(), members, [task("t1")], NOW)
     assert shape(result.launches) == [("m5.large", "us-east-1a", "on-demand", 1)]
 

@@ -81,6 +81,10 @@ def test_spec_is_frozen_and_round_trips() -> None:
             "f.yaml: agent.attributes: zone come from the instance itself",
         ),
         ({"mx": 3}, "f.yaml: mx: unknown field 'mx'; did you mean 'max'?"),
+        (
+            {"instance_types": [{"name": "x1.tiny", "cpu": 1, "memory": "512Mi"}]},
+            "f.yaml: system_reserved_memory: 512 MiB leaves nothing for tasks on x1.tiny",
+        ),
         ({"temporal": None}, "f.yaml: temporal: required field is missing; add it"),
     ],
 )

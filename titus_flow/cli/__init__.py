@@ -19,6 +19,7 @@ def _register_commands() -> None:
     # Imported for their side effect of adding commands to `cli`.
     from titus_flow.cli import (  # noqa: F401
         agent_commands,
+        capacity_commands,
         fleet_commands,
         flow_commands,
         job_commands,

@@ -69,10 +69,11 @@ def _check_queue(spec: FleetSpec, settings: Settings) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--scheduler-drain/--no-scheduler-drain",
-    default=False,
+    default=True,
     show_default=True,
-    help="Drain agents through the scheduler (drain_agent/remove_agent signals) before"
-    " terminating their instances.",
+    help="Drain agents through the scheduler before terminating their instances, and"
+    " remove the agents of terminated instances from it at once (else they go lost"
+    " after the scheduler's silence timeout).",
 )
 @output_option
 @pass_context

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
@@ -26,7 +27,7 @@ from titus_flow.cli.app import (
 from titus_flow.cli.flow_commands import has_dependencies, run_dag
 from titus_flow.client import TitusClient
 from titus_flow.errors import UserError
-from titus_flow.lifecycle import JobState
+from titus_flow.lifecycle import JobState, RolloutPhase
 from titus_flow.loader import load_jobs, select_job
 from titus_flow.spec import ServiceJob
 from titus_flow.views import JobProgress, JobView
@@ -285,39 +286,110 @@ def job_scale(
 @click.argument("job_id")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--job", "job_name", help="The job of this name in FILE (if it holds several).")
+@click.option(
+    "--canary",
+    type=click.IntRange(min=1),
+    help="Move only this many tasks to the new revision, then hold for promote/rollback.",
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
 @pass_context
 def job_update(
-    ctx: Context, job_id: str, file: Path, job_name: str | None, wait: bool, timeout: float
+    ctx: Context,
+    job_id: str,
+    file: Path,
+    job_name: str | None,
+    canary: int | None,
+    wait: bool,
+    timeout: float,
 ) -> None:
     """Roll out a new revision of a running service job from FILE.
 
     Tasks are replaced batch by batch within the job's max_surge and
     max_unavailable; new tasks that are not healthy in time roll it back.
+    With --canary N only N tasks move; then `titus-flow job promote` or
+    `titus-flow job rollback` ends the canary.
     """
     jobs = select_job(load_jobs(file), job_name)
     if len(jobs) != 1 or not isinstance(jobs[0], ServiceJob):
         raise UserError(f"{file}: name exactly one service job (use --job NAME)")
     spec = jobs[0]
 
+    async def go(client: TitusClient) -> int:
+        revision = await client.update_service(job_id, spec, canary=canary)
+        what = f"a canary of {canary} task(s) on" if canary else "rolling out"
+        click.echo(f"{job_id}: {what} revision {revision}")
+        return revision
+
+    _rollout_command(ctx, job_id, go, wait, timeout)
+
+
+@job.command("promote")
+@click.argument("job_id")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
+@pass_context
+def job_promote(ctx: Context, job_id: str, wait: bool, timeout: float) -> None:
+    """Roll a service job's canary revision out to every task."""
+
+    async def go(client: TitusClient) -> int:
+        revision = await client.promote(job_id)
+        click.echo(f"{job_id}: promoting revision {revision}")
+        return revision
+
+    _rollout_command(ctx, job_id, go, wait, timeout)
+
+
+@job.command("rollback")
+@click.argument("job_id")
+@click.option("--reason", default="", help="Why, shown in the job's update status.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
+@pass_context
+def job_rollback(ctx: Context, job_id: str, reason: str, wait: bool, timeout: float) -> None:
+    """Return a service job (a canary or a rolling update) to its previous revision."""
+
+    async def go(client: TitusClient) -> int:
+        revision = await client.rollback(job_id, reason)
+        click.echo(f"{job_id}: rolling back to revision {revision}")
+        return revision
+
+    _rollout_command(ctx, job_id, go, wait, timeout)
+
+
+def _rollout_command(
+    ctx: Context,
+    job_id: str,
+    start: Callable[[TitusClient], Awaitable[int]],
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Run ``start``, then (with ``wait``) follow the rollout until it settles.
+
+    Exits 0 once rolled out, a canary holds healthy, or a requested rollback
+    is healthy again; 1 if the update rolled back on its own or timed out.
+    """
+
     async def go() -> int:
         client = await TitusClient.connect(ctx.settings)
-        revision = await client.update_service(job_id, spec)
-        click.echo(f"{job_id}: rolling out revision {revision}")
+        revision = await start(client)
         if not wait:
             return EXIT_OK
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            view = await client.describe(job_id)
-            assert view.service is not None
-            status = view.service
-            if "rolled out" in status.update or "rolled back" in status.update:
-                click.echo(f"{job_id}: {status.update}")
-                return EXIT_OK if "rolled out" in status.update else EXIT_FAILED
-            await asyncio.sleep(1.0)
-        click.echo(f"{job_id}: rollout not finished after {timeout:g}s", err=True)
-        return EXIT_FAILED
+        try:
+            view = await client.wait_rollout(job_id, timeout)
+            if view.service is not None and view.service.rollout is RolloutPhase.ROLLED_BACK:
+                # A rollback the user asked for succeeds once the job is healthy again.
+                view = await client.wait_healthy(job_id, timeout, revision=view.service.revision)
+        except TimeoutError as err:
+            click.echo(f"{job_id}: {err}", err=True)
+            return EXIT_FAILED
+        status = view.service
+        assert status is not None
+        click.echo(f"{job_id}: {status.update or view.state.value}")
+        rolled_back_on_its_own = (
+            status.rollout is RolloutPhase.ROLLED_BACK and status.revision != revision
+        )
+        return EXIT_FAILED if rolled_back_on_its_own or view.state.is_final else EXIT_OK
 
     raise click.exceptions.Exit(run_async(go()))
 

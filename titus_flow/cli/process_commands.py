@@ -24,18 +24,23 @@ from titus_flow.spec import Resources, parse_mebibytes
 )
 @pass_context
 def worker(ctx: Context, workflow_refs: tuple[str, ...]) -> None:
-    """Run a control worker: the job, scheduler and log workflows, plus your own."""
-    from titus_flow.userflows import load_workflows, workflow_name
+    """Run a control worker: the job, scheduler and log workflows, plus your own.
+
+    Activities defined in the --workflows files (e.g. a canary check) are
+    registered too.
+    """
+    from titus_flow.userflows import load_activities, load_workflows, workflow_name
     from titus_flow.worker import CONTROL_WORKFLOWS, run_control_worker
 
     settings = ctx.settings
     # Loaded before connecting, so a bad file fails fast with exit 2.
     extra = load_workflows(workflow_refs, reserved=map(workflow_name, CONTROL_WORKFLOWS))
+    activities = load_activities(workflow_refs)
 
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_control_worker(await connect(settings), settings, stop, extra)
+        await run_control_worker(await connect(settings), settings, stop, extra, activities)
 
     run_async(go())
 

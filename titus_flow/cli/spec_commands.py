@@ -11,7 +11,12 @@ import yaml
 from titus_flow.cli.app import cli, echo_json, output_option
 from titus_flow.errors import SpecError, UserError
 from titus_flow.fleet.load import load_fleet
-from titus_flow.loader import SUPPORTED_SUFFIXES, load_many
+from titus_flow.loader import (
+    SUPPORTED_SUFFIXES,
+    holds_capacity_groups,
+    load_capacity_groups,
+    load_many,
+)
 from titus_flow.spec.jobs import job_file_json_schema
 from titus_flow.userflows import import_module, workflow_name, workflows_of
 
@@ -54,7 +59,7 @@ def _workflow_names(path: Path) -> list[str]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @output_option
 def validate(paths: tuple[Path, ...], output: str) -> None:
-    """Check job files (.py, .yaml, .json), fleet files and workflow modules.
+    """Check job and capacity group files (.py, .yaml, .json), fleet files, workflow modules.
 
     Folders are searched for such files. Every error is printed with its field
     path; the exit code is 2 if any file is invalid.
@@ -66,6 +71,12 @@ def validate(paths: tuple[Path, ...], output: str) -> None:
         if _is_fleet_file(path):
             try:
                 checked.append({"kind": "fleet", "name": load_fleet(path).name})
+            except UserError as err:
+                errors += err.messages
+        elif holds_capacity_groups(path):
+            try:
+                groups = load_capacity_groups(path)
+                checked += [{"kind": "capacity-group", "name": g.name} for g in groups]
             except UserError as err:
                 errors += err.messages
         elif names := _workflow_names(path):

@@ -1,6 +1,7 @@
 """Agents on EC2: a fleet of instances grown and shrunk with the scheduler's demand.
 
 :mod:`.spec` is the fleet file, :mod:`.planner` the pure scale decisions,
+:mod:`.shapes` what the scheduler knows of a fleet's instance types,
 :mod:`.ec2` the boto3 calls, :mod:`.userdata` the instance bootstrap script.
 The durable loop is :class:`titus_flow.workflows.fleet.FleetWorkflow`.
 """

@@ -71,6 +71,34 @@ class TerminateInput(Message):
     instance_ids: list[str]
 
 
+# --- what the fleet tells the scheduler ---------------------------------------------------
+
+
+class FleetShape(Message):
+    """An agent a fleet can add: one instance type in one zone, as its agent would register."""
+
+    instance_type: str
+    zone: str
+    resources: Resources  # what the agent offers (the type's size minus the OS reserve)
+    attributes: dict[str, str]  # the agent's attributes, zone and instance type included
+
+
+class FleetCapacity(Message):
+    """What a fleet could add to the cluster (scheduler signal ``fleet_capacity``).
+
+    The scheduler keeps it so that a task no current agent holds, but one of the
+    fleet's instance types would, waits for the fleet instead of failing, and so
+    that pending tasks can say when the fleet is at its ``max``. No ``shapes``:
+    the fleet is gone (deleted), forget it.
+    """
+
+    fleet: str
+    workflow_id: str
+    shapes: list[FleetShape] = Field(default_factory=list)  # cheapest type first
+    max: int = 0
+    at_max: bool = False
+
+
 # --- what the fleet asks of the scheduler -----------------------------------------------
 
 
@@ -89,3 +117,5 @@ class ClusterDemand(Message):
 
     pending: list[PendingDemand] = Field(default_factory=list)
     agents: list[AgentView] = Field(default_factory=list)
+    # What the scheduler knows of each fleet; None: a scheduler that does not track fleets.
+    fleets: list[FleetCapacity] | None = None

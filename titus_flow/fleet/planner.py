@@ -4,8 +4,11 @@ One call of :func:`plan` takes the fleet spec, its instances (with what their
 agents are doing) and the scheduler's unplaced demand, and says:
 
 * **replace**: instances that died (stopped or terminated without being asked,
-  or never registered an agent within ``boot_timeout``); a new instance of the
-  same type in the same zone takes each one's place.
+  or never registered an agent within ``boot_timeout``) are cleaned up. A new
+  instance of the same type in the same zone takes the place of each one that
+  demand still needs: it ran tasks (they come back as pending demand once their
+  agent is lost) or it never booted (the demand it was launched for still
+  waits). An idle one is not replaced; ``min`` is topped up anyway.
 * **launch**: demand is first packed onto capacity already coming (booting
   instances and replacements), then bin-packed first-fit-decreasing onto new
   instances, each opened as the cheapest type that holds the task (ties: the
@@ -23,17 +26,17 @@ spot for ``spot_percentage`` of the rest.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from titus_flow.fleet.messages import Market
 from titus_flow.fleet.spec import FleetSpec, InstanceType
 from titus_flow.fleet.userdata import FLEET_ATTRIBUTE
+from titus_flow.scheduler.filters import Matchers, matches
 from titus_flow.scheduler.model import ResourceVector
 
 DEAD_STATES = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
-Matchers = tuple[tuple[str, frozenset[str]], ...]
 
 
 @dataclass(frozen=True)
@@ -105,12 +108,11 @@ def ranked_types(spec: FleetSpec) -> list[InstanceType]:
     )
 
 
-def _allows(matchers: Matchers, attributes: Mapping[str, str]) -> bool:
-    return all(attributes.get(key) in allowed for key, allowed in matchers)
+def agent_attributes(spec: FleetSpec, instance_type: str, zone: str) -> dict[str, str]:
+    """The attributes the agent of a new instance of this type in ``zone`` registers with.
 
-
-def _attributes(spec: FleetSpec, instance_type: str, zone: str) -> dict[str, str]:
-    # instance_id is absent: no rule naming an instance can be met by a new one.
+    ``instance_id`` is absent: no rule naming an instance can be met by a new one.
+    """
     return {
         **spec.agent.attributes,
         FLEET_ATTRIBUTE: spec.name,
@@ -197,13 +199,13 @@ class _Planner:
             z
             for z in zones
             if demand is None
-            or _allows(demand.attributes, _attributes(self.spec, instance_type.name, z))
+            or matches(agent_attributes(self.spec, instance_type.name, z), demand.attributes)
         ]
         return min(allowed, key=lambda z: (self.zones[z], zones.index(z)), default=None)
 
     def fits_bin(self, b: _Bin, demand: Demand) -> bool:
-        return b.free.covers(demand.resources) and _allows(
-            demand.attributes, _attributes(self.spec, b.instance_type.name, b.zone)
+        return b.free.covers(demand.resources) and matches(
+            agent_attributes(self.spec, b.instance_type.name, b.zone), demand.attributes
         )
 
     def place(self, demand: Demand) -> str | None:
@@ -240,7 +242,7 @@ class _Planner:
             (t.name, s.id, s.zone)
             for t in types
             for s in subnets
-            if all(_allows(r, _attributes(self.spec, t.name, s.zone)) for r in b.rules)
+            if all(matches(agent_attributes(self.spec, t.name, s.zone), r) for r in b.rules)
         )
 
 
@@ -271,7 +273,7 @@ def plan(
             planner.bins.append(_Bin(declared, member.zone, capacity(spec, declared), False))
     for dead in sorted(planner.dead, key=lambda m: m.instance_id):
         declared = spec.instance_type(dead.instance_type) or spec.instance_types[0]
-        if planner.headroom > 0:
+        if (dead.tasks or not dead.registered) and planner.headroom > 0:
             planner.open_bin(declared, dead.zone)
     for item in sorted(demand, key=_size):
         why = planner.place(item)

@@ -33,6 +33,7 @@ from pydantic import (
 from titus_flow.fleet.catalog import KNOWN_TYPES
 from titus_flow.spec.base import Matches, Name, SpecModel
 from titus_flow.spec.quantities import Duration, Mebibytes
+from titus_flow.spec.resources import MIN_MEMORY_MIB
 
 TAG_PREFIX = "titus-flow:"
 """Prefix of the EC2 tags titus-flow sets itself (fleet name, launch number)."""
@@ -254,6 +255,17 @@ class FleetSpec(SpecModel):
     def _poll_not_too_fast(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=1):
             raise ValueError("poll_interval below 1s would flood Temporal; use at least 1s")
+        return value
+
+    @field_validator("system_reserved_memory")
+    @classmethod
+    def _reserve_leaves_memory(cls, value: int, info: ValidationInfo) -> int:
+        for declared in info.data.get("instance_types") or []:
+            if declared.memory - value < MIN_MEMORY_MIB:
+                raise ValueError(
+                    f"{value} MiB leaves nothing for tasks on {declared.name}"
+                    f" ({declared.memory} MiB): lower it or drop that instance type"
+                )
         return value
 
     def instance_type(self, name: str) -> InstanceType | None:

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from titus_flow.scheduler.model import PlacementRules, ResourceVector, TaskRequest, Tier
+from titus_flow.scheduler.model import (
+    CapacityGroup,
+    PlacementRules,
+    ResourceVector,
+    TaskRequest,
+    Tier,
+)
 
 if TYPE_CHECKING:
+    from titus_flow import spec
     from titus_flow.spec import Constraints, ConstraintSet, Resources
 
 
@@ -57,4 +64,18 @@ def request_from_spec(
         soft=rules_from_spec(constraints.soft),
         capacity_group=capacity_group,
         tier=tier,
+    )
+
+
+def group_from_spec(group: spec.CapacityGroup) -> CapacityGroup:
+    """A spec capacity group in scheduler units (millicores, MiB); unset limits stay ``None``."""
+    limit, guarantee = group.limit, group.guarantee
+    return CapacityGroup(
+        name=group.name,
+        tier=Tier(group.tier),
+        max_millicores=limit.millicores if limit else None,
+        max_memory_mib=limit.memory if limit else None,
+        max_tasks=limit.tasks if limit else None,
+        guaranteed_millicores=guarantee.millicores if guarantee else 0,
+        guaranteed_memory_mib=guarantee.memory if guarantee else 0,
     )

@@ -1,6 +1,7 @@
 """The job spec: typed, immutable models validated once at the edge."""
 
 from titus_flow.spec.base import SpecModel
+from titus_flow.spec.capacity_group import CapacityGroup, CapacityGuarantee, CapacityLimit
 from titus_flow.spec.constraints import Constraints, ConstraintSet
 from titus_flow.spec.container import Container
 from titus_flow.spec.health import ExecCheck, HealthCheck, HttpCheck, TcpCheck
@@ -23,6 +24,9 @@ __all__ = [
     "MAX_BATCH_INSTANCES",
     "BatchJob",
     "Capacity",
+    "CapacityGroup",
+    "CapacityGuarantee",
+    "CapacityLimit",
     "ConstraintSet",
     "Constraints",
     "Container",

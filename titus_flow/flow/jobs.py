@@ -1,66 +1,25 @@
-"""Workflow-as-code: run titus-flow jobs from your own Temporal workflows.
-
-Use these functions inside an ordinary ``@workflow.defn`` class. Each job runs
-as a child workflow of the ``BatchJob`` workflow on the current task queue, so
-the user workflow must run on the control task queue (``titus-flow worker
---workflows FILE`` registers it there, ``titus-flow start FILE:Workflow`` starts
-it there). Every function is deterministic: child workflow ids are derived from
-the parent's id, the job name and a per-run counter, so a replay or a worker
-restart finds the job it already started instead of starting it again.
-
-Example::
-
-    from temporalio import workflow
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
-
-    with workflow.unsafe.imports_passed_through():
-        from titus_flow import BatchJob, Container
-        from titus_flow.flow import gather_jobs, outputs, run_job
-
-
-    @workflow.defn
-    class Thumbnails:
-        @workflow.run
-        async def run(self, count: int) -> list[str]:
-            listing = await run_job(_lister(count))  # its task writes ["a.jpg", ...]
-            names = outputs(listing)[0]
-            views = await gather_jobs([_resizer(n) for n in names], max_concurrent=4)
-            return [outputs(v)[0] for v in views]
-"""
+"""Batch jobs from a user workflow: run, start, gather, read outputs."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-import weakref
 from collections.abc import Generator, Sequence
 from typing import Any
 
 from pydantic import JsonValue
 from temporalio import workflow
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 from titus_flow import visibility
 from titus_flow.contracts import BatchJobInput
-from titus_flow.lifecycle import FinishReason, JobState, TaskState
+from titus_flow.flow.ids import next_job_id
+from titus_flow.lifecycle import FinishReason, JobState
 from titus_flow.spec import BatchJob
-from titus_flow.views import JobView, TaskView
+from titus_flow.views import JobView
 
 #: The workflow type that runs one batch job (``titus_flow.workflows.batch``).
 BATCH_JOB_WORKFLOW = "BatchJob"
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-# Per workflow instance: how many jobs of each name it started. Keyed by the
-# instance (not a module global), so a replay, which builds a new instance,
-# counts from zero again and derives the same child ids.
-_started: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 class JobFailedError(ApplicationError):
@@ -148,37 +107,6 @@ class JobHandle:
         return self.result().__await__()
 
 
-def child_job_id(job: BatchJob) -> str:
-    """The id the next :func:`start_job` of ``job`` (without ``id=``) will use.
-
-    ``<workflow id>-<job name>-<n>`` (see :func:`safe_id`), where ``n`` counts
-    the jobs of that name this workflow run started (1, 2, ...). Only callable
-    inside a workflow.
-
-    Example::
-
-        child_job_id(job)  # "nightly-2024-05-01T02-00-00Z-report-1"
-    """
-    return _default_id(job.name, _started.get(workflow.instance(), {}).get(job.name, 0) + 1)
-
-
-def _default_id(name: str, n: int) -> str:
-    return f"{safe_id(workflow.info().workflow_id)}-{name}-{n}"
-
-
-def safe_id(text: str) -> str:
-    """``text`` with every character but letters, digits, ``_.-`` replaced by ``-``.
-
-    Job ids end up in container names, which allow only those; a scheduled
-    run's workflow id ends with its time (``nightly-2025-01-01T02:00:00Z``).
-
-    Example::
-
-        safe_id("nightly-2025-01-01T02:00:00Z")  # "nightly-2025-01-01T02-00-00Z"
-    """
-    return _UNSAFE.sub("-", text)
-
-
 async def start_job(job: BatchJob, *, id: str | None = None) -> JobHandle:
     """Start ``job`` as a child ``BatchJob`` workflow; a handle to wait for it later.
 
@@ -191,9 +119,7 @@ async def start_job(job: BatchJob, *, id: str | None = None) -> JobHandle:
         handles = [await start_job(job) for job in jobs]
         views = [await h for h in handles]
     """
-    counts = _started.setdefault(workflow.instance(), {})
-    counts[job.name] = counts.get(job.name, 0) + 1
-    job_id = id or _default_id(job.name, counts[job.name])
+    job_id = next_job_id(job, id)
     child: ChildWorkflowHandle[Any, JobView] = await workflow.start_child_workflow(
         BATCH_JOB_WORKFLOW,
         BatchJobInput(job=job, submitted_at=workflow.now()),
@@ -279,80 +205,3 @@ def failure_reasons(view: JobView) -> dict[int, str]:
         for task in view.tasks
         if task.reason is not FinishReason.NORMAL
     }
-
-
-# --- testing support ---------------------------------------------------------------------
-
-
-async def register_search_attributes(client: Client, namespace: str = "default") -> None:
-    """Register the TitusJob* search attributes (e.g. on the time-skipping test server).
-
-    Jobs started by :func:`start_job` carry them; a server that does not know
-    them never starts the job. ``titus-flow up`` and the test dev server
-    register them already.
-
-    Example::
-
-        env = await WorkflowEnvironment.start_time_skipping(...)
-        await register_search_attributes(env.client)
-    """
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=namespace,
-            search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in visibility.ALL
-            },
-        )
-    )
-
-
-def fake_job_view(
-    request: BatchJobInput, job_id: str, task_outputs: Sequence[JsonValue], failed: bool = False
-) -> JobView:
-    """A finished view of ``request.job`` with one task per output, for a fake ``BatchJob``.
-
-    Build it inside a test's stand-in workflow registered as ``@workflow.defn(name="BatchJob")``.
-
-    Example::
-
-        @workflow.defn(name="BatchJob")
-        class FakeBatchJob:
-            @workflow.run
-            async def run(self, request: BatchJobInput) -> JobView:
-                return fake_job_view(request, workflow.info().workflow_id, [["a", "b"]])
-    """
-    reason = FinishReason.FAILED if failed else FinishReason.NORMAL
-    return JobView(
-        id=job_id,
-        name=request.job.name,
-        type=request.job.kind,
-        owner=request.job.owner,
-        state=JobState.FAILED if failed else JobState.SUCCEEDED,
-        submitted_at=request.submitted_at,
-        tasks=[
-            TaskView(
-                id=f"{job_id}-{index}",
-                index=index,
-                state=TaskState.FINISHED,
-                reason=reason,
-                output=output,
-            )
-            for index, output in enumerate(task_outputs)
-        ],
-    )
-
-
-__all__ = [
-    "BATCH_JOB_WORKFLOW",
-    "JobFailedError",
-    "JobHandle",
-    "child_job_id",
-    "failure_reasons",
-    "fake_job_view",
-    "gather_jobs",
-    "outputs",
-    "register_search_attributes",
-    "run_job",
-    "safe_id",
-    "start_job",
-]

@@ -1,0 +1,70 @@
+"""Activities through which user workflows drive service jobs (deploy, canary)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from titus_flow.client import TitusClient
+from titus_flow.contracts import ServiceRolloutInput, ServiceWaitInput
+from titus_flow.errors import UserError
+from titus_flow.views import JobView
+
+HEARTBEAT_EVERY = 5.0
+
+
+class ServiceActivities:
+    """Service job updates and waits, for :mod:`titus_flow.flow.services`.
+
+    A workflow cannot send an update to another workflow or query it, so these
+    run the client's calls from the control worker.
+    """
+
+    def __init__(self, titus: TitusClient) -> None:
+        self.titus = titus
+
+    @activity.defn(name="service_rollout")
+    async def rollout(self, request: ServiceRolloutInput) -> int:
+        """Start an update or canary, promote or roll back; the revision it leaves current."""
+        titus, job_id = self.titus, request.job_id
+        try:
+            if request.action == "promote":
+                return await titus.promote(job_id)
+            if request.action == "rollback":
+                return await titus.rollback(job_id, request.reason)
+            if request.job is None:
+                raise UserError(f"service_rollout {request.action!r} needs a job spec")
+            canary = request.canary if request.action == "canary" else None
+            return await titus.update_service(job_id, request.job, canary=canary)
+        except UserError as err:  # rejected by the job's validator: retrying will not help
+            raise ApplicationError(str(err), type="InvalidRequest", non_retryable=True) from err
+
+    @activity.defn(name="service_wait")
+    async def wait(self, request: ServiceWaitInput) -> JobView:
+        """Wait as ``request.until`` says; the job's view at that point (or at the timeout)."""
+        titus, job_id = self.titus, request.job_id
+        if request.until == "healthy":
+            waiting = titus.wait_healthy(job_id, request.timeout_seconds, request.revision)
+        else:
+            waiting = titus.wait_rollout(job_id, request.timeout_seconds)
+        task = asyncio.ensure_future(waiting)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY)
+                if done:
+                    break
+                activity.heartbeat()
+            return task.result()
+        except TimeoutError:
+            return await titus.describe(job_id)  # the caller judges the view
+        except UserError as err:
+            raise ApplicationError(str(err), type="InvalidRequest", non_retryable=True) from err
+        finally:
+            task.cancel()
+
+    def all(self) -> list[Callable[..., object]]:
+        """Every activity, for a worker's ``activities=``."""
+        return [self.rollout, self.wait]

@@ -1,0 +1,254 @@
+"""Service jobs from a user workflow: deploy, update and canary, each waiting for health.
+
+A service job outlives the workflow that deploys it (its child workflow is
+abandoned, not cancelled, when the caller ends). Updates, promotions and
+rollbacks go through the control worker's ``service_rollout`` activity and
+waits through ``service_wait``: a workflow cannot send an update to, or query,
+another workflow itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
+
+from titus_flow import visibility
+from titus_flow.contracts import (
+    CanaryCheckInput,
+    ServiceJobInput,
+    ServiceRolloutInput,
+    ServiceWaitInput,
+)
+from titus_flow.flow.ids import next_job_id
+from titus_flow.lifecycle import RolloutPhase
+from titus_flow.spec import ServiceJob
+from titus_flow.views import JobView
+
+#: The workflow type that runs one service job (``titus_flow.workflows.service``).
+SERVICE_JOB_WORKFLOW = "ServiceJob"
+
+#: A user's canary check: an activity (function or registered name) that gets a
+#: :class:`~titus_flow.contracts.CanaryCheckInput` and returns True to promote.
+CanaryCheck = Callable[[CanaryCheckInput], Any] | str
+
+DEFAULT_TIMEOUT = timedelta(minutes=10)
+
+
+class ServiceRolloutError(ApplicationError):
+    """A service job did not become healthy, or its update rolled back.
+
+    Raised by :func:`deploy_service` and :func:`update_service` (not by
+    :func:`canary`, whose rollback is an expected outcome).
+
+    Attributes:
+        view: the job's view when the wait ended.
+
+    Example::
+
+        try:
+            await update_service(job_id, new_spec)
+        except ServiceRolloutError as err:
+            workflow.logger.warning("update failed: %s", err.view.service.update)
+
+    """
+
+    def __init__(self, view: JobView, what: str) -> None:
+        self.view = view
+        status = view.service
+        detail = (status.update if status else "") or view.message
+        super().__init__(
+            f"service job {view.id}: {what}" + (f" ({detail})" if detail else ""),
+            view.model_dump(mode="json"),
+            type="ServiceRollout",
+            non_retryable=True,
+        )
+
+
+@dataclass(frozen=True)
+class CanaryResult:
+    """How a :func:`canary` ended.
+
+    Attributes:
+        promoted: True if the new revision now runs on every task.
+        revision: the job's current revision (the new one if promoted).
+        reason: why it was promoted or rolled back.
+        view: the job's view at the end (healthy on ``revision``).
+
+    """
+
+    promoted: bool
+    revision: int
+    reason: str
+    view: JobView
+
+
+async def deploy_service(
+    job: ServiceJob, *, id: str | None = None, timeout: timedelta = DEFAULT_TIMEOUT
+) -> JobView:
+    """Start service job ``job`` and wait until ``desired`` tasks are healthy.
+
+    The job keeps running after the calling workflow ends (kill it with
+    ``titus-flow job kill``). ``id`` defaults to ``<workflow id>-<name>-<n>``.
+    Raises :class:`ServiceRolloutError` if it is not healthy within ``timeout``.
+
+    Example::
+
+        view = await deploy_service(web_job, id="web-prod")
+        ports = [t.ports["http"] for t in view.tasks if t.healthy]
+    """
+    job_id = next_job_id(job, id)
+    await workflow.start_child_workflow(
+        SERVICE_JOB_WORKFLOW,
+        ServiceJobInput(job=job, submitted_at=workflow.now()),
+        id=job_id,
+        result_type=JobView,
+        parent_close_policy=ParentClosePolicy.ABANDON,
+        search_attributes=visibility.job_search_attributes(job_id, job),
+        static_summary=visibility.job_summary(job),
+    )
+    view = await _wait(job_id, "healthy", timeout)
+    if not _healthy(view):
+        raise ServiceRolloutError(view, f"not healthy within {timeout}")
+    return view
+
+
+async def update_service(
+    job_id: str, job: ServiceJob, *, timeout: timedelta = DEFAULT_TIMEOUT
+) -> JobView:
+    """Roll out ``job`` as the next revision of service job ``job_id`` and wait for it.
+
+    Tasks are replaced within the job's ``max_surge`` / ``max_unavailable``.
+    Raises :class:`ServiceRolloutError` if the update rolled back (new tasks
+    failed or were not healthy in time) or did not finish within ``timeout``.
+
+    Example::
+
+        view = await update_service("web-prod", web_job.model_copy(update={"container": v2}))
+        assert view.service.revision == 2
+    """
+    revision = await _rollout(ServiceRolloutInput(job_id=job_id, action="update", job=job))
+    view = await _wait(job_id, "settled", timeout)
+    status = view.service
+    if status is None or status.rollout is not RolloutPhase.ROLLED_OUT:
+        raise ServiceRolloutError(view, f"revision {revision} did not roll out")
+    return view
+
+
+async def canary(
+    job_id: str,
+    job: ServiceJob,
+    *,
+    tasks: int = 1,
+    hold: timedelta = timedelta(seconds=30),
+    check: CanaryCheck | None = None,
+    check_timeout: timedelta = timedelta(minutes=5),
+    timeout: timedelta = DEFAULT_TIMEOUT,
+) -> CanaryResult:
+    """Canary ``job`` on ``tasks`` tasks of service job ``job_id``, then promote or roll back.
+
+    Steps: move ``tasks`` tasks to the new revision (the rest keep the old
+    one); wait until they are healthy; hold for ``hold`` (a durable timer);
+    run ``check`` (your activity, given a :class:`CanaryCheckInput`; it must
+    be registered on the worker, e.g. defined in the ``--workflows`` file); if
+    the canary is still healthy and the check returns True, roll the new
+    revision out to every task, else roll back. Either way the job ends healthy
+    and this returns a :class:`CanaryResult` (raises
+    :class:`ServiceRolloutError` only if the job cannot get healthy at all).
+
+    Example::
+
+        @activity.defn
+        async def error_rate_ok(request: CanaryCheckInput) -> bool:
+            return await metrics.error_rate(request.job_id, request.revision) < 0.01
+
+        result = await canary("web-prod", v2_job, tasks=1, hold=timedelta(minutes=5),
+                              check=error_rate_ok)
+        if not result.promoted:
+            workflow.logger.warning("v2 rolled back: %s", result.reason)
+    """
+    revision = await _rollout(
+        ServiceRolloutInput(job_id=job_id, action="canary", job=job, canary=tasks)
+    )
+    view = await _wait(job_id, "settled", timeout)
+    if not view.canary_ready:
+        return await _rolled_back(job_id, view, revision, "canary not healthy", timeout)
+    await workflow.sleep(hold)
+    view = await _wait(job_id, "settled", timeout)  # still healthy after the hold?
+    if not view.canary_ready:
+        return await _rolled_back(job_id, view, revision, "canary unhealthy during hold", timeout)
+    if check is not None:
+        check_activity: Any = check  # a function or a name: execute_activity takes both
+        verdict = await workflow.execute_activity(
+            check_activity,
+            CanaryCheckInput(job_id=job_id, revision=revision, view=view),
+            start_to_close_timeout=check_timeout,
+            result_type=bool,
+        )
+        if not verdict:
+            return await _rolled_back(job_id, view, revision, "canary check failed", timeout)
+    await _rollout(ServiceRolloutInput(job_id=job_id, action="promote"))
+    view = await _wait(job_id, "settled", timeout)
+    status = view.service
+    if status is None or status.rollout is not RolloutPhase.ROLLED_OUT:
+        return await _rolled_back(job_id, view, revision, "promotion did not roll out", timeout)
+    return CanaryResult(True, revision, "canary healthy and checked; promoted", view)
+
+
+async def _rolled_back(
+    job_id: str, view: JobView, revision: int, why: str, timeout: timedelta
+) -> CanaryResult:
+    """Roll back unless the job already did, then wait until it is healthy again."""
+    status = view.service
+    if status is not None and status.revision == revision:
+        current = await _rollout(ServiceRolloutInput(job_id=job_id, action="rollback", reason=why))
+    else:  # the job rolled the canary back by itself (its tasks failed)
+        current = status.revision if status else revision - 1
+        why = status.update if status and status.update else why
+    view = await _wait(job_id, "healthy", timeout, revision=current)
+    if not _healthy(view):
+        raise ServiceRolloutError(view, f"not healthy after rolling back to revision {current}")
+    return CanaryResult(False, current, why, view)
+
+
+def _healthy(view: JobView) -> bool:
+    status = view.service
+    return status is not None and view.healthy_tasks() >= status.desired
+
+
+async def _rollout(request: ServiceRolloutInput) -> int:
+    revision: int = await workflow.execute_activity(
+        "service_rollout",
+        request,
+        start_to_close_timeout=timedelta(minutes=1),
+        retry_policy=RetryPolicy(non_retryable_error_types=["InvalidRequest"]),
+        result_type=int,
+    )
+    return revision
+
+
+async def _wait(
+    job_id: str,
+    until: Literal["healthy", "settled"],
+    timeout: timedelta,
+    revision: int | None = None,
+) -> JobView:
+    view: JobView = await workflow.execute_activity(
+        "service_wait",
+        ServiceWaitInput(
+            job_id=job_id,
+            until=until,
+            revision=revision,
+            timeout_seconds=timeout.total_seconds(),
+        ),
+        start_to_close_timeout=timeout + timedelta(minutes=1),
+        heartbeat_timeout=timedelta(seconds=30),
+        result_type=JobView,
+    )
+    return view
