@@ -14,6 +14,7 @@ cd "$ROOT"
 # Lint and types first, but run the tests even when they fail: one run, all findings.
 lint=0
 .venv/bin/ruff check . || lint=1
+.venv/bin/ruff format --check . || lint=1
 .venv/bin/mypy || lint=1
 
 status=0

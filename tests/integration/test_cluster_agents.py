@@ -2,12 +2,14 @@
 
 Real dev server, control worker and three agent processes on one machine, each
 with its own id and small capacity. Tasks are local processes (process driver),
-so placement and the agents' lifecycle are what is under test, not Docker.
+so placement and the agents' lifecycle are what is under test, except in the
+agent-loss test: there containers must outlive their agent, as on a real host.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -25,6 +27,7 @@ from titus_flow import (
 )
 from titus_flow.client import TitusClient
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
+from titus_flow.runtime.base import LABEL_AGENT_ID
 from titus_flow.views import JobView
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,12 +37,34 @@ AGENTS = ("a", "b", "c")
 HALF_CORE = Resources(cpu=0.5, memory=32, disk=0, network_mbps=0)
 
 
-async def three_agents(cluster_factory: Callable[[], Cluster]) -> tuple[Cluster, TitusClient]:
+async def three_agents(
+    cluster_factory: Callable[[], Cluster], driver: str = "process"
+) -> tuple[Cluster, TitusClient]:
     cluster = cluster_factory()
     cluster.start_worker()
     for name in AGENTS:
-        cluster.start_agent(name, "--driver", "process", "--cpu", "1", "--memory", "1Gi")
+        agent_options = ("--cpu", "1", "--memory", "1Gi")
+        cluster.start_agent(name, "--driver", driver, *agent_options)
     return cluster, await cluster.wait_for_agents(len(AGENTS))
+
+
+def containers_of(agent_id: str) -> list[str]:
+    """Names of the Docker containers an agent made (running or not)."""
+    listing = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            f"label={LABEL_AGENT_ID}={agent_id}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listing.stdout.split()
 
 
 def service(name: str, desired: int = 3) -> ServiceJob:
@@ -95,10 +120,11 @@ async def test_unique_host_spreads_tasks_and_the_rest_start_when_capacity_frees(
     assert fourth.started_at is not None and fourth.started_at >= first_end
 
 
-async def test_killed_agent_is_lost_and_its_service_tasks_move_to_the_others(
+@pytest.mark.docker  # containers outlive a killed agent, as on a real host
+async def test_killed_agent_is_lost_its_tasks_move_and_on_return_it_removes_them(
     cluster_factory: Callable[[], Cluster],
 ) -> None:
-    cluster, client = await three_agents(cluster_factory)
+    cluster, client = await three_agents(cluster_factory, driver="docker")
     job_id = await client.submit(service("survivor"))
     view = await client.wait_healthy(job_id, timeout=60)
     placed = agents_of(view)
@@ -128,6 +154,17 @@ async def test_killed_agent_is_lost_and_its_service_tasks_move_to_the_others(
     agents = {a.agent_id: a for a in await client.agents()}
     assert agents[dead].state == "lost"
     assert agents[dead].tasks == [] and agents[dead].reserved_cpu == 0  # nothing held
+
+    # The dead agent's container still runs (the engine outlived the agent).
+    # When the agent comes back it removes it: its task was moved away.
+    assert containers_of(dead), "expected the lost agent's container to still exist"
+    cluster.start_agent("b", "--driver", "docker", "--cpu", "1", "--memory", "1Gi")
+
+    async def orphans_removed() -> bool:
+        return not await asyncio.to_thread(containers_of, dead)
+
+    await eventually(orphans_removed, 60, f"agent {dead} to remove its moved tasks' containers")
+    assert (await client.describe(job_id)).healthy_tasks() == 3  # nothing else disturbed
     await client.kill(job_id)
 
 
