@@ -55,6 +55,7 @@ class PendingRequest(Message):
     requester: str
     item: PlacementItem
     reason: str | None = None
+    held_by_group: bool = False  # by its capacity group: more agents would not help
 
 
 class LedgerState(Message):
@@ -184,6 +185,7 @@ class Ledger:
                 )
             else:
                 reason = result.pending.get(key, "waiting for capacity")
+                request.held_by_group = key in result.held_by_group
                 if reason != request.reason:
                     request.reason = reason
                     update_for(request.requester).pending.append(Unplaced(key=key, reason=reason))

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from titus_flow.fleet.shapes import FleetOutlook
+from titus_flow.fleet.shapes import GROUP_REASONS, FleetOutlook
 from titus_flow.scheduler import (
     Agent,
     AgentState,
@@ -41,6 +41,8 @@ class PlaceResult:
     placed: dict[str, tuple[str, dict[str, int]]] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
+    # Pending keys their capacity group holds back: a new agent (a fleet) would not help.
+    held_by_group: set[str] = field(default_factory=set)
 
 
 def _minus(total: ResourceVector, used: Sequence[ResourceVector]) -> ResourceVector:
@@ -154,7 +156,7 @@ def place(
         usage=group_usage(reservations),
     )
     by_key = {item.key: item for item in items}
-    out = PlaceResult(pending=waiting)
+    out = PlaceResult(pending=waiting, held_by_group=set(waiting))
     for key, placement in result.placements.items():
         out.placed[key] = (
             placement.agent_id,
@@ -169,4 +171,6 @@ def place(
             out.rejected[key] = pending.message + either
         else:
             out.pending[key] = f"{pending.message}; {fleet}" if fleet else pending.message
+            if pending.code in GROUP_REASONS:
+                out.held_by_group.add(key)
     return out

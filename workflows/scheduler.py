@@ -138,7 +138,11 @@ class SchedulerWorkflow:
 
     @workflow.query(name="demand")
     def demand(self) -> ClusterDemand:
-        """Pending requests and agents, for fleets deciding whether to grow."""
+        """Pending requests more agents would serve, and agents, for fleets deciding to grow.
+
+        Requests their capacity group holds back are left out: launching for
+        them would only make idle instances.
+        """
         return ClusterDemand(
             pending=[
                 PendingDemand(
@@ -149,6 +153,7 @@ class SchedulerWorkflow:
                     reason=p.reason,
                 )
                 for p in self._ledger.state.pending.values()
+                if not p.held_by_group
             ],
             agents=self._ledger.agent_views(),
             fleets=list(self._ledger.state.fleets.values()),

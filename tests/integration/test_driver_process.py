@@ -162,8 +162,11 @@ async def test_a_new_driver_reads_an_exit_that_happened_while_away(
 
 
 async def test_stop_kills_after_the_grace_period(driver: ProcessDriver, tmp_path: Path) -> None:
-    req = request(tmp_path, "trap '' TERM; sleep 300 & wait")
+    req = request(tmp_path, "trap '' TERM; echo ready; sleep 300 & wait")
     await driver.launch(req)
+    assert req.log_path is not None
+    while "ready" not in req.log_path.read_text():  # the trap is in place
+        await asyncio.sleep(0.01)
     started = time.monotonic()
     await driver.stop(req.name, 0.5)
     assert 0.4 < time.monotonic() - started < 3

@@ -15,7 +15,7 @@ from titus_flow.fleet.spec import FleetSpec
 from titus_flow.ledger import AgentRecord, Ledger, Reservation
 from titus_flow.placement import place
 from titus_flow.scheduler import ReasonCode, request_from_spec
-from titus_flow.spec import Constraints, Resources
+from titus_flow.spec import CapacityGroup, Constraints, Resources
 
 WORKFLOW = "q-fleet-pool"
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -153,6 +153,21 @@ def test_a_capacity_group_limit_is_not_a_fleet_matter() -> None:
     outlook = FleetOutlook([pool()])
     assert outlook.reason(task, ReasonCode.GROUP_LIMIT) is None
     assert outlook.reason(task, ReasonCode.GUARANTEE_RESERVED) is None
+
+
+def test_tasks_their_capacity_group_holds_back_are_not_fleet_demand() -> None:
+    capped = CapacityGroup.model_validate({"name": "capped", "limit": {"tasks": 0}})
+    ledger = Ledger()
+    ledger.put_capacity_group(capped)
+    ledger.set_fleet(pool())
+    held = item("held").model_copy(update={"capacity_group": "capped"})
+    missing = item("missing").model_copy(update={"capacity_group": "nowhere"})
+    ledger.request(PlacementRequest(requester="job-1", items=[held, missing, item("free")]))
+    reasons = {u.key: u.reason for u in ledger.iterate()["job-1"].pending}
+    assert "fleet" not in reasons["held"] and "fleet" not in reasons["missing"]
+    assert reasons["free"].endswith("waiting for fleet pool to launch a m5.large")
+    pending = ledger.state.pending
+    assert [k for k, p in pending.items() if not p.held_by_group] == ["free"]
 
 
 def test_the_ledger_keeps_fleets_and_forgets_them_when_deleted_or_ended() -> None:

@@ -22,8 +22,8 @@ from titus_flow.scheduler.from_spec import resources_from_spec
 from titus_flow.scheduler.model import ReasonCode, ResourceVector, TaskRequest
 from titus_flow.spec import Resources
 
-# Pending reasons another agent cannot cure: the task's capacity group holds it back.
-_GROUP_REASONS = frozenset({ReasonCode.GROUP_LIMIT, ReasonCode.GUARANTEE_RESERVED})
+GROUP_REASONS = frozenset({ReasonCode.GROUP_LIMIT, ReasonCode.GUARANTEE_RESERVED})
+"""Pending reasons another agent cannot cure: the task's capacity group holds it back."""
 
 
 def fleet_capacity(spec: FleetSpec, workflow_id: str, *, at_max: bool) -> FleetCapacity:
@@ -85,7 +85,7 @@ class FleetOutlook:
         None when no fleet's instance type can hold it, or when a new agent would
         not help (its capacity group holds it back).
         """
-        if not self._fleets or code in _GROUP_REASONS:
+        if not self._fleets or code in GROUP_REASONS:
             return None
         key = (task.resources, task.hard.matchers)
         if key not in self._cache:
