@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from titus_flow.lifecycle import TaskState
 from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError, ManagedContainer
 from titus_flow.spec import Resources
+from titus_flow.spot import watch_for_interruption
+from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import AGENT_HEARTBEAT
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,9 @@ class AgentConfig:
     driver: str = "docker"
     port_range: tuple[int, int] = (20000, 29999)
     max_concurrent_activities: int = 1000
+    # Where to watch for spot interruption notices (the instance metadata
+    # service); None: not a spot instance, or not on EC2.
+    spot_notice_url: str | None = None
 
     def info(self) -> AgentInfo:
         """The registration message."""
@@ -130,7 +136,7 @@ async def run_agent(
         activities=[activities.launch, activities.supervise, activities.read_logs],
         max_concurrent_activities=config.max_concurrent_activities,
     )
-    async with worker:
+    async with worker, _spot_watch(client, settings, config, stop):
         log.info("agent %s serving %s", config.agent_id, agent_task_queue(config.agent_id))
         # Registering again is the heartbeat: the ledger marks silent agents lost.
         while not stop.is_set():
@@ -140,3 +146,33 @@ async def run_agent(
                 log.warning("heartbeat to the scheduler failed: %s", err.message)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), AGENT_HEARTBEAT.total_seconds())
+
+
+@contextlib.asynccontextmanager
+async def _spot_watch(
+    client: Client, settings: Settings, config: AgentConfig, stop: asyncio.Event
+) -> AsyncIterator[None]:
+    """While the agent runs, drain it as soon as EC2 announces its spot interruption."""
+    if config.spot_notice_url is None:
+        yield
+        return
+
+    async def drain_self(notice: str) -> None:
+        scheduler = client.get_workflow_handle(scheduler_workflow_id(settings.control_task_queue))
+        while not stop.is_set():
+            try:
+                await scheduler.signal("drain_agent", config.agent_id)
+            except RPCError as err:  # the two minutes matter: keep trying
+                log.warning("could not drain after a spot notice: %s", err.message)
+                await asyncio.sleep(2.0)
+                continue
+            log.warning("agent %s drains itself: spot interruption %s", config.agent_id, notice)
+            return
+
+    watch = asyncio.create_task(watch_for_interruption(drain_self, stop, config.spot_notice_url))
+    try:
+        yield
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -57,7 +57,7 @@ from titus_flow.contracts import (
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
-from titus_flow.views import JobProgress, JobView
+from titus_flow.views import JobProgress, JobView, ServiceStatus
 from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
 from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.logs import FetchLogsInput, FetchLogsWorkflow
@@ -240,24 +240,17 @@ class TitusClient:
         may still run (an update or rollback has finished). Returns the job's view;
         raises TimeoutError with the job's last message after ``timeout`` seconds.
         """
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            view = await self.describe(job_id)
-            status = view.service
-            if status is None:
-                raise UserError(f"job {job_id} is a {view.type} job, not a service job")
-            healthy = view.healthy_tasks(revision)
+
+        def done(view: JobView, status: ServiceStatus) -> bool:
             others = revision is not None and any(t.revision != revision for t in view.live_tasks())
-            if healthy >= status.desired and not others and view.state is JobState.RUNNING:
-                return view
-            if view.state.is_final:
-                return view
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(
-                    f"job {job_id}: {healthy}/{status.desired} healthy after {timeout:g}s"
-                    + (f"; {view.message}" if view.message else "")
-                )
-            await asyncio.sleep(0.5)
+            healthy = view.healthy_tasks(revision) >= status.desired
+            return healthy and not others and view.state is JobState.RUNNING
+
+        def progress(view: JobView, status: ServiceStatus) -> str:
+            healthy = f"{view.healthy_tasks(revision)}/{status.desired} healthy"
+            return healthy + (f"; {view.message}" if view.message else "")
+
+        return await self._wait_service(job_id, timeout, done, progress)
 
     async def kill(self, job_id: str) -> None:
         """Kill the job: all its tasks are stopped and it finishes as Killed."""
@@ -325,18 +318,31 @@ class TitusClient:
         Settled: rolled out, rolled back, or a canary whose tasks are all
         healthy. Raises TimeoutError after ``timeout`` seconds.
         """
+        return await self._wait_service(
+            job_id,
+            timeout,
+            lambda view, status: status.rollout.is_settled or view.canary_ready,
+            lambda view, status: status.update or view.message,
+        )
+
+    async def _wait_service(
+        self,
+        job_id: str,
+        timeout: float,
+        done: Callable[[JobView, ServiceStatus], bool],
+        progress: Callable[[JobView, ServiceStatus], str],
+    ) -> JobView:
+        """Poll ``job_id`` until ``done`` or the job ends; TimeoutError after ``timeout``."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             view = await self.describe(job_id)
             status = view.service
             if status is None:
                 raise UserError(f"job {job_id} is a {view.type} job, not a service job")
-            if status.rollout.is_settled or view.canary_ready or view.state.is_final:
+            if done(view, status) or view.state.is_final:
                 return view
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(
-                    f"job {job_id}: {status.update or view.message} after {timeout:g}s"
-                )
+                raise TimeoutError(f"job {job_id}: {progress(view, status)} after {timeout:g}s")
             await asyncio.sleep(0.5)
 
     async def _update(self, workflow_id: str, name: str, result_type: type[T], *args: Any) -> T:

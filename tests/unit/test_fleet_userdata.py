@@ -37,7 +37,16 @@ def test_each_type_offers_its_size_minus_the_reserve() -> None:
     script = user_data(load_fleet(EXAMPLE))
     assert "  m5.large) RESOURCES='--cpu 2 --memory 7680Mi" in script
     assert "  r5.large) RESOURCES='--cpu 2 --memory 15872Mi" in script
-    assert "--attribute fleet=batch-pool --attribute pool=batch'" in script
+    # The example buys spot: its agents drain on an interruption notice.
+    assert "--attribute fleet=batch-pool --attribute pool=batch --spot-notices'" in script
+
+
+def test_on_demand_fleets_do_not_watch_for_spot_notices() -> None:
+    spec = load_fleet(EXAMPLE)
+    on_demand = spec.model_copy(
+        update={"purchase": spec.purchase.model_copy(update={"spot_percentage": 0})}
+    )
+    assert "--spot-notices" not in user_data(on_demand)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")

@@ -12,6 +12,7 @@ from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context,
 from titus_flow.client import connect
 from titus_flow.errors import UserError
 from titus_flow.spec import Resources, parse_mebibytes
+from titus_flow.spot import IMDS_URL
 
 
 @cli.command()
@@ -93,6 +94,18 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="Host port range for tasks' named ports.",
 )
+@click.option(
+    "--spot-notices/--no-spot-notices",
+    default=False,
+    show_default=True,
+    help="Watch EC2's instance metadata for a spot interruption notice and drain on one.",
+)
+@click.option(
+    "--imds-url",
+    default=IMDS_URL,
+    show_default=True,
+    help="The instance metadata service (for --spot-notices).",
+)
 @pass_context
 def agent(
     ctx: Context,
@@ -104,6 +117,8 @@ def agent(
     attributes: tuple[str, ...],
     driver: str,
     ports: str,
+    spot_notices: bool,
+    imds_url: str,
 ) -> None:
     """Run an agent: registers this host's capacity and runs the tasks placed on it."""
     settings = ctx.settings
@@ -125,6 +140,7 @@ def agent(
         attributes=_attributes(attributes),
         driver=driver,
         port_range=port_range,
+        spot_notice_url=imds_url.rstrip("/") if spot_notices else None,
     )
 
     async def go() -> None:

@@ -38,6 +38,8 @@ def resource_arguments(spec: FleetSpec, instance_type: InstanceType) -> list[str
     ]
     for key, value in sorted(spec.agent.attributes.items()):
         args += ["--attribute", f"{key}={value}"]
+    if spec.purchase.spot_percentage:  # spot instances drain on EC2's two-minute notice
+        args.append("--spot-notices")
     return args
 
 

@@ -1,4 +1,4 @@
-"""Deterministic ids for the jobs a user workflow starts."""
+"""Deterministic ids for the jobs a user workflow starts, and starting them."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import re
 import weakref
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
+from titus_flow import visibility
 from titus_flow.spec import BatchJob, ServiceJob
+from titus_flow.views import JobView
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -54,3 +58,24 @@ def next_job_id(job: BatchJob | ServiceJob, id: str | None = None) -> str:
     counts = _started.setdefault(workflow.instance(), {})
     counts[job.name] = counts.get(job.name, 0) + 1
     return id or _default_id(job.name, counts[job.name])
+
+
+async def start_job_workflow(
+    workflow_type: str,
+    job: BatchJob | ServiceJob,
+    request: BaseModel,
+    id: str | None,
+    parent_close_policy: ParentClosePolicy,
+) -> ChildWorkflowHandle[Any, JobView]:
+    """Start a job's workflow as a child, findable like any job (search attributes)."""
+    job_id = next_job_id(job, id)
+    handle: ChildWorkflowHandle[Any, JobView] = await workflow.start_child_workflow(
+        workflow_type,
+        request,
+        id=job_id,
+        result_type=JobView,
+        parent_close_policy=parent_close_policy,
+        search_attributes=visibility.job_search_attributes(job_id, job),
+        static_summary=visibility.job_summary(job),
+    )
+    return handle

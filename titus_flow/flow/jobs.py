@@ -11,9 +11,8 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
-from titus_flow import visibility
 from titus_flow.contracts import BatchJobInput
-from titus_flow.flow.ids import next_job_id
+from titus_flow.flow.ids import start_job_workflow
 from titus_flow.lifecycle import FinishReason, JobState
 from titus_flow.spec import BatchJob
 from titus_flow.views import JobView
@@ -119,15 +118,12 @@ async def start_job(job: BatchJob, *, id: str | None = None) -> JobHandle:
         handles = [await start_job(job) for job in jobs]
         views = [await h for h in handles]
     """
-    job_id = next_job_id(job, id)
-    child: ChildWorkflowHandle[Any, JobView] = await workflow.start_child_workflow(
+    child = await start_job_workflow(
         BATCH_JOB_WORKFLOW,
+        job,
         BatchJobInput(job=job, submitted_at=workflow.now()),
-        id=job_id,
-        result_type=JobView,
-        parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-        search_attributes=visibility.job_search_attributes(job_id, job),
-        static_summary=visibility.job_summary(job),
+        id,
+        ParentClosePolicy.REQUEST_CANCEL,
     )
     return JobHandle(child, job)
 

@@ -19,14 +19,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
-from titus_flow import visibility
 from titus_flow.contracts import (
     CanaryCheckInput,
     ServiceJobInput,
     ServiceRolloutInput,
     ServiceWaitInput,
 )
-from titus_flow.flow.ids import next_job_id
+from titus_flow.flow.ids import start_job_workflow
 from titus_flow.lifecycle import RolloutPhase
 from titus_flow.spec import ServiceJob
 from titus_flow.views import JobView
@@ -103,16 +102,14 @@ async def deploy_service(
         view = await deploy_service(web_job, id="web-prod")
         ports = [t.ports["http"] for t in view.tasks if t.healthy]
     """
-    job_id = next_job_id(job, id)
-    await workflow.start_child_workflow(
+    child = await start_job_workflow(
         SERVICE_JOB_WORKFLOW,
+        job,
         ServiceJobInput(job=job, submitted_at=workflow.now()),
-        id=job_id,
-        result_type=JobView,
-        parent_close_policy=ParentClosePolicy.ABANDON,
-        search_attributes=visibility.job_search_attributes(job_id, job),
-        static_summary=visibility.job_summary(job),
+        id,
+        ParentClosePolicy.ABANDON,  # a service outlives the workflow that deployed it
     )
+    job_id = child.id
     view = await _wait(job_id, "healthy", timeout)
     if not _healthy(view):
         raise ServiceRolloutError(view, f"not healthy within {timeout}")
