@@ -11,7 +11,7 @@ cd "$ROOT"
 "$ROOT/scripts/setup.sh"
 TF=.venv/bin/titus-flow
 # The worker also runs the example user workflows (workflow-as-code).
-$TF up --workflows examples/pipeline.py
+$TF up --workflows examples/pipeline.py --workflows examples/canary.py
 
 failed=0
 step() {
@@ -27,6 +27,11 @@ step run examples/retries.py            # jobs as Python objects, with retries
 step run examples/dag.yaml              # jobs that depend on each other
 step start examples/pipeline.py:Pipeline --input '{"chunks": 3}' --wait   # a pipeline as code
 step run examples/web.yaml              # a service: returns once 3 tasks are healthy
+# A canary deploy as code: v2 is promoted, a broken v3 is rolled back by the check.
+step start examples/canary.py:DeployWeb --input '{"job_id": "web-canary", "version": "v1"}' --wait
+step start examples/canary.py:CanaryWeb --input '{"job_id": "web-canary", "version": "v2"}' --wait
+step start examples/canary.py:CanaryWeb --input '{"job_id": "web-canary", "version": "v3", "broken": true}' --wait
+step job kill web-canary
 
 echo
 $TF jobs list || true

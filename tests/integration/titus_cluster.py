@@ -94,28 +94,39 @@ class Cluster:
         self.remove_containers()
 
     def remove_containers(self) -> None:
-        """Remove any container this cluster's agents left (a failed test's debris)."""
+        """Remove any container this cluster's agents left (a failed test's debris).
+
+        Looks twice, a second apart: an agent stopped in the middle of a launch
+        may have sent the engine a create that completes after it died.
+        """
         if shutil.which("docker") is None:
             return
+        for attempt in range(2):
+            if attempt:
+                time.sleep(1.0)
+            for container in self._containers():
+                subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+    def _containers(self) -> list[str]:
+        """Names of the containers made by this cluster's agents."""
         listing = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={LABEL_AGENT_ID}"],
+            [
+                "docker",
+                "ps",
+                "-a",
+                "--format",
+                f'{{{{.Names}}}} {{{{.Label "{LABEL_AGENT_ID}"}}}}',
+                "--filter",
+                f"label={LABEL_AGENT_ID}",
+            ],
             capture_output=True,
             text=True,
-        ).stdout.split()
-        for container in listing:
-            agent = subprocess.run(
-                [
-                    "docker",
-                    "inspect",
-                    "-f",
-                    f'{{{{index .Config.Labels "{LABEL_AGENT_ID}"}}}}',
-                    container,
-                ],
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            if agent.startswith(f"{self.control_queue}-"):
-                subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        ).stdout.splitlines()
+        return [
+            name
+            for name, _, agent in (line.partition(" ") for line in listing)
+            if agent.startswith(f"{self.control_queue}-")
+        ]
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the CLI against this cluster; returns the completed process."""
