@@ -122,7 +122,15 @@ class ServiceWaitInput(Message):
 
 
 class CanaryCheckInput(Message):
-    """What a user's canary check activity gets: the job with its canary healthy."""
+    """What a user's canary check activity gets: the job with its canary healthy.
+
+    Example::
+
+        @activity.defn
+        async def serves_ok(request: CanaryCheckInput) -> bool:
+            canaries = [t for t in request.view.live_tasks() if t.revision == request.revision]
+            return all(probe(t.ports["http"]) for t in canaries)
+    """
 
     job_id: str
     revision: int  # the canary's revision; its tasks have ``revision`` equal to it

@@ -221,3 +221,17 @@ def test_jobs_in_examples_build(tmp_path: Path) -> None:
     assert isinstance(pipeline.split_job(3), BatchJob)
     encode = pipeline.encode_job("chunk-1", 1.0)
     assert encode.name == "encode-chunk-1" and isinstance(encode.container, Container)
+
+
+def test_every_public_flow_function_and_class_documents_an_example() -> None:
+    import inspect
+
+    import titus_flow.flow as flow
+
+    missing = [
+        name
+        for name in flow.__all__
+        if callable(getattr(flow, name))
+        and "Example::" not in (inspect.getdoc(getattr(flow, name)) or "")
+    ]
+    assert missing == []

@@ -80,6 +80,12 @@ class CanaryResult:
         reason: why it was promoted or rolled back.
         view: the job's view at the end (healthy on ``revision``).
 
+    Example::
+
+        result = await canary("web-prod", v2_job, check=serves_ok)
+        if not result.promoted:
+            workflow.logger.warning("rolled back to %d: %s", result.revision, result.reason)
+
     """
 
     promoted: bool
