@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from titus_flow import BatchJob, Container
+from titus_flow import BatchJob, Container, flow
 from titus_flow.errors import SpecError, UserError
 from titus_flow.flow import JobFailedError, failure_reasons, outputs, safe_id
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
@@ -224,10 +225,6 @@ def test_jobs_in_examples_build(tmp_path: Path) -> None:
 
 
 def test_every_public_flow_function_and_class_documents_an_example() -> None:
-    import inspect
-
-    import titus_flow.flow as flow
-
     missing = [
         name
         for name in flow.__all__
