@@ -159,6 +159,26 @@ class LaunchInput(Message):
     resources: Resources
     ports: dict[str, int] = Field(default_factory=dict)
 
+    @classmethod
+    def for_task(
+        cls,
+        job_id: str,
+        task: TaskView,
+        attempt: int,
+        job: BatchJob | ServiceJob,
+        ports: dict[str, int],
+    ) -> LaunchInput:
+        """Launch ``attempt`` of ``task`` as ``job`` describes it, on its placed ``ports``."""
+        return cls(
+            job_id=job_id,
+            task_id=task.id,
+            task_index=task.index,
+            attempt=attempt,
+            container=job.container,
+            resources=job.resources,
+            ports=ports,
+        )
+
 
 class LaunchResult(Message):
     """The container runs (or already ran: a retried launch adopts it)."""
@@ -243,6 +263,18 @@ class PlacementItem(Message):
     constraints: Constraints = Field(default_factory=Constraints)
     capacity_group: str = "default"
     ports: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def for_task(cls, task_id: str, job_id: str, job: BatchJob | ServiceJob) -> PlacementItem:
+        """The capacity one task of ``job`` needs, with the job's placement rules."""
+        return cls(
+            key=task_id,
+            job_id=job_id,
+            resources=job.resources,
+            constraints=job.constraints,
+            capacity_group=job.capacity_group,
+            ports=job.container.ports,
+        )
 
 
 class PlacementRequest(Message):

@@ -475,15 +475,22 @@ def _group_entries(documents: list[Any], source: str) -> list[tuple[Any, str]]:
     return entries
 
 
+def _named_mapping(raw: Any, where: str, source: str, expected: str) -> tuple[str, str]:
+    """Check that ``raw`` is a mapping; the (source, field prefix) its messages use.
+
+    The name identifies the item in messages; without a usable one, the line does.
+    """
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a {expected}, got {type(raw).__name__} {raw!r:.40}")
+    name = raw.get("name")
+    return (source, name) if isinstance(name, str) and name else (where, "")
+
+
 def _validate_group(raw: Any, where: str, source: str) -> CapacityGroup:
     """One raw capacity group mapping as a validated group."""
-    if not isinstance(raw, dict):
-        raise SpecError(
-            f"{where}: expected a capacity group mapping (name, tier, guarantee, limit),"
-            f" got {type(raw).__name__} {raw!r:.40}"
-        )
-    name = raw.get("name")
-    source, prefix = (source, name) if isinstance(name, str) and name else (where, "")
+    source, prefix = _named_mapping(
+        raw, where, source, "capacity group mapping (name, tier, guarantee, limit)"
+    )
     try:
         return CapacityGroup.model_validate(dict(raw))
     except pydantic.ValidationError as err:
@@ -509,14 +516,7 @@ def _validate_all(entries: list[tuple[Any, str]], source: str) -> tuple[list[_Fo
 
 def _validate(raw: Any, where: str, source: str) -> AnyJob:
     """One raw job mapping as a validated job; ``kind`` inferred when missing."""
-    if not isinstance(raw, dict):
-        raise SpecError(
-            f"{where}: expected a job mapping (name, container, ...),"
-            f" got {type(raw).__name__} {raw!r:.40}"
-        )
-    name = raw.get("name")
-    # The job name identifies the job in messages; without a usable one, the line does.
-    source, prefix = (source, name) if isinstance(name, str) and name else (where, "")
+    source, prefix = _named_mapping(raw, where, source, "job mapping (name, container, ...)")
     field = f"{prefix}.kind" if prefix else "kind"
     kind = raw["kind"] if "kind" in raw else _infer_kind(raw)
     if kind is None and "kind" not in raw:

@@ -235,16 +235,8 @@ class BatchJobWorkflow:
 
     async def _run_attempt(self, job: BatchJob, task: TaskView) -> Outcome:
         assert self._mailbox is not None
-        item = PlacementItem(
-            key=task.id,
-            job_id=self._job_id,
-            resources=job.resources,
-            constraints=job.constraints,
-            capacity_group=job.capacity_group,
-            ports=job.container.ports,
-        )
         task.state = TaskState.ACCEPTED
-        placement = await self._mailbox.reserve(item)
+        placement = await self._mailbox.reserve(PlacementItem.for_task(task.id, self._job_id, job))
         if isinstance(placement, Unplaced):
             return Outcome(FinishReason.INVALID_REQUEST, None, placement.reason, retryable=False)
         attempt = AttemptView(
@@ -274,15 +266,7 @@ class BatchJobWorkflow:
     ) -> Outcome:
         task.state = attempt.state = TaskState.START_INITIATED
         launched = await launch(
-            LaunchInput(
-                job_id=self._job_id,
-                task_id=task.id,
-                task_index=task.index,
-                attempt=attempt.attempt,
-                container=job.container,
-                resources=job.resources,
-                ports=placement.ports,
-            ),
+            LaunchInput.for_task(self._job_id, task, attempt.attempt, job, placement.ports),
             placement.task_queue,
         )
         if isinstance(launched, Outcome):

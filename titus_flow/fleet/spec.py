@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from titus_flow.fleet.catalog import KNOWN_TYPES
-from titus_flow.spec.base import Matches, Name, SpecModel
+from titus_flow.spec.base import Matches, Name, SpecModel, repeated
 from titus_flow.spec.quantities import Duration, Mebibytes
 from titus_flow.spec.resources import MIN_MEMORY_MIB
 
@@ -203,9 +203,8 @@ class FleetSpec(SpecModel):
     def _types_present_and_unique(cls, value: list[InstanceType]) -> list[InstanceType]:
         if not value:
             raise ValueError('no instance types: list at least one, e.g. ["m5.large"]')
-        names = [t.name for t in value]
-        if dupes := sorted({n for n in names if names.count(n) > 1}):
-            raise ValueError(f"{', '.join(dupes)} listed twice; list each type once")
+        if dupes := repeated([t.name for t in value]):
+            raise ValueError(f"{dupes} listed twice; list each type once")
         return value
 
     @field_validator("subnets")
@@ -215,9 +214,8 @@ class FleetSpec(SpecModel):
             raise ValueError(
                 "no subnets: list at least one, e.g. [{id: subnet-0a1b2c3d, zone: us-east-1a}]"
             )
-        ids = [s.id for s in value]
-        if dupes := sorted({i for i in ids if ids.count(i) > 1}):
-            raise ValueError(f"{', '.join(dupes)} listed twice; list each subnet once")
+        if dupes := repeated([subnet.id for subnet in value]):
+            raise ValueError(f"{dupes} listed twice; list each subnet once")
         return value
 
     @field_validator("tags")

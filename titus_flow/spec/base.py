@@ -192,3 +192,13 @@ Keys starting with ``titus-flow.`` are reserved for the labels titus-flow sets.
 def is_name(value: str) -> bool:
     """Whether ``value`` is a valid :data:`Name`."""
     return bool(_NAME.fullmatch(value))
+
+
+def repeated(values: list[str]) -> str:
+    """The values listed more than once, sorted and comma-separated ("" if none).
+
+    Example::
+
+        repeated(["a", "b", "a"])  # "a"
+    """
+    return ", ".join(sorted({v for v in values if values.count(v) > 1}))

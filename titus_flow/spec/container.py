@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, field_validator
 
-from titus_flow.spec.base import LabelKey, Matches, SpecModel
+from titus_flow.spec.base import LabelKey, Matches, SpecModel, repeated
 
 # name[:tag] or name@sha256:<64 hex>, where name is an optional registry host[:port]
 # followed by lowercase path components (the Docker reference grammar, simplified).
@@ -110,7 +110,6 @@ class Container(SpecModel):
     @field_validator("ports")
     @classmethod
     def _check_ports_unique(cls, value: list[str]) -> list[str]:
-        duplicates = sorted({p for p in value if value.count(p) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate port name(s) {', '.join(duplicates)}: list each port once")
+        if duplicates := repeated(value):
+            raise ValueError(f"duplicate port name(s) {duplicates}: list each port once")
         return value

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from titus_flow.spec.base import LabelKey, Name, SpecModel
+from titus_flow.spec.base import LabelKey, Name, SpecModel, repeated
 from titus_flow.spec.constraints import Constraints
 from titus_flow.spec.container import Container
 from titus_flow.spec.health import HealthCheck
@@ -78,9 +78,8 @@ class BatchJob(_JobCommon):
     def _check_depends_on(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if info.data.get("name") in value:
             raise ValueError(f"job {info.data['name']!r} cannot depend on itself; remove it")
-        duplicates = sorted({n for n in value if value.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"{', '.join(duplicates)} listed twice; list each job once")
+        if duplicates := repeated(value):
+            raise ValueError(f"{duplicates} listed twice; list each job once")
         return value
 
 
