@@ -200,19 +200,21 @@ class ServiceJobWorkflow:
         now = workflow.now()
         desired = self._capacity.desired
         update = self._spec.update
-        revision = self._input.revision
         live = list(self._live.values())
         moving = [t for t in live if t.moving]  # on a draining agent: replaced, then stopped
         staying = [t for t in live if not t.moving]
-        current = [t for t in staying if t.view.revision == revision]
-        old = [t for t in staying if t.view.revision != revision]
-        self._waiting = []
 
-        if old:
-            self._check_rollback(current)
-            revision = self._input.revision
+        def by_revision(revision: int) -> tuple[list[ServiceTaskRecord], list[ServiceTaskRecord]]:
+            """(current, old): the staying tasks on ``revision``, and the rest."""
             current = [t for t in staying if t.view.revision == revision]
-            old = [t for t in staying if t.view.revision != revision]
+            return current, [t for t in staying if t.view.revision != revision]
+
+        current, old = by_revision(self._input.revision)
+        self._waiting = []
+        if old:
+            self._check_rollback(current)  # may make the previous revision current again
+            current, old = by_revision(self._input.revision)
+        revision = self._input.revision
 
         # 1. Start tasks of the current revision (with surge while old ones run);
         # a canary stops at its size, and old-revision tasks that die meanwhile
@@ -225,11 +227,12 @@ class ServiceJobWorkflow:
         old_to_start = 0
         if canary is not None and self._input.previous is not None:
             old_to_start = max(0, min(keep_old - len(old), room - to_start))
-        if (to_start or old_to_start) and self._should_continue():
+        starting = to_start + old_to_start
+        if starting and self._should_continue():
             # Launches in flight cannot be handed to the next run: let them land
             # first, so the history is continued as new even under constant churn.
             self._waiting.append("handing over to a fresh history: starts resume shortly")
-        elif (to_start or old_to_start) and self._next_start_at and now < self._next_start_at:
+        elif starting and self._next_start_at and now < self._next_start_at:
             wait = (self._next_start_at - now).total_seconds()
             self._waiting.append(f"crash-loop backoff: next start in {wait:.0f}s")
         else:
