@@ -1,5 +1,6 @@
 """titus-flow: container batch and service jobs as code, driven durably by Temporal."""
 
+from titus_flow._version import __version__
 from titus_flow.spec import (
     BatchJob,
     Capacity,
@@ -21,8 +22,6 @@ from titus_flow.spec import (
     ServiceJob,
     TcpCheck,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BatchJob",

@@ -125,7 +125,11 @@ async def run_agent(
     client: Client, settings: Settings, config: AgentConfig, stop: asyncio.Event
 ) -> None:
     """Register, reconcile, then serve the agent's task queue until ``stop`` is set."""
-    driver = make_driver(config.driver, state_dir=settings.home / "agents" / config.agent_id)
+    driver = make_driver(
+        config.driver,
+        state_dir=settings.home / "agents" / config.agent_id,
+        labels=settings.container_labels,
+    )
     activities = AgentActivities(
         config.agent_id, driver, Path(settings.home) / "agents" / config.agent_id / "logs"
     )

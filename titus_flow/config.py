@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from titus_flow.errors import UserError
 
@@ -37,6 +37,19 @@ class Settings(BaseModel):
     ui_port: int = Field(default=8233, ge=1, le=65535)
     control_task_queue: str = CONTROL_TASK_QUEUE
     log_level: str = "WARNING"
+    container_labels: dict[str, str] = Field(default_factory=dict)
+    """Labels agents add to every container they start (e.g. cost allocation, cleanup)."""
+
+    @field_validator("container_labels", mode="before")
+    @classmethod
+    def _labels_from_text(cls, value: Any) -> Any:
+        """Accept ``key=value,key2=value2`` as the environment variable gives it."""
+        if not isinstance(value, str):
+            return value
+        pairs = [item.strip() for item in value.split(",") if item.strip()]
+        if any("=" not in pair for pair in pairs):
+            raise ValueError("write labels as key=value,key2=value2")
+        return dict(pair.split("=", 1) for pair in pairs)
 
     @property
     def is_embedded(self) -> bool:
@@ -73,6 +86,7 @@ _ENV = [
     ("TITUS_FLOW_UI_PORT", "ui_port"),
     ("TITUS_FLOW_CONTROL_TASK_QUEUE", "control_task_queue"),
     ("TITUS_FLOW_LOG_LEVEL", "log_level"),
+    ("TITUS_FLOW_CONTAINER_LABELS", "container_labels"),
 ]
 
 

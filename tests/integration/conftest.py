@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from titus_cluster import Cluster
 
+RUN_VARIABLES = ("TITUS_FLOW_TEST_RUN", "TITUS_FLOW_CONTAINER_LABELS")
+
 
 @pytest.fixture
 def cluster_factory(dev_server: str, tmp_path: Path) -> Iterator[type[Cluster] | object]:
@@ -26,8 +28,11 @@ def cluster_factory(dev_server: str, tmp_path: Path) -> Iterator[type[Cluster] |
         queue = f"t{secrets.token_hex(3)}"
         home = tmp_path / queue
         (home / "logs").mkdir(parents=True)
+        # The user's settings stay out; the test run's labels (scripts/reaper.py) stay in.
         env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("TITUS_FLOW_", "TEMPORAL_"))
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TITUS_FLOW_", "TEMPORAL_")) or k in RUN_VARIABLES
         }
         env.update(
             TITUS_FLOW_ADDRESS=dev_server,

@@ -12,6 +12,7 @@ from typing import Any
 import docker
 import pytest
 
+from titus_flow.config import load_settings
 from titus_flow.runtime import (
     LABEL_AGENT_ID,
     LABEL_ATTEMPT,
@@ -45,7 +46,7 @@ def api() -> Iterator[Any]:
 
 @pytest.fixture
 async def driver(api: Any) -> AsyncIterator[DockerDriver]:
-    driver = DockerDriver(network_mode="none")
+    driver = DockerDriver(network_mode="none", extra_labels=load_settings().container_labels)
     yield driver
     await driver.close()
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import docker
 import pytest
 
+from titus_flow.config import load_settings
 from titus_flow.runtime import LABEL_AGENT_ID, LaunchRequest
 from titus_flow.runtime.base import poll_until
 from titus_flow.runtime.docker import DockerDriver
@@ -37,7 +38,7 @@ def cleanup() -> Iterator[None]:
 
 @pytest.fixture
 async def driver(cleanup: None) -> AsyncIterator[DockerDriver]:
-    driver = DockerDriver(network_mode="host")
+    driver = DockerDriver(network_mode="host", extra_labels=load_settings().container_labels)
     yield driver
     await driver.close()
 

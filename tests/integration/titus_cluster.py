@@ -58,13 +58,15 @@ class Cluster:
     home: Path
     control_queue: str
     env: dict[str, str]
+    python: str = sys.executable
+    """The Python whose titus_flow runs the processes (another venv's, to test an install)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start ``titus-flow ARGS`` as a background process called ``name``."""
         log = (self.home / "logs" / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "titus_flow", *args],
+            [self.python, "-m", "titus_flow", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -152,7 +154,7 @@ class Cluster:
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the CLI against this cluster; returns the completed process."""
         return subprocess.run(
-            [sys.executable, "-m", "titus_flow", *args],
+            [self.python, "-m", "titus_flow", *args],
             env=self.env,
             capture_output=True,
             text=True,

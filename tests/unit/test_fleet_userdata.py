@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from titus_flow import __version__
 from titus_flow.fleet import load_fleet
 from titus_flow.fleet.userdata import agent_arguments, agent_environment, user_data
 
@@ -26,7 +27,8 @@ def test_script_reads_identity_from_imdsv2_and_starts_the_agent() -> None:
         in script
     )
     assert "--attribute instance_id=$INSTANCE_ID" in script
-    assert "pip install --quiet titus-flow==0.1.0" in script
+    # The default requirement pins the release that wrote the script.
+    assert f"pip install --quiet titus-flow=={__version__}" in script
     assert 'Environment="TITUS_FLOW_ADDRESS=temporal.internal:7233"' in script
     assert 'Environment="TITUS_FLOW_CONTROL_TASK_QUEUE=titus-control"' in script
     assert 'Environment="TITUS_FLOW_NAMESPACE=default"' in script

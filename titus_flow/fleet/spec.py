@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from titus_flow._version import __version__
 from titus_flow.fleet.catalog import KNOWN_TYPES
 from titus_flow.spec.base import Matches, Name, SpecModel, repeated
 from titus_flow.spec.quantities import Duration, Mebibytes
@@ -142,7 +143,9 @@ class AgentBootstrap(SpecModel):
     """What the instances install and run."""
 
     package: str = Field(
-        default="titus-flow", min_length=1, description="pip requirement for titus-flow."
+        default=f"titus-flow=={__version__}",
+        min_length=1,
+        description="pip requirement for titus-flow; pinned to this release by default.",
     )
     driver: Literal["docker", "process"] = "docker"
     attributes: dict[str, str] = Field(

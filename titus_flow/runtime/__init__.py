@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,19 @@ from titus_flow.runtime.base import (
 DRIVER_NAMES = ("docker", "process")
 
 
-def make_driver(name: str, *, state_dir: Path | str | None = None, **options: Any) -> Driver:
+def make_driver(
+    name: str,
+    *,
+    state_dir: Path | str | None = None,
+    labels: Mapping[str, str] | None = None,
+    **options: Any,
+) -> Driver:
     """Create the driver called ``name``.
 
     ``state_dir`` is where a driver may keep state across agent restarts: the
     process driver does; Docker keeps it in the daemon, so the docker driver
-    ignores it. Other ``options`` go to the driver's constructor:
+    ignores it. ``labels`` are added to every container (the docker driver;
+    processes have none). Other ``options`` go to the driver's constructor:
     :class:`~titus_flow.runtime.docker.DockerDriver` takes ``base_url``,
     ``network_mode``, ``pids_limit``, ``api_timeout`` and ``max_waits``.
     """
@@ -36,7 +44,7 @@ def make_driver(name: str, *, state_dir: Path | str | None = None, **options: An
     if name == "docker":
         from titus_flow.runtime.docker import DockerDriver
 
-        return DockerDriver(**options)
+        return DockerDriver(extra_labels=labels, **options)
     if name == "process":
         from titus_flow.runtime.process import ProcessDriver
 

@@ -18,7 +18,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -77,12 +77,14 @@ class DockerDriver:
         pids_limit: int = 1024,
         api_timeout: float = 60.0,
         max_waits: int = 256,
+        extra_labels: Mapping[str, str] | None = None,
     ) -> None:
         """Configure the driver; the daemon is first contacted on the first call.
 
         ``base_url`` defaults to ``DOCKER_HOST`` or the local socket.
         ``max_waits`` bounds the calls that block for seconds (``wait``,
         ``stop``, ``remove``) running at once; more queue.
+        ``extra_labels`` go on every container, under titus-flow's own.
         """
         if network_mode not in NETWORK_MODES:
             raise ValueError(
@@ -93,6 +95,7 @@ class DockerDriver:
         self._base_url = base_url
         self._network_mode = network_mode
         self._pids_limit = pids_limit
+        self._extra_labels = dict(extra_labels or {})
         self._api_timeout = api_timeout
         self._pool_size = _QUICK_THREADS + max_waits
         self._quick = ThreadPoolExecutor(_QUICK_THREADS, thread_name_prefix="titus-docker")
@@ -235,7 +238,7 @@ class DockerDriver:
                 environment=request.environment(
                     f"{CONTAINER_OUTPUT_DIR}/{OUTPUT_FILE}" if request.output_dir else None
                 ),
-                labels=request.labels(),
+                labels={**self._extra_labels, **request.labels()},
                 working_dir=spec.working_dir,
                 user=spec.user,
                 host_config=host_config,
