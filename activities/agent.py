@@ -4,6 +4,8 @@ All container I/O goes through one :class:`~titus_flow.runtime.base.Driver`.
 Each attempt's output is kept at ``<log_dir>/<task id>/attempt-<n>.log`` and
 its exit at ``attempt-<n>.exit.json``, so both outlive the container and a
 retried supervise (a restarted agent) can report an exit it did not see.
+While an attempt runs, ``read_logs`` reads the driver's live copy of its output
+(:meth:`~titus_flow.runtime.base.Driver.live_output`) at the same byte offsets.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from titus_flow.contracts import (
+    LOGS_MAX_WAIT_SECONDS,
+    LOGS_PAGE_BYTES,
     AttemptExit,
     LaunchInput,
     LaunchResult,
@@ -38,12 +42,14 @@ from titus_flow.runtime.base import (
     ImageNotFoundError,
     LaunchRequest,
     attempt_name,
+    poll_until,
 )
 from titus_flow.runtime.health import Health, HealthChange, HealthMonitor
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 4096
 STOP_GRACE_SECONDS = 10.0
+LOGS_POLL_SECONDS = 0.2  # how often a waiting read looks for new output
 
 
 class AgentActivities:
@@ -157,18 +163,47 @@ class AgentActivities:
 
     @activity.defn(name="read_logs")
     async def read_logs(self, request: LogsInput) -> LogsChunk:
-        """Read an attempt's saved output from ``offset``."""
-        path = self.log_path(request.task_id, request.attempt)
-        complete = self._exit_path(request.task_id, request.attempt).exists()
-        if not path.exists():
-            return LogsChunk(data="", next_offset=request.offset, complete=complete)
-        with path.open("rb") as f:
-            f.seek(request.offset)
-            data = f.read(request.limit)
+        """Read an attempt's output from ``offset``: live while it runs, the kept log after.
+
+        With ``request.wait``, waits (bounded) for output past ``offset`` or for
+        the attempt to end before answering with an empty chunk.
+        """
+        wait = min(request.wait, LOGS_MAX_WAIT_SECONDS)
+        chunk = await self._read_chunk(request)
+
+        async def ready() -> bool:
+            nonlocal chunk
+            chunk = await self._read_chunk(request)
+            return bool(chunk.data) or chunk.complete
+
+        if not (chunk.data or chunk.complete) and wait > 0:
+            await poll_until(ready, wait, interval=0.05, max_interval=LOGS_POLL_SECONDS)
+        return chunk
+
+    async def _read_chunk(self, request: LogsInput) -> LogsChunk:
+        """One page of the attempt's output at ``request.offset``, as it is now."""
+        kept = self.log_path(request.task_id, request.attempt)
+        ended = self._exit_path(request.task_id, request.attempt).exists()
+        path = kept
+        if not ended:  # still running (or never started): its live output, if the driver has it
+            try:
+                live = await self.driver.live_output(
+                    attempt_name(request.task_id, request.attempt), kept
+                )
+            except DriverError as err:
+                raise ApplicationError(str(err), type="DriverError") from err
+            if live is not None and live.exists():
+                path = live
+        data, size = _read_page(path, request.offset, min(request.limit, LOGS_PAGE_BYTES))
+        if not (ended and request.offset + len(data) >= size):
+            data = _whole_characters(data)  # the rest of a character cut short comes next time
+        next_offset = request.offset + len(data)
         return LogsChunk(
             data=data.decode(errors="replace"),
-            next_offset=request.offset + len(data),
-            complete=complete and len(data) < request.limit,
+            next_offset=next_offset,
+            complete=ended and next_offset >= size,
+            more=next_offset < size,
+            attempt=request.attempt,
         )
 
     async def _wait(self, name: str, timeout: float) -> Exit | None:
@@ -284,6 +319,35 @@ def _read_output(directory: Path) -> tuple[JsonValue, str]:
     except (ValueError, UnicodeDecodeError) as err:
         return None, f"output ignored: {OUTPUT_FILE} is not valid JSON ({err})"
     return value, ""
+
+
+def _read_page(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of ``path`` from ``offset``, and the file's size (0 if absent)."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(offset)
+            return f.read(limit), size
+    except FileNotFoundError:
+        return b"", 0
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut short at its end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: the character starts further back
+        if byte >= 0xF0:
+            length = 4
+        elif byte >= 0xE0:
+            length = 3
+        elif byte >= 0xC0:
+            length = 2
+        else:
+            length = 1
+        return data[:-back] if length > back else data
+    return data
 
 
 def _tail(path: Path) -> list[str]:

@@ -224,21 +224,42 @@ class AttemptExit(Message):
     became_healthy: bool = False  # passed its health check at least once
 
 
+LOGS_PAGE_BYTES = 256 * 1024
+"""Most output bytes one read returns: as JSON (escapes included) it stays under
+Temporal's 2 MB payload limit."""
+
+LOGS_MAX_WAIT_SECONDS = 10.0
+"""Longest a read waits for new output (well inside the read's 30 s activity timeout)."""
+
+
 class LogsInput(Message):
-    """Read the saved output of one attempt from ``offset`` on."""
+    """Read one attempt's output from byte ``offset`` on (while it runs, too).
+
+    At most ``limit`` bytes (capped at :data:`LOGS_PAGE_BYTES`). With ``wait``,
+    a read that finds nothing new waits up to that many seconds (capped at
+    :data:`LOGS_MAX_WAIT_SECONDS`) for output or for the attempt to end, so a
+    follower need not poll.
+    """
 
     task_id: str
     attempt: int
-    offset: int = 0
-    limit: int = 1 << 20
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=LOGS_PAGE_BYTES, ge=1)
+    wait: float = Field(default=0.0, ge=0)
 
 
 class LogsChunk(Message):
-    """Part of an attempt's output; ``complete`` once the attempt has ended."""
+    """Part of an attempt's output, bytes ``[offset, next_offset)``.
+
+    ``complete`` once the attempt has ended and this chunk reaches the end of
+    its output; ``more`` when more output was there already (read again at once).
+    """
 
     data: str
     next_offset: int
     complete: bool
+    more: bool = False
+    attempt: int = 0
 
 
 # --- scheduler ---------------------------------------------------------------

@@ -171,6 +171,18 @@ class Driver(Protocol):
         """
         ...
 
+    async def live_output(self, name: str, log_path: Path) -> Path | None:
+        """A file holding the output of running ``name`` so far, growing as it writes.
+
+        ``log_path`` is where :meth:`remove` keeps the output. The file holds
+        the same bytes as the kept log, from the first one, though it may lag
+        the container by a moment or be rewritten from its start (with the same
+        bytes again). None when the driver has no live output to offer; the
+        caller then reads ``log_path``. Raises :class:`DriverError` when it
+        cannot offer it now (too many readers).
+        """
+        ...
+
     async def list_managed(self) -> list[ManagedContainer]:
         """Every container on this host that carries titus-flow's labels."""
         ...

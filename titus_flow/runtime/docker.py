@@ -44,6 +44,7 @@ from titus_flow.runtime.base import (
     poll_until,
     write_atomically,
 )
+from titus_flow.runtime.mirror import OutputMirrors, TooManyMirrorsError, mirror_path
 
 _T = TypeVar("_T")
 
@@ -102,6 +103,7 @@ class DockerDriver:
         self._slow = ThreadPoolExecutor(max_waits, thread_name_prefix="titus-docker-wait")
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
+        self._mirrors = OutputMirrors()  # live output of running containers, while read
 
     # -- the Driver interface ----------------------------------------------------
 
@@ -140,6 +142,17 @@ class DockerDriver:
         """Copy the container's output to ``log_path``, then force-remove it."""
         await self._call("remove", self._remove, name, log_path, slow=True)
 
+    async def live_output(self, name: str, log_path: Path) -> Path | None:
+        """A mirror of the container's output stream (see :mod:`titus_flow.runtime.mirror`)."""
+        path = mirror_path(log_path)
+        try:
+            self._mirrors.ensure(
+                name, path, lambda: self._api().logs(name, stream=True, follow=True)
+            )
+        except TooManyMirrorsError as err:
+            raise DriverError(f"cannot read the live output of {name}: {err}") from err
+        return path
+
     async def list_managed(self) -> list[ManagedContainer]:
         """Containers in any state that carry titus-flow's task label."""
         return await self._call("list", self._list_managed)
@@ -150,6 +163,7 @@ class DockerDriver:
 
     async def close(self) -> None:
         """Close the API connections and the thread pool."""
+        self._mirrors.close()
         for pool in (self._quick, self._slow):
             pool.shutdown(wait=False, cancel_futures=True)
         with self._client_lock:
@@ -373,6 +387,9 @@ class DockerDriver:
             api.remove_container(name, force=True)
         except docker.errors.NotFound:
             pass
+        self._mirrors.stop(name)  # none can start now that the container is gone
+        if log_path is not None:  # the kept log replaces the live copy
+            mirror_path(log_path).unlink(missing_ok=True)
 
     def _list_managed(self) -> list[ManagedContainer]:
         found = self._api().containers(all=True, filters={"label": LABEL_TASK_ID})

@@ -234,6 +234,11 @@ class ProcessDriver:
                 path.unlink(missing_ok=True)
             self._children.pop(name, None)
 
+    async def live_output(self, name: str, log_path: Path) -> Path | None:
+        """The attempt's log file: the command writes straight into it."""
+        state = _read_state(self._files(name))
+        return None if state is None else Path(state.log_path)
+
     async def list_managed(self) -> list[ManagedContainer]:
         """Every attempt in the state directory, running or not."""
         managed = []
