@@ -238,12 +238,17 @@ class TitusClient:
         return await _with_partition_tasks(self.temporal, view)
 
     async def wait_healthy(
-        self, job_id: str, timeout: float = 300.0, revision: int | None = None
+        self,
+        job_id: str,
+        timeout: float = 300.0,
+        revision: int | None = None,
+        on_progress: Callable[[JobView], None] | None = None,
     ) -> JobView:
         """Wait until service job ``job_id`` has ``desired`` healthy tasks.
 
         With ``revision``, only tasks of that revision count and none of another
-        may still run (an update or rollback has finished). Returns the job's view;
+        may still run (an update or rollback has finished). ``on_progress`` is
+        called with the job's view at every look. Returns the job's view;
         raises TimeoutError with the job's last message after ``timeout`` seconds.
         """
 
@@ -256,7 +261,7 @@ class TitusClient:
             healthy = f"{view.healthy_tasks(revision)}/{status.desired} healthy"
             return healthy + (f"; {view.message}" if view.message else "")
 
-        return await self._wait_service(job_id, timeout, done, progress)
+        return await self._wait_service(job_id, timeout, done, progress, on_progress)
 
     async def kill(self, job_id: str) -> None:
         """Kill the job: all its tasks are stopped and it finishes as Killed."""
@@ -337,6 +342,7 @@ class TitusClient:
         timeout: float,
         done: Callable[[JobView, ServiceStatus], bool],
         progress: Callable[[JobView, ServiceStatus], str],
+        on_progress: Callable[[JobView], None] | None = None,
     ) -> JobView:
         """Poll ``job_id`` until ``done`` or the job ends; TimeoutError after ``timeout``."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -345,6 +351,8 @@ class TitusClient:
             status = view.service
             if status is None:
                 raise UserError(f"job {job_id} is a {view.type} job, not a service job")
+            if on_progress is not None:
+                on_progress(view)
             if done(view, status) or view.state.is_final:
                 return view
             if asyncio.get_running_loop().time() > deadline:

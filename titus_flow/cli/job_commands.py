@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from titus_flow.cli.app import (
     EXIT_FAILED,
@@ -34,7 +34,11 @@ from titus_flow.loader import load_jobs, select_job
 from titus_flow.spec import ServiceJob
 from titus_flow.views import JobProgress, JobView
 
-_err = Console(stderr=True)
+# Messages are never wrapped at a width: in a pipe or CI log each stays on one line.
+_err = Console(stderr=True, soft_wrap=True)
+
+PROGRESS_POLL_SECONDS = 0.5
+"""How often `run` asks a running job for its progress."""
 
 
 @cli.command()
@@ -101,30 +105,110 @@ async def _follow(
 ) -> JobView:
     """Wait for a batch job to end, or a service job to be healthy at its size."""
     if kind == "service":
-        if show:
-            _err.print(f"submitted {job_id}; waiting until its tasks are healthy")
-        try:
-            return await client.wait_healthy(job_id, timeout)
-        except TimeoutError as err:
-            _err.print(f"[red]{err}[/]")
-            return await client.describe(job_id)
+        return await _follow_service(client, job_id, show, timeout)
     return await _follow_batch(client, job_id, show)
 
 
+async def _follow_service(client: TitusClient, job_id: str, show: bool, timeout: float) -> JobView:
+    """Wait until the service's tasks are healthy, printing each change of its state."""
+    report = _ChangeReporter()
+    if show:
+        _err.print(
+            f"submitted {job_id}; waiting up to {timeout:g}s until its tasks are healthy",
+            markup=False,
+        )
+    try:
+        return await client.wait_healthy(
+            job_id,
+            timeout,
+            on_progress=(lambda view: report.show(_service_line(view))) if show else None,
+        )
+    except TimeoutError as err:
+        _err.print(str(err), style="red", markup=False)
+        return await client.describe(job_id)
+
+
 async def _follow_batch(client: TitusClient, job_id: str, show: bool) -> JobView:
-    """Wait for the job, showing task counts by state while it runs."""
+    """Wait for the job, showing its progress while it runs.
+
+    On a terminal a live table of task counts by state; elsewhere (a pipe, CI)
+    a plain line whenever the job's state, its tasks' states or the reasons
+    tasks wait for change.
+    """
     result = asyncio.ensure_future(client.wait(job_id))
-    if not show or not sys.stderr.isatty():
-        if show:
-            _err.print(f"submitted {job_id}; waiting for it to finish")
+    if not show:
+        return await result
+    if not _err.is_terminal:
+        _err.print(f"submitted {job_id}; waiting for it to finish", markup=False)
+        report = _ChangeReporter()
+        await _poll_progress(client, job_id, result, lambda p: report.show(*_progress_line(p)))
         return await result
     with Live(_progress_table(job_id, None), console=_err, refresh_per_second=4) as live:
-        while not result.done():
-            # A missed refresh (e.g. a query during a worker restart) only delays the display.
-            with contextlib.suppress(Exception):
-                live.update(_progress_table(job_id, await client.progress(job_id)))
-            await asyncio.wait([result], timeout=0.5)
+        await _poll_progress(
+            client, job_id, result, lambda p: live.update(_progress_table(job_id, p))
+        )
     return await result
+
+
+async def _poll_progress(
+    client: TitusClient,
+    job_id: str,
+    result: asyncio.Future[JobView],
+    shown: Callable[[JobProgress], None],
+) -> None:
+    """Pass the job's progress to ``shown`` every PROGRESS_POLL_SECONDS until ``result`` is done."""
+    while not result.done():
+        # A missed refresh (e.g. a query during a worker restart) only delays the display.
+        with contextlib.suppress(Exception):
+            shown(await client.progress(job_id))
+        await asyncio.wait([result], timeout=PROGRESS_POLL_SECONDS)
+
+
+class _ChangeReporter:
+    """Prints a plain line on stderr whenever what it is shown changes."""
+
+    def __init__(self) -> None:
+        self._last: object = None
+
+    def show(self, line: str, key: object = None) -> None:
+        """Print ``line`` unless ``key`` (default: the line itself) is what was shown last."""
+        key = line if key is None else key
+        if key != self._last:
+            self._last = key
+            _err.print(line, markup=False, highlight=False)
+
+
+def _progress_line(progress: JobProgress) -> tuple[str, object]:
+    """A batch job's progress as one line, and what must change to print it again.
+
+    The counts are in the line but not in the key: a large job would otherwise
+    print a line at every poll.
+    """
+    line = f"{progress.id}: {progress.state.value}"
+    if progress.counts:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(progress.counts.items()))
+        line += f"; tasks: {counts}"
+    line += "".join(f"; waiting: {reason}" for reason in progress.pending_reasons)
+    key = (progress.state, tuple(sorted(progress.counts)), tuple(progress.pending_reasons))
+    return line, key
+
+
+def _service_line(view: JobView) -> str:
+    """A service job's state, health and what it waits for, as one line."""
+    status = view.service
+    line = f"{view.id}: {view.state.value}"
+    if status is not None:
+        line += f"; {view.healthy_tasks()}/{status.desired} healthy"
+    if view.message:
+        line += f"; {view.message}"
+    waits = [*(status.waiting if status else []), *_pending_reasons(view)]
+    line += "".join(f"; waiting: {reason}" for reason in dict.fromkeys(waits))
+    return line
+
+
+def _pending_reasons(view: JobView) -> list[str]:
+    """Why the job's tasks wait for capacity, each reason once."""
+    return list(dict.fromkeys(t.pending_reason for t in view.live_tasks() if t.pending_reason))
 
 
 def _progress_table(job_id: str, progress: JobProgress | None) -> Table:
@@ -137,7 +221,7 @@ def _progress_table(job_id: str, progress: JobProgress | None) -> Table:
     for state, count in sorted(progress.counts.items()):
         table.add_row(state, str(count))
     for reason in progress.pending_reasons:
-        table.add_row(f"[yellow]waiting: {reason}[/]", "")
+        table.add_row(Text(f"waiting: {reason}", style="yellow"), "")
     return table
 
 
@@ -145,17 +229,23 @@ def _print_outcome(view: JobView) -> None:
     colour = "green" if _succeeded(view) else "red"
     if view.service is not None:
         _err.print(
-            f"[{colour}]{view.id}: {view.state.value}, {view.service.healthy}/"
-            f"{view.service.desired} healthy, revision {view.service.revision}[/]"
+            f"{view.id}: {view.state.value}, {view.service.healthy}/"
+            f"{view.service.desired} healthy, revision {view.service.revision}",
+            style=colour,
+            markup=False,
         )
         return
     _err.print(
-        f"[{colour}]{view.id}: {view.state.value}[/]"
-        + (f" - {view.message}" if view.message else "")
+        f"{view.id}: {view.state.value}" + (f" - {view.message}" if view.message else ""),
+        style=colour,
+        markup=False,
     )
     for task in view.tasks:
         if task.reason is not None and task.reason.value != "normal":
-            _err.print(f"  task {task.index} ({task.id}): {task.reason.value} {task.message}")
+            _err.print(
+                f"  task {task.index} ({task.id}): {task.reason.value} {task.message}",
+                markup=False,
+            )
             for line in task.log_tail[-10:]:
                 _err.print(f"    | {line}", markup=False, highlight=False)
 
