@@ -230,8 +230,18 @@ class AgentActivities:
             return f"ran longer than its runtime limit of {request.runtime_limit_seconds:g}s"
         if exit_ is None:
             return "container did not report an exit"
+        if exit_.oom_killed and exit_.exit_code == 0:
+            # The engine only says a process of the container hit the limit; the
+            # main one exited 0, so it was a child of it (e.g. a command of a shell).
+            return (
+                "a child process (not the main one, which exited 0) was killed for exceeding"
+                " the memory limit: its work may be incomplete"
+            )
         if exit_.oom_killed:
-            return "killed for exceeding its memory limit"
+            return (
+                f"killed for exceeding its memory limit (the main process exited with code"
+                f" {exit_.exit_code})"
+            )
         return "" if exit_.exit_code == 0 else f"exited with code {exit_.exit_code}"
 
     def _save_exit(self, task_id: str, attempt: int, result: AttemptExit) -> None:

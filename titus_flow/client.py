@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import heapq
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any, Literal, TypeVar
 from temporalio.client import (
     Client,
     TLSConfig,
+    WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -271,7 +273,7 @@ class TitusClient:
             raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
 
     async def kill_task(self, task_id: str, shrink: bool = False, force: bool = False) -> str:
-        """Kill one task.
+        """Kill one task; return what happened ("killed", or why the kill waits).
 
         A batch task finishes as killed and is not retried; a service task is
         replaced, or with ``shrink`` the job's desired drops by one. Without
@@ -286,7 +288,8 @@ class TitusClient:
             owner = job_id
             if root.partitions:  # the partition that holds the task's index
                 owner = root.partitions[int(task_id.rpartition("-")[2]) // PARTITION_SIZE]
-            return await self._update(owner, "kill_task", str, task_id)
+            await self._update(owner, "kill_task", str, task_id)  # answers the task's id
+            return "killed"
         except RPCError as err:
             raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
 
@@ -385,24 +388,31 @@ class TitusClient:
 
     async def list_jobs(
         self, state: str | None = None, job_type: str | None = None, limit: int = 100
-    ) -> list[dict[str, str]]:
-        """Jobs from Temporal visibility, newest first."""
+    ) -> list[dict[str, str | None]]:
+        """Jobs from Temporal visibility, the most recently started first.
+
+        ``state`` is a job state in any case (``failed`` is ``Failed``); an
+        unknown one raises :class:`UserError` naming the valid ones. A job
+        without an owner has ``owner`` None.
+        """
         clauses = ["TitusJobType IS NOT NULL"]
         if state:
-            clauses.append(f"TitusJobState = '{_quote(state)}'")
+            clauses.append(f"TitusJobState = '{_quote(job_state(state).value)}'")
         if job_type:
             clauses.append(f"TitusJobType = '{_quote(job_type)}'")
-        jobs = []
-        async for wf in self.temporal.list_workflows(" AND ".join(clauses), limit=limit):
+        executions = self.temporal.list_workflows(" AND ".join(clauses))
+        jobs: list[dict[str, str | None]] = []
+        for wf in await _newest_started(executions, limit):
             attrs = wf.typed_search_attributes
+            owner = attrs.get(visibility.OWNER)
             jobs.append(
                 {
                     "id": wf.id,
                     "name": attrs.get(visibility.JOB_NAME) or "",
                     "type": attrs.get(visibility.JOB_TYPE) or "",
                     "state": attrs.get(visibility.JOB_STATE) or "",
-                    "owner": attrs.get(visibility.OWNER) or "",
-                    "started": wf.start_time.isoformat() if wf.start_time else "",
+                    "owner": None if owner in (None, "", visibility.NO_OWNER) else owner,
+                    "started": wf.start_time.isoformat(),
                 }
             )
         return jobs
@@ -562,6 +572,38 @@ class _LogSource:
     task_id: str
     attempt: int
     agent: str
+
+
+def job_state(name: str) -> JobState:
+    """The job state called ``name``, in any case; UserError naming the valid ones."""
+    for state in JobState:
+        if state.value.lower() == name.lower():
+            return state
+    valid = ", ".join(s.value for s in JobState)
+    raise UserError(f"invalid job state {name!r}: use one of {valid}")
+
+
+async def _newest_started(
+    executions: AsyncIterator[WorkflowExecution], limit: int
+) -> list[WorkflowExecution]:
+    """The ``limit`` most recently started of ``executions``, newest first.
+
+    Visibility on SQL (the dev server's) cannot ORDER BY: it lists running
+    workflows first, then closed ones by close time, newest first (others by
+    start time). A workflow closes after it starts, so once ``limit`` kept
+    workflows started after the close time the listing has reached, none
+    listed later can be newer: the scan stops there instead of reading every job.
+    """
+    newest: list[tuple[datetime, int, WorkflowExecution]] = []  # min-heap of the kept
+    position = 0  # breaks ties in start time
+    async for wf in executions:
+        position += 1
+        heapq.heappush(newest, (wf.start_time, position, wf))
+        if len(newest) > limit:
+            heapq.heappop(newest)
+        if wf.close_time is not None and len(newest) == limit and newest[0][0] >= wf.close_time:
+            break
+    return [wf for _, _, wf in sorted(newest, key=lambda kept: kept[0], reverse=True)]
 
 
 def _quote(value: str) -> str:

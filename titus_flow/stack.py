@@ -513,12 +513,17 @@ def down(settings: Settings, *, progress: Progress | None = None) -> list[str]:
     return stopped
 
 
-def status(settings: Settings) -> StackStatus:
-    """Which stack processes run, with pid, uptime and log, plus address and Web UI."""
+def status(settings: Settings, expected: Sequence[str] = ()) -> StackStatus:
+    """Which stack processes run, with pid, uptime and log, plus address and Web UI.
+
+    Lists the server, every component ``up`` recorded, and the ``expected``
+    components even before ``up`` ever started them (as not running).
+    """
     home = settings.home
     now = time.time()
     processes = []
-    for name in _recorded_names(home):
+    recorded = _recorded_names(home)
+    for name in [*recorded, *sorted(set(expected) - set(recorded))]:
         record = _read_record(_pid_path(home, name))
         alive = record is not None and record.alive()
         processes.append(

@@ -20,6 +20,9 @@ OWNER = SearchAttributeKey.for_keyword("TitusOwner")
 ALL = (JOB_ID, JOB_NAME, JOB_TYPE, JOB_STATE, OWNER)
 """Every attribute titus-flow registers; all are Keyword (exact-match) attributes."""
 
+NO_OWNER = "-"
+"""``TitusOwner`` of a job without an owner (so that `TitusOwner = '-'` finds them)."""
+
 
 def job_search_attributes(job_id: str, job: BatchJob | ServiceJob) -> TypedSearchAttributes:
     """The attributes a job workflow starts with (state Accepted)."""
@@ -29,7 +32,7 @@ def job_search_attributes(job_id: str, job: BatchJob | ServiceJob) -> TypedSearc
             SearchAttributePair(JOB_NAME, job.name),
             SearchAttributePair(JOB_TYPE, job.kind),
             SearchAttributePair(JOB_STATE, "Accepted"),
-            SearchAttributePair(OWNER, job.owner or "-"),
+            SearchAttributePair(OWNER, job.owner or NO_OWNER),
         ]
     )
 

@@ -4,17 +4,30 @@ nothing here reaches a cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast
 
 import pytest
 from click.testing import CliRunner, Result
+from temporalio.client import Client, WorkflowExecution
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from titus_flow import visibility
+from titus_flow.activities.agent import AgentActivities
 from titus_flow.cli import _register_commands, job_commands
 from titus_flow.cli.app import cli
 from titus_flow.client import TitusClient
+from titus_flow.config import Settings
+from titus_flow.contracts import SuperviseInput
 from titus_flow.lifecycle import JobState, TaskState
+from titus_flow.runtime.base import Exit
 from titus_flow.views import JobProgress, JobView, ServiceStatus, TaskView
+
+T = TypeVar("T")
 
 LONG_REASON = (
     "no agent can hold cpu=64 memory=512Gi: the largest has cpu=2 memory=2Gi"
@@ -171,3 +184,179 @@ def test_service_run_off_a_terminal_says_what_it_waits_for(
         "web-1a2b3c4d: Running; 1/1 healthy",
         "web-1a2b3c4d: Running, 1/1 healthy, revision 1",
     ]
+
+
+# -- item 8: the smaller mismatches -------------------------------------------------------
+
+
+class ListingClient(FakeClient):
+    """Records what `jobs list` asks for."""
+
+    asked: list[tuple[str | None, str | None, int]] = []
+
+    async def list_jobs(
+        self, state: str | None = None, job_type: str | None = None, limit: int = 100
+    ) -> list[dict[str, str | None]]:
+        self.asked.append((state, job_type, limit))
+        return []
+
+
+def test_jobs_list_state_is_one_of_the_job_states_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _register_commands()
+    monkeypatch.setattr(job_commands, "TitusClient", ListingClient)
+    ListingClient.asked = []
+
+    bogus = invoke(tmp_path, "jobs", "list", "--state", "Bogus")
+    assert bogus.exit_code == 2
+    assert "invalid job state 'Bogus': use one of" in bogus.stderr
+    assert all(state.value in bogus.stderr for state in JobState)
+    assert ListingClient.asked == []  # nothing asked
+
+    lower = invoke(tmp_path, "jobs", "list", "--state", "failed")
+    assert lower.exit_code == 0, lower.output
+    assert ListingClient.asked == [("Failed", None, 100)]
+
+
+def execution(job_id: str, started: int, closed: int | None, owner: str) -> WorkflowExecution:
+    """A visibility entry of a job started (and closed) so many minutes past noon."""
+    noon = datetime(2030, 1, 1, 12, tzinfo=UTC)
+    attrs = TypedSearchAttributes(
+        [
+            SearchAttributePair(visibility.JOB_NAME, job_id.split("-")[0]),
+            SearchAttributePair(visibility.JOB_TYPE, "batch"),
+            SearchAttributePair(visibility.JOB_STATE, "Running" if closed is None else "Failed"),
+            SearchAttributePair(visibility.OWNER, owner),
+        ]
+    )
+    fake = SimpleNamespace(
+        id=job_id,
+        start_time=noon + timedelta(minutes=started),
+        close_time=None if closed is None else noon + timedelta(minutes=closed),
+        typed_search_attributes=attrs,
+    )
+    return cast(WorkflowExecution, fake)
+
+
+class FakeVisibility:
+    """Lists like SQL visibility: running first, then closed ones by close time, newest first."""
+
+    def __init__(self, executions: list[WorkflowExecution]) -> None:
+        self.executions = executions
+        self.read = 0
+        self.queries: list[str] = []
+
+    def list_workflows(
+        self, query: str, limit: int | None = None
+    ) -> AsyncIterator[WorkflowExecution]:
+        self.queries.append(query)
+
+        async def listing() -> AsyncIterator[WorkflowExecution]:
+            for wf in self.executions[:limit]:
+                self.read += 1
+                yield wf
+
+        return listing()
+
+
+async def test_jobs_are_listed_newest_first_and_no_owner_is_null() -> None:
+    temporal = FakeVisibility(
+        [
+            execution("old-running-1", started=0, closed=None, owner="ops@example.com"),
+            execution("new-running-2", started=50, closed=None, owner="-"),
+            execution("mid-3", started=30, closed=45, owner="-"),
+            execution("newer-4", started=40, closed=41, owner="-"),
+            execution("oldish-5", started=10, closed=20, owner="-"),
+            execution("oldest-6", started=1, closed=2, owner="-"),  # never read: see below
+        ]
+    )
+    client = TitusClient(cast(Client, temporal), cast(Settings, None))
+
+    jobs = await client.list_jobs(state="failed", limit=3)
+
+    assert [j["id"] for j in jobs] == ["new-running-2", "newer-4", "mid-3"]
+    assert [j["owner"] for j in jobs] == [None, None, None]
+    assert "TitusJobState = 'Failed'" in temporal.queries[0]
+    # After oldish-5 (closed at 20) three kept jobs started later: nothing older can follow.
+    assert temporal.read == 5
+    every = FakeVisibility(temporal.executions)
+    everything = await TitusClient(cast(Client, every), cast(Settings, None)).list_jobs()
+    assert [(j["id"], j["owner"]) for j in everything] == [
+        ("new-running-2", None),
+        ("newer-4", None),
+        ("mid-3", None),
+        ("oldish-5", None),
+        ("oldest-6", None),
+        ("old-running-1", "ops@example.com"),
+    ]
+
+
+def test_describe_of_a_service_shows_revision_health_and_a_held_kill(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    held = "kill of web-1a2b3c4d-0 waits for the disruption budget"
+    view = service_view(JobState.RUNNING, "", True, None)
+    assert view.service is not None
+    view.service.waiting = [held]
+
+    class DescribingClient(FakeClient):
+        async def describe(self, job_id: str) -> JobView:
+            return view
+
+    _register_commands()
+    monkeypatch.setattr(job_commands, "TitusClient", DescribingClient)
+
+    result = invoke(tmp_path, "job", "describe", "web-1a2b3c4d")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "revision 1: 1/1 healthy (min 0, max 2)" in lines
+    assert f"waiting: {held}" in lines
+    header = next(line for line in lines if "index" in line)
+    assert "revision" in header and "healthy" in header
+    row = next(line for line in lines if line.lstrip("│ ").startswith("0 "))
+    assert "yes" in row and held in row
+
+
+def test_status_before_up_lists_every_component_of_the_stack(tmp_path: Path) -> None:
+    _register_commands()
+    result = invoke(tmp_path, "status", "-o", "json")
+    assert result.exit_code == 1  # nothing runs
+    processes = json.loads(result.stdout)["processes"]
+    assert [p["name"] for p in processes] == ["temporal", "agent", "worker"]
+    assert not any(p["running"] for p in processes)
+
+
+def test_job_help_names_what_the_group_does() -> None:
+    _register_commands()
+    result = CliRunner().invoke(cli, ["job", "--help"])
+    summary = result.output.split("Options:")[0]
+    for action in ("describe", "kill", "scale", "update", "promote", "roll back"):
+        assert action in summary, summary
+
+
+async def test_killing_a_batch_task_says_killed() -> None:
+    class BatchJobClient(TitusClient):
+        async def _root_view(self, job_id: str) -> JobView:
+            return JobView(id=job_id, name="b", type="batch", state=JobState.RUNNING)
+
+        async def _update(self, workflow_id: str, name: str, result_type: type[T], *args: Any) -> T:
+            assert (workflow_id, name, args) == ("b-1a2b3c4d", "kill_task", ("b-1a2b3c4d-3",))
+            return cast(T, args[0])  # the batch workflow answers with the task's id
+
+    client = BatchJobClient(cast(Client, None), cast(Settings, None))
+    assert await client.kill_task("b-1a2b3c4d-3") == "killed"
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "expected"),
+    [
+        (0, "a child process (not the main one, which exited 0) was killed for exceeding"),
+        (137, "killed for exceeding its memory limit (the main process exited with code 137)"),
+    ],
+)
+def test_an_oom_kill_says_which_process_it_hit(exit_code: int, expected: str) -> None:
+    request = SuperviseInput(task_id="t-0", attempt=1, started_at=datetime.now(UTC))
+    message = AgentActivities._message(None, Exit(exit_code=exit_code, oom_killed=True), request)
+    assert expected in message

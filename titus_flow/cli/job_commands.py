@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from titus_flow.cli.app import (
     stdout_console,
 )
 from titus_flow.cli.flow_commands import has_dependencies, run_dag
-from titus_flow.client import TitusClient
+from titus_flow.client import TitusClient, job_state
 from titus_flow.contracts import LogsChunk
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState, RolloutPhase
@@ -256,17 +257,24 @@ def jobs() -> None:
 
 
 @jobs.command("list")
-@click.option("--state", help="Only jobs in this state (e.g. Running, Succeeded, Failed).")
+@click.option(
+    "--state",
+    metavar="STATE",
+    callback=lambda _ctx, _param, value: _job_state(value),
+    help=f"Only jobs in this state: {', '.join(s.value for s in JobState)} (any case).",
+)
 @click.option("--type", "job_type", type=click.Choice(["batch", "service"]), help="Only this type.")
-@click.option("--limit", default=100, show_default=True, help="At most this many jobs.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many."
+)
 @output_option
 @pass_context
 def jobs_list(
     ctx: Context, state: str | None, job_type: str | None, limit: int, output: str
 ) -> None:
-    """List jobs from Temporal visibility, newest first."""
+    """List jobs from Temporal visibility, the most recently started first."""
 
-    async def go() -> list[dict[str, str]]:
+    async def go() -> list[dict[str, str | None]]:
         client = await TitusClient.connect(ctx.settings)
         return await client.list_jobs(state, job_type, limit)
 
@@ -274,17 +282,28 @@ def jobs_list(
     if output == "json":
         echo_json(rows)
         return
+    columns = ("id", "name", "type", "state", "owner", "started")
     table = Table(show_header=True)
-    for column in ("id", "name", "type", "state", "owner", "started"):
+    for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(row[c] for c in ("id", "name", "type", "state", "owner", "started")))
+        table.add_row(*(row[c] or "-" for c in columns))
     stdout_console().print(table)
+
+
+def _job_state(value: str | None) -> str | None:
+    """The job state ``value`` names (in any case), as the option's value."""
+    if value is None:
+        return None
+    try:
+        return job_state(value).value
+    except UserError as err:
+        raise click.BadParameter(str(err)) from err
 
 
 @cli.group()
 def job() -> None:
-    """Inspect or kill one job."""
+    """Inspect and manage one job: describe, kill, scale, update, promote, roll back."""
 
 
 @job.command("describe")
@@ -302,26 +321,60 @@ def job_describe(ctx: Context, job_id: str, output: str) -> None:
         echo_json(view.model_dump(mode="json"))
         return
     console = stdout_console()
-    console.print(f"[bold]{view.id}[/] {view.type} job {view.name} owner={view.owner or '-'}")
-    console.print(f"state: {view.state.value}" + (f" - {view.message}" if view.message else ""))
+    console.print(
+        Text.assemble((view.id, "bold"), f" {view.type} job {view.name} owner={view.owner or '-'}")
+    )
+    for line in _describe_lines(view):
+        console.print(line, markup=False, highlight=False)
+    console.print(_tasks_table(view))
+
+
+def _describe_lines(view: JobView) -> list[str]:
+    """The job's state and, for a service, its size, revision, update and what waits."""
+    lines = [f"state: {view.state.value}" + (f" - {view.message}" if view.message else "")]
+    status = view.service
+    if status is None:
+        return lines
+    lines.append(
+        f"revision {status.revision}: {status.healthy}/{status.desired} healthy"
+        f" (min {status.min}, max {status.max})"
+        + (f"; canary of {status.canary} task(s) holding" if status.canary is not None else "")
+    )
+    if status.update:
+        lines.append(f"update: {status.update}")
+    lines += [f"waiting: {reason}" for reason in status.waiting]
+    return lines
+
+
+def _tasks_table(view: JobView) -> Table:
+    """One row per task; a service's also show revision and health, and held requests."""
+    service = view.service
+    columns = ["index", "task", "state", "reason", "attempt", "agent", "exit codes"]
+    if service is not None:
+        columns += ["revision", "healthy"]
     table = Table(show_header=True)
-    for column in ("index", "task", "state", "reason", "attempt", "agent", "exit codes", "waiting"):
+    for column in [*columns, "message", "waiting"]:
         table.add_column(column)
     for task in view.tasks:
-        exit_codes = ",".join(
-            "-" if a.exit_code is None else str(a.exit_code) for a in task.attempts
-        )
-        table.add_row(
+        cells = [
             str(task.index),
             task.id,
             task.state.value,
             task.reason.value if task.reason else "",
             str(task.attempt),
             task.agent or "",
-            exit_codes,
-            task.pending_reason or "",
-        )
-    console.print(table)
+            ",".join("-" if a.exit_code is None else str(a.exit_code) for a in task.attempts),
+        ]
+        waiting = [task.pending_reason] if task.pending_reason else []
+        if service is not None:
+            healthy = "" if task.healthy is None else "yes" if task.healthy else "no"
+            cells += [str(task.revision or ""), healthy]
+            # Held requests name the task they wait to disrupt (e.g. a kill).
+            named = re.compile(rf"\b{re.escape(task.id)}\b")
+            waiting += [reason for reason in service.waiting if named.search(reason)]
+        cells += [task.message, "; ".join(waiting)]
+        table.add_row(*(Text(cell) for cell in cells))  # as written: no markup
+    return table
 
 
 @job.command("kill")

@@ -118,7 +118,7 @@ def down_command(ctx: Context) -> None:
 def status_command(ctx: Context, output: str) -> None:
     """Show which parts of the local stack run; exit 1 unless all of them do."""
     settings = ctx.settings
-    status = stack.status(settings)
+    status = stack.status(settings, expected=[name for name, _ in _components(())])
     if output == "json":
         echo_json(status.to_dict())
     else:
