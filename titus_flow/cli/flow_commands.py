@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent, WorkflowExecutionStartedEventAttributes
 from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
@@ -29,6 +31,7 @@ from temporalio.client import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
@@ -446,15 +449,27 @@ _schedule_command("delete", "Delete schedule NAME (runs already started go on)."
 
 # --- replay -----------------------------------------------------------------------------
 
+# The workflow id a replay runs under when the history does not record one and
+# nothing in it depends on the id (no child workflows).
+_ANY_WORKFLOW_ID = "replay"
+
 
 @cli.command()
 @click.argument("history_file", metavar="HISTORY.json", type=click.Path(path_type=Path))
 @click.argument("target", metavar="PATH:WORKFLOW")
-def replay(history_file: Path, target: str) -> None:
+@click.option(
+    "--workflow-id",
+    metavar="ID",
+    help="Id of the recorded run, for a history whose first event does not hold it"
+    " (older servers); job ids derive from it. [default: read from the history]",
+)
+def replay(history_file: Path, target: str, workflow_id: str | None) -> None:
     """Replay a recorded workflow history against your (changed) workflow code.
 
-    Exit 0 when the code reproduces the history, 1 when it is non-deterministic
-    (the message names the event), 2 for bad input. Record a history with
+    The workflow runs under the recorded run's workflow id, so job ids that
+    `run_job` and friends derive from it match the history. Exit 0 when the code
+    reproduces the history, 1 when it is non-deterministic (the message names
+    the event), 2 for bad input. Record a history with
     `temporal workflow show -w ID -o json > HISTORY.json`.
 
     Example: titus-flow replay pipeline-history.json examples/pipeline.py:Pipeline
@@ -463,8 +478,8 @@ def replay(history_file: Path, target: str) -> None:
 
     cls = find_workflow(target)
     name = workflow_name(cls)
-    history = _read_history(history_file)
-    recorded = _history_workflow_type(history)
+    history = _read_history(history_file, workflow_id)
+    recorded = _started(history).workflow_type.name
     if recorded != name:
         raise UserError(
             f"{history_file}: the history is of workflow {recorded!r}, not {name!r} ({target})"
@@ -472,7 +487,10 @@ def replay(history_file: Path, target: str) -> None:
 
     async def go() -> int:
         replayer = Replayer(
-            workflows=[cls], data_converter=pydantic_data_converter, workflow_runner=SANDBOX
+            workflows=[cls],
+            data_converter=pydantic_data_converter,
+            workflow_runner=SANDBOX,
+            runtime=_quiet_runtime(),
         )
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         failure = result.replay_failure
@@ -480,22 +498,66 @@ def replay(history_file: Path, target: str) -> None:
             click.echo(f"ok: {target} replays {history_file} deterministically")
             return EXIT_OK
         kind = "non-determinism" if isinstance(failure, NondeterminismError) else "replay failure"
-        click.echo(f"{kind}: {_replay_message(str(failure))}", err=True)
+        click.echo(f"{kind}: {_replay_message(str(failure), history)}", err=True)
         return EXIT_FAILED
 
     raise click.exceptions.Exit(run_async(go()))
 
 
-def _replay_message(text: str) -> str:
-    """The core's message without its Rust debug wrapping, led by the event it names."""
+def _quiet_runtime() -> Runtime:
+    """A Temporal runtime whose core logs nothing.
+
+    The default runtime prints the core's own warnings (ANSI-coloured Rust log
+    lines) on stderr; for a replay they repeat the failure that ``replay``
+    prints itself, in one readable line.
+    """
+    return Runtime(telemetry=TelemetryConfig(logging=None), worker_heartbeat_interval=None)
+
+
+# How the event that recorded a child workflow or activity start carries its id.
+_RECORDED_ID: dict[str, Callable[[HistoryEvent], str]] = {
+    "Child workflow id": lambda e: (
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+    ),
+    "Activity id": lambda e: e.activity_task_scheduled_event_attributes.activity_id,
+}
+
+
+def _replay_message(text: str, history: WorkflowHistory) -> str:
+    """The core's message without its Rust debug wrapping, led by the event it names.
+
+    The core names an event by number (``HistoryEvent(id: 10, ...)``), or, when a
+    child workflow or activity differs from the recorded one, by the id the
+    recorded event carries (``Child workflow id of scheduled event
+    'pipeline-1-split-1' does not match ...``): that event is found in the history.
+    """
     inner = re.search(r'message: "(.*?)", source', text)
     message = inner.group(1) if inner else text
     event = re.search(r"HistoryEvent\(id: (\d+), (\w+)", message)
-    where = f"at event {event.group(1)} ({event.group(2)}): " if event else ""
-    return where + message
+    if event:
+        return f"at event {event.group(1)} ({event.group(2)}): {message}"
+    recorded = re.search(r"(Child workflow id|Activity id) of scheduled event '([^']+)'", message)
+    if recorded:
+        kind, command_id = recorded.groups()
+        for found in history.events:
+            if _RECORDED_ID[kind](found) == command_id:
+                return f"at event {found.event_id} ({_event_type_name(found)}): {message}"
+    return message
 
 
-def _read_history(path: Path) -> WorkflowHistory:
+def _event_type_name(event: HistoryEvent) -> str:
+    """``StartChildWorkflowExecutionInitiated``, as the core spells event types."""
+    words = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").split("_")
+    return "".join(word.capitalize() for word in words)
+
+
+def _read_history(path: Path, workflow_id: str | None) -> WorkflowHistory:
+    """The history in ``path``, to replay under its recorded run's workflow id.
+
+    The id comes from the WorkflowExecutionStarted event (recent servers record
+    it), else from ``workflow_id`` (``--workflow-id``). A history without either
+    may still replay if it starts no child workflows (their ids derive from it).
+    """
     try:
         data = json.loads(path.read_text())
     except OSError as err:
@@ -505,16 +567,38 @@ def _read_history(path: Path) -> WorkflowHistory:
     if not isinstance(data, dict) or not isinstance(data.get("events"), list) or not data["events"]:
         raise UserError(f"{path}: not a workflow history (expected {{'events': [...]}})")
     try:
-        return WorkflowHistory.from_json("replay", data)
+        history = WorkflowHistory.from_json(workflow_id or _ANY_WORKFLOW_ID, data)
     except Exception as err:  # protobuf's parse errors have several types
         raise UserError(f"{path}: not a workflow history: {err}") from err
+    recorded = _started(history).workflow_id
+    if recorded and workflow_id and recorded != workflow_id:
+        raise UserError(
+            f"{path}: the history is of workflow id {recorded!r}, not --workflow-id"
+            f" {workflow_id!r}; leave --workflow-id out to use the recorded one"
+        )
+    if recorded:
+        return WorkflowHistory(recorded, history.events)
+    if workflow_id is None and _starts_children(history):
+        raise UserError(
+            f"{path}: the history does not record its workflow id (an older server wrote it)"
+            " and it starts child workflows, whose ids derive from it: pass --workflow-id ID,"
+            " the id of the recorded run"
+        )
+    return history
 
 
-def _history_workflow_type(history: WorkflowHistory) -> str:
+def _started(history: WorkflowHistory) -> WorkflowExecutionStartedEventAttributes:
     first = history.events[0]
     if not first.HasField("workflow_execution_started_event_attributes"):
         raise UserError("the history does not start with WorkflowExecutionStarted")
-    return str(first.workflow_execution_started_event_attributes.workflow_type.name)
+    return first.workflow_execution_started_event_attributes
+
+
+def _starts_children(history: WorkflowHistory) -> bool:
+    return any(
+        event.HasField("start_child_workflow_execution_initiated_event_attributes")
+        for event in history.events
+    )
 
 
 __all__ = ["has_dependencies", "run_dag", "start_dag", "wait_dag"]
