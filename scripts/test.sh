@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
 # The one test command: set up, lint, type-check, run every test.
-# Extra arguments go to pytest (e.g. `scripts/test.sh -k stack -x`).
+#
+#   scripts/test.sh                       everything (what CI runs)
+#   scripts/test.sh tests/unit            the unit tests alone
+#   scripts/test.sh tests/integration     the integration tests alone
+#   scripts/test.sh tests/unit/test_cli.py -k help   one file, some tests
+#
+# Extra arguments go to pytest. Tests run in parallel (pytest-xdist, WORKERS=N to
+# change, WORKERS=0 for one process): integration tests mostly wait on servers
+# and containers, so several run at once even on 2 cores. pytest runs under
+# scripts/reaper.py, so no process or container a test started outlives the run,
+# even when this script is killed; anything left behind fails the run.
 # Exits with pytest's status, or 1 when only ruff or mypy failed.
 set -euo pipefail
 
@@ -9,23 +19,37 @@ cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
 
+started=$SECONDS
 "$ROOT/scripts/setup.sh"
 
-# Lint and types first, but run the tests even when they fail: one run, all findings.
-lint=0
-.venv/bin/ruff check . || lint=1
-.venv/bin/ruff format --check . || lint=1
-.venv/bin/mypy || lint=1
+# Lint and types run beside the tests (which mostly wait); their findings are
+# printed after the tests, and fail the run even when every test passed.
+lint_log=$(mktemp)
+trap 'rm -f "$lint_log"' EXIT
+(
+    lint=0
+    .venv/bin/ruff check . || lint=1
+    .venv/bin/ruff format --check . || lint=1
+    .venv/bin/mypy || lint=1
+    exit "$lint"
+) >"$lint_log" 2>&1 &
+lint_pid=$!
 
 status=0
-.venv/bin/pytest "$@" || status=$?
+.venv/bin/python scripts/reaper.py -- \
+    .venv/bin/pytest -n "${WORKERS:-6}" --durations=15 --durations-min=1 "$@" || status=$?
 case $status in
     0) ;;
     5) say "pytest collected no tests (exit 5): that is a failure, not a pass" ;;
     *) say "pytest failed (exit $status)" ;;
 esac
-if [ "$status" = 0 ] && [ "$lint" != 0 ]; then
-    say "tests passed, but ruff or mypy found problems (above)"
-    status=1
+
+lint=0
+wait "$lint_pid" || lint=1
+if [ "$lint" != 0 ]; then
+    cat "$lint_log" >&2
+    say "ruff or mypy found problems (above)"
+    [ "$status" != 0 ] || status=1
 fi
+say "wall time $((SECONDS - started)) s (set-up included)"
 exit "$status"

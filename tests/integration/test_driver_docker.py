@@ -202,7 +202,9 @@ async def test_limits_labels_and_isolation_are_set(driver: DockerDriver, api: An
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["NetworkMode"] == "none"
     assert not host["AutoRemove"]
+    assert host["Init"] is True  # SIGTERM reaches the task's own process
     assert info["Config"]["Labels"] == {
+        **load_settings().container_labels,  # the agent's extra labels (the test run's)
         "team": "data",
         LABEL_JOB_ID: "job-docker",
         LABEL_TASK_ID: req.task_id,

@@ -19,6 +19,7 @@ from typing import Any
 from titus_flow.client import TitusClient
 from titus_flow.config import load_settings
 from titus_flow.runtime.base import LABEL_AGENT_ID
+from titus_flow.runtime.process import ProcessDriver
 from titus_flow.views import JobView
 
 
@@ -48,6 +49,11 @@ def max_overlap(windows: Sequence[Sequence[Any]]) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+async def _remove_all(driver: ProcessDriver) -> None:
+    for task in await driver.list_managed():
+        await driver.remove(task.name, None)
 
 
 @dataclass
@@ -115,6 +121,16 @@ class Cluster:
                 proc.wait()
         self.processes.clear()
         self.remove_containers()
+        self.remove_process_tasks()
+
+    def remove_process_tasks(self) -> None:
+        """Kill the task processes this cluster's process-driver agents left running.
+
+        They run in sessions of their own so that they outlive an agent crash, as
+        containers do: stopping the agents does not stop them.
+        """
+        for state_dir in sorted((self.home / "agents").glob("*")):
+            asyncio.run(_remove_all(ProcessDriver(state_dir=state_dir)))
 
     def remove_containers(self) -> None:
         """Remove any container this cluster's agents left (a failed test's debris).

@@ -237,6 +237,9 @@ class DockerDriver:
             pids_limit=self._pids_limit,
             cap_drop=["NET_RAW"],
             security_opt=["no-new-privileges"],
+            # A tiny init as PID 1 forwards SIGTERM (a shell or server running as
+            # PID 1 ignores it, so every stop waited out its grace) and reaps zombies.
+            init=True,
             binds=(
                 {str(request.output_dir): {"bind": CONTAINER_OUTPUT_DIR, "mode": "rw"}}
                 if request.output_dir is not None
