@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pydantic
 from temporalio import activity, workflow
 
-from titus_flow.errors import UserError
+from titus_flow.errors import UserError, format_validation_error
 
 
 def workflow_name(cls: type) -> str:
@@ -36,6 +38,36 @@ def workflow_name(cls: type) -> str:
     if defn is None or defn.name is None:
         raise UserError(f"{cls.__qualname__} is not a workflow: decorate it with @workflow.defn")
     return defn.name
+
+
+def check_workflow_input(cls: type, args: Sequence[Any], source: str = "--input") -> None:
+    """Raise :class:`UserError` unless ``args`` decode as the arguments of ``cls``'s run method.
+
+    The check is the worker's own (pydantic, from JSON), so a start that passes
+    it cannot leave a workflow that fails on its input. Each problem is one line
+    naming the field and the fix, e.g. ``--input: chunks: must be greater than
+    or equal to 1 (got 0)``.
+
+    Example::
+
+        check_workflow_input(find_workflow("examples/pipeline.py:Pipeline"), [{"chunks": 0}])
+    """
+    name = workflow_name(cls)
+    defn = workflow._Definition.from_class(cls)
+    assert defn is not None
+    params = list(inspect.signature(defn.run_fn).parameters.values())[1:]  # after self
+    required = [p for p in params if p.default is inspect.Parameter.empty]
+    types = defn.arg_types or [Any] * len(params)
+    if len(args) > len(params):
+        raise UserError(f"{source}: workflow {name} takes no input; leave {source} out")
+    if len(args) < len(required):
+        wanted = getattr(types[len(args)], "__name__", "its argument")
+        raise UserError(f"workflow {name} needs an input (a {wanted}): give it as {source} JSON")
+    for arg, arg_type in zip(args, types, strict=False):
+        try:
+            pydantic.TypeAdapter(arg_type).validate_json(json.dumps(arg))
+        except pydantic.ValidationError as err:
+            raise UserError(format_validation_error(err, source)) from err
 
 
 def is_workflow(obj: object) -> bool:

@@ -16,6 +16,7 @@ from titus_flow.activities.fleet import FleetActivities
 from titus_flow.activities.services import ServiceActivities
 from titus_flow.client import TitusClient, ensure_scheduler
 from titus_flow.config import Settings
+from titus_flow.converter import WORKER_DATA_CONVERTER
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.dag import JobDagWorkflow
 from titus_flow.workflows.fleet import FleetWorkflow
@@ -45,9 +46,16 @@ CONTROL_WORKFLOWS: tuple[type, ...] = (
 def control_worker(
     client: Client, settings: Settings, extra_workflows: Sequence[type] = (), **options: Any
 ) -> Worker:
-    """A worker for the control-plane workflows (plus users' own workflows)."""
+    """A worker for the control-plane workflows (plus users' own workflows).
+
+    Its workflows decode payloads with :data:`~titus_flow.converter.WORKER_DATA_CONVERTER`:
+    a workflow whose input does not decode fails instead of retrying forever.
+    Its activities use ``client`` as given.
+    """
+    config = client.config()
+    config["data_converter"] = WORKER_DATA_CONVERTER
     return Worker(
-        client,
+        Client(**config),
         task_queue=settings.control_task_queue,
         workflows=[*CONTROL_WORKFLOWS, *extra_workflows],
         activities=[

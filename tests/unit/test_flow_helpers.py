@@ -198,6 +198,25 @@ def test_load_workflows_of_a_folder(tmp_path: Path) -> None:
         (["start", f"{EXAMPLES / 'pipeline.py'}:Nope"], "no workflow 'Nope'"),
         (["start", f"{EXAMPLES / 'pipeline.py'}:Pipeline", "--input", "{bad"], "not valid JSON"),
         (
+            ["start", f"{EXAMPLES / 'pipeline.py'}:Pipeline", "--input", '{"chunks": 0}', "--wait"],
+            "--input: chunks: must be greater than or equal to 1 (got 0)",
+        ),
+        (
+            ["start", f"{EXAMPLES / 'pipeline.py'}:Pipeline", "--input", '{"chunks": "many"}'],
+            "--input: chunks: must be a valid integer",
+        ),
+        (
+            ["start", f"{EXAMPLES / 'pipeline.py'}:Pipeline"],
+            "workflow Pipeline needs an input (a PipelineInput): give it as --input JSON",
+        ),
+        (
+            [
+                *("schedule", "create", "n", "--every", "1h"),
+                *(f"{EXAMPLES / 'pipeline.py'}:Pipeline", "--input", '{"max_concurrent": 0}'),
+            ],
+            "--input: max_concurrent: must be greater than or equal to 1 (got 0)",
+        ),
+        (
             ["schedule", "create", "n", str(EXAMPLES / "nightly.py")],
             "exactly one of --cron EXPR or --every DURATION",
         ),

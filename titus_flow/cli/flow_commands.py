@@ -53,7 +53,7 @@ from titus_flow.lifecycle import JobState
 from titus_flow.loader import AnyJob, load_jobs
 from titus_flow.spec import BatchJob
 from titus_flow.spec.quantities import parse_duration
-from titus_flow.userflows import find_workflow, workflow_name
+from titus_flow.userflows import check_workflow_input, find_workflow, workflow_name
 from titus_flow.workflows.dag import DAG_WORKFLOW, DagInput, DagResult
 
 _err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines for grep
@@ -124,13 +124,17 @@ def start(
 ) -> None:
     """Start your workflow PATH:WORKFLOW (a .py file or module, and a class) on the cluster.
 
-    The worker must have loaded it (`titus-flow worker --workflows PATH`). With
-    --wait, exit 0 when it completed and 1 when it failed.
+    The worker must have loaded it (`titus-flow worker --workflows PATH`). The
+    input is checked against the workflow's input type first: a bad one exits 2
+    naming the field, and nothing is started. With --wait, exit 0 when it
+    completed and 1 when it failed.
 
     Example: titus-flow start examples/pipeline.py:Pipeline --input '{"chunks": 4}' --wait
     """
-    name = workflow_name(find_workflow(target))
+    cls = find_workflow(target)
+    name = workflow_name(cls)
     args = _workflow_input(input_json, input_file)
+    check_workflow_input(cls, args)  # bad input exits 2 here: nothing is started
     workflow_id = workflow_id or f"{name.lower()}-{secrets.token_hex(4)}"
     settings = ctx.settings
 
@@ -249,7 +253,9 @@ def _schedule_action(
     """What each scheduled run starts: the jobs of a file (as a DAG), or a user workflow."""
     run_id = name  # Temporal appends the scheduled time: nightly-2025-01-01T02:00:00Z
     if ":" in target:  # PATH:Workflow; a job file is a plain path
-        workflow = workflow_name(find_workflow(target))
+        cls = find_workflow(target)
+        check_workflow_input(cls, args)
+        workflow = workflow_name(cls)
         return ScheduleActionStartWorkflow(
             workflow, args=args, id=run_id, task_queue=settings.control_task_queue
         )
