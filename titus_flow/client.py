@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +60,7 @@ from titus_flow.contracts import (
 )
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
+from titus_flow.outcomes import view_of_failure
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
 from titus_flow.views import JobProgress, JobView, ServiceStatus
 from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
@@ -79,14 +81,32 @@ class JobNotFoundError(UserError):
     """No job (or task) with that id."""
 
 
+async def _final_view(handle: WorkflowHandle[Any, JobView]) -> JobView:
+    """Wait for a job (or partition) workflow to end; the job's final view.
+
+    A job that did not succeed fails its workflow with the view in the failure
+    (:mod:`titus_flow.outcomes`); any other failure is raised as is.
+    """
+    try:
+        return await handle.result()
+    except WorkflowFailureError as err:
+        view = view_of_failure(err.cause)
+        if view is None:
+            raise
+        return view
+
+
 async def _view_of(temporal: Client, workflow_id: str) -> JobView:
     """The view a job (or partition) workflow holds.
 
-    Its result once completed, else what its describe query answers.
+    Its final view once ended (completed, or failed with the view), else what
+    its describe query answers.
     """
     handle = temporal.get_workflow_handle_for(BatchJobWorkflow.run, workflow_id)
-    if (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
+    status = (await handle.describe()).status
+    if status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
+        with contextlib.suppress(WorkflowFailureError):  # a failure without a view
+            return await _final_view(handle)
     return await handle.query(BatchJobWorkflow.describe)
 
 
@@ -232,9 +252,13 @@ class TitusClient:
         return root.model_copy(update={"counts": counts})
 
     async def wait(self, job_id: str) -> JobView:
-        """Wait for the job to end; return its final view with every task."""
+        """Wait for the job to end; return its final view with every task.
+
+        Also for a job that failed or was killed (whose workflow failed): check
+        ``view.state``.
+        """
         try:
-            view = await self._handle(job_id).result()
+            view = await _final_view(self._handle(job_id))
         except WorkflowFailureError as err:
             raise RuntimeError(f"job {job_id} workflow failed: {err.cause}") from err
         return await _with_partition_tasks(self.temporal, view)

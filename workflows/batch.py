@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         retry_delay,
     )
+    from titus_flow.outcomes import child_job_view, end_job
     from titus_flow.spec import BatchJob
     from titus_flow.views import AttemptView, JobProgress, JobView, TaskView
     from titus_flow.workflows.attempts import Outcome, launch, supervise
@@ -92,15 +93,17 @@ class BatchJobWorkflow:
     async def run(self, request: BatchJobInput) -> JobView:
         """Run the job (or one partition of it); return its final view.
 
-        A job of more than :data:`PARTITION_SIZE` tasks runs as partitions, child
-        workflows of at most that many tasks each, so no history nears
-        Temporal's limits; the root's view then lists the partitions, not tasks.
+        A job that did not succeed fails the workflow instead, with the view in
+        the failure (:func:`~titus_flow.outcomes.end_job`). A job of more than
+        :data:`PARTITION_SIZE` tasks runs as partitions, child workflows of at
+        most that many tasks each, so no history nears Temporal's limits; the
+        root's view then lists the partitions, not tasks.
         """
         view, mailbox = self._view, self._mailbox
         assert view is not None and mailbox is not None
         if self._partitioned:
             await self._run_partitions(request, self._job_id)
-            return view
+            return end_job(view)
         flusher = asyncio.create_task(mailbox.run())
         for task in view.tasks:
             self._task_runs[task.id] = asyncio.create_task(self._run_task(request.job, task))
@@ -111,7 +114,7 @@ class BatchJobWorkflow:
         mailbox.close()
         await flusher
         self._finish(view.tasks)
-        return view
+        return end_job(view)
 
     async def _run_partitions(self, request: BatchJobInput, job_id: str) -> None:
         assert self._view is not None
@@ -133,7 +136,8 @@ class BatchJobWorkflow:
             )
         if self._job_kill_requested:  # a kill that came while partitions started
             await self._kill_partitions()
-        views = await asyncio.gather(*self._partitions)
+        # A partition whose tasks did not all succeed fails, carrying its view.
+        views = await asyncio.gather(*(child_job_view(p) for p in self._partitions))
         self._finish([task for view in views for task in view.tasks])
 
     async def _kill_partitions(self) -> None:

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Unplaced,
     )
     from titus_flow.lifecycle import FinishReason, JobState, RolloutPhase, TaskState
+    from titus_flow.outcomes import end_job
     from titus_flow.spec import Capacity, ServiceJob
     from titus_flow.views import AttemptView, JobView, ServiceStatus, TaskView
     from titus_flow.workflows.attempts import Outcome, launch, supervise
@@ -123,7 +124,11 @@ class ServiceJobWorkflow:
 
     @workflow.run
     async def run(self, request: ServiceJobInput) -> JobView:
-        """Hold the job at its desired size until it is killed."""
+        """Hold the job at its desired size until it is killed.
+
+        A service job only ends Killed: its workflow then fails with type
+        ``JobKilled`` and the final view (:func:`~titus_flow.outcomes.end_job`).
+        """
         self._next_start_at = workflow.now()
         if request.rollout in (RolloutPhase.ROLLING, RolloutPhase.CANARY):
             self._update_started_at = workflow.now()
@@ -153,7 +158,7 @@ class ServiceJobWorkflow:
         self._mailbox.close()
         await flusher
         self._set_state(JobState.KILLED, "killed by request")
-        return self._describe()
+        return end_job(self._describe())
 
     def _recheck_in(self) -> timedelta:
         """When to reconcile even if nothing happens: the end of a backoff, or soon."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from temporalio.client import WorkflowExecutionStatus
 from titus_cluster import Cluster
 
 from titus_flow import BatchJob, Container, ExponentialBackoff, Resources, Retry
@@ -286,3 +287,15 @@ async def test_large_job_runs_as_partitions_and_reads_as_one(
     assert len(view.partitions) == 3
     described = await client.describe(job_id)
     assert len(described.tasks) == count
+    # The job's workflow failed, as did the partition of task 1100 (1000-1199): the
+    # Web UI shows them red; the other partitions completed.
+    statuses = [
+        (await client.temporal.get_workflow_handle(w).describe()).status
+        for w in [job_id, *view.partitions]
+    ]
+    assert statuses == [
+        WorkflowExecutionStatus.FAILED,
+        WorkflowExecutionStatus.COMPLETED,
+        WorkflowExecutionStatus.COMPLETED,
+        WorkflowExecutionStatus.FAILED,
+    ]

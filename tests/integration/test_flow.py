@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from titus_cluster import Cluster, max_overlap
 
 from titus_flow.lifecycle import JobState
@@ -177,6 +179,16 @@ jobs:
     assert "second (dependency first did not succeed)" in result.stderr
     assert "third (dependency second did not succeed)" in result.stderr
     assert "alone" in result.stderr and "Succeeded" in result.stderr
+    # The failed job's workflow failed (red in the Web UI), the other completed.
+    client = await cluster.client()
+    for name, status in (
+        ("first", WorkflowExecutionStatus.FAILED),
+        ("alone", WorkflowExecutionStatus.COMPLETED),
+    ):
+        found = re.search(rf"{name} \((\S+)\): ", result.stderr)
+        assert found, result.stderr
+        handle = client.temporal.get_workflow_handle(found[1])
+        assert (await handle.describe()).status is status, name
 
 
 async def test_schedule_trigger_runs_a_job_listed_in_jobs_list(cluster: Cluster) -> None:

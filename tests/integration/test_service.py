@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from titus_cluster import Cluster
 
 from titus_flow import (
@@ -252,6 +254,13 @@ async def test_job_kill_stops_every_task(cluster: Cluster) -> None:
     assert view.state is JobState.KILLED
     assert live(view) == []
     assert {t.reason for t in view.tasks} == {FinishReason.KILLED}
+    # Its workflow failed as JobKilled, with the view (the client read it from there).
+    handle = client.temporal.get_workflow_handle(job_id)
+    assert (await handle.describe()).status is WorkflowExecutionStatus.FAILED
+    with pytest.raises(WorkflowFailureError) as caught:
+        await handle.result()
+    assert isinstance(caught.value.cause, ApplicationError)
+    assert caught.value.cause.type == "JobKilled"
 
 
 async def test_task_kill_shrink_and_disruption_budget(cluster: Cluster) -> None:

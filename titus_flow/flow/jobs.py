@@ -14,6 +14,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 from titus_flow.contracts import BatchJobInput
 from titus_flow.flow.ids import start_job_workflow
 from titus_flow.lifecycle import FinishReason, JobState
+from titus_flow.outcomes import JOB_FAILED, child_job_view
 from titus_flow.spec import BatchJob
 from titus_flow.views import JobView
 
@@ -53,7 +54,7 @@ class JobFailedError(ApplicationError):
             + (f": {view.message}" if view.message and not detail else "")
             + (f": {detail}" if detail else ""),
             view.model_dump(mode="json"),
-            type="JobFailed",
+            type=JOB_FAILED,
             non_retryable=True,
         )
 
@@ -87,7 +88,7 @@ class JobHandle:
             view = await handle.result(check=False)
             if view.state is JobState.FAILED: ...
         """
-        view: JobView = await self._child
+        view = await child_job_view(self._child)  # a job that did not succeed fails its workflow
         if check and view.state is not JobState.SUCCEEDED:
             raise JobFailedError(view)
         return view

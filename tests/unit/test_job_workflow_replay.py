@@ -1,0 +1,54 @@
+"""titus-flow's own job workflows replay histories recorded by the previous release.
+
+The histories in ``fixtures/histories`` were recorded on a dev server with the
+release before failed jobs failed their workflow and zero disruption budgets
+were honoured: a Succeeded, a Failed, a Killed and a partitioned Failed batch
+job, and a service job with ``max_unavailable: 0`` whose task was killed (at
+once, as that release did) before the job was killed. A job workflow that was
+running when the worker was upgraded replays its history through the new
+code, so the new code must take the same steps on them (``workflow.patched``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from titus_flow.converter import WORKER_DATA_CONVERTER
+from titus_flow.worker import SANDBOX
+from titus_flow.workflows.batch import BatchJobWorkflow
+from titus_flow.workflows.service import ServiceJobWorkflow
+
+HISTORIES = Path(__file__).parent / "fixtures" / "histories"
+
+
+def history(name: str) -> WorkflowHistory:
+    """A recorded history (gzipped ``temporal workflow show -o json`` output)."""
+    events = json.loads(gzip.decompress((HISTORIES / f"{name}.json.gz").read_bytes()))
+    started = events["events"][0]["workflowExecutionStartedEventAttributes"]
+    return WorkflowHistory.from_json(started["workflowId"], events)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "batch-succeeded",
+        "batch-failed",
+        "batch-killed",
+        "batch-partitioned-failed",
+        "service-zero-budget-killed",
+    ],
+)
+async def test_previous_release_history_replays(name: str) -> None:
+    replayer = Replayer(
+        workflows=[BatchJobWorkflow, ServiceJobWorkflow],
+        data_converter=WORKER_DATA_CONVERTER,
+        workflow_runner=SANDBOX,
+    )
+    result = await replayer.replay_workflow(history(name), raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
