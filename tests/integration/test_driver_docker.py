@@ -149,8 +149,18 @@ async def test_memory_limit_kills_with_oom(driver: DockerDriver) -> None:
     assert exit_.exit_code == 137
 
 
+async def test_stop_sends_sigterm_to_the_task_process(driver: DockerDriver) -> None:
+    # The task's command is not PID 1 (the container's init is), so SIGTERM reaches it.
+    req = request("exec sleep 300")
+    await driver.launch(req)
+    assert await driver.wait(req.name, 0.2) is None
+    await driver.stop(req.name, 30)
+    exit_ = await driver.wait(req.name, 5)  # well before the 30 s grace ran out
+    assert exit_ is not None and exit_.exit_code == 128 + 15 and not exit_.oom_killed
+
+
 async def test_stop_kills_within_the_grace_period(driver: DockerDriver) -> None:
-    req = request("sleep 300")  # PID 1 ignores SIGTERM: only the SIGKILL ends it
+    req = request("trap '' TERM; sleep 300")  # ignores SIGTERM: only the SIGKILL ends it
     await driver.launch(req)
     assert await driver.wait(req.name, 0.2) is None
     started = time.monotonic()

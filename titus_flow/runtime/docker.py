@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import math
 import threading
@@ -328,9 +329,26 @@ class DockerDriver:
                 return None  # still running: no need to ask again
             state = self._inspect_state(name)
             exit_ = _exit_from_state(state)
+            if exit_ is not None and exit_.exit_code in _CANNOT_EXEC and not exit_.error:
+                exit_ = dataclasses.replace(exit_, error=self._init_error(name))
             if exit_ is not None or state["Status"] != "created":
                 return exit_
         return None
+
+    def _init_error(self, name: str) -> str:
+        """Why the container's init could not run the command ("" if it could).
+
+        With an init as PID 1 the container starts even when the command cannot
+        be executed; the init says why on stderr and exits 126 or 127.
+        """
+        try:
+            tail = self._api().logs(name, stdout=False, stderr=True, tail=5)
+        except docker.errors.APIError:
+            return ""
+        for line in tail.decode(errors="replace").splitlines():
+            if line.startswith("[FATAL tini"):
+                return line.partition("] ")[2].strip()
+        return ""
 
     def _block_until(self, name: str, condition: str, deadline: float) -> bool:
         """Block until ``condition`` holds or ``deadline``; False if it timed out.
@@ -414,6 +432,10 @@ class DockerDriver:
                 )
             )
         return managed
+
+
+# Exit codes of a command that could not be executed (not executable, not found).
+_CANNOT_EXEC = (126, 127)
 
 
 def _exit_from_state(state: dict[str, Any]) -> Exit | None:
