@@ -342,7 +342,7 @@ class DockerDriver:
         be executed; the init says why on stderr and exits 126 or 127.
         """
         try:
-            tail = self._api().logs(name, stdout=False, stderr=True, tail=5)
+            tail: bytes = self._api().logs(name, stdout=False, stderr=True, tail=5)
         except docker.errors.APIError:
             return ""
         for line in tail.decode(errors="replace").splitlines():
