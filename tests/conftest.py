@@ -47,10 +47,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark integration tests; order slow tests first, then integration, then unit.
+
+    Longest first is what keeps a parallel run short (xdist hands tests out in
+    this order, and idle workers steal from busy ones): a slow test that starts
+    last would leave every other worker idle while it runs.
+    """
     integration = Path(__file__).parent / "integration"
     for item in items:
         if integration in item.path.parents:
             item.add_marker(pytest.mark.integration)
+    items.sort(  # stable: the files' own order holds within each rank
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            item.get_closest_marker("integration") is None,
+        )
+    )
 
 
 def _docker_problem() -> str | None:

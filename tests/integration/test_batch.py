@@ -260,6 +260,7 @@ async def test_task_output_written_to_titus_output_path_is_returned(cluster: Clu
     assert [t.output for t in view.tasks] == [{"index": 0}, {"index": 1}]
 
 
+@pytest.mark.slow
 async def test_large_job_runs_as_partitions_and_reads_as_one(
     cluster_factory: Callable[[], Cluster],
 ) -> None:

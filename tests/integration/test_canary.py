@@ -70,6 +70,7 @@ def assert_healthy_on(view: JobView, revision: int, desired: int = 3) -> None:
     assert view.state is JobState.RUNNING
 
 
+@pytest.mark.slow
 async def test_canary_example_promotes_a_good_version_and_rolls_back_a_bad_one(
     canary_cluster: Cluster,
 ) -> None:
@@ -97,6 +98,7 @@ async def test_canary_example_promotes_a_good_version_and_rolls_back_a_bad_one(
     await (await canary_cluster.client()).kill(job_id)
 
 
+@pytest.mark.slow
 async def test_cli_canary_promote_and_rollback(canary_cluster: Cluster, tmp_path: Path) -> None:
     job_id = f"web-{secrets.token_hex(3)}"
     await start(canary_cluster, "DeployWeb", job_id=job_id, version="v1", desired=2)

@@ -120,6 +120,7 @@ async def test_unique_host_spreads_tasks_and_the_rest_start_when_capacity_frees(
     assert fourth.started_at is not None and fourth.started_at >= first_end
 
 
+@pytest.mark.slow
 @pytest.mark.docker  # containers outlive a killed agent, as on a real host
 async def test_killed_agent_is_lost_its_tasks_move_and_on_return_it_removes_them(
     cluster_factory: Callable[[], Cluster],

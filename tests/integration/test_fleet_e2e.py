@@ -156,6 +156,7 @@ def job(name: str, command: str, cpu: float, instances: int = 1) -> BatchJob:
     )
 
 
+@pytest.mark.slow
 async def test_fleet_grows_for_a_job_stops_at_max_then_shrinks_to_zero(
     cluster_factory: Callable[[], Cluster], moto: Moto, dev_server: str, tmp_path: Path, gate: Path
 ) -> None:
@@ -229,6 +230,7 @@ async def test_fleet_grows_for_a_job_stops_at_max_then_shrinks_to_zero(
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 async def test_instance_terminated_behind_the_fleets_back_is_replaced_and_its_task_rerun(
     cluster_factory: Callable[[], Cluster], moto: Moto, dev_server: str, tmp_path: Path, gate: Path
 ) -> None:

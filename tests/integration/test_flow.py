@@ -90,6 +90,7 @@ async def test_pipeline_runs_end_to_end_within_the_fan_out_bound(flow_cluster: C
     assert {row["state"] for row in listed} == {"Succeeded"}
 
 
+@pytest.mark.slow
 async def test_worker_kill9_mid_fan_out_completes_and_runs_each_step_once(
     flow_cluster: Cluster,
 ) -> None:

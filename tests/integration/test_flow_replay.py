@@ -243,6 +243,7 @@ async def replay_all(
     return runs
 
 
+@pytest.mark.slow
 async def test_replay_passes_recorded_flow_workflows_and_names_the_changed_event(
     cluster_factory: Callable[[], Cluster], tmp_path: Path
 ) -> None:
@@ -300,6 +301,7 @@ async def test_replay_passes_recorded_flow_workflows_and_names_the_changed_event
     assert f"workflow id {release_id!r}, not --workflow-id 'other'" in runs[6].stderr
 
 
+@pytest.mark.slow
 @pytest.mark.docker
 async def test_replay_passes_recorded_canary_example_workflows(
     cluster_factory: Callable[[], Cluster], tmp_path: Path

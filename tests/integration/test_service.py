@@ -196,6 +196,7 @@ async def test_scale_up_then_down_and_invalid_requests_change_nothing(cluster: C
     await client.kill(job_id)
 
 
+@pytest.mark.slow
 async def test_rolling_update_keeps_capacity_then_runs_the_new_revision(cluster: Cluster) -> None:
     spec = web("webroll", update=RollingUpdate(max_surge=1, max_unavailable=0))
     client, job_id = await started_service(cluster, spec)
@@ -230,6 +231,7 @@ async def test_update_that_never_gets_healthy_rolls_back(cluster: Cluster) -> No
     await client.kill(job_id)
 
 
+@pytest.mark.slow
 async def test_control_worker_kill9_during_rolling_update(cluster: Cluster) -> None:
     spec = web("webcrash", update=RollingUpdate(max_surge=1, max_unavailable=0))
     client, job_id = await started_service(cluster, spec)
@@ -263,6 +265,7 @@ async def test_job_kill_stops_every_task(cluster: Cluster) -> None:
     assert caught.value.cause.type == "JobKilled"
 
 
+@pytest.mark.slow
 async def test_task_kill_shrink_and_disruption_budget(cluster: Cluster) -> None:
     spec = web("webbudget", desired=3, disruption_budget=DisruptionBudget(max_unavailable=1))
     client, job_id = await started_service(cluster, spec)

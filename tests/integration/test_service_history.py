@@ -101,6 +101,7 @@ async def _describe(handle: WorkflowHandle[Any, Any]) -> JobView | None:
         return None
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="session")
 async def test_five_hundred_replacements_continue_as_new_and_keep_state(
     cluster_factory: Callable[[], Cluster],
