@@ -58,6 +58,9 @@ FINISHED_TASKS_KEPT = 20
 RECHECK_EVERY = timedelta(seconds=5)
 # Without a health check, a task that ran this long was serving, not crash-looping.
 MIN_HEALTHY_RUN = timedelta(seconds=10)
+# ``workflow.patched`` id of "a disruption budget of 0 allows no voluntary
+# disruption": the previous release raised it to 1.
+ZERO_BUDGET_PATCH = "zero-disruption-budget"
 
 
 def crash_backoff(failures: int) -> timedelta:
@@ -207,7 +210,8 @@ class ServiceJobWorkflow:
         update = self._spec.update
         live = list(self._live.values())
         moving = [t for t in live if t.moving]  # on a draining agent: replaced, then stopped
-        staying = [t for t in live if not t.moving]
+        replaced_first = self._replaced_first()  # held kills under a budget of 0: likewise
+        staying = [t for t in live if not t.moving and t.view.id not in replaced_first]
 
         def by_revision(revision: int) -> tuple[list[ServiceTaskRecord], list[ServiceTaskRecord]]:
             """(current, old): the staying tasks on ``revision``, and the rest."""
@@ -227,7 +231,10 @@ class ServiceJobWorkflow:
         canary = self._input.canary
         target = desired if canary is None else min(canary, desired)
         keep_old = desired - target
-        room = desired + (update.max_surge if old else 0) - len(staying)
+        surge = update.max_surge if old else 0
+        if old and self._allowed_unavailable() == 0:
+            surge = max(surge, 1)  # no old task may go before a new one is healthy
+        room = desired + surge - len(staying)
         to_start = max(0, min(target - len(current), room))
         old_to_start = 0
         if canary is not None and self._input.previous is not None:
@@ -304,17 +311,39 @@ class ServiceJobWorkflow:
             elif self._budget_allows(record):
                 self._held_kills.discard(task_id)
                 self._kill(record, FinishReason.KILLED)
+            elif task_id in replaced_first:
+                self._waiting.append(
+                    f"kill of {task_id} waits for its replacement to be healthy"
+                    " (disruption budget 0)"
+                )
             else:
                 self._waiting.append(f"kill of {task_id} waits for the disruption budget")
 
         self._refresh_state()
 
+    def _allowed_unavailable(self) -> int:
+        """How many tasks voluntary disruptions may take down now (the disruption budget)."""
+        desired = self._capacity.desired
+        allowed = self._spec.disruption_budget.allowed(desired)
+        if allowed == 0 and desired and not workflow.patched(ZERO_BUDGET_PATCH):
+            return 1  # a history of the previous release, which raised a budget of 0 to 1
+        return allowed
+
+    def _replaced_first(self) -> set[str]:
+        """Held kills whose task gets a replacement before it stops: all, under a budget of 0.
+
+        With a budget of 0 a held kill could only wait forever for a healthy
+        task more than desired; starting a replacement gives it one.
+        """
+        if self._held_kills and self._allowed_unavailable() == 0:
+            return set(self._held_kills)
+        return set()
+
     def _budget_allows(self, victim: ServiceTaskRecord) -> bool:
         """Whether taking ``victim`` down keeps unavailability within the budget."""
         desired = self._capacity.desired
         healthy = len(self._healthy()) - (1 if victim.view.healthy else 0)
-        allowed = self._spec.disruption_budget.allowed(desired)
-        return desired - healthy <= allowed or not victim.view.healthy
+        return desired - healthy <= self._allowed_unavailable() or not victim.view.healthy
 
     def _disrupt(
         self, victim: ServiceTaskRecord, reason: FinishReason, message: str, voluntary: bool = True
@@ -647,6 +676,8 @@ class ServiceJobWorkflow:
             return "killed"
         self._held_kills.add(request.task_id)
         self._changed()
+        if self._allowed_unavailable() == 0:
+            return "waiting for the disruption budget (0): a replacement starts first"
         return "waiting for the disruption budget"
 
     @kill_task.validator

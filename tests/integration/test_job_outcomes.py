@@ -5,6 +5,7 @@
 - A job that did not succeed fails its workflow (``JobFailed``, ``JobKilled``),
   so the Web UI tells failed jobs from succeeded ones; every reader still gets
   the whole view, and ``run_job`` still raises ``JobFailedError``.
+- A disruption budget of 0 holds a task kill until a replacement is healthy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from titus_cluster import Cluster, eventually
 
-from titus_flow import BatchJob, Container, Resources
+from titus_flow import BatchJob, Capacity, Container, DisruptionBudget, Resources, ServiceJob
 from titus_flow.client import TitusClient
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 
@@ -198,7 +199,57 @@ async def test_run_job_raises_job_failed_error_and_a_killed_child_reads_killed(
         task_queue=proc_cluster.control_queue,
         result_type=dict[str, str],
     )
-    assert result == {"run_job": "Failed: failed: exited with code 3", "killed": "Killed"}
+    expected = {"run_job": "Failed: failed: exited with code 3", "killed": "Killed"}
+    assert result == expected, proc_cluster.logs()
     assert await status_of(client, f"{workflow_id}-fails-1") is WorkflowExecutionStatus.FAILED
     assert await status_of(client, f"{workflow_id}-sleeps-1") is WorkflowExecutionStatus.FAILED
     assert (await client.describe(f"{workflow_id}-sleeps-1")).state is JobState.KILLED
+
+
+# --- item 5: a disruption budget of 0 --------------------------------------------------
+
+
+async def test_zero_disruption_budget_holds_a_kill_until_its_replacement_is_healthy(
+    proc_cluster: Cluster,
+) -> None:
+    client = await proc_cluster.client()
+    job_id = await client.submit(
+        ServiceJob(
+            name="zero",
+            container=Container(image="busybox:latest", command=["sleep", "600"]),
+            resources=SMALL,
+            capacity=Capacity(min=0, desired=2, max=4),
+            disruption_budget=DisruptionBudget(max_unavailable=0),
+        )
+    )
+    try:
+        victim = (await client.wait_healthy(job_id, timeout=60)).live_tasks()[0]
+        answer = await client.kill_task(victim.id)
+        assert answer.startswith("waiting for the disruption budget"), answer
+        healthy: list[int] = []
+
+        async def replaced() -> bool:
+            view = await client.describe(job_id)
+            healthy.append(view.healthy_tasks())
+            gone = all(t.id != victim.id for t in view.live_tasks())
+            return gone and view.healthy_tasks() == 2
+
+        await eventually(replaced, 60, f"{victim.id} to be replaced, then killed")
+        assert min(healthy) >= 2, healthy  # never fewer than desired healthy
+        view = await client.describe(job_id)
+        killed = next(t for t in view.tasks if t.id == victim.id)
+        assert killed.reason is FinishReason.KILLED, killed
+        (replacement,) = [t for t in view.live_tasks() if t.index >= 2]
+        started, ended = replacement.attempts[0].started_at, killed.attempts[0].finished_at
+        assert started is not None and ended is not None and started < ended
+        # `task kill --force` still goes through at once.
+        forced = await asyncio.to_thread(
+            proc_cluster.cli, "task", "kill", replacement.id, "--force"
+        )
+        assert forced.returncode == 0, forced.stderr
+    finally:
+        await client.kill(job_id)
+        view = await proc_cluster.wait_for(job_id)
+    assert view.state is JobState.KILLED and view.live_tasks() == []
+    assert await status_of(client, job_id) is WorkflowExecutionStatus.FAILED
+    assert (await failure_of(client, job_id)).type == "JobKilled"

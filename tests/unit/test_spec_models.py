@@ -169,12 +169,13 @@ def test_retry_rules() -> None:
     [
         (1, 10, 1),
         (3, 10, 3),
-        (0, 10, 1),  # never blocks forever
+        (0, 10, 0),  # none, like a PodDisruptionBudget of 0 (the job replaces first)
         (0, 0, 0),
         ("25%", 10, 2),
         ("25%", 1, 1),
+        ("10%", 3, 1),  # a percentage that rounds down to 0 still allows 1
         ("100%", 7, 7),
-        ("0%", 5, 1),
+        ("0%", 5, 0),
     ],
 )
 def test_disruption_budget_allowed(budget: int | str, desired: int, allowed: int) -> None:

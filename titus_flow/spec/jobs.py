@@ -135,6 +135,11 @@ class DisruptionBudget(SpecModel):
     """How many tasks voluntary disruptions may take down at once.
 
     ``max_unavailable`` is a count, or a percentage of desired like ``"25%"``.
+    Voluntary disruptions are task kills (without ``--force``), scale-downs,
+    moves off draining agents and rolling updates. ``0`` (or ``"0%"``) allows
+    none, like a Kubernetes PodDisruptionBudget of ``maxUnavailable: 0``: each
+    one waits until a replacement is healthy (the job starts one first; updates
+    surge at least one task).
     """
 
     max_unavailable: (
@@ -157,13 +162,16 @@ class DisruptionBudget(SpecModel):
     def allowed(self, desired: int) -> int:
         """How many tasks may be unavailable at once for ``desired`` tasks.
 
-        At least 1 when desired > 0, so a budget never blocks a job forever.
+        A count as given; a percentage of ``desired`` rounded down, but at
+        least 1 when desired > 0 (so ``"10%"`` of 3 tasks allows 1). A budget of
+        0 or ``"0%"`` allows 0.
         """
         if isinstance(self.max_unavailable, int):
-            count = self.max_unavailable
-        else:
-            count = desired * int(self.max_unavailable[:-1]) // 100
-        return max(count, 1 if desired else 0)
+            return self.max_unavailable
+        percent = int(self.max_unavailable[:-1])
+        if percent == 0:
+            return 0
+        return max(desired * percent // 100, 1 if desired else 0)
 
 
 class ServiceJob(_JobCommon):
