@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark integration tests; order slow tests first, then integration, then unit.
 
     Longest first is what keeps a parallel run short (xdist hands tests out in
-    this order, and idle workers steal from busy ones): a slow test that starts
+    this order, a few at a time, as workers free up): a slow test that starts
     last would leave every other worker idle while it runs.
     """
     integration = Path(__file__).parent / "integration"

@@ -102,8 +102,16 @@ async def test_group_at_its_limit_keeps_new_tasks_pending_then_places_them(
     cluster, client = await start_cluster(cluster_factory, {"a": "4"})
 
     # The job names a group nobody created yet: its tasks wait and say how to fix it.
+    # Each task runs until the test lets it end (process driver: the host's files).
+    gate = tmp_path / "gate"
     limited = await client.submit(
-        job("limited", "sleep 5", cpu=0.5, instances=3, group="batch-flex")
+        job(
+            "limited",
+            f'until [ -e {gate}-"$TITUS_TASK_INDEX" ]; do sleep 0.1; done',
+            cpu=0.5,
+            instances=3,
+            group="batch-flex",
+        )
     )
     missing = (
         "capacity group 'batch-flex' does not exist;"
@@ -138,6 +146,16 @@ async def test_group_at_its_limit_keeps_new_tasks_pending_then_places_them(
     assert batch["group"]["limit"]["tasks"] == 2
 
     # The third task runs once one of the first two ends and frees the group's room.
+    first_two = [t.index for t in (await client.describe(limited)).tasks if started(t)]
+    for index in first_two:
+        (tmp_path / f"gate-{index}").touch()
+    (third,) = {0, 1, 2} - set(first_two)
+
+    async def third_started() -> bool:
+        return started((await client.describe(limited)).tasks[third])
+
+    await eventually(third_started, 60, "the third task to start")
+    (tmp_path / f"gate-{third}").touch()
     view = await cluster.wait_for(limited, 60)
     assert view.state is JobState.SUCCEEDED, view
     runs = sorted((t.attempts[-1].started_at, t.attempts[-1].finished_at) for t in view.tasks)

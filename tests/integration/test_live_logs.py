@@ -81,23 +81,35 @@ async def test_follow_streams_a_running_task_and_ends_with_it(
     )
     assert follower.stdout is not None and follower.stderr is not None
     arrivals: list[tuple[str, float]] = []  # (line, uptime when the follower printed it)
-    try:
+
+    async def read_lines() -> None:
+        # Its own task, so the checks below never delay the timestamps.
+        assert follower.stdout is not None
         while len(arrivals) < LINES:
-            raw = await asyncio.wait_for(follower.stdout.readline(), 60)
+            raw = await follower.stdout.readline()
             if not raw:
-                break
+                return
             arrivals.append((raw.decode().rstrip("\n"), uptime()))
-            if len(arrivals) == 2:
-                # Plain `task logs` of the running task: what it wrote so far.
-                now = await asyncio.to_thread(cluster.cli, "task", "logs", task_id, "-o", "json")
-                assert now.returncode == 0, now.stderr
-                so_far = json.loads(now.stdout)
-                assert so_far["complete"] is False and so_far["attempt"] == 1
-                assert so_far["data"].startswith("line 0 ")
-                assert f"line {LINES - 1} " not in so_far["data"]  # still running
+
+    reader = asyncio.create_task(read_lines())
+    try:
+
+        async def two_lines() -> bool:
+            return len(arrivals) >= 2 or reader.done()
+
+        await eventually(two_lines, 60, "two lines from the follower")
+        # Plain `task logs` of the running task: what it wrote so far.
+        now = await asyncio.to_thread(cluster.cli, "task", "logs", task_id, "-o", "json")
+        assert now.returncode == 0, now.stderr
+        so_far = json.loads(now.stdout)
+        assert so_far["complete"] is False and so_far["attempt"] == 1
+        assert so_far["data"].startswith("line 0 ")
+        assert f"line {LINES - 1} " not in so_far["data"]  # still running
+        await asyncio.wait_for(reader, 60)
         code = await asyncio.wait_for(follower.wait(), 60)  # ends with the attempt
         stderr = (await follower.stderr.read()).decode()
     finally:
+        reader.cancel()
         if follower.returncode is None:
             follower.kill()
             await follower.wait()

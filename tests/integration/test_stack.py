@@ -98,7 +98,11 @@ def server_pids(home: Path) -> list[int]:
     return live_pids(lambda cmd, _env: "start-dev" in cmd and str(home) in cmd)
 
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs procfs")
+pytestmark = [
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs procfs"),
+    # The tests of one stack run in order, in one process (scripts/test.sh: --dist loadgroup).
+    pytest.mark.xdist_group("stack"),
+]
 
 # The stack `up` starts includes the agent (where this install has one), which runs
 # containers: tests of a running stack need Docker.

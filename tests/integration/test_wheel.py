@@ -22,6 +22,9 @@ import titus_flow
 
 SOURCE = Path(titus_flow.__file__).resolve().parents[1]
 
+# One build and install for the module: its tests run in one xdist worker.
+pytestmark = pytest.mark.xdist_group("wheel")
+
 # Runs inside the fresh venv: imports every module of the installed package and
 # asks every CLI command for --help; prints what it found as JSON.
 _PROBE = r"""

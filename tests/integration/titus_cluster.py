@@ -4,14 +4,14 @@ the integration tests share."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,24 @@ def max_overlap(windows: Sequence[Sequence[Any]]) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+def _port_blocks() -> Iterator[tuple[int, int]]:
+    """Host port blocks for this pytest process's agents, never another's.
+
+    The ports from 20000 up to Linux's ephemeral range (32768 up, where the
+    kernel picks client ports) are split between the xdist workers; a worker's
+    tests run one at a time, so cycling through its blocks of 100 never hands a
+    live agent's block to another.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    span = (32_700 - 20_000) // workers // 100 * 100
+    first = 20_000 + worker * span
+    return itertools.cycle((low, low + 99) for low in range(first, first + span, 100))
+
+
+_PORT_BLOCKS = _port_blocks()
 
 
 async def _remove_all(driver: ProcessDriver) -> None:
@@ -93,8 +111,8 @@ class Cluster:
         must not hand out the same port twice.
         """
         if "--ports" not in options:
-            low = 20_000 + secrets.randbelow(400) * 100
-            options = (*options, "--ports", f"{low}-{low + 99}")
+            low, high = next(_PORT_BLOCKS)
+            options = (*options, "--ports", f"{low}-{high}")
         return self.start(f"agent-{agent_id}", "agent", "--id", self.agent_id(agent_id), *options)
 
     def agent_id(self, short: str) -> str:
