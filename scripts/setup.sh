@@ -3,7 +3,8 @@
 #
 #   1. .venv with the package installed editable, with dev extras;
 #   2. a Docker engine that answers (started here when root on Debian/Ubuntu);
-#   3. the busybox:latest example image (scripts/build-image.sh).
+#   3. Debian's docker-registry, for tests that pull from a registry on 127.0.0.1;
+#   4. the busybox:latest example image (scripts/build-image.sh).
 #
 # Quiet when there is nothing to do; VERBOSE=1 shows every step.
 set -euo pipefail
@@ -86,6 +87,12 @@ EOF
     fi
 fi
 
-# --- 3. example image ---------------------------------------------------------------------
+# --- 3. a local image registry (tests that pull use one on 127.0.0.1, never a public one) ---
+
+if ! command -v docker-registry >/dev/null 2>&1 && can_apt; then
+    apt_install docker-registry
+fi
+
+# --- 4. example image ---------------------------------------------------------------------
 
 "$ROOT/scripts/build-image.sh"
