@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 import heapq
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from temporalio.client import (
@@ -40,7 +40,8 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, FailureError
-from temporalio.service import RPCError
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from titus_flow import visibility
 from titus_flow.config import Settings, load_settings
@@ -58,7 +59,7 @@ from titus_flow.contracts import (
     ServiceJobInput,
     agent_task_queue,
 )
-from titus_flow.errors import UserError
+from titus_flow.errors import ClusterError, ServerUnreachableError, UserError, connection_reason
 from titus_flow.lifecycle import JobState
 from titus_flow.outcomes import view_of_failure
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
@@ -75,10 +76,27 @@ FOLLOW_WAIT_SECONDS = 5.0
 """How long one read of a followed attempt waits on the agent for new output."""
 FOLLOW_POLL_SECONDS = 1.0
 """How often a follow looks for the first attempt of a task that has not started."""
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""How long connecting to Temporal may take (TCP, TLS and its first answer) before giving up."""
 
 
 class JobNotFoundError(UserError):
     """No job (or task) with that id."""
+
+
+@contextlib.contextmanager
+def _not_found_as_no_job(message: str) -> Iterator[None]:
+    """Raise JobNotFoundError(``message``) when Temporal answers that the workflow is not there.
+
+    Any other RPCError (a server that cannot be reached, a call that timed out)
+    is raised as is: it says nothing about the job.
+    """
+    try:
+        yield
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise JobNotFoundError(f"{message}: {err.message}") from err
 
 
 async def _final_view(handle: WorkflowHandle[Any, JobView]) -> JobView:
@@ -127,8 +145,12 @@ async def describe_job(temporal: Client, job_id: str) -> JobView:
     return await _with_partition_tasks(temporal, await _view_of(temporal, job_id))
 
 
-async def connect(settings: Settings) -> Client:
-    """Connect to Temporal as ``settings`` say (TLS and API key included)."""
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """Connect to Temporal as ``settings`` say (TLS and API key included).
+
+    Gives up after CONNECT_TIMEOUT_SECONDS with :class:`ServerUnreachableError`.
+    ``runtime``: the Temporal runtime to use (default: the process's default one).
+    """
     tls: TLSConfig | bool = settings.tls or bool(settings.api_key)
     if settings.tls_cert_path or settings.tls_ca_path:
         tls = TLSConfig(
@@ -138,17 +160,21 @@ async def connect(settings: Settings) -> Client:
             ),
             server_root_ca_cert=settings.tls_ca_path.read_bytes() if settings.tls_ca_path else None,
         )
+    connecting = Client.connect(
+        settings.address,
+        namespace=settings.namespace,
+        api_key=settings.api_key,
+        tls=tls,
+        data_converter=pydantic_data_converter,
+        connect_timeout=timedelta(seconds=CONNECT_TIMEOUT_SECONDS),
+        runtime=runtime,
+    )
     try:
-        return await Client.connect(
-            settings.address,
-            namespace=settings.namespace,
-            api_key=settings.api_key,
-            tls=tls,
-            data_converter=pydantic_data_converter,
-        )
-    except RuntimeError as err:
-        hint = " (start it with `titus-flow up`)" if settings.is_embedded else ""
-        raise UserError(f"cannot reach Temporal at {settings.address}{hint}: {err}") from err
+        # The bound also covers a server that accepts connections but never answers.
+        return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_SECONDS)
+    except (RuntimeError, TimeoutError) as err:
+        reason = connection_reason(str(err) or "timeout expired")
+        raise ServerUnreachableError(settings.address, reason, local=settings.is_embedded) from err
 
 
 async def ensure_scheduler(
@@ -230,10 +256,8 @@ class TitusClient:
 
     async def describe(self, job_id: str) -> JobView:
         """The job with all its tasks and attempts (running or finished)."""
-        try:
+        with _not_found_as_no_job(f"no job {job_id!r}"):
             return await describe_job(self.temporal, job_id)
-        except RPCError as err:
-            raise JobNotFoundError(f"no job {job_id!r}: {err.message}") from err
 
     async def progress(self, job_id: str) -> JobProgress:
         """Task counts per state of a running job (summed over its partitions)."""
@@ -260,7 +284,7 @@ class TitusClient:
         try:
             view = await _final_view(self._handle(job_id))
         except WorkflowFailureError as err:
-            raise RuntimeError(f"job {job_id} workflow failed: {err.cause}") from err
+            raise ClusterError(f"job {job_id} workflow failed: {err.cause}") from err
         return await _with_partition_tasks(self.temporal, view)
 
     async def wait_healthy(
@@ -291,10 +315,8 @@ class TitusClient:
 
     async def kill(self, job_id: str) -> None:
         """Kill the job: all its tasks are stopped and it finishes as Killed."""
-        try:
+        with _not_found_as_no_job(f"no running job {job_id!r}"):
             await self._handle(job_id).signal(BatchJobWorkflow.kill)
-        except RPCError as err:
-            raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
 
     async def kill_task(self, task_id: str, shrink: bool = False, force: bool = False) -> str:
         """Kill one task; return what happened ("killed", or why the kill waits).
@@ -305,17 +327,17 @@ class TitusClient:
         """
         job_id = job_id_of_task(task_id)
         root = await self._root_view(job_id)
-        try:
-            if root.type == "service":
-                request = KillTaskRequest(task_id=task_id, shrink=shrink, force=force)
-                return await self._update(job_id, "kill_task", str, request)
-            owner = job_id
-            if root.partitions:  # the partition that holds the task's index
-                owner = root.partitions[int(task_id.rpartition("-")[2]) // PARTITION_SIZE]
-            await self._update(owner, "kill_task", str, task_id)  # answers the task's id
-            return "killed"
-        except RPCError as err:
-            raise JobNotFoundError(f"no running job {job_id!r}: {err.message}") from err
+        if root.type == "service":
+            request = KillTaskRequest(task_id=task_id, shrink=shrink, force=force)
+            return await self._update(job_id, "kill_task", str, request)
+        owner = job_id
+        if root.partitions:  # the partition that holds the task's index
+            partition = int(task_id.rpartition("-")[2]) // PARTITION_SIZE
+            if partition >= len(root.partitions):
+                raise JobNotFoundError(f"job {job_id} has no task {task_id!r}")
+            owner = root.partitions[partition]
+        await self._update(owner, "kill_task", str, task_id)  # answers the task's id
+        return "killed"
 
     async def scale(
         self,
@@ -389,20 +411,17 @@ class TitusClient:
     async def _update(self, workflow_id: str, name: str, result_type: type[T], *args: Any) -> T:
         handle = self.temporal.get_workflow_handle(workflow_id)
         try:
-            result: T = await handle.execute_update(name, args=args, result_type=result_type)
+            with _not_found_as_no_job(f"no running job {workflow_id!r}"):
+                result: T = await handle.execute_update(name, args=args, result_type=result_type)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise UserError(message) from err
-        except RPCError as err:
-            raise JobNotFoundError(f"no running job {workflow_id!r}: {err.message}") from err
         return result
 
     async def _root_view(self, job_id: str) -> JobView:
-        try:
+        with _not_found_as_no_job(f"no job {job_id!r}"):
             return await self._handle(job_id).query(BatchJobWorkflow.describe)
-        except RPCError as err:
-            raise JobNotFoundError(f"no job {job_id!r}: {err.message}") from err
 
     async def _partitions(self, job_id: str) -> list[str]:
         return (await self._root_view(job_id)).partitions
@@ -446,7 +465,8 @@ class TitusClient:
         handle = self.temporal.get_workflow_handle_for(
             SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
         )
-        return await handle.query(SchedulerWorkflow.agents)
+        with self._scheduler_answers():
+            return await handle.query(SchedulerWorkflow.agents)
 
     async def drain_agent(self, agent_id: str) -> None:
         """Place nothing more on ``agent_id``; its running tasks finish where they are."""
@@ -462,10 +482,8 @@ class TitusClient:
         handle = self.temporal.get_workflow_handle_for(
             SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
         )
-        try:
+        with self._scheduler_answers():
             return await handle.query(SchedulerWorkflow.capacity_groups)
-        except RPCError as err:
-            raise self._no_scheduler(err) from err
 
     async def put_capacity_group(
         self, group: CapacityGroup, expect: Literal["any", "new", "existing"] = "any"
@@ -480,6 +498,20 @@ class TitusClient:
         try:
             return await self._update(workflow_id, "put_capacity_group", CapacityGroupView, request)
         except JobNotFoundError as err:  # the scheduler workflow is not running
+            raise self._no_scheduler(err) from err
+
+    @contextlib.contextmanager
+    def _scheduler_answers(self) -> Iterator[None]:
+        """Say to start a control worker when the scheduler workflow is not there.
+
+        Any other RPCError (a server that cannot be reached or was lost, a query
+        that timed out) is raised as is.
+        """
+        try:
+            yield
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND:
+                raise
             raise self._no_scheduler(err) from err
 
     def _no_scheduler(self, err: Exception) -> UserError:

@@ -1,8 +1,9 @@
-"""Errors that are the user's mistake, and how validation errors read to a user.
+"""Errors the CLI reports in one line, and how validation errors read to a user.
 
 A :class:`UserError` is bad input: the CLI prints its ``messages`` (one line each)
-without a traceback and exits 2. Anything else escaping is a bug or a system
-failure and keeps its traceback.
+without a traceback and exits 2. A :class:`ClusterError` is the cluster failing
+what was asked (Temporal cannot be reached, refused a call, a workflow failed):
+one line, exit 1. Anything else escaping is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -40,6 +41,71 @@ class UserError(Exception):
 
 class SpecError(UserError):
     """A job file or job spec is wrong: cannot be read, parsed or validated."""
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not do what was asked, through no fault of the input.
+
+    The CLI prints the message (always one line) without a traceback and exits 1.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class ServerUnreachableError(ClusterError):
+    """Temporal at ``address`` cannot be reached, or the connection to it was lost.
+
+    ``reason`` says how, briefly (see :func:`connection_reason`); ``local`` is
+    whether the address is one ``titus-flow up`` serves, which decides the advice.
+    """
+
+    def __init__(self, address: str, reason: str, *, local: bool) -> None:
+        advice = (
+            "is the server running? start it with `titus-flow up`,"
+            " or set --address / TITUS_FLOW_ADDRESS"
+            if local
+            else "is it up and reachable from here? check --address / TITUS_FLOW_ADDRESS"
+            " and the TLS and API key settings"
+        )
+        super().__init__(f"cannot reach Temporal at {address} ({reason}): {advice}")
+        self.address = address
+
+
+_REASON_CHARS = 100  # longest reason quoted from an unrecognised error
+
+# How a connection to Temporal broke, from the error's text (the Temporal core's Rust
+# debug output), first match.
+_BROKEN = (
+    (("connection refused",), "connection refused"),
+    (("tcp connect error",), "cannot connect"),
+    (("dns error", "failed to lookup", "name or service not known"), "unknown host"),
+    (("certificate", "tls", "ssl"), "TLS handshake failed"),
+    (
+        ("connection reset", "broken pipe", "transport error", "h2 protocol", "connection closed"),
+        "connection lost",
+    ),
+)
+_TIMEOUTS = ("timeout expired", "timed out", "deadline")
+
+
+def broken_connection(text: str) -> str | None:
+    """How the connection to Temporal broke, in a few words, if ``text`` says it did."""
+    lowered = text.lower()
+    for needles, reason in _BROKEN:
+        if any(needle in lowered for needle in needles):
+            return reason
+    return None
+
+
+def connection_reason(text: str) -> str:
+    """A few words on why connecting to Temporal failed, from the error's text."""
+    if reason := broken_connection(text):
+        return reason
+    if any(needle in text.lower() for needle in _TIMEOUTS):
+        return "no answer in time"
+    first = text.strip().splitlines()[0] if text.strip() else "no detail"
+    return first if len(first) <= _REASON_CHARS else first[: _REASON_CHARS - 3] + "..."
 
 
 # -- format_validation_error ------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_validate_json_output_lists_errors(tmp_path: Path) -> None:
 def test_run_with_bad_input_submits_nothing_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ncontainer: {image: busybox}\ninstances: 0\n")
-    # The address points nowhere: reaching Temporal would fail differently (exit 2
+    # The address points nowhere: reaching Temporal would fail differently (exit 1
     # with "cannot reach"); validation must stop it first.
     result = subprocess.run(
         [sys.executable, "-m", "titus_flow", "--address", "127.0.0.1:9", "run", str(bad)],
@@ -90,8 +90,9 @@ def test_unknown_command_and_bad_option_exit_2() -> None:
 
 def test_unreachable_server_is_a_clear_error_not_a_traceback() -> None:
     result = titus("--address", "127.0.0.1:9", "jobs", "list")
-    assert result.returncode == 2
-    assert "cannot reach Temporal at 127.0.0.1:9" in result.stderr
+    assert result.returncode == 1  # the cluster, not the input (2)
+    assert result.stderr.startswith("error: cannot reach Temporal at 127.0.0.1:9 (")
+    assert len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr
 
 

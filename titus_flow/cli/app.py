@@ -11,9 +11,19 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import TemporalError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from titus_flow import __version__
 from titus_flow.config import Settings, load_settings
+from titus_flow.errors import (
+    ClusterError,
+    ServerUnreachableError,
+    UserError,
+    broken_connection,
+    connection_reason,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -82,8 +92,56 @@ T = TypeVar("T")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from a synchronous click command."""
-    return asyncio.run(coro)
+    """Run a coroutine to completion from a synchronous click command.
+
+    Every command reaches Temporal through here, so this is where its errors
+    become one line for the user: a server that cannot be reached or was lost
+    raises :class:`ServerUnreachableError`, anything else Temporal failed a
+    :class:`ClusterError` (both exit 1), a workflow id already in use a
+    :class:`UserError` (exit 2). Notes added to the error are kept.
+    """
+    try:
+        return asyncio.run(coro)
+    except TemporalError as err:
+        explained = explain_temporal_error(err, _command_settings())
+        for note in getattr(err, "__notes__", ()):
+            explained.add_note(note)
+        raise explained from err
+
+
+# Statuses a call has when the connection under it broke.
+_MAY_BE_CUT = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.UNKNOWN, RPCStatusCode.CANCELLED)
+
+
+def explain_temporal_error(err: TemporalError, settings: Settings) -> ClusterError | UserError:
+    """What a failed call to Temporal at ``settings.address`` means, in one line."""
+    address = settings.address
+    if isinstance(err, RPCError):
+        # The client had connected, so a call that cannot reach the server lost it: retried
+        # calls end UNAVAILABLE, a long poll cut by the server's death UNKNOWN.
+        broken = broken_connection(err.message) if err.status in _MAY_BE_CUT else None
+        if broken or err.status is RPCStatusCode.UNAVAILABLE:
+            reason = broken or connection_reason(err.message)
+            lost = reason if reason == "connection lost" else f"connection lost, then {reason}"
+            return ServerUnreachableError(address, lost, local=settings.is_embedded)
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            return ClusterError(
+                f"Temporal at {address} did not answer in time ({err.message}); a query also"
+                " needs a running control worker: see `titus-flow status`"
+            )
+        return ClusterError(f"Temporal at {address} refused the call: {err.status.name}: {err}")
+    if isinstance(err, WorkflowAlreadyStartedError):
+        return UserError(f"workflow id {err.workflow_id!r} is already in use; choose another id")
+    if isinstance(err, WorkflowFailureError):
+        return ClusterError(f"the workflow failed: {err.cause or err}")
+    return ClusterError(f"{type(err).__name__}: {err}")
+
+
+def _command_settings() -> Settings:
+    """The settings of the running command (outside a command, the environment's)."""
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(Context) if ctx is not None else None
+    return found.settings if found is not None else load_settings()
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

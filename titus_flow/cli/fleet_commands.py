@@ -87,9 +87,12 @@ def apply(ctx: Context, file: Path, scheduler_drain: bool, output: str) -> None:
         client = await connect(settings)
         handle = _handle(client, settings, spec.name)
         if await _running(handle):
-            status: FleetStatus = await handle.execute_update(
-                "apply", spec, result_type=FleetStatus
-            )
+            try:
+                status: FleetStatus = await handle.execute_update(
+                    "apply", spec, result_type=FleetStatus
+                )
+            except WorkflowUpdateFailedError as err:
+                raise UserError(f"fleet {spec.name}: {err.cause or err}") from err
             return "updated", status
         await client.start_workflow(
             FleetWorkflow.run,
@@ -101,10 +104,7 @@ def apply(ctx: Context, file: Path, scheduler_drain: bool, output: str) -> None:
         )
         return "started", None
 
-    try:
-        action, _ = run_async(go())
-    except WorkflowUpdateFailedError as err:
-        raise UserError(f"fleet {spec.name}: {err.cause or err}") from err
+    action, _ = run_async(go())
     if output == "json":
         echo_json({"fleet": spec.name, "action": action})
     else:

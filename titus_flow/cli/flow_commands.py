@@ -48,7 +48,7 @@ from titus_flow.cli.app import (
 )
 from titus_flow.client import TitusClient, new_job_id
 from titus_flow.config import Settings
-from titus_flow.errors import UserError
+from titus_flow.errors import ClusterError, UserError
 from titus_flow.lifecycle import JobState
 from titus_flow.loader import AnyJob, load_jobs
 from titus_flow.spec import BatchJob
@@ -205,7 +205,7 @@ async def wait_dag(client: TitusClient, dag_id: str) -> DagResult:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "DagFailed" and cause.details:
             return DagResult.model_validate(cause.details[0])
-        raise RuntimeError(f"DAG {dag_id} failed: {cause or err}") from err
+        raise ClusterError(f"DAG {dag_id} failed: {cause or err}") from err
 
 
 def run_dag(settings: Settings, jobs: list[AnyJob], detach: bool, output: str) -> int:

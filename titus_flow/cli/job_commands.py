@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import click
@@ -31,7 +31,7 @@ from titus_flow.client import TitusClient, job_state
 from titus_flow.contracts import LogsChunk
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState, RolloutPhase
-from titus_flow.loader import load_jobs, select_job
+from titus_flow.loader import AnyJob, load_jobs, select_job
 from titus_flow.spec import ServiceJob
 from titus_flow.views import JobProgress, JobView
 
@@ -72,7 +72,7 @@ def run(
 
     async def go() -> int:
         client = await TitusClient.connect(settings)
-        job_ids = [await client.submit(job) for job in jobs]
+        job_ids = await _submit_all(client, jobs)
         if detach:
             if output == "json":
                 echo_json({"jobs": job_ids})
@@ -92,6 +92,34 @@ def run(
         return EXIT_OK if all(_succeeded(v) for v in views) else EXIT_FAILED
 
     raise click.exceptions.Exit(run_async(go()))
+
+
+async def _submit_all(client: TitusClient, jobs: Sequence[AnyJob]) -> list[str]:
+    """Submit every job (validated before), or leave none of them running.
+
+    If a submit fails partway (the server was lost, or refused a job), the jobs
+    submitted before it are killed and the error gets a note saying so, or
+    naming those that could not be killed and how to kill them.
+    """
+    job_ids: list[str] = []
+    try:
+        for job in jobs:
+            job_ids.append(await client.submit(job))
+    except Exception as err:
+        if job_ids:
+            err.add_note(await _withdraw(client, job_ids, len(jobs)))
+        raise
+    return job_ids
+
+
+async def _withdraw(client: TitusClient, job_ids: list[str], of: int) -> str:
+    """Kill ``job_ids`` (the first of ``of`` jobs to submit); what happened, as one line."""
+    outcomes = await asyncio.gather(*map(client.kill, job_ids), return_exceptions=True)
+    left = [job_id for job_id, out in zip(job_ids, outcomes, strict=True) if out is not None]
+    killed = [job_id for job_id in job_ids if job_id not in left]
+    said = [f"killed {', '.join(killed)}"] if killed else []
+    said += [f"could not kill {job_id}: run `titus-flow job kill {job_id}`" for job_id in left]
+    return f"{len(job_ids)} of the {of} jobs were submitted before the failure: {'; '.join(said)}"
 
 
 def _succeeded(view: JobView) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import click
+from temporalio.runtime import Runtime, TelemetryConfig
 
 from titus_flow.agent import DEFAULT_AGENT_NETWORK_MBPS, AgentConfig, host_resources, run_agent
 from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
@@ -13,6 +14,15 @@ from titus_flow.client import connect
 from titus_flow.errors import UserError
 from titus_flow.spec import Resources, parse_mebibytes
 from titus_flow.spot import IMDS_URL
+
+
+def _logging_runtime() -> Runtime:
+    """A Temporal runtime that logs the core's warnings (the CLI's default one does not).
+
+    A long-running process keeps going through a lost server, and its log
+    should show the retries.
+    """
+    return Runtime(telemetry=TelemetryConfig())
 
 
 @cli.command()
@@ -41,7 +51,8 @@ def worker(ctx: Context, workflow_refs: tuple[str, ...]) -> None:
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_control_worker(await connect(settings), settings, stop, extra, activities)
+        client = await connect(settings, runtime=_logging_runtime())
+        await run_control_worker(client, settings, stop, extra, activities)
 
     run_async(go())
 
@@ -146,6 +157,6 @@ def agent(
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_agent(await connect(settings), settings, config, stop)
+        await run_agent(await connect(settings, runtime=_logging_runtime()), settings, config, stop)
 
     run_async(go())
