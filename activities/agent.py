@@ -43,6 +43,7 @@ from titus_flow.runtime.base import (
     LaunchRequest,
     attempt_name,
     poll_until,
+    write_atomically,
 )
 from titus_flow.runtime.health import Health, HealthChange, HealthMonitor
 
@@ -97,17 +98,21 @@ class AgentActivities:
             )
         except ImageNotFoundError as err:
             raise ApplicationError(str(err), type="ImageNotFound", non_retryable=True) from err
-        except DriverError as err:
-            raise ApplicationError(str(err), type="DriverError") from err
+        except DriverError as err:  # ImagePullError among them: a platform fault, retried
+            raise ApplicationError(str(err), type=type(err).__name__) from err
         return LaunchResult(agent_id=self.agent_id, started_at=datetime.now(UTC))
 
     @activity.defn(name="supervise")
     async def supervise(self, request: SuperviseInput) -> AttemptExit:
         """Heartbeat until the container exits, overruns its limit or turns unhealthy."""
         name = attempt_name(request.task_id, request.attempt)
+        log_path = self.log_path(request.task_id, request.attempt)
         saved = self._read_saved_exit(request.task_id, request.attempt)
         if saved is not None:
-            return saved  # a previous try saw the exit, then the agent died
+            # A previous try saved the exit, then the agent died before the
+            # container was gone: finish the removal, report what it saw.
+            await self.driver.remove(name, log_path)
+            return saved
         deadline = None
         if request.runtime_limit_seconds is not None:
             deadline = request.started_at.timestamp() + request.runtime_limit_seconds
@@ -152,13 +157,15 @@ class AgentActivities:
             message=message or self._message(reason, exit_, request),
             became_healthy=health is not None and health.became_healthy,
         )
-        log_path = self.log_path(request.task_id, request.attempt)
-        await self.driver.remove(name, log_path)
+        # The exit is saved before the container is removed: an agent that dies
+        # in between leaves both, and the retried supervise reports the saved exit.
+        await self.driver.save_output(name, log_path)
         result.log_tail = _tail(log_path)
         result.output, problem = _read_output(self.output_dir(request.task_id, request.attempt))
         if problem:
             result.message = f"{result.message}; {problem}" if result.message else problem
         self._save_exit(request.task_id, request.attempt, result)
+        await self.driver.remove(name, log_path)
         return result
 
     @activity.defn(name="read_logs")
@@ -245,9 +252,10 @@ class AgentActivities:
         return "" if exit_.exit_code == 0 else f"exited with code {exit_.exit_code}"
 
     def _save_exit(self, task_id: str, attempt: int, result: AttemptExit) -> None:
-        path = self._exit_path(task_id, attempt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(result.model_dump_json())
+        """Keep the attempt's exit on disk, whole or not at all, before anything is removed."""
+        write_atomically(
+            self._exit_path(task_id, attempt), [result.model_dump_json().encode()], durable=True
+        )
 
     def _read_saved_exit(self, task_id: str, attempt: int) -> AttemptExit | None:
         path = self._exit_path(task_id, attempt)

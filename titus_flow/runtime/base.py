@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,11 +122,18 @@ class ManagedContainer:
 
 
 class ImageNotFoundError(Exception):
-    """The image does not exist locally nor in any reachable registry (a user error)."""
+    """The registry says the image does not exist (a user error: retrying cannot help)."""
 
 
 class DriverError(Exception):
     """The runtime itself failed (daemon down, API error): a system error, not the user's."""
+
+
+class ImagePullError(DriverError):
+    """An image could not be pulled for a reason that may pass (registry down, 5xx, DNS, auth).
+
+    A platform fault: the launch is retried, and the user's retry budget is not charged.
+    """
 
 
 class Driver(Protocol):
@@ -162,6 +170,14 @@ class Driver(Protocol):
 
     async def stop(self, name: str, grace: float) -> None:
         """Stop ``name`` (SIGTERM, then SIGKILL after ``grace`` seconds); no-op if gone."""
+        ...
+
+    async def save_output(self, name: str, log_path: Path) -> None:
+        """Keep the output ``name`` wrote so far at ``log_path``; ``name`` stays as it is.
+
+        Written atomically, so a reader sees the previous copy or the whole new
+        one. A no-op for a container that no longer exists.
+        """
         ...
 
     async def remove(self, name: str, log_path: Path | None) -> None:
@@ -224,14 +240,25 @@ async def poll_until(
         interval = min(interval * 2, max_interval)
 
 
-def write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
+def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
     """Write ``chunks`` to ``path`` through a temporary file renamed into place.
 
     A crash leaves either the previous file or the complete new one, never half.
+    ``durable`` also flushes the file and its directory to disk before returning,
+    so the new file survives a crash of the host too.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as out:
         for chunk in chunks:
             out.write(chunk)
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
     partial.replace(path)
+    if durable:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)

@@ -40,6 +40,7 @@ from titus_flow.runtime.base import (
     DriverError,
     Exit,
     ImageNotFoundError,
+    ImagePullError,
     LaunchRequest,
     ManagedContainer,
     poll_until,
@@ -138,6 +139,10 @@ class DockerDriver:
     async def stop(self, name: str, grace: float) -> None:
         """Send the stop signal, then SIGKILL after ``grace`` seconds."""
         await self._call("stop", self._stop, name, grace, slow=True)
+
+    async def save_output(self, name: str, log_path: Path) -> None:
+        """Copy the container's output so far to ``log_path`` (atomically)."""
+        await self._call("save output", self._save_output, name, log_path, slow=True)
 
     async def remove(self, name: str, log_path: Path | None) -> None:
         """Copy the container's output to ``log_path``, then force-remove it."""
@@ -298,20 +303,31 @@ class DockerDriver:
         return True
 
     def _pull(self, image: str) -> None:
+        """Pull ``image``, or say why not: missing for good, or for now.
+
+        :class:`ImageNotFoundError` if the registry says the image does not
+        exist, :class:`ImagePullError` for any other failure (one that may pass).
+        """
         api = self._api()
         errors: list[str] = []
+        missing = False
         try:
             # The pull stream reports failures in-band, after a 200 response.
             for event in api.pull(image, stream=True, decode=True):
                 if "error" in event:
                     errors.append(str(event["error"]))
         except docker.errors.APIError as err:
+            # The engine answers 404 when the registry says "manifest unknown" or
+            # that the repository does not exist; a 5xx, refused connection, DNS
+            # or auth failure comes as another status.
+            missing = err.status_code == 404
             errors.append(str(err.explanation or err))
-        if errors or not self._image_exists(image):
-            reason = "; ".join(errors) or "the pull did not produce it"
-            raise ImageNotFoundError(
-                f"image {image!r} is not on this host and could not be pulled: {reason}"
-            )
+        if not errors and self._image_exists(image):
+            return
+        reason = "; ".join(errors) or "the pull did not produce it"
+        if missing or any(_says_missing(error) for error in errors):
+            raise ImageNotFoundError(f"image {image!r} not found: {reason}")
+        raise ImagePullError(f"image {image!r} could not be pulled (will retry): {reason}")
 
     def _image_exists(self, image: str) -> bool:
         try:
@@ -399,13 +415,16 @@ class DockerDriver:
         with contextlib.suppress(docker.errors.NotFound):
             self._api().stop(name, timeout=math.ceil(max(grace, 0.0)))
 
+    def _save_output(self, name: str, log_path: Path) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            chunks = self._api().logs(name, stdout=True, stderr=True, stream=True, follow=False)
+            write_atomically(log_path, chunks)
+
     def _remove(self, name: str, log_path: Path | None) -> None:
-        api = self._api()
         try:
             if log_path is not None:
-                chunks = api.logs(name, stdout=True, stderr=True, stream=True, follow=False)
-                write_atomically(log_path, chunks)
-            api.remove_container(name, force=True)
+                self._save_output(name, log_path)
+            self._api().remove_container(name, force=True)
         except docker.errors.NotFound:
             pass
         self._mirrors.stop(name)  # none can start now that the container is gone
@@ -436,6 +455,21 @@ class DockerDriver:
 
 # Exit codes of a command that could not be executed (not executable, not found).
 _CANNOT_EXEC = (126, 127)
+
+# How registries (through the engine) say an image does not exist. Anything else
+# a pull reports (rate limits, 5xx, DNS, expired tokens) may pass with a retry.
+_MISSING_IMAGE_MARKERS: Final = (
+    "manifest unknown",
+    "not found",
+    "repository does not exist",
+    "name unknown",
+)
+
+
+def _says_missing(error: str) -> bool:
+    """Whether a pull error says the image does not exist (final), not that the pull failed."""
+    lowered = error.lower()
+    return any(marker in lowered for marker in _MISSING_IMAGE_MARKERS)
 
 
 def _exit_from_state(state: dict[str, Any]) -> Exit | None:

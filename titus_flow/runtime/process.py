@@ -213,6 +213,13 @@ class ProcessDriver:
             _signal_group(group, signal.SIGKILL)
             await _wait_gone(state.supervisor_pid, state.supervisor_started, _KILL_WAIT)
 
+    async def save_output(self, name: str, log_path: Path) -> None:
+        """Copy the attempt's log to ``log_path`` unless the command writes there already."""
+        async with self._lock(name):
+            state = _read_state(self._files(name))
+            if state is not None:
+                await _keep_log(state, log_path)
+
     async def remove(self, name: str, log_path: Path | None) -> None:
         """Kill the attempt if it still runs, keep its log at ``log_path``, forget it."""
         files = self._files(name)
@@ -224,9 +231,8 @@ class ProcessDriver:
             if group is not None:
                 _signal_group(group, signal.SIGKILL)
                 await _wait_gone(state.supervisor_pid, state.supervisor_started, _KILL_WAIT)
-            source = Path(state.log_path)
-            if log_path is not None and source != log_path and source.exists():
-                await asyncio.to_thread(_copy_file, source, log_path)
+            if log_path is not None:
+                await _keep_log(state, log_path)
             if log_path != files.log:
                 files.log.unlink(missing_ok=True)
             # Forget the attempt last: a crash part-way leaves it to be removed again.
@@ -366,6 +372,13 @@ def _write_private_json(path: Path, data: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as out:
         json.dump(data, out)
     partial.replace(path)
+
+
+async def _keep_log(state: _State, log_path: Path) -> None:
+    """Copy the attempt's log to ``log_path``, unless it is that file already."""
+    source = Path(state.log_path)
+    if source != log_path and source.exists():
+        await asyncio.to_thread(_copy_file, source, log_path)
 
 
 def _copy_file(source: Path, target: Path) -> None:
