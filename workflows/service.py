@@ -1,8 +1,12 @@
 """The service job workflow: keep ``desired`` healthy tasks, for months.
 
-A reconcile loop, Kubernetes-controller style: every change (a task exits,
-turns healthy or unhealthy, a scale or update request, a timer) sets a flag;
-the loop compares what runs with what should and acts:
+A reconcile loop, Kubernetes-controller style: every change (a task is
+placed, starts, exits, turns healthy or unhealthy; a scale, update or kill
+request; a draining agent) sets a flag; the loop compares what runs with what
+should and acts. It sleeps until the next change: only the decisions the clock
+makes (a crash-loop backoff ends, an update's new task misses its health
+deadline) set a timer, for exactly that moment, so an idle service adds no
+history at all:
 
 - start tasks of the current revision up to ``desired`` (plus ``max_surge``
   during a rolling update), after a crash-loop backoff when tasks keep failing;
@@ -55,12 +59,19 @@ CRASH_BACKOFF_MAX = timedelta(minutes=5)
 # New-revision tasks that fail this many times during an update roll it back.
 UPDATE_FAILURES_BEFORE_ROLLBACK = 3
 FINISHED_TASKS_KEPT = 20
+# The previous release reconciled at least this often, changes or not (about
+# 60 history events a minute for an idle service); its runs still do.
 RECHECK_EVERY = timedelta(seconds=5)
+# A deadline is passed strictly after it: the alarm for one rings a tick later.
+TICK = timedelta(milliseconds=1)
 # Without a health check, a task that ran this long was serving, not crash-looping.
 MIN_HEALTHY_RUN = timedelta(seconds=10)
 # ``workflow.patched`` id of "a disruption budget of 0 allows no voluntary
 # disruption": the previous release raised it to 1.
 ZERO_BUDGET_PATCH = "zero-disruption-budget"
+# ``workflow.patched`` id of "the loop wakes on changes and on its own
+# deadlines only": the previous release also woke every RECHECK_EVERY.
+WAKE_ON_CHANGE_PATCH = "service-wakes-on-change"
 
 
 def crash_backoff(failures: int) -> timedelta:
@@ -96,6 +107,10 @@ class ServiceJobWorkflow:
         self._last_failure = ""  # why the latest task that never served ended
         self._next_start_at: datetime | None = None
         self._update_started_at: datetime | None = None
+        self._wakes_on_change = False  # set by run(): this release, or a replay of the last
+        self._wake_at: tuple[datetime, str] | None = None  # next clock-driven decision, and why
+        self._alarm: asyncio.Task[None] | None = None
+        self._alarm_at: tuple[datetime, str] | None = None
 
     # --- state shortcuts ----------------------------------------------------
 
@@ -132,6 +147,7 @@ class ServiceJobWorkflow:
         A service job only ends Killed: its workflow then fails with type
         ``JobKilled`` and the final view (:func:`~titus_flow.outcomes.end_job`).
         """
+        self._wakes_on_change = workflow.patched(WAKE_ON_CHANGE_PATCH)
         self._next_start_at = workflow.now()
         if request.rollout in (RolloutPhase.ROLLING, RolloutPhase.CANARY):
             self._update_started_at = workflow.now()
@@ -143,18 +159,14 @@ class ServiceJobWorkflow:
             self._runs[record.view.id] = asyncio.create_task(self._run_task(record, adopt))
         while not self._killed:
             self._reconcile()
-            # The timeout makes deadlines and backoffs get checked too.
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._dirty or self._killed or self._ready_to_continue(),
-                    timeout=self._recheck_in(),
-                )
+            await self._wait_for_change()
             self._dirty = False
             if self._ready_to_continue():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._mailbox.close()
                 await flusher
                 workflow.continue_as_new(self._carry_over())
+        self._set_alarm(None)
         for run in self._runs.values():
             run.cancel()
         await asyncio.gather(*self._runs.values(), return_exceptions=True)
@@ -163,11 +175,53 @@ class ServiceJobWorkflow:
         self._set_state(JobState.KILLED, "killed by request")
         return end_job(self._describe())
 
+    async def _wait_for_change(self) -> None:
+        """Sleep until the reconcile loop has something to look at.
+
+        Signal and update handlers and the task coroutines (activity results,
+        placements) set ``_dirty``; the deadline :meth:`_reconcile` found
+        (:meth:`_wake_by`) is the only timer. A run of the previous release
+        replays, and goes on, as it was recorded: it also woke every
+        RECHECK_EVERY.
+        """
+
+        def woken() -> bool:
+            return self._dirty or self._killed or self._ready_to_continue()
+
+        if self._wakes_on_change:
+            self._set_alarm(self._wake_at)
+            await workflow.wait_condition(woken)
+            return
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(woken, timeout=self._recheck_in())
+
     def _recheck_in(self) -> timedelta:
-        """When to reconcile even if nothing happens: the end of a backoff, or soon."""
+        """The previous release's wake-up: the end of a backoff, or RECHECK_EVERY."""
         if self._next_start_at is not None and self._next_start_at > workflow.now():
             return min(RECHECK_EVERY, self._next_start_at - workflow.now())
         return RECHECK_EVERY
+
+    def _wake_by(self, at: datetime, why: str) -> None:
+        """Have the loop reconcile again by ``at``, when a decision of the clock falls due."""
+        if self._wake_at is None or at < self._wake_at[0]:
+            self._wake_at = (at, why)
+
+    def _set_alarm(self, wake: tuple[datetime, str] | None) -> None:
+        """Keep one timer, for ``wake`` (None: none).
+
+        The timer outlives loop iterations whose deadline stays the same, so
+        a change that does not move it costs no timer events.
+        """
+        if wake == self._alarm_at:
+            return
+        if self._alarm is not None and not self._alarm.done():
+            self._alarm.cancel()
+        self._alarm_at = wake
+        self._alarm = None if wake is None else asyncio.create_task(self._ring_at(*wake))
+
+    async def _ring_at(self, at: datetime, why: str) -> None:
+        await workflow.sleep(max(at - workflow.now(), timedelta(0)), summary=why)
+        self._changed()
 
     def _should_continue(self) -> bool:
         assert self._input is not None
@@ -206,6 +260,7 @@ class ServiceJobWorkflow:
     def _reconcile(self) -> None:
         assert self._input is not None
         now = workflow.now()
+        self._wake_at = None
         desired = self._capacity.desired
         update = self._spec.update
         live = list(self._live.values())
@@ -245,8 +300,13 @@ class ServiceJobWorkflow:
             # first, so the history is continued as new even under constant churn.
             self._waiting.append("handing over to a fresh history: starts resume shortly")
         elif starting and self._next_start_at and now < self._next_start_at:
+            self._wake_by(self._next_start_at, "crash-loop backoff ends")
             wait = (self._next_start_at - now).total_seconds()
-            self._waiting.append(f"crash-loop backoff: next start in {wait:.0f}s")
+            # Shown until the next start, however long: say when, not only how long.
+            self._waiting.append(
+                f"crash-loop backoff: next start in {wait:.0f}s"
+                f" (at {self._next_start_at:%H:%M:%S} UTC)"
+            )
         else:
             for _ in range(to_start):
                 self._start_task(revision)
@@ -378,15 +438,18 @@ class ServiceJobWorkflow:
             and t.reason is not FinishReason.KILLED
             and t.reason is not FinishReason.SCALED_DOWN
         )
-        late = [
-            t
+        # When each new task that is not healthy yet was placed.
+        unhealthy_since = [
+            launched_at
             for t in current
             if not t.view.healthy
             and t.view.attempts
-            and t.view.attempts[0].launched_at is not None
-            and workflow.now() - t.view.attempts[0].launched_at > deadline
+            and (launched_at := t.view.attempts[0].launched_at) is not None
         ]
+        late = [since for since in unhealthy_since if workflow.now() - since > deadline]
         if failed < UPDATE_FAILURES_BEFORE_ROLLBACK and not late:
+            if unhealthy_since:
+                self._wake_by(min(unhealthy_since) + deadline + TICK, "update health deadline")
             return
         self._roll_back(
             f"{failed} new task(s) failed" if failed else f"not healthy within {deadline}"
@@ -440,6 +503,8 @@ class ServiceJobWorkflow:
                     AttemptView(attempt=1, agent=placement.agent_id, launched_at=workflow.now())
                 ]
                 view.state = view.attempts[0].state = TaskState.START_INITIATED
+                if self._wakes_on_change:
+                    self._changed()  # during an update its health deadline runs from now
                 launched = await launch(
                     LaunchInput.for_task(self._job_id, view, 1, spec, record.ports),
                     placement.task_queue,

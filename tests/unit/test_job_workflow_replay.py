@@ -4,9 +4,13 @@ The histories in ``fixtures/histories`` were recorded on a dev server with the
 release before failed jobs failed their workflow and zero disruption budgets
 were honoured: a Succeeded, a Failed, a Killed and a partitioned Failed batch
 job, and a service job with ``max_unavailable: 0`` whose task was killed (at
-once, as that release did) before the job was killed. A job workflow that was
-running when the worker was upgraded replays its history through the new
-code, so the new code must take the same steps on them (``workflow.patched``).
+once, as that release did) before the job was killed. The ``service-idle-*``,
+``service-crash-loop-*`` and ``service-update-deadline-*`` histories were
+recorded by the release whose service loop also woke every 5 s (an idle
+service scaled to two, a crash loop through its backoffs, an update rolled
+back at its health deadline). A job workflow that was running when the worker
+was upgraded replays its history through the new code, so the new code must
+take the same steps on them (``workflow.patched``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ def history(name: str) -> WorkflowHistory:
         "batch-killed",
         "batch-partitioned-failed",
         "service-zero-budget-killed",
+        # Recorded by the release whose service loop also woke every 5 s.
+        "service-idle-scaled-killed",
+        "service-crash-loop-killed",
+        "service-update-deadline-rolled-back",
     ],
 )
 async def test_previous_release_history_replays(name: str) -> None:
