@@ -37,7 +37,7 @@ lint_pid=$!
 
 status=0
 .venv/bin/python scripts/reaper.py -- \
-    .venv/bin/pytest -n "${WORKERS:-6}" --dist loadgroup --durations=15 --durations-min=1 "$@" || status=$?
+    .venv/bin/pytest -n "${WORKERS:-6}" --dist load --maxschedchunk 2 --durations=15 --durations-min=1 "$@" || status=$?
 case $status in
     0) ;;
     5) say "pytest collected no tests (exit 5): that is a failure, not a pass" ;;

@@ -50,8 +50,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark integration tests; order slow tests first, then integration, then unit.
 
     Longest first is what keeps a parallel run short (xdist hands tests out in
-    this order, a few at a time, as workers free up): a slow test that starts
-    last would leave every other worker idle while it runs.
+    this order, two at a time, as workers free up: scripts/test.sh): a slow test
+    that starts last would leave every other worker idle while it runs.
     """
     integration = Path(__file__).parent / "integration"
     for item in items:

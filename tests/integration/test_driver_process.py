@@ -261,6 +261,6 @@ def _exists(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, whose reaper may be slow, does not)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # the latter: it went between open and read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"

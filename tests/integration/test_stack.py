@@ -1,8 +1,10 @@
 """`titus-flow up/down/status` against a real dev server, on private ports and home.
 
-The tests of the running stack share one stack (module fixture) and run in file
-order: before up, up, checks, down. The CLI runs as a subprocess so its exit
-codes are the real ones.
+The tests of a running stack share one stack per module and xdist worker
+(``env``); each brings it to the state it needs (``running`` starts it, `up`
+being idempotent), so they pass in any order and any split between workers.
+Tests of a stack's first start get a fresh one (``fresh_env``). The CLI runs as a
+subprocess so its exit codes are the real ones.
 """
 
 from __future__ import annotations
@@ -100,8 +102,6 @@ def server_pids(home: Path) -> list[int]:
 
 pytestmark = [
     pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs procfs"),
-    # The tests of one stack run in order, in one process (scripts/test.sh: --dist loadgroup).
-    pytest.mark.xdist_group("stack"),
 ]
 
 # The stack `up` starts includes the agent (where this install has one), which runs
@@ -117,6 +117,20 @@ def env(tmp_path_factory: pytest.TempPathFactory, free_port: Callable[[], int]) 
 
 
 @pytest.fixture
+def running(env: Env) -> None:
+    """Start the module's stack if it is not running."""
+    expect(env, 0, "up")
+
+
+@pytest.fixture
+def fresh_env(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[Env]:
+    """A stack never started before (its own home and ports)."""
+    env = make_env(tmp_path / "home", free_port(), free_port())
+    yield env
+    cli(env, "down")
+
+
+@pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     # Its own process group, as a stack process would have: a wrong `down` could kill it.
     proc = subprocess.Popen(
@@ -127,10 +141,11 @@ def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
-# --- one stack, in order ------------------------------------------------------------------
+# --- a stack before and after its first start -------------------------------------------
 
 
-def test_status_before_up_exits_1(env: Env) -> None:
+def test_status_before_up_exits_1(fresh_env: Env) -> None:
+    env = fresh_env
     for _ in range(REPEAT):
         data = json.loads(expect(env, 1, "status", "-o", "json").stdout)
         assert data["running"] is False
@@ -144,7 +159,8 @@ def test_status_before_up_exits_1(env: Env) -> None:
 
 
 @needs_stack
-def test_up_twice_leaves_one_server(env: Env) -> None:
+def test_up_twice_leaves_one_server(fresh_env: Env) -> None:
+    env = fresh_env
     first = expect(env, 0, "up")
     assert f"http://127.0.0.1:{env.ui_port}" in first.stdout
     assert "started" in first.stdout
@@ -158,6 +174,7 @@ def test_up_twice_leaves_one_server(env: Env) -> None:
 
 
 @needs_stack
+@pytest.mark.usefixtures("running")
 def test_search_attributes_registered(env: Env, temporal_bin: Path) -> None:
     out = subprocess.run(
         [
@@ -175,6 +192,7 @@ def test_search_attributes_registered(env: Env, temporal_bin: Path) -> None:
 
 
 @needs_stack
+@pytest.mark.usefixtures("running")
 def test_web_ui_answers(env: Env) -> None:
     deadline = time.monotonic() + 20
     while True:
@@ -189,6 +207,7 @@ def test_web_ui_answers(env: Env) -> None:
 
 
 @needs_stack
+@pytest.mark.usefixtures("running")
 def test_status_reports_running(env: Env) -> None:
     (pid,) = server_pids(env.home)
     for _ in range(REPEAT):
@@ -209,6 +228,7 @@ def process(env: Env, name: str) -> stack.ProcessStatus:
 
 
 @needs_stack
+@pytest.mark.usefixtures("running")
 def test_components_idempotent_and_restarted_on_change(env: Env) -> None:
     argv = [sys.executable, "-c", "import time; time.sleep(300)"]
     assert stack.up(env.settings, [("sleeper", argv)]) == {
@@ -244,7 +264,10 @@ def test_failing_component_names_its_log(env: Env) -> None:
 
 
 @needs_stack
+@pytest.mark.usefixtures("running")
 def test_down_stops_everything(env: Env) -> None:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(300)"]
+    stack.up(env.settings, [("sleeper", sleeper)])  # a component besides the server
     recorded = {p.pid for p in stack.status(env.settings).processes if p.running}
     assert len(recorded) >= 2  # server and sleeper (and worker, agent where they exist)
     assert recorded <= set(stack_pids(env.home))

@@ -7,11 +7,14 @@ import titus_flow from the fresh install.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,8 +25,6 @@ import titus_flow
 
 SOURCE = Path(titus_flow.__file__).resolve().parents[1]
 
-# One build and install for the module: its tests run in one xdist worker.
-pytestmark = pytest.mark.xdist_group("wheel")
 
 # Runs inside the fresh venv: imports every module of the installed package and
 # asks every CLI command for --help; prints what it found as JSON.
@@ -78,30 +79,28 @@ def _source_modules() -> set[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Python of a fresh venv with titus-flow installed from a freshly built wheel.
+def _isolated_env() -> dict[str, str]:
+    """This environment without PYTHONPATH, which would put a source tree first."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
-    The build is the standard one (``python -m build``: an sdist, then the wheel
-    from that sdist), without build isolation so no test reaches a package index.
-    Dependencies are shared with the development venv through a ``.pth`` file
-    that comes after the venv's own site-packages, so titus_flow itself is only
-    ever the wheel's.
-    """
-    work = tmp_path_factory.mktemp("wheel")
+
+def _build_and_install(work: Path) -> Path:
+    """Build the sdist and wheel into ``work/dist``, install the wheel into ``work/venv``."""
+    env = _isolated_env()
     dist = work / "dist"
     build = subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(SOURCE)],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     (wheel,) = dist.glob("titus_flow-*.whl")
     assert list(dist.glob("titus_flow-*.tar.gz")), "the build made no sdist"
 
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120, env=env)
     python = venv / "bin" / "python"
     site = Path(
         subprocess.run(
@@ -109,6 +108,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         ).stdout.strip()
     )
     dev_site = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
@@ -118,9 +118,35 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert pip.returncode == 0, pip.stdout + pip.stderr
-    yield python
+    return python
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """Python of a fresh venv with titus-flow installed from a freshly built wheel.
+
+    The build is the standard one (``python -m build``: an sdist, then the wheel
+    from that sdist), without build isolation so no test reaches a package index.
+    Dependencies are shared with the development venv through a ``.pth`` file
+    that comes after the venv's own site-packages, so titus_flow itself is only
+    ever the wheel's. One build serves the whole run: xdist workers share the
+    run's temp root, and a lock makes the first one build while the others wait.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # shared by the run's workers
+    work = root / "wheel-install"
+    with open(root / "wheel-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = work / "installed"
+        if not done.exists():
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            done.write_text(str(_build_and_install(work)))
+        return Path(done.read_text())
 
 
 def test_wheel_holds_every_module_and_every_command_answers_help(
@@ -132,6 +158,7 @@ def test_wheel_holds_every_module_and_every_command_answers_help(
         text=True,
         timeout=300,
         cwd=tmp_path,  # never the source tree, whose titus_flow/ would be importable
+        env=_isolated_env(),
     )
     assert probe.returncode == 0, probe.stderr[-4000:]
     found = json.loads(probe.stdout.splitlines()[-1])
@@ -151,12 +178,22 @@ def test_installed_console_script_runs(installed: Path, tmp_path: Path) -> None:
     script = installed.parent / "titus-flow"
     for argv in (["--help"], ["worker", "--help"], ["agent", "--help"]):
         done = subprocess.run(
-            [str(script), *argv], capture_output=True, text=True, timeout=60, cwd=tmp_path
+            [str(script), *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=_isolated_env(),
         )
         assert done.returncode == 0, done.stderr
         assert "Usage: titus-flow" in done.stdout
     version = subprocess.run(
-        [str(script), "--version"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [str(script), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=_isolated_env(),
     )
     assert version.stdout.strip() == f"titus-flow, version {titus_flow.__version__}"
 
@@ -167,7 +204,9 @@ async def test_a_batch_job_runs_on_a_worker_and_agent_from_the_wheel(
     installed: Path, cluster_factory: Callable[[], Cluster], tmp_path: Path
 ) -> None:
     cluster = cluster_factory()
-    cluster.python = str(installed)
+    # Only the install: not the source tree (`python -m` imports from its cwd first).
+    cluster.python, cluster.cwd = str(installed), tmp_path
+    cluster.env.pop("PYTHONPATH", None)
     cluster.start_worker()
     cluster.start_agent("wheel", "--cpu", "1", "--memory", "512Mi")
     job_file = tmp_path / "job.yaml"

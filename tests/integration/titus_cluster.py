@@ -84,6 +84,8 @@ class Cluster:
     env: dict[str, str]
     python: str = sys.executable
     """The Python whose titus_flow runs the processes (another venv's, to test an install)."""
+    cwd: Path | None = None
+    """Where the processes run (``python -m`` imports from there first); default: here."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -92,6 +94,7 @@ class Cluster:
         proc = subprocess.Popen(
             [self.python, "-m", "titus_flow", *args],
             env=self.env,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -190,6 +193,7 @@ class Cluster:
         return subprocess.run(
             [self.python, "-m", "titus_flow", *args],
             env=self.env,
+            cwd=self.cwd,
             capture_output=True,
             text=True,
             timeout=timeout,
