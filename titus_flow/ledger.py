@@ -25,8 +25,8 @@ from titus_flow.contracts import (
     Unplaced,
 )
 from titus_flow.fleet.messages import FleetCapacity
-from titus_flow.placement import group_usage, place
-from titus_flow.scheduler import GroupUsage
+from titus_flow.placement import Usage, place, task_request
+from titus_flow.scheduler import GroupUsage, TaskRequest, Tier
 from titus_flow.spec import CapacityGroup
 from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
@@ -71,10 +71,27 @@ class LedgerState(Message):
 
 
 class Ledger:
-    """Reservations and pending requests over the registered agents."""
+    """Reservations and pending requests over the registered agents.
 
-    def __init__(self, state: LedgerState | None = None) -> None:
+    Beside the state it keeps what the reservations add up to per agent and per
+    capacity group (:class:`~titus_flow.placement.Usage`) and the scheduler's
+    request of each pending item, both updated as they change: an iteration
+    then costs what the agents and pending requests cost, however many tasks
+    hold capacity. Change the state through the methods only.
+    """
+
+    def __init__(self, state: LedgerState | None = None, *, answer_held: bool = True) -> None:
+        """A ledger over ``state`` (empty if None).
+
+        ``answer_held``: answer a request for a key its requester holds (see
+        :meth:`request`); the scheduler turns it off for runs started before that.
+        """
         self.state = state or LedgerState()
+        self._answer_held = answer_held
+        self._usage = Usage(self.state.reservations.values())
+        self._requests: dict[str, TaskRequest] = {}  # of pending keys, built once
+        # Keys asked for again by the requester that holds them (see request()).
+        self._asked_again: dict[str, PendingRequest] = {}
 
     def register(self, info: AgentInfo, now: datetime) -> None:
         """Add an agent, or refresh one that registers again (e.g. after a restart)."""
@@ -100,18 +117,46 @@ class Ledger:
         return lost
 
     def request(self, request: PlacementRequest) -> None:
-        """Queue items for the next iteration (a repeated key is queued once)."""
+        """Queue items for the next iteration (a repeated key is queued once).
+
+        A key its requester still holds reserved is not queued: its requester
+        asked before releasing it, as jobs started before the in-order mailbox
+        (``workflows/common.py``) could when a task was retried at once. If the
+        release follows before the next iteration, the request is queued then;
+        if not, the next iteration tells the requester where its reservation
+        is. Either way the task does not wait forever.
+        """
         for item in request.items:
-            if item.key not in self.state.reservations:
-                self.state.pending[item.key] = PendingRequest(
-                    requester=request.requester, item=item
-                )
+            held = self.state.reservations.get(item.key)
+            pending = PendingRequest(requester=request.requester, item=item)
+            if held is None:
+                self.state.pending[item.key] = pending
+                self._requests.pop(item.key, None)
+            elif held.requester == request.requester and self._answer_held:
+                self._asked_again[item.key] = pending
 
     def release(self, request: ReleaseRequest) -> None:
         """Free the reservations, or withdraw the pending requests, of the keys."""
         for key in request.keys:
-            self.state.reservations.pop(key, None)
-            self.state.pending.pop(key, None)
+            self._drop_pending(key)
+            self._drop_reservation(key)
+
+    def _drop_reservation(self, key: str) -> None:
+        reservation = self.state.reservations.pop(key, None)
+        if reservation is not None:
+            self._usage.remove(reservation)
+        again = self._asked_again.pop(key, None)
+        if again is not None:  # asked for before this release: wait for capacity now
+            self.state.pending[key] = again
+
+    def _drop_pending(self, key: str) -> None:
+        self.state.pending.pop(key, None)
+        self._requests.pop(key, None)
+
+    def _reserve(self, key: str, reservation: Reservation) -> None:
+        self._drop_pending(key)
+        self.state.reservations[key] = reservation
+        self._usage.add(reservation)
 
     def requesters(self) -> list[str]:
         """Every workflow that holds or waits for capacity, or (a fleet) offers it."""
@@ -128,14 +173,15 @@ class Ledger:
     def remove_agent(self, agent_id: str) -> None:
         """Forget an agent (its host is gone); its reservations go with it."""
         self.state.agents.pop(agent_id, None)
-        for key in [k for k, r in self.state.reservations.items() if r.agent_id == agent_id]:
-            del self.state.reservations[key]
+        for key in sorted(self._usage.of_agent(agent_id).keys):
+            self._drop_reservation(key)
 
     def release_requester(self, requester: str) -> None:
         """Drop everything held, asked for or (a fleet) offered by ``requester`` (it is gone)."""
-        for table in (self.state.reservations, self.state.pending):
-            for key in [k for k, v in table.items() if v.requester == requester]:
-                del table[key]
+        for key in [k for k, v in self.state.reservations.items() if v.requester == requester]:
+            self._drop_reservation(key)
+        for key in [k for k, v in self.state.pending.items() if v.requester == requester]:
+            self._drop_pending(key)
         for name in [n for n, f in self.state.fleets.items() if f.workflow_id == requester]:
             del self.state.fleets[name]
 
@@ -154,32 +200,29 @@ class Ledger:
             return updates.setdefault(requester, PlacementUpdate())
 
         self._tell_evictions(update_for)
+        self._tell_asked_again(update_for)
         if not self.state.pending:
             return updates
         pending = list(self.state.pending.values())
         result = place(
             agents=[a for a in self.state.agents.values()],
-            reservations=list(self.state.reservations.values()),
+            reservations=self._usage,
             items=[p.item for p in pending],
             groups=self.state.capacity_groups,
             fleets=[self.state.fleets[name] for name in sorted(self.state.fleets)],
+            request_of=self._request_of,
         )
         for request in pending:
             key = request.item.key
             if key in result.placed:
                 agent_id, ports = result.placed[key]
-                agent = self.state.agents[agent_id]
-                del self.state.pending[key]
-                self.state.reservations[key] = Reservation(
+                reservation = Reservation(
                     requester=request.requester, agent_id=agent_id, item=request.item, ports=ports
                 )
-                update_for(request.requester).placed.append(
-                    Placed(
-                        key=key, agent_id=agent_id, task_queue=agent.info.task_queue, ports=ports
-                    )
-                )
+                self._reserve(key, reservation)
+                update_for(request.requester).placed.append(self._placed(reservation))
             elif key in result.rejected:
-                del self.state.pending[key]
+                self._drop_pending(key)
                 update_for(request.requester).rejected.append(
                     Unplaced(key=key, reason=result.rejected[key])
                 )
@@ -190,6 +233,29 @@ class Ledger:
                     request.reason = reason
                     update_for(request.requester).pending.append(Unplaced(key=key, reason=reason))
         return updates
+
+    def _request_of(self, item: PlacementItem, tier: Tier) -> TaskRequest:
+        """The scheduler's request for a pending item, built once (again if its tier changed)."""
+        request = self._requests.get(item.key)
+        if request is None or request.tier is not tier:
+            request = self._requests[item.key] = task_request(item, tier)
+        return request
+
+    def _placed(self, reservation: Reservation) -> Placed:
+        agent = self.state.agents[reservation.agent_id]
+        return Placed(
+            key=reservation.item.key,
+            agent_id=reservation.agent_id,
+            task_queue=agent.info.task_queue,
+            ports=reservation.ports,
+        )
+
+    def _tell_asked_again(self, update_for: Callable[[str], PlacementUpdate]) -> None:
+        """Tell requesters again where the reservations they asked for anew are."""
+        for key, again in self._asked_again.items():
+            reservation = self.state.reservations[key]
+            update_for(again.requester).placed.append(self._placed(reservation))
+        self._asked_again.clear()
 
     def _tell_evictions(self, update_for: Callable[[str], PlacementUpdate]) -> None:
         """Tell requesters, once, of their reservations on draining agents.
@@ -208,11 +274,11 @@ class Ledger:
     def put_capacity_group(self, group: CapacityGroup) -> CapacityGroupView:
         """Create or replace a capacity group; the next iteration applies it."""
         self.state.capacity_groups[group.name] = group
-        return self._group_view(group, group_usage(self.state.reservations.values()))
+        return self._group_view(group, self._usage.groups())
 
     def capacity_group_views(self) -> list[CapacityGroupView]:
         """Every defined group, and the implicit default one, with its usage."""
-        usage = group_usage(self.state.reservations.values())
+        usage = self._usage.groups()
         groups = dict(self.state.capacity_groups)
         groups.setdefault(DEFAULT_GROUP, CapacityGroup(name=DEFAULT_GROUP))
         return [self._group_view(groups[name], usage) for name in sorted(groups)]
@@ -234,7 +300,7 @@ class Ledger:
         """Each agent with its reserved capacity and tasks."""
         views = []
         for agent_id, record in sorted(self.state.agents.items()):
-            held = [r for r in self.state.reservations.values() if r.agent_id == agent_id]
+            held = [self.state.reservations[k] for k in sorted(self._usage.of_agent(agent_id).keys)]
             views.append(
                 AgentView(
                     agent_id=agent_id,

@@ -9,9 +9,9 @@ ledger's keys and named ports.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from titus_flow.fleet.shapes import GROUP_REASONS, FleetOutlook
 from titus_flow.scheduler import (
@@ -26,6 +26,8 @@ from titus_flow.scheduler import (
 )
 from titus_flow.scheduler.from_spec import group_from_spec, resources_from_spec
 from titus_flow.spec.capacity_group import DEFAULT_GROUP
+
+_K = TypeVar("_K", bound=Hashable)
 
 if TYPE_CHECKING:
     from titus_flow.contracts import PlacementItem
@@ -45,25 +47,109 @@ class PlaceResult:
     held_by_group: set[str] = field(default_factory=set)
 
 
-def _minus(total: ResourceVector, used: Sequence[ResourceVector]) -> ResourceVector:
-    """What is left of ``total`` after ``used``, never below zero.
+class AgentUsage:
+    """What the reservations on one agent hold: resources, host ports, tasks per job."""
 
-    An agent that re-registers with less than it has reserved has nothing free.
+    __slots__ = ("jobs", "keys", "ports", "used")
+
+    def __init__(self) -> None:
+        self.used = [0, 0, 0, 0, 0]  # millicores, MiB, disk MiB, Mbit/s, GPUs
+        self.ports: Counter[int] = Counter()
+        self.jobs: Counter[str] = Counter()
+        self.keys: set[str] = set()
+
+    def add(self, reservation: Reservation, sign: int = 1) -> None:
+        """Count ``reservation`` in (``sign`` 1) or out (``sign`` -1)."""
+        item = reservation.item
+        for dimension, amount in enumerate(_amounts(item)):
+            self.used[dimension] += sign * amount
+        _count(self.jobs, item.job_id, sign)
+        for port in reservation.ports.values():
+            _count(self.ports, port, sign)
+        if sign > 0:
+            self.keys.add(item.key)
+        else:
+            self.keys.discard(item.key)
+
+    def free(self, total: ResourceVector) -> ResourceVector:
+        """What is left of ``total``, never below zero.
+
+        An agent that re-registers with less than it has reserved has nothing free.
+        """
+        cpu, memory, disk, network, gpu = self.used
+        return ResourceVector(
+            millicores=max(0, total.millicores - cpu),
+            memory_mib=max(0, total.memory_mib - memory),
+            disk_mib=max(0, total.disk_mib - disk),
+            network_mbps=max(0, total.network_mbps - network),
+            gpu=max(0, total.gpu - gpu),
+        )
+
+
+class Usage:
+    """Reservations summed per agent and per capacity group, kept as they come and go.
+
+    The ledger holds one current, so a scheduling iteration costs what the agents
+    and the pending requests cost, not what every reservation of the cluster
+    does: summing 10,000 reservations again on every iteration was most of a
+    busy scheduler workflow task.
     """
-    return ResourceVector(
-        millicores=max(0, total.millicores - sum(u.millicores for u in used)),
-        memory_mib=max(0, total.memory_mib - sum(u.memory_mib for u in used)),
-        disk_mib=max(0, total.disk_mib - sum(u.disk_mib for u in used)),
-        network_mbps=max(0, total.network_mbps - sum(u.network_mbps for u in used)),
-        gpu=max(0, total.gpu - sum(u.gpu for u in used)),
+
+    def __init__(self, reservations: Iterable[Reservation] = ()) -> None:
+        self.agents: dict[str, AgentUsage] = {}
+        self._groups: dict[str, list[int]] = {}
+        for reservation in reservations:
+            self.add(reservation)
+
+    def add(self, reservation: Reservation, sign: int = 1) -> None:
+        """Count ``reservation`` in (``sign`` 1) or out (``sign`` -1)."""
+        agent = self.agents.get(reservation.agent_id)
+        if agent is None:
+            agent = self.agents[reservation.agent_id] = AgentUsage()
+        agent.add(reservation, sign)
+        item = reservation.item
+        group = self._groups.setdefault(item.capacity_group, [0, 0, 0])
+        group[0] += sign * item.resources.millicores
+        group[1] += sign * item.resources.memory
+        group[2] += sign
+        if not group[2]:
+            del self._groups[item.capacity_group]
+
+    def remove(self, reservation: Reservation) -> None:
+        """Count ``reservation`` out (it was released)."""
+        self.add(reservation, -1)
+
+    def of_agent(self, agent_id: str) -> AgentUsage:
+        """What is reserved on ``agent_id`` (nothing for an agent without reservations)."""
+        return self.agents.get(agent_id) or AgentUsage()
+
+    def groups(self) -> dict[str, GroupUsage]:
+        """What each capacity group's reserved tasks use, by group name."""
+        return {name: GroupUsage(*used) for name, used in self._groups.items()}
+
+
+def _amounts(item: PlacementItem) -> tuple[int, int, int, int, int]:
+    resources = item.resources
+    return (
+        resources.millicores,
+        resources.memory,
+        resources.disk,
+        resources.network_mbps,
+        resources.gpu,
     )
 
 
-def _snapshot(record: AgentRecord, held: Sequence[Reservation], with_ports: bool) -> Agent:
+def _count(counter: Counter[_K], key: _K, sign: int) -> None:
+    counter[key] += sign
+    if counter[key] <= 0:
+        del counter[key]
+
+
+def _snapshot(record: AgentRecord, usage: AgentUsage, with_ports: bool) -> Agent:
     info = record.info
     total = resources_from_spec(info.resources)
     low, high = info.port_range
-    taken = {port for r in held for port in r.ports.values()}
+    taken = usage.ports
     port_count = high - low + 1
     # Port numbers are listed only when some task wants ports: 10,000 ints per
     # agent per iteration is not free.
@@ -75,25 +161,31 @@ def _snapshot(record: AgentRecord, held: Sequence[Reservation], with_ports: bool
     return Agent(
         id=info.agent_id,
         total=total,
-        free=_minus(total, [resources_from_spec(r.item.resources) for r in held]),
+        free=usage.free(total),
         attributes=info.attributes,
         state=AgentState(record.state),
         free_ports=free_ports,
         total_ports=port_count,
-        jobs=Counter(r.item.job_id for r in held),
+        jobs=dict(usage.jobs),
     )
 
 
 def group_usage(reservations: Iterable[Reservation]) -> dict[str, GroupUsage]:
     """What each capacity group's reserved tasks use, by group name."""
-    totals: dict[str, list[int]] = {}
-    for reservation in reservations:
-        item = reservation.item
-        used = totals.setdefault(item.capacity_group, [0, 0, 0])
-        used[0] += item.resources.millicores
-        used[1] += item.resources.memory
-        used[2] += 1
-    return {name: GroupUsage(*used) for name, used in totals.items()}
+    return Usage(reservations).groups()
+
+
+def task_request(item: PlacementItem, tier: Tier) -> TaskRequest:
+    """The scheduler's request for ``item`` in a group of ``tier``."""
+    return request_from_spec(
+        item.key,
+        item.job_id,
+        item.resources,
+        item.constraints,
+        ports=len(item.ports),
+        capacity_group=item.capacity_group,
+        tier=tier,
+    )
 
 
 def missing_group_reason(name: str) -> str:
@@ -106,13 +198,18 @@ def missing_group_reason(name: str) -> str:
 
 def place(
     agents: Sequence[AgentRecord],
-    reservations: Sequence[Reservation],
+    reservations: Iterable[Reservation] | Usage,
     items: Sequence[PlacementItem],
     *,
     groups: Mapping[str, CapacityGroup] | None = None,
     fleets: Sequence[FleetCapacity] = (),
+    request_of: Callable[[PlacementItem, Tier], TaskRequest] = task_request,
 ) -> PlaceResult:
     """Place ``items`` on ``agents`` given the current ``reservations``.
+
+    ``reservations`` may come summed up already, as a :class:`Usage` the caller
+    keeps current; ``request_of`` builds the scheduler's request of an item
+    (the ledger passes one that remembers them).
 
     ``groups`` are the defined capacity groups by name: each task gets its
     group's tier, limits and guarantees apply. The ``default`` group needs no
@@ -132,28 +229,15 @@ def place(
     }
     items = [item for item in items if item.key not in waiting]
     tiers = {name: Tier(group.tier) for name, group in groups.items()}
-    held: dict[str, list[Reservation]] = {a.info.agent_id: [] for a in agents}
-    for reservation in reservations:
-        held.setdefault(reservation.agent_id, []).append(reservation)
+    usage = reservations if isinstance(reservations, Usage) else Usage(reservations)
     with_ports = any(item.ports for item in items)
-    snapshot = [_snapshot(a, held[a.info.agent_id], with_ports) for a in agents]
-    requests: list[TaskRequest] = [
-        request_from_spec(
-            item.key,
-            item.job_id,
-            item.resources,
-            item.constraints,
-            ports=len(item.ports),
-            capacity_group=item.capacity_group,
-            tier=tiers.get(item.capacity_group, Tier.FLEX),
-        )
-        for item in items
-    ]
+    snapshot = [_snapshot(a, usage.of_agent(a.info.agent_id), with_ports) for a in agents]
+    requests = [request_of(item, tiers.get(item.capacity_group, Tier.FLEX)) for item in items]
     result = schedule(
         snapshot,
         requests,
         groups=[group_from_spec(group) for group in groups.values()],
-        usage=group_usage(reservations),
+        usage=usage.groups(),
     )
     by_key = {item.key: item for item in items}
     out = PlaceResult(pending=waiting, held_by_group=set(waiting))

@@ -56,7 +56,7 @@ class _AttemptFailed(Exception):
         self.message = message
 
 
-@workflow.defn(name="BatchJob")
+@workflow.defn(name="BatchJob", sandboxed=False)
 class BatchJobWorkflow:
     """Runs every task of a :class:`~titus_flow.spec.BatchJob` to a finish."""
 
@@ -83,6 +83,7 @@ class BatchJobWorkflow:
                 for index in range(first, first + count)
             ],
         )
+        self._tasks = {task.id: task for task in self._view.tasks}
         self._mailbox: SchedulerMailbox | None = SchedulerMailbox(info.workflow_id)
         self._task_runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
@@ -199,7 +200,7 @@ class BatchJobWorkflow:
             return
         self._kill_reasons[task_id] = reason
         assert self._view is not None
-        task = next(t for t in self._view.tasks if t.id == task_id)
+        task = self._tasks[task_id]
         if task.state is not TaskState.FINISHED:
             task.state = TaskState.KILL_INITIATED
         if self._view.state in (JobState.ACCEPTED, JobState.RUNNING) and self._job_kill_requested:
@@ -336,8 +337,8 @@ class BatchJobWorkflow:
             workflow.upsert_search_attributes([visibility.JOB_STATE.value_set(state.value)])
 
     def _refresh_pending_reasons(self) -> None:
-        assert self._view is not None and self._mailbox is not None
-        for task in self._view.tasks:
-            reason = self._mailbox.pending_reasons.get(task.id)
-            if reason is not None:
+        assert self._mailbox is not None
+        for task_id, reason in self._mailbox.pending_reasons.items():
+            task = self._tasks.get(task_id)
+            if task is not None:
                 task.pending_reason = reason

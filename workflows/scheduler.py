@@ -30,6 +30,11 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.ledger import Ledger, LedgerState
     from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
+LEDGER_PATCH = "ledger-answers-requests-for-held-keys"
+"""``workflow.patched`` id of the ledger answering a request for a key its requester
+still holds (:meth:`~titus_flow.ledger.Ledger.request`): runs started before it
+replay without those answers."""
+
 # How often the ledger looks for jobs that ended without releasing capacity.
 GC_EVERY = timedelta(seconds=60)
 # Housekeeping tick; agents re-register (heartbeat) every AGENT_HEARTBEAT.
@@ -37,7 +42,7 @@ HOUSEKEEPING_EVERY = timedelta(seconds=15)
 AGENT_HEARTBEAT = timedelta(seconds=15)
 
 
-@workflow.defn(name="Scheduler")
+@workflow.defn(name="Scheduler", sandboxed=False)
 class SchedulerWorkflow:
     """Owns the capacity ledger and runs scheduling iterations."""
 
@@ -46,7 +51,7 @@ class SchedulerWorkflow:
         # From the input here, not in run(): signals that come with the first
         # workflow task (an agent's signal-with-start, requests right after a
         # continue-as-new) are handled before run() starts.
-        self._ledger = Ledger(state)
+        self._ledger = Ledger(state, answer_held=workflow.patched(LEDGER_PATCH))
         self._dirty = bool(state and state.pending)
         self._next_gc = workflow.now() + GC_EVERY
         self._next_housekeeping = workflow.now() + HOUSEKEEPING_EVERY

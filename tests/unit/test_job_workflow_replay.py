@@ -50,6 +50,9 @@ def history(name: str) -> WorkflowHistory:
         "service-idle-scaled-killed",
         "service-crash-loop-killed",
         "service-update-deadline-rolled-back",
+        # Recorded by this release: the in-order, paced scheduler mailbox
+        # (workflows/common.py, MAILBOX_PATCH) with tasks whose first attempt was lost.
+        "batch-retried-at-once",
     ],
 )
 async def test_previous_release_history_replays(name: str) -> None:

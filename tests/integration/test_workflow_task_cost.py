@@ -1,0 +1,167 @@
+"""A large job's workflow tasks stay small, and a task retried at once is placed again.
+
+Issue 11: a 3,000-task job hung with tasks Accepted forever, and its workflow
+tasks took seconds. Two causes, both reproduced here with the real job and
+scheduler workflows in a real control worker and a fake agent (in this process,
+no containers) whose first attempt of every task is lost, so every task is
+retried at once:
+
+- the job's mailbox could send a retried task's request before the release of
+  its lost attempt; the scheduler's ledger ignored the request (the key was
+  still reserved) and then freed the reservation: the task waited forever;
+- one scheduler answer placed a whole 500-task partition, and the partition
+  scheduled 500 launches in one workflow task (seconds of CPU under load, then
+  task timeouts, forced closes and replays of the whole history).
+
+The histories must show every workflow task of the job and the scheduler short,
+none timed out or failed, and no workflow task launching more than
+:data:`PLACEMENTS_PER_WORKFLOW_TASK` tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.worker import Worker
+from titus_cluster import Cluster
+
+from titus_flow import BatchJob, Container, Resources
+from titus_flow.client import ensure_scheduler
+from titus_flow.config import load_settings
+from titus_flow.contracts import (
+    AgentInfo,
+    AttemptExit,
+    LaunchInput,
+    LaunchResult,
+    SuperviseInput,
+    agent_task_queue,
+)
+from titus_flow.lifecycle import FinishReason, JobState, TaskState
+from titus_flow.workflows.batch import PARTITION_SIZE
+from titus_flow.workflows.common import PLACEMENTS_PER_WORKFLOW_TASK, scheduler_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+TASKS = PARTITION_SIZE + 100  # two partitions, one of them full
+AGENT = "hollow"
+AGENT_SLOTS = 20
+"""Attempts the fake agent runs at once: about a real agent's pace (a few hundred
+activities a second), which one workflow's history can take without the server
+forcing its workflow tasks closed."""
+WORKFLOW_TASK_SECONDS = 5.0
+"""Longest a workflow task may take (start to completion, wall time): the SDK warns
+past 5 s, and the server times a task out at 10 s."""
+
+
+@activity.defn(name="launch")
+async def fake_launch(request: LaunchInput) -> LaunchResult:
+    return LaunchResult(agent_id=AGENT, started_at=datetime.now(UTC))
+
+
+@activity.defn(name="supervise")
+async def fake_supervise(request: SuperviseInput) -> AttemptExit:
+    """The first attempt of every task is lost (retried at once), the second succeeds."""
+    index = int(request.task_id.rpartition("-")[2])
+    await asyncio.sleep(0.1 + index % 10 * 0.02)  # ends spread over many workflow tasks
+    if request.attempt == 1:
+        return AttemptExit(
+            reason=FinishReason.LOST, message="agent went away", finished_at=datetime.now(UTC)
+        )
+    return AttemptExit(reason=FinishReason.NORMAL, exit_code=0, finished_at=datetime.now(UTC))
+
+
+def workflow_task_stats(events: list[HistoryEvent]) -> tuple[list[float], int, Counter[int]]:
+    """Durations (s) of completed workflow tasks, how many timed out or failed, and
+    launches scheduled per workflow task (by its completed event id)."""
+    started: dict[int, datetime] = {}
+    durations: list[float] = []
+    broken = 0
+    launches: Counter[int] = Counter()
+    for event in events:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started[event.event_id] = event.event_time.ToDatetime()
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            began = started[event.workflow_task_completed_event_attributes.started_event_id]
+            durations.append((event.event_time.ToDatetime() - began).total_seconds())
+        elif kind in (
+            EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+            EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+        ):
+            broken += 1
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled = event.activity_task_scheduled_event_attributes
+            if scheduled.activity_type.name == "launch":
+                launches[scheduled.workflow_task_completed_event_id] += 1
+    return durations, broken, launches
+
+
+async def _heartbeats(cluster: Cluster, agent: AgentInfo) -> None:
+    """Register the fake agent, and again every 10 s as a real agent does."""
+    client = await cluster.client()
+    settings = load_settings(environ=cluster.env)
+    while True:
+        await ensure_scheduler(client.temporal, settings, agent)
+        await asyncio.sleep(10)
+
+
+async def test_large_job_with_lost_attempts_finishes_in_small_workflow_tasks(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    cluster = cluster_factory()
+    cluster.start_worker()  # the real control worker process
+    client = await cluster.client()
+    agent_id = cluster.agent_id(AGENT)
+    info = AgentInfo(
+        agent_id=agent_id,
+        task_queue=agent_task_queue(agent_id),
+        resources=Resources(cpu=64, memory="64Gi"),
+    )
+    agent = Worker(
+        client.temporal,
+        task_queue=info.task_queue,
+        activities=[fake_launch, fake_supervise],
+        max_concurrent_activities=AGENT_SLOTS,
+    )
+    heartbeats = asyncio.create_task(_heartbeats(cluster, info))
+    try:
+        async with agent:
+            job_id = await client.submit(
+                BatchJob(
+                    name="large",
+                    container=Container(image="busybox:latest", command="true"),
+                    resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
+                    instances=TASKS,
+                )
+            )
+            try:
+                view = await asyncio.wait_for(client.wait(job_id), timeout=120)
+            except TimeoutError:
+                # Before the fix: retried tasks waiting for a placement forever.
+                stuck = [t for t in (await client.describe(job_id)).live_tasks()]
+                raise AssertionError(
+                    f"{len(stuck)} task(s) never finished, e.g. "
+                    + ", ".join(f"{t.id} {t.state} {t.pending_reason}" for t in stuck[:5])
+                ) from None
+    finally:
+        heartbeats.cancel()
+    assert view.state is JobState.SUCCEEDED, view.message
+    assert [t.index for t in view.tasks] == list(range(TASKS))
+    assert {(t.state, t.reason) for t in view.tasks} == {(TaskState.FINISHED, FinishReason.NORMAL)}
+    assert {len(t.attempts) for t in view.tasks} == {2}  # lost once, placed again, succeeded
+    scheduler = scheduler_workflow_id(cluster.control_queue)
+    for workflow_id in [job_id, *view.partitions, scheduler]:
+        history = await client.temporal.get_workflow_handle(workflow_id).fetch_history()
+        durations, broken, launches = workflow_task_stats(list(history.events))
+        longest = max(durations)
+        assert broken == 0, f"{workflow_id}: {broken} workflow task(s) timed out or failed"
+        assert longest < WORKFLOW_TASK_SECONDS, f"{workflow_id}: a workflow task took {longest}s"
+        most = max(launches.values(), default=0)
+        assert most <= PLACEMENTS_PER_WORKFLOW_TASK, f"{workflow_id}: {most} launches in one task"
