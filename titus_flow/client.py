@@ -219,6 +219,8 @@ class TitusClient:
     def __init__(self, client: Client, settings: Settings) -> None:
         self.temporal = client
         self.settings = settings
+        # Progress of partitions that have ended, by workflow id: it no longer changes.
+        self._ended_partitions: dict[str, JobProgress] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> TitusClient:
@@ -260,20 +262,41 @@ class TitusClient:
             return await describe_job(self.temporal, job_id)
 
     async def progress(self, job_id: str) -> JobProgress:
-        """Task counts per state of a running job (summed over its partitions)."""
+        """Task counts per state of a running job (summed over its partitions).
+
+        Cheap to poll: a running partition answers its own ``progress`` query
+        (counts, not the view of its 500 tasks, which cost its workflow worker
+        the encoding of a quarter megabyte on every poll); an ended one's final
+        view is read once and remembered by this client.
+        """
         root = await self._handle(job_id).query(BatchJobWorkflow.progress)
         partitions = await self._partitions(job_id)
         if not partitions:
             return root
         parts = await asyncio.gather(
-            *(self._view_of(p) for p in partitions), return_exceptions=True
+            *(self._partition_progress(p) for p in partitions), return_exceptions=True
         )
         counts: dict[str, int] = {}
+        reasons: set[str] = set()
         for part in parts:
-            if isinstance(part, JobView):
-                for state, count in part.counts().items():
+            if isinstance(part, JobProgress):
+                for state, count in part.counts.items():
                     counts[state] = counts.get(state, 0) + count
-        return root.model_copy(update={"counts": counts})
+                reasons.update(part.pending_reasons)
+        return root.model_copy(update={"counts": counts, "pending_reasons": sorted(reasons)[:5]})
+
+    async def _partition_progress(self, workflow_id: str) -> JobProgress:
+        ended = self._ended_partitions.get(workflow_id)
+        if ended is not None:
+            return ended
+        handle = self.temporal.get_workflow_handle_for(BatchJobWorkflow.run, workflow_id)
+        if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+            return await handle.query(BatchJobWorkflow.progress)
+        view = await _view_of(self.temporal, workflow_id)
+        ended = JobProgress(id=view.id, state=view.state, counts=view.counts())
+        if view.state.is_final:
+            self._ended_partitions[workflow_id] = ended
+        return ended
 
     async def wait(self, job_id: str) -> JobView:
         """Wait for the job to end; return its final view with every task.

@@ -21,6 +21,7 @@ none timed out or failed, and no workflow task launching more than
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,11 +30,12 @@ import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 from titus_cluster import Cluster
 
 from titus_flow import BatchJob, Container, Resources
-from titus_flow.client import ensure_scheduler
+from titus_flow.client import JobNotFoundError, TitusClient, ensure_scheduler
 from titus_flow.config import load_settings
 from titus_flow.contracts import (
     AgentInfo,
@@ -44,6 +46,7 @@ from titus_flow.contracts import (
     agent_task_queue,
 )
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
+from titus_flow.views import JobProgress
 from titus_flow.workflows.batch import PARTITION_SIZE
 from titus_flow.workflows.common import PLACEMENTS_PER_WORKFLOW_TASK, scheduler_workflow_id
 
@@ -112,6 +115,14 @@ async def _heartbeats(cluster: Cluster, agent: AgentInfo) -> None:
         await asyncio.sleep(10)
 
 
+async def _watch(client: TitusClient, job_id: str, seen: list[JobProgress]) -> None:
+    """Poll the job's progress as ``titus-flow run`` does."""
+    while True:
+        with contextlib.suppress(RPCError, JobNotFoundError):  # not answering yet
+            seen.append(await client.progress(job_id))
+        await asyncio.sleep(0.5)
+
+
 async def test_large_job_with_lost_attempts_finishes_in_small_workflow_tasks(
     cluster_factory: Callable[[], Cluster],
 ) -> None:
@@ -141,21 +152,29 @@ async def test_large_job_with_lost_attempts_finishes_in_small_workflow_tasks(
                     instances=TASKS,
                 )
             )
+            seen: list[JobProgress] = []
+            watcher = asyncio.create_task(_watch(client, job_id, seen))
             try:
                 view = await asyncio.wait_for(client.wait(job_id), timeout=120)
             except TimeoutError:
                 # Before the fix: retried tasks waiting for a placement forever.
-                stuck = [t for t in (await client.describe(job_id)).live_tasks()]
+                stuck = (await client.describe(job_id)).live_tasks()
                 raise AssertionError(
                     f"{len(stuck)} task(s) never finished, e.g. "
                     + ", ".join(f"{t.id} {t.state} {t.pending_reason}" for t in stuck[:5])
                 ) from None
+            finally:
+                watcher.cancel()
+            progress = await client.progress(job_id)
     finally:
         heartbeats.cancel()
     assert view.state is JobState.SUCCEEDED, view.message
     assert [t.index for t in view.tasks] == list(range(TASKS))
     assert {(t.state, t.reason) for t in view.tasks} == {(TaskState.FINISHED, FinishReason.NORMAL)}
     assert {len(t.attempts) for t in view.tasks} == {2}  # lost once, placed again, succeeded
+    # Progress sums the partitions' own counts (not their whole views).
+    assert progress.counts == {"Finished/normal": TASKS}
+    assert seen and all(sum(p.counts.values()) <= TASKS for p in seen)
     scheduler = scheduler_workflow_id(cluster.control_queue)
     for workflow_id in [job_id, *view.partitions, scheduler]:
         history = await client.temporal.get_workflow_handle(workflow_id).fetch_history()
