@@ -142,7 +142,15 @@ class BatchJobWorkflow:
         self._finish([task for view in views for task in view.tasks])
 
     async def _kill_partitions(self) -> None:
-        await asyncio.gather(*(p.signal(BatchJobWorkflow.kill) for p in self._partitions))
+        # A partition that has ended cannot be signalled, and needs no kill: its
+        # failure to take the signal must not fail this workflow (it did, and
+        # left the other partitions running).
+        results = await asyncio.gather(
+            *(p.signal(BatchJobWorkflow.kill) for p in self._partitions), return_exceptions=True
+        )
+        for partition, result in zip(self._partitions, results, strict=True):
+            if isinstance(result, Exception):
+                workflow.logger.info("partition %s not killed: %s", partition.id, result)
 
     # --- signals, updates and queries ------------------------------------
 

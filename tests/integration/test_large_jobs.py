@@ -1,4 +1,4 @@
-"""A large job's workflow tasks stay small, and a task retried at once is placed again.
+"""Large (partitioned) jobs with a fake agent: small workflow tasks, no lost placement, kill.
 
 Issue 11: a 3,000-task job hung with tasks Accepted forever, and its workflow
 tasks took seconds. Two causes, both reproduced here with the real job and
@@ -15,7 +15,8 @@ retried at once:
 
 The histories must show every workflow task of the job and the scheduler short,
 none timed out or failed, and no workflow task launching more than
-:data:`PLACEMENTS_PER_WORKFLOW_TASK` tasks.
+:data:`PLACEMENTS_PER_WORKFLOW_TASK` tasks. And the kill of a partitioned job
+one of whose partitions has ended must kill the others.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.service import RPCError
 from temporalio.worker import Worker
-from titus_cluster import Cluster
+from titus_cluster import Cluster, eventually
 
 from titus_flow import BatchJob, Container, Resources
 from titus_flow.client import JobNotFoundError, TitusClient, ensure_scheduler
@@ -184,3 +185,59 @@ async def test_large_job_with_lost_attempts_finishes_in_small_workflow_tasks(
         assert longest < WORKFLOW_TASK_SECONDS, f"{workflow_id}: a workflow task took {longest}s"
         most = max(launches.values(), default=0)
         assert most <= PLACEMENTS_PER_WORKFLOW_TASK, f"{workflow_id}: {most} launches in one task"
+
+
+@activity.defn(name="supervise")
+async def fake_supervise_last_runs(request: SuperviseInput) -> AttemptExit:
+    """Tasks end at once, but for the last one: it runs until killed."""
+    if int(request.task_id.rpartition("-")[2]) < TASKS - 1:
+        return AttemptExit(reason=FinishReason.NORMAL, exit_code=0, finished_at=datetime.now(UTC))
+    while True:  # cancelled through its heartbeat, like a real supervise
+        activity.heartbeat()
+        await asyncio.sleep(0.2)
+
+
+async def test_kill_of_a_partitioned_job_whose_first_partition_ended(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    # Issue 11: `job kill` of such a job failed its root workflow with
+    # ExternalWorkflowExecutionNotFound (the ended partition) and killed nothing.
+    cluster = cluster_factory()
+    cluster.start_worker()
+    client = await cluster.client()
+    agent_id = cluster.agent_id(AGENT)
+    info = AgentInfo(
+        agent_id=agent_id,
+        task_queue=agent_task_queue(agent_id),
+        resources=Resources(cpu=64, memory="64Gi"),
+    )
+    agent = Worker(
+        client.temporal,
+        task_queue=info.task_queue,
+        activities=[fake_launch, fake_supervise_last_runs],
+    )
+    heartbeats = asyncio.create_task(_heartbeats(cluster, info))
+    try:
+        async with agent:
+            job_id = await client.submit(
+                BatchJob(
+                    name="killed",
+                    container=Container(image="busybox:latest", command="true"),
+                    resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
+                    instances=TASKS,
+                )
+            )
+
+            async def first_partition_ended() -> bool:
+                progress = await client.progress(job_id)
+                return progress.counts == {"Finished/normal": TASKS - 1, "Started": 1}
+
+            await eventually(first_partition_ended, 90, "all tasks but the last to finish")
+            await client.kill(job_id)
+            view = await asyncio.wait_for(client.wait(job_id), timeout=60)
+    finally:
+        heartbeats.cancel()
+    assert view.state is JobState.KILLED, view.message
+    last = view.tasks[-1]
+    assert (last.state, last.reason) == (TaskState.FINISHED, FinishReason.KILLED)
+    assert {t.reason for t in view.tasks[:-1]} == {FinishReason.NORMAL}
