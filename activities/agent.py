@@ -228,8 +228,25 @@ class AgentActivities:
         await task
 
     async def _stop_and_remove(self, name: str, request: SuperviseInput) -> None:
+        """Stop a killed attempt; keep its output and its (killed) exit, then remove it.
+
+        The saved exit is what tells a log reader the attempt has ended.
+        """
         await self.driver.stop(name, STOP_GRACE_SECONDS)
-        await self.driver.remove(name, self.log_path(request.task_id, request.attempt))
+        try:
+            exit_ = await self._wait(name, 5.0)
+        except ApplicationError:  # already gone: nothing to wait for
+            exit_ = None
+        log_path = self.log_path(request.task_id, request.attempt)
+        await self.driver.save_output(name, log_path)
+        killed = AttemptExit(
+            reason=FinishReason.KILLED,
+            exit_code=exit_.exit_code if exit_ else None,
+            finished_at=exit_.finished_at if exit_ and exit_.finished_at else datetime.now(UTC),
+            message="killed by request",
+        )
+        self._save_exit(request.task_id, request.attempt, killed)
+        await self.driver.remove(name, log_path)
 
     @staticmethod
     def _message(reason: FinishReason | None, exit_: Exit | None, request: SuperviseInput) -> str:

@@ -156,7 +156,9 @@ def main() -> int:
 
     signal.signal(signal.SIGHUP, parent_died)
     _prctl(PR_SET_PDEATHSIG, signal.SIGHUP)
-    run = os.environ.get("TITUS_FLOW_TEST_RUN") or secrets.token_hex(6)
+    # Always a run of its own: a reaper inside another run (its tests) must not
+    # take the outer run's containers for its own leaks.
+    run = secrets.token_hex(6)
     env = dict(os.environ, TITUS_FLOW_TEST_RUN=run)
     env["TITUS_FLOW_CONTAINER_LABELS"] = f"{RUN_LABEL}={run}"
 
