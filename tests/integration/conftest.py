@@ -19,8 +19,22 @@ from titus_cluster import Cluster
 RUN_VARIABLES = ("TITUS_FLOW_TEST_RUN", "TITUS_FLOW_CONTAINER_LABELS")
 
 
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Remember whether the test's call failed (clusters print their logs then)."""
+    report = yield
+    if call.when == "call":
+        item.stash[_CALL_FAILED] = report.failed  # type: ignore[attr-defined]
+    return report
+
+
 @pytest.fixture
-def cluster_factory(dev_server: str, tmp_path: Path) -> Iterator[type[Cluster] | object]:
+def cluster_factory(
+    dev_server: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[type[Cluster] | object]:
     """Make clusters on the session's dev server; all are stopped at teardown."""
     made: list[Cluster] = []
 
@@ -45,7 +59,10 @@ def cluster_factory(dev_server: str, tmp_path: Path) -> Iterator[type[Cluster] |
         return cluster
 
     yield make
+    failed = request.node.stash.get(_CALL_FAILED, False)
     for cluster in made:
+        if failed:  # shown under "Captured stdout teardown" of the failure
+            print(f"=== logs of cluster {cluster.control_queue}\n{cluster.logs()}")
         cluster.stop_all()
 
 
