@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -117,6 +118,38 @@ async def _heartbeats(cluster: Cluster, agent: AgentInfo) -> None:
         await asyncio.sleep(10)
 
 
+@contextlib.asynccontextmanager
+async def fake_agent(
+    cluster: Cluster, client: TitusClient, activities: list[Any], **worker_options: Any
+) -> AsyncIterator[None]:
+    """A registered, heartbeating agent whose launch and supervise are ``activities``."""
+    agent_id = cluster.agent_id(AGENT)
+    info = AgentInfo(
+        agent_id=agent_id,
+        task_queue=agent_task_queue(agent_id),
+        resources=Resources(cpu=64, memory="64Gi"),
+    )
+    agent = Worker(
+        client.temporal, task_queue=info.task_queue, activities=activities, **worker_options
+    )
+    heartbeats = asyncio.create_task(_heartbeats(cluster, info))
+    try:
+        async with agent:
+            yield
+    finally:
+        heartbeats.cancel()
+
+
+def large_job(name: str) -> BatchJob:
+    """A job of TASKS tiny tasks (the fake agent never runs them)."""
+    return BatchJob(
+        name=name,
+        container=Container(image="busybox:latest", command="true"),
+        resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
+        instances=TASKS,
+    )
+
+
 async def _watch(client: TitusClient, job_id: str, seen: list[JobProgress]) -> None:
     """Poll the job's progress as ``titus-flow run`` does."""
     while True:
@@ -132,45 +165,25 @@ async def test_large_job_with_lost_attempts_finishes_in_small_workflow_tasks(
     cluster = cluster_factory()
     cluster.start_worker()  # the real control worker process
     client = await cluster.client()
-    agent_id = cluster.agent_id(AGENT)
-    info = AgentInfo(
-        agent_id=agent_id,
-        task_queue=agent_task_queue(agent_id),
-        resources=Resources(cpu=64, memory="64Gi"),
+    agent = fake_agent(
+        cluster, client, [fake_launch, fake_supervise], max_concurrent_activities=AGENT_SLOTS
     )
-    agent = Worker(
-        client.temporal,
-        task_queue=info.task_queue,
-        activities=[fake_launch, fake_supervise],
-        max_concurrent_activities=AGENT_SLOTS,
-    )
-    heartbeats = asyncio.create_task(_heartbeats(cluster, info))
-    try:
-        async with agent:
-            job_id = await client.submit(
-                BatchJob(
-                    name="large",
-                    container=Container(image="busybox:latest", command="true"),
-                    resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
-                    instances=TASKS,
-                )
-            )
-            seen: list[JobProgress] = []
-            watcher = asyncio.create_task(_watch(client, job_id, seen))
-            try:
-                view = await asyncio.wait_for(client.wait(job_id), timeout=120)
-            except TimeoutError:
-                # Before the fix: retried tasks waiting for a placement forever.
-                stuck = (await client.describe(job_id)).live_tasks()
-                raise AssertionError(
-                    f"{len(stuck)} task(s) never finished, e.g. "
-                    + ", ".join(f"{t.id} {t.state} {t.pending_reason}" for t in stuck[:5])
-                ) from None
-            finally:
-                watcher.cancel()
-            progress = await client.progress(job_id)
-    finally:
-        heartbeats.cancel()
+    async with agent:
+        job_id = await client.submit(large_job("large"))
+        seen: list[JobProgress] = []
+        watcher = asyncio.create_task(_watch(client, job_id, seen))
+        try:
+            view = await asyncio.wait_for(client.wait(job_id), timeout=120)
+        except TimeoutError:
+            # Before the fix: retried tasks waiting for a placement forever.
+            stuck = (await client.describe(job_id)).live_tasks()
+            raise AssertionError(
+                f"{len(stuck)} task(s) never finished, e.g. "
+                + ", ".join(f"{t.id} {t.state} {t.pending_reason}" for t in stuck[:5])
+            ) from None
+        finally:
+            watcher.cancel()
+        progress = await client.progress(job_id)
     assert view.state is JobState.SUCCEEDED, view.message
     assert [t.index for t in view.tasks] == list(range(TASKS))
     assert {(t.state, t.reason) for t in view.tasks} == {(TaskState.FINISHED, FinishReason.NORMAL)}
@@ -209,38 +222,16 @@ async def test_kill_of_a_partitioned_job_whose_first_partition_ended(
     cluster = cluster_factory()
     cluster.start_worker()
     client = await cluster.client()
-    agent_id = cluster.agent_id(AGENT)
-    info = AgentInfo(
-        agent_id=agent_id,
-        task_queue=agent_task_queue(agent_id),
-        resources=Resources(cpu=64, memory="64Gi"),
-    )
-    agent = Worker(
-        client.temporal,
-        task_queue=info.task_queue,
-        activities=[fake_launch, fake_supervise_last_runs],
-    )
-    heartbeats = asyncio.create_task(_heartbeats(cluster, info))
-    try:
-        async with agent:
-            job_id = await client.submit(
-                BatchJob(
-                    name="killed",
-                    container=Container(image="busybox:latest", command="true"),
-                    resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
-                    instances=TASKS,
-                )
-            )
+    async with fake_agent(cluster, client, [fake_launch, fake_supervise_last_runs]):
+        job_id = await client.submit(large_job("killed"))
 
-            async def first_partition_ended() -> bool:
-                progress = await client.progress(job_id)
-                return progress.counts == {"Finished/normal": TASKS - 1, "Started": 1}
+        async def first_partition_ended() -> bool:
+            progress = await client.progress(job_id)
+            return progress.counts == {"Finished/normal": TASKS - 1, "Started": 1}
 
-            await eventually(first_partition_ended, 90, "all tasks but the last to finish")
-            await client.kill(job_id)
-            view = await asyncio.wait_for(client.wait(job_id), timeout=60)
-    finally:
-        heartbeats.cancel()
+        await eventually(first_partition_ended, 90, "all tasks but the last to finish")
+        await client.kill(job_id)
+        view = await asyncio.wait_for(client.wait(job_id), timeout=60)
     assert view.state is JobState.KILLED, view.message
     last = view.tasks[-1]
     assert (last.state, last.reason) == (TaskState.FINISHED, FinishReason.KILLED)
