@@ -93,18 +93,25 @@ class Sampler:
         self.samples: list[int] = []
         self._task: asyncio.Task[None] | None = None
 
+    async def _sample(self) -> None:
+        self.samples.append(healthy(await self.client.describe(self.job_id)))
+
     async def _run(self) -> None:
         while True:
-            self.samples.append(healthy(await self.client.describe(self.job_id)))
             await asyncio.sleep(0.2)
+            await self._sample()
 
     async def __aenter__(self) -> Sampler:
+        # One sample before and one after the scenario: a replacement can be
+        # quicker than a single describe round trip.
+        await self._sample()
         self._task = asyncio.create_task(self._run())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
+        await self._sample()
 
 
 async def started_service(cluster: Cluster, spec: ServiceJob) -> tuple[TitusClient, str]:
