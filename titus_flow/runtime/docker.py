@@ -347,9 +347,22 @@ class DockerDriver:
             exit_ = _exit_from_state(state)
             if exit_ is not None and exit_.exit_code in _CANNOT_EXEC and not exit_.error:
                 exit_ = dataclasses.replace(exit_, error=self._init_error(name))
+            if exit_ is not None and exit_.exit_code == _SIGKILLED and not exit_.oom_killed:
+                exit_ = self._late_oom(name, exit_)
             if exit_ is not None or state["Status"] != "created":
                 return exit_
         return None
+
+    def _late_oom(self, name: str, exit_: Exit) -> Exit:
+        """Ask once more whether a SIGKILLed container was OOM-killed.
+
+        The engine learns of an OOM kill from an event of its own, which on a
+        busy host can arrive after it has recorded the exit: a late look keeps
+        an OOM kill from reading as a plain failure.
+        """
+        time.sleep(_LATE_OOM_WAIT)
+        late = _exit_from_state(self._inspect_state(name))
+        return dataclasses.replace(exit_, oom_killed=True) if late and late.oom_killed else exit_
 
     def _init_error(self, name: str) -> str:
         """Why the container's init could not run the command ("" if it could).
@@ -455,6 +468,8 @@ class DockerDriver:
 
 # Exit codes of a command that could not be executed (not executable, not found).
 _CANNOT_EXEC = (126, 127)
+_SIGKILLED = 128 + 9
+_LATE_OOM_WAIT = 0.5  # seconds: how long an OOM event may trail the exit it caused
 
 # How registries (through the engine) say an image does not exist. Anything else
 # a pull reports (rate limits, 5xx, DNS, expired tokens) may pass with a retry.
