@@ -98,9 +98,8 @@ def _reap_zombies() -> None:
             return
 
 
-def _kill_tree(grace: float) -> list[int]:
+def _kill_tree(grace: float) -> None:
     """SIGTERM every descendant, SIGKILL what is left after ``grace`` seconds."""
-    victims = _descendants(os.getpid())
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         for pid in _descendants(os.getpid()):
             with contextlib.suppress(ProcessLookupError):
@@ -109,9 +108,20 @@ def _kill_tree(grace: float) -> list[int]:
         while time.monotonic() < deadline:
             _reap_zombies()
             if not _descendants(os.getpid()):
-                return victims
+                return
             time.sleep(0.1)
-    return victims
+
+
+def _remove_run(run: str) -> None:
+    """Stop every process of the run, then remove its containers.
+
+    They are listed after the processes are gone, so none that an agent created
+    while it was being stopped is missed.
+    """
+    _kill_tree(grace=3.0)
+    containers = _containers(run)
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=60)
 
 
 def _containers(run: str) -> list[str]:
@@ -125,11 +135,6 @@ def _containers(run: str) -> list[str]:
     except (OSError, subprocess.TimeoutExpired):
         return []  # no Docker engine: no containers
     return listed.stdout.split()
-
-
-def _remove_containers(ids: list[str]) -> None:
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60)
 
 
 def _say(message: str) -> None:
@@ -181,8 +186,7 @@ def main() -> int:
                 child.returncode = status = os.waitstatus_to_exitcode(raw)
     except ParentDied:
         _say(f"parent {parent} died: stopping run {run}")
-        _kill_tree(grace=3.0)
-        _remove_containers(_containers(run))
+        _remove_run(run)
         return 137
 
     # The command ended by itself: whatever of the run is still here is a leak.
@@ -198,8 +202,7 @@ def main() -> int:
             print(line, file=sys.stderr)
         for container in containers:
             print(f"  container {container}", file=sys.stderr)
-        _kill_tree(grace=3.0)
-        _remove_containers(containers)
+        _remove_run(run)
         return status or 1
     return status
 
