@@ -157,8 +157,17 @@ class AgentActivities:
             message=message or self._message(reason, exit_, request),
             became_healthy=health is not None and health.became_healthy,
         )
-        # The exit is saved before the container is removed: an agent that dies
-        # in between leaves both, and the retried supervise reports the saved exit.
+        return await self._keep_and_remove(name, request, result)
+
+    async def _keep_and_remove(
+        self, name: str, request: SuperviseInput, result: AttemptExit
+    ) -> AttemptExit:
+        """Keep the attempt's output and exit, then remove its container; return the exit.
+
+        The exit is saved before the container is removed: an agent that dies in
+        between leaves both, and the retried supervise reports the saved exit.
+        """
+        log_path = self.log_path(request.task_id, request.attempt)
         await self.driver.save_output(name, log_path)
         result.log_tail = _tail(log_path)
         result.output, problem = _read_output(self.output_dir(request.task_id, request.attempt))
@@ -237,16 +246,13 @@ class AgentActivities:
             exit_ = await self._wait(name, 5.0)
         except ApplicationError:  # already gone: nothing to wait for
             exit_ = None
-        log_path = self.log_path(request.task_id, request.attempt)
-        await self.driver.save_output(name, log_path)
         killed = AttemptExit(
             reason=FinishReason.KILLED,
             exit_code=exit_.exit_code if exit_ else None,
             finished_at=exit_.finished_at if exit_ and exit_.finished_at else datetime.now(UTC),
             message="killed by request",
         )
-        self._save_exit(request.task_id, request.attempt, killed)
-        await self.driver.remove(name, log_path)
+        await self._keep_and_remove(name, request, killed)
 
     @staticmethod
     def _message(reason: FinishReason | None, exit_: Exit | None, request: SuperviseInput) -> str:
