@@ -22,7 +22,7 @@ from titus_flow.runtime.base import (
     attempt_name,
 )
 
-DRIVER_NAMES = ("docker", "process")
+DRIVER_NAMES = ("docker", "process", "sim")
 
 
 def make_driver(
@@ -37,7 +37,8 @@ def make_driver(
     ``state_dir`` is where a driver may keep state across agent restarts: the
     process driver does; Docker keeps it in the daemon, so the docker driver
     ignores it. ``labels`` are added to every container (the docker driver;
-    processes have none). Other ``options`` go to the driver's constructor:
+    processes have none). ``sim`` pretends to run tasks (hollow agents, benchmarks)
+    and ignores both. Other ``options`` go to the driver's constructor:
     :class:`~titus_flow.runtime.docker.DockerDriver` takes ``base_url``,
     ``network_mode``, ``pids_limit``, ``api_timeout`` and ``max_waits``.
     """
@@ -50,6 +51,10 @@ def make_driver(
         from titus_flow.runtime.process import ProcessDriver
 
         return ProcessDriver(state_dir=state_dir, **options)
+    if name == "sim":
+        from titus_flow.runtime.sim import SimDriver
+
+        return SimDriver(**options)
     raise ValueError(f"unknown driver {name!r}: use one of {', '.join(DRIVER_NAMES)}")
 
 
