@@ -53,6 +53,10 @@ def history(name: str) -> WorkflowHistory:
         # Recorded by this release: the in-order, paced scheduler mailbox
         # (workflows/common.py, MAILBOX_PATCH) with tasks whose first attempt was lost.
         "batch-retried-at-once",
+        # Recorded by the release before bounded job views (a fake agent; task 501
+        # of 502 fails): the root of a partitioned job and its failed partition.
+        "batch-partitioned-root-v2",
+        "batch-partition-failed-v2",
     ],
 )
 async def test_previous_release_history_replays(name: str) -> None:
