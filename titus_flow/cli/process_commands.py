@@ -12,6 +12,7 @@ from titus_flow.agent import DEFAULT_AGENT_NETWORK_MBPS, AgentConfig, host_resou
 from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
 from titus_flow.client import connect
 from titus_flow.errors import UserError
+from titus_flow.hollow import DEFAULT_ZONES, HOLLOW_RESOURCES, HollowFleet, run_hollow_agents
 from titus_flow.spec import Resources, parse_mebibytes
 from titus_flow.spot import IMDS_URL
 
@@ -73,10 +74,12 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
     "agent_id",
     default=socket.gethostname,
     show_default="hostname",
-    help="Agent id; its task queue is titus-agent-<id>.",
+    help="Agent id; its task queue is titus-agent-<id>. With --hollow: the ids' prefix.",
 )
-@click.option("--cpu", type=float, help="Cores to offer [default: this host's].")
-@click.option("--memory", help='Memory to offer, e.g. "8Gi" [default: this host\'s].')
+@click.option("--cpu", type=float, help="Cores to offer [default: this host's; --hollow: 16 each].")
+@click.option(
+    "--memory", help='Memory to offer, e.g. "8Gi" [default: this host\'s; --hollow: 64Gi each].'
+)
 @click.option("--disk", default="100Gi", show_default=True, help="Disk to offer.")
 @click.option(
     "--network-mbps",
@@ -117,6 +120,23 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="The instance metadata service (for --spot-notices).",
 )
+@click.option(
+    "--hollow",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help=(
+        "Run N simulated agents in this process instead (ids <id>-0001...), each with"
+        " --cpu/--memory and a zone attribute from --zones; their tasks only pretend to"
+        " run (the sim driver). A test and benchmark tool: it never proves that real"
+        " containers work."
+    ),
+)
+@click.option(
+    "--zones",
+    default=",".join(DEFAULT_ZONES),
+    show_default=True,
+    help="With --hollow: zones spread round-robin over the agents (attribute zone).",
+)
 @pass_context
 def agent(
     ctx: Context,
@@ -130,10 +150,15 @@ def agent(
     ports: str,
     spot_notices: bool,
     imds_url: str,
+    hollow: int | None,
+    zones: str,
 ) -> None:
-    """Run an agent: registers this host's capacity and runs the tasks placed on it."""
+    """Run an agent: registers this host's capacity and runs the tasks placed on it.
+
+    With --hollow N, run N simulated agents for tests and benchmarks instead.
+    """
     settings = ctx.settings
-    defaults = host_resources()
+    defaults = HOLLOW_RESOURCES if hollow else host_resources()
     try:
         resources = Resources(
             cpu=cpu or defaults.cpu,
@@ -145,6 +170,24 @@ def agent(
         port_range = (int(low), int(high))
     except ValueError as err:
         raise UserError(f"agent options: {err}") from err
+    if hollow:
+        fleet = HollowFleet(
+            count=hollow,
+            prefix=agent_id,
+            resources=resources,
+            zones=tuple(z for z in zones.split(",") if z),
+            attributes=_attributes(attributes),
+            port_range=port_range,
+        )
+
+        async def go_hollow() -> None:
+            stop = asyncio.Event()
+            install_stop_signals(stop)
+            client = await connect(settings, runtime=_logging_runtime())
+            await run_hollow_agents(client, settings, fleet, stop)
+
+        run_async(go_hollow())
+        return
     config = AgentConfig(
         agent_id=agent_id,
         resources=resources,

@@ -1,0 +1,345 @@
+"""Scale: large batch jobs, a large service and many jobs at once, on hollow agents.
+
+Each line of the benchmark runs on a stack of its own, as ``titus-flow up`` runs
+it: a fresh dev server (SQLite file), a control worker process and one process of
+hollow agents (``titus-flow agent --hollow N``: the real agent code, the sim
+driver, tasks that "run" 1 s). So a line's peak RSS and warnings are its own.
+For each line it prints tasks, agents, wall time, tasks/s, the largest workflow
+history (events) and payload (bytes), the peak RSS of the control worker and of
+the hollow-agent process, and the worker's TMPRL1104 ("workflow task duration")
+and TMPRL1101 (deadlock) warnings; then tasks/s at the largest batch size
+against the smallest, per agent count, from the same run.
+
+Scenarios (issue #11): ``batch`` jobs of each ``--sizes`` on each ``--agents``;
+``service``: a service job scaled 0 -> 1,000 -> 0; ``many``: 200 jobs of 50
+tasks submitted at once.
+
+Run: ``.venv/bin/python bench/scale.py [--quick] [--sizes 1000,3000]
+[--agents 100] [--scenarios batch,service,many] [--timeout 900]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.service import RPCError
+
+from titus_flow import BatchJob, Container, Resources, ServiceJob, stack
+from titus_flow.client import JobNotFoundError, TitusClient, connect
+from titus_flow.config import load_settings
+from titus_flow.history_stats import history_stats
+from titus_flow.spec.jobs import Capacity
+
+TASK = Container(image="busybox:latest", command="sleep 1")
+"""What every task runs: on the sim driver, 1 s and exit 0."""
+TASK_RESOURCES = Resources(cpu=0.1, memory=64, disk=0, network_mbps=0)
+AGENT_CPU, AGENT_MEMORY = "16", "64Gi"
+"""Each hollow agent: 160 tasks at once, so every size fits at once on 100 agents."""
+WARNINGS = {"TMPRL1104": "workflow task over 1 s", "TMPRL1101": "deadlock (no yield in 2 s)"}
+
+
+@dataclass
+class Line:
+    """One measured line."""
+
+    name: str
+    tasks: int
+    agents: int
+    seconds: float | None = None  # None: did not finish
+    outcome: str = ""
+    max_events: int = 0
+    max_payload: int = 0
+    payload_where: str = ""
+    worker_rss_mb: float = 0.0
+    agents_rss_mb: float = 0.0
+    warnings: dict[str, int] | None = None
+
+    @property
+    def rate(self) -> float | None:
+        """Tasks per second, if the line finished."""
+        return self.tasks / self.seconds if self.seconds else None
+
+    def __str__(self) -> str:
+        wall = f"{self.seconds:7.1f} s" if self.seconds is not None else "      - "
+        rate = f"{self.rate:6.1f}/s" if self.rate is not None else "     - "
+        warnings = " ".join(f"{k}={v}" for k, v in (self.warnings or {}).items())
+        return (
+            f"{self.name:<26} tasks={self.tasks:<6} agents={self.agents:<5} wall={wall}"
+            f" rate={rate} events={self.max_events:<6} payload={self.max_payload:<8}"
+            f" worker_rss={self.worker_rss_mb:4.0f}MB agents_rss={self.agents_rss_mb:5.0f}MB"
+            f" {warnings} {self.outcome}"
+        )
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set (VmHWM) of a live process, in MB."""
+    try:
+        for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Stack:
+    """A fresh dev server, control worker and hollow-agent process."""
+
+    home: Path
+    client: TitusClient
+    processes: dict[str, subprocess.Popen[bytes]]
+
+    def log(self, name: str) -> Path:
+        """The log file of process ``name``."""
+        return self.home / f"{name}.log"
+
+    def warnings(self) -> dict[str, int]:
+        """How many of each :data:`WARNINGS` the worker logged so far."""
+        text = self.log("worker").read_text(errors="replace")
+        return {code: len(re.findall(code, text)) for code in WARNINGS}
+
+    def alive(self, name: str) -> bool:
+        """Whether process ``name`` still runs."""
+        return self.processes[name].poll() is None
+
+
+@contextlib.asynccontextmanager
+async def fresh_stack(agents: int) -> AsyncIterator[Stack]:
+    """Start a dev server, a control worker and ``agents`` hollow agents; stop them after."""
+    home = Path(tempfile.mkdtemp(prefix="titus-scale-"))
+    binary = stack.temporal_binary()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    server_log = home / "temporal.log"
+    argv = stack.server_argv(binary, port=port, ui_port=None, db_filename=home / "scale.db")
+    processes["server"] = stack.start_process(argv, server_log)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TITUS_FLOW_", "TEMPORAL_"))}
+    env.update(
+        TITUS_FLOW_ADDRESS=address,
+        TITUS_FLOW_HOME=str(home),
+        TITUS_FLOW_CONTROL_TASK_QUEUE="scale",
+        TITUS_FLOW_LOG_LEVEL="WARNING",
+    )
+    titus_flow = [sys.executable, "-m", "titus_flow"]
+    try:
+        stack.wait_ready(binary, address, lambda: processes["server"].poll() is None, server_log)
+        processes["worker"] = stack.start_process([*titus_flow, "worker"], home / "worker.log", env)
+        hollow = ["agent", "--hollow", str(agents), "--id", "hollow"]
+        hollow += ["--cpu", AGENT_CPU, "--memory", AGENT_MEMORY]
+        processes["agents"] = stack.start_process([*titus_flow, *hollow], home / "agents.log", env)
+        settings = load_settings(environ=env)
+        client = TitusClient(await connect(settings), settings)
+        bench = Stack(home, client, processes)
+
+        async def registered() -> bool:
+            if not bench.alive("agents") or not bench.alive("worker"):
+                raise SystemExit(f"a process died; see {home}")
+            with contextlib.suppress(RPCError, Exception):
+                return len(await client.agents()) >= agents
+            return False
+
+        await until(registered, 120 + agents / 10)
+        yield bench
+    finally:
+        for name in ("agents", "worker", "server"):
+            if name in processes:
+                proc = processes[name]
+                stack.stop_process_group(proc.pid, lambda proc=proc: proc.poll() is None)  # type: ignore[misc]
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.5) -> bool:
+    """Poll ``check`` until true; whether it became true within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(every)
+    return False
+
+
+async def measure(line: Line, bench: Stack) -> Line:
+    """Fill in the line's history, payload, RSS and warning columns (processes still up)."""
+    line.worker_rss_mb = peak_rss_mb(bench.processes["worker"].pid)
+    line.agents_rss_mb = peak_rss_mb(bench.processes["agents"].pid)
+    line.warnings = bench.warnings()
+    stats = await history_stats(bench.client.temporal, query="")
+    line.max_events = stats.max_events
+    if stats.largest_payload is not None:
+        line.max_payload = stats.largest_payload.bytes
+        line.payload_where = str(stats.largest_payload)
+    return line
+
+
+def batch_job(name: str, tasks: int) -> BatchJob:
+    """``tasks`` tasks of :data:`TASK`."""
+    return BatchJob(name=name, container=TASK, resources=TASK_RESOURCES, instances=tasks)
+
+
+async def progress_counts(titus: TitusClient, job_id: str) -> dict[str, int]:
+    """The job's task counts by state ({} while it does not answer)."""
+    with contextlib.suppress(RPCError, JobNotFoundError):
+        return (await titus.progress(job_id)).counts
+    return {}
+
+
+async def run_batch(tasks: int, agents: int, timeout: float) -> Line:
+    """One batch job of ``tasks`` tasks on ``agents`` hollow agents."""
+    line = Line(f"batch {tasks}", tasks, agents)
+    async with fresh_stack(agents) as bench:
+        titus = bench.client
+        start = time.perf_counter()
+        job_id = await titus.submit(batch_job("scale", tasks))
+        try:
+            view = await asyncio.wait_for(titus.wait(job_id), timeout)
+        except TimeoutError:
+            line.outcome = f"TIMED OUT after {timeout:.0f}s: {await progress_counts(titus, job_id)}"
+        else:
+            line.seconds = time.perf_counter() - start
+            counts = view.counts()
+            normal = counts.get("Finished/normal", 0)
+            line.outcome = f"{view.state.value}, {normal}/{tasks} Finished/normal"
+            if normal != tasks:
+                line.outcome += f" {counts}"
+        return await measure(line, bench)
+
+
+async def run_many(jobs: int, tasks: int, agents: int, timeout: float) -> Line:
+    """``jobs`` batch jobs of ``tasks`` tasks each, submitted at once."""
+    line = Line(f"{jobs} jobs x {tasks}", jobs * tasks, agents)
+    async with fresh_stack(agents) as bench:
+        titus = bench.client
+        start = time.perf_counter()
+        ids = await asyncio.gather(
+            *(titus.submit(batch_job(f"many{i}", tasks)) for i in range(jobs))
+        )
+        try:
+            views = await asyncio.wait_for(asyncio.gather(*(titus.wait(i) for i in ids)), timeout)
+        except TimeoutError:
+            line.outcome = f"TIMED OUT after {timeout:.0f}s"
+        else:
+            line.seconds = time.perf_counter() - start
+            states: dict[str, int] = {}
+            for view in views:
+                states[view.state.value] = states.get(view.state.value, 0) + 1
+            normal = sum(v.counts().get("Finished/normal", 0) for v in views)
+            line.outcome = f"jobs {states}, {normal}/{line.tasks} Finished/normal"
+        return await measure(line, bench)
+
+
+async def run_service(peak: int, agents: int, timeout: float) -> Line:
+    """A service job scaled 0 -> ``peak`` (until all Started) -> 0 (until none runs)."""
+    line = Line(f"service 0->{peak}->0", peak, agents)
+    async with fresh_stack(agents) as bench:
+        titus = bench.client
+        job = ServiceJob(
+            name="scale-svc",
+            container=Container(image="busybox:latest", command="sleep 1d"),
+            resources=TASK_RESOURCES,
+            capacity=Capacity(min=0, desired=0, max=peak),
+        )
+        job_id = await titus.submit(job)
+        last: dict[str, int] = {}
+
+        def started(count: int) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                nonlocal last
+                with contextlib.suppress(RPCError, JobNotFoundError):
+                    view = await titus.describe(job_id)
+                    last = view.counts()
+                    return (
+                        len([t for t in view.live_tasks() if t.state.value == "Started"]) == (count)
+                        and len(view.live_tasks()) == count
+                    )
+                return False
+
+            return check
+
+        await until(started(0), 60)
+        start = time.perf_counter()
+        await titus.scale(job_id, desired=peak)
+        if not await until(started(peak), timeout, every=2.0):
+            line.outcome = f"TIMED OUT scaling up after {timeout:.0f}s: {last}"
+            return await measure(line, bench)
+        up = time.perf_counter() - start
+        await titus.scale(job_id, desired=0)
+        if not await until(started(0), timeout, every=2.0):
+            line.outcome = f"up {up:.1f}s; TIMED OUT scaling down after {timeout:.0f}s: {last}"
+            return await measure(line, bench)
+        line.seconds = time.perf_counter() - start
+        line.outcome = f"{peak} Started in {up:.1f}s, back to 0 in {line.seconds - up:.1f}s"
+        await titus.kill(job_id)
+        return await measure(line, bench)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+async def main() -> None:
+    """Run the chosen lines, one fresh stack each, and print them as they end."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="1000,3000,10000", help="batch job sizes (tasks)")
+    parser.add_argument("--agents", default="100,1000", help="hollow agent counts")
+    parser.add_argument("--scenarios", default="batch,service,many", help="which scenarios")
+    parser.add_argument("--service-peak", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=200, help="jobs of the many-jobs scenario")
+    parser.add_argument("--job-tasks", type=int, default=50, help="tasks per job (many-jobs)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds a line may take")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 300 and 1,000 tasks, 50 agents"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.agents = "300,1000", "50"
+        args.service_peak, args.jobs, args.job_tasks = 100, 20, 10
+    sizes, agent_counts = _ints(args.sizes), _ints(args.agents)
+    scenarios = set(args.scenarios.split(","))
+    print(f"scale: {os.cpu_count()} cores; every task runs 1 s on the sim driver", flush=True)
+    lines: list[Line] = []
+    for agents in agent_counts:
+        if "batch" in scenarios:
+            for tasks in sizes:
+                lines.append(await run_batch(tasks, agents, args.timeout))
+                print(lines[-1], flush=True)
+        if "service" in scenarios:
+            lines.append(await run_service(args.service_peak, agents, args.timeout))
+            print(lines[-1], flush=True)
+        if "many" in scenarios:
+            lines.append(await run_many(args.jobs, args.job_tasks, agents, args.timeout))
+            print(lines[-1], flush=True)
+    for line in lines:
+        if line.payload_where:
+            print(f"largest payload of {line.name} on {line.agents}: {line.payload_where}")
+    for agents in agent_counts:
+        batch = [b for b in lines if b.name.startswith("batch") and b.agents == agents and b.rate]
+        if len(batch) >= 2:
+            small, large = min(batch, key=lambda b: b.tasks), max(batch, key=lambda b: b.tasks)
+            assert small.rate and large.rate
+            print(
+                f"ratio on {agents} agents: tasks/s at {large.tasks} vs {small.tasks}:"
+                f" {large.rate / small.rate:.2f}x (target >= 0.8x)"
+            )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)
