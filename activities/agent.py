@@ -11,6 +11,7 @@ While an attempt runs, ``read_logs`` reads the driver's live copy of its output
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from titus_flow.client import job_id_of_task
 from titus_flow.contracts import (
     LOGS_MAX_WAIT_SECONDS,
     LOGS_PAGE_BYTES,
@@ -33,6 +35,7 @@ from titus_flow.contracts import (
     TaskHealth,
 )
 from titus_flow.lifecycle import FinishReason, reason_for_exit
+from titus_flow.reconcile import judge
 from titus_flow.runtime.base import (
     MAX_OUTPUT_BYTES,
     OUTPUT_FILE,
@@ -41,6 +44,7 @@ from titus_flow.runtime.base import (
     Exit,
     ImageNotFoundError,
     LaunchRequest,
+    ManagedContainer,
     attempt_name,
     poll_until,
     write_atomically,
@@ -77,12 +81,20 @@ class AgentActivities:
 
     @activity.defn(name="launch")
     async def launch(self, request: LaunchInput) -> LaunchResult:
-        """Start the attempt's container (adopting one a previous try made)."""
+        """Start the attempt's container (adopting one a previous try made).
+
+        Heartbeats while the driver pulls and starts. Cancelled (the task was
+        killed, the job's workflow is gone, the launch timed out), it waits for
+        the driver to settle, then stops and removes whatever it started before
+        the cancellation completes: the job frees the attempt's capacity only
+        after that. An agent shutting down leaves the container to the retried
+        launch, which adopts it.
+        """
         output_dir = self.output_dir(request.task_id, request.attempt)
         output_dir.mkdir(parents=True, exist_ok=True)
         output_dir.chmod(0o777)  # the container's user may be anyone
-        try:
-            await self.driver.launch(
+        launching = asyncio.ensure_future(
+            self.driver.launch(
                 LaunchRequest(
                     job_id=request.job_id,
                     task_id=request.task_id,
@@ -96,11 +108,29 @@ class AgentActivities:
                     output_dir=output_dir,
                 )
             )
+        )
+        try:
+            await self._heartbeating(asyncio.shield(launching))
         except ImageNotFoundError as err:
             raise ApplicationError(str(err), type="ImageNotFound", non_retryable=True) from err
         except DriverError as err:  # ImagePullError among them: a platform fault, retried
             raise ApplicationError(str(err), type=type(err).__name__) from err
+        except asyncio.CancelledError:
+            details = activity.cancellation_details()
+            launching.cancel()  # the driver settles before this cancellation ends
+            if details is not None and details.worker_shutdown:
+                raise
+            await asyncio.shield(self._heartbeating(self._undo_launch(launching, request)))
+            raise
         return LaunchResult(agent_id=self.agent_id, started_at=datetime.now(UTC))
+
+    async def _undo_launch(self, launching: asyncio.Future[None], request: LaunchInput) -> None:
+        """Once the cancelled ``launching`` has settled, remove what it may have started."""
+        with contextlib.suppress(asyncio.CancelledError, DriverError, ImageNotFoundError):
+            await launching
+        name = attempt_name(request.task_id, request.attempt)
+        activity.logger.info("launch of %s cancelled: removing what it started", name)
+        await self.stop_and_remove(name, request.task_id, request.attempt, "killed during launch")
 
     @activity.defn(name="supervise")
     async def supervise(self, request: SuperviseInput) -> AttemptExit:
@@ -138,13 +168,25 @@ class AgentActivities:
                 activity.heartbeat()
         except asyncio.CancelledError:
             details = activity.cancellation_details()
-            if details is not None and (details.not_found or details.worker_shutdown):
-                # The workflow run moved on (continue-as-new) or this agent is
-                # restarting: leave the container to whoever supervises it next.
-                raise
-            # Killed (or the job was): stop the container, keep its output, and
-            # keep heartbeating meanwhile so the stop is not mistaken for a lost agent.
-            await asyncio.shield(self._heartbeating(self._stop_and_remove(name, request)))
+            if details is not None and details.worker_shutdown:
+                raise  # this agent is restarting: the retried supervise adopts the container
+            if details is not None and details.not_found:
+                # The server forgot this activity: its workflow ended (terminated,
+                # cancelled), or its run continued as new and supervises the
+                # container afresh. Only the job can tell which.
+                why = await self._abandoned_because(request)
+                if why is None:
+                    raise
+                activity.logger.warning("stopping %s: %s", name, why)
+            else:
+                why = "killed by request"
+            # Stop the container, keep its output, and keep heartbeating
+            # meanwhile so the stop is not mistaken for a lost agent.
+            await asyncio.shield(
+                self._heartbeating(
+                    self.stop_and_remove(name, request.task_id, request.attempt, why)
+                )
+            )
             raise
         finally:
             if health is not None:
@@ -157,23 +199,23 @@ class AgentActivities:
             message=message or self._message(reason, exit_, request),
             became_healthy=health is not None and health.became_healthy,
         )
-        return await self._keep_and_remove(name, request, result)
+        return await self._keep_and_remove(name, request.task_id, request.attempt, result)
 
     async def _keep_and_remove(
-        self, name: str, request: SuperviseInput, result: AttemptExit
+        self, name: str, task_id: str, attempt: int, result: AttemptExit
     ) -> AttemptExit:
         """Keep the attempt's output and exit, then remove its container; return the exit.
 
         The exit is saved before the container is removed: an agent that dies in
         between leaves both, and the retried supervise reports the saved exit.
         """
-        log_path = self.log_path(request.task_id, request.attempt)
+        log_path = self.log_path(task_id, attempt)
         await self.driver.save_output(name, log_path)
         result.log_tail = _tail(log_path)
-        result.output, problem = _read_output(self.output_dir(request.task_id, request.attempt))
+        result.output, problem = _read_output(self.output_dir(task_id, attempt))
         if problem:
             result.message = f"{result.message}; {problem}" if result.message else problem
-        self._save_exit(request.task_id, request.attempt, result)
+        self._save_exit(task_id, attempt, result)
         await self.driver.remove(name, log_path)
         return result
 
@@ -236,8 +278,8 @@ class AgentActivities:
             activity.heartbeat()
         await task
 
-    async def _stop_and_remove(self, name: str, request: SuperviseInput) -> None:
-        """Stop a killed attempt; keep its output and its (killed) exit, then remove it.
+    async def stop_and_remove(self, name: str, task_id: str, attempt: int, message: str) -> None:
+        """Stop an attempt nobody should run; keep its output and its (killed) exit, remove it.
 
         The saved exit is what tells a log reader the attempt has ended.
         """
@@ -250,9 +292,27 @@ class AgentActivities:
             reason=FinishReason.KILLED,
             exit_code=exit_.exit_code if exit_ else None,
             finished_at=exit_.finished_at if exit_ and exit_.finished_at else datetime.now(UTC),
-            message="killed by request",
+            message=message,
         )
-        await self._keep_and_remove(name, request, killed)
+        await self._keep_and_remove(name, task_id, attempt, killed)
+
+    async def _abandoned_because(self, request: SuperviseInput) -> str | None:
+        """Why no job runs ``request``'s attempt any more; None if one still does (or may)."""
+        info = activity.info()
+        container = ManagedContainer(
+            name=attempt_name(request.task_id, request.attempt),
+            job_id=job_id_of_task(request.task_id),
+            task_id=request.task_id,
+            attempt=request.attempt,
+            running=True,
+            agent_id=self.agent_id,
+        )
+        try:
+            (verdict,) = await judge(activity.client(), [container])
+        except RPCError as err:
+            activity.logger.warning("cannot tell if %s is wanted (%s)", info.activity_id, err)
+            return None
+        return None if verdict.current else verdict.reason
 
     @staticmethod
     def _message(reason: FinishReason | None, exit_: Exit | None, request: SuperviseInput) -> str:

@@ -2,7 +2,8 @@
 
 On start it registers its resources and attributes with the scheduler,
 removes containers of attempts that are no longer current (orphans left by a
-crash), then serves its task queue.
+crash), then serves its task queue, and every ``reconcile_seconds`` (setting
+``TITUS_FLOW_RECONCILE_SECONDS``) removes the orphans that appeared meanwhile.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from titus_flow.activities.agent import AgentActivities
-from titus_flow.client import describe_job, ensure_scheduler
+from titus_flow.client import ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, agent_task_queue
-from titus_flow.lifecycle import TaskState
+from titus_flow.reconcile import judge
 from titus_flow.runtime import make_driver
-from titus_flow.runtime.base import Driver, DriverError, ManagedContainer
+from titus_flow.runtime.base import Driver, DriverError
 from titus_flow.spec import Resources
 from titus_flow.spot import watch_for_interruption
 from titus_flow.workflows.common import scheduler_workflow_id
@@ -74,51 +75,43 @@ class AgentConfig:
         )
 
 
-async def _is_current(client: Client, container: ManagedContainer) -> bool:
-    """Whether the job may still run this attempt of this task.
-
-    Only a definite answer removes a container: a job that is gone or ended, or a
-    task that finished or moved to another attempt. When the job cannot be
-    asked right now (a worker restarting, a query failing) the container stays;
-    its job's own supervise activity settles its fate.
-    """
-    handle = client.get_workflow_handle(container.job_id)
-    try:
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return False
-    except RPCError as err:
-        return err.status != RPCStatusCode.NOT_FOUND
-    try:
-        view = await describe_job(client, container.job_id)
-    except RPCError as err:
-        log.warning("cannot tell if %s is current (%s); keeping it", container.name, err.message)
-        return True
-    task = next((t for t in view.tasks if t.id == container.task_id), None)
-    return (
-        task is not None
-        and task.state is not TaskState.FINISHED
-        and task.attempt == container.attempt
-    )
-
-
 async def remove_orphans(client: Client, driver: Driver, activities: AgentActivities) -> int:
-    """Remove containers whose attempt the job no longer runs; return how many."""
+    """Stop and remove this agent's containers whose attempt no job runs; return how many.
+
+    Each removal is logged with its reason. Containers whose job cannot be
+    asked now stay (see :mod:`titus_flow.reconcile`).
+    """
+    # Only this agent's containers: other agents may share the engine.
+    mine = [c for c in await driver.list_managed() if c.agent_id == activities.agent_id]
     removed = 0
-    for container in await driver.list_managed():
-        # Only this agent's containers: other agents may share the engine.
-        if container.agent_id != activities.agent_id or await _is_current(client, container):
-            continue  # a current attempt: its supervise activity is retried here and adopts it
-        log.warning("removing orphan container %s", container.name)
+    for verdict in await judge(client, mine):
+        if verdict.current:
+            continue  # its supervise activity runs here, or is retried here and adopts it
+        name = verdict.container.name
+        log.warning("removing orphan container %s: %s", name, verdict.reason)
         try:
-            await driver.stop(container.name, 5.0)
-            await driver.remove(
-                container.name, activities.log_path(container.task_id, container.attempt)
+            await activities.stop_and_remove(
+                name, verdict.container.task_id, verdict.container.attempt, verdict.reason
             )
         except DriverError as err:
-            log.warning("could not remove orphan %s: %s", container.name, err)
+            log.warning("could not remove orphan %s: %s", name, err)
             continue
         removed += 1
     return removed
+
+
+async def _reconcile_every(
+    seconds: float, client: Client, driver: Driver, activities: AgentActivities, stop: asyncio.Event
+) -> None:
+    """Remove orphans every ``seconds`` until ``stop`` is set; a failed round waits for the next."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+            return
+        try:
+            await remove_orphans(client, driver, activities)
+        except (RPCError, DriverError) as err:
+            log.warning("reconcile failed, retrying in %gs: %s", seconds, err)
 
 
 async def run_agent(
@@ -142,14 +135,24 @@ async def run_agent(
     )
     async with worker, _spot_watch(client, settings, config, stop):
         log.info("agent %s serving %s", config.agent_id, agent_task_queue(config.agent_id))
-        # Registering again is the heartbeat: the ledger marks silent agents lost.
-        while not stop.is_set():
-            try:
-                await ensure_scheduler(client, settings, config.info())
-            except RPCError as err:
-                log.warning("heartbeat to the scheduler failed: %s", err.message)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), AGENT_HEARTBEAT.total_seconds())
+        # Orphans appear while the agent runs too (a job terminated, an activity
+        # whose workflow is gone), not only across its restarts.
+        reconciling = asyncio.create_task(
+            _reconcile_every(settings.reconcile_seconds, client, driver, activities, stop)
+        )
+        try:
+            # Registering again is the heartbeat: the ledger marks silent agents lost.
+            while not stop.is_set():
+                try:
+                    await ensure_scheduler(client, settings, config.info())
+                except RPCError as err:
+                    log.warning("heartbeat to the scheduler failed: %s", err.message)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), AGENT_HEARTBEAT.total_seconds())
+        finally:
+            reconciling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciling
 
 
 @contextlib.asynccontextmanager

@@ -39,6 +39,8 @@ class Settings(BaseModel):
     log_level: str = "WARNING"
     container_labels: dict[str, str] = Field(default_factory=dict)
     """Labels agents add to every container they start (e.g. cost allocation, cleanup)."""
+    reconcile_seconds: float = Field(default=300.0, gt=0)
+    """How often each agent removes containers whose attempt no job runs any more."""
 
     @field_validator("container_labels", mode="before")
     @classmethod
@@ -87,6 +89,7 @@ _ENV = [
     ("TITUS_FLOW_CONTROL_TASK_QUEUE", "control_task_queue"),
     ("TITUS_FLOW_LOG_LEVEL", "log_level"),
     ("TITUS_FLOW_CONTAINER_LABELS", "container_labels"),
+    ("TITUS_FLOW_RECONCILE_SECONDS", "reconcile_seconds"),
 ]
 
 

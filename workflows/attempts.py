@@ -26,6 +26,12 @@ with workflow.unsafe.imports_passed_through():
 # task outliving it is simply supervised again by a retry.
 NO_LIMIT = timedelta(days=30)
 KILL_GRACE = timedelta(seconds=60)
+LAUNCH_HEARTBEATS_PATCH = "launch-heartbeats-and-cleans-up"
+"""``workflow.patched`` id of a launch that heartbeats (a lost agent shows in
+seconds) and whose cancellation waits until the agent removed what it started:
+a task killed during a slow pull frees its capacity only once no container is
+left. The previous release cancelled launch without waiting and without a
+heartbeat timeout; its runs replay that way."""
 
 
 class Outcome:
@@ -66,7 +72,11 @@ class Outcome:
 
 
 async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcome:
-    """Start the attempt's container; an :class:`Outcome` if that failed."""
+    """Start the attempt's container; an :class:`Outcome` if that failed.
+
+    Cancelling this (a kill) returns once the agent removed what it started.
+    """
+    cleans_up = workflow.patched(LAUNCH_HEARTBEATS_PATCH)
     try:
         result: LaunchResult = await workflow.execute_activity(
             "launch",
@@ -75,7 +85,13 @@ async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcom
             task_queue=task_queue,
             start_to_close_timeout=timedelta(minutes=5),
             schedule_to_start_timeout=AGENT_LOST_AFTER,
+            heartbeat_timeout=SUPERVISE_HEARTBEAT_TIMEOUT if cleans_up else None,
             retry_policy=LAUNCH_RETRY,
+            cancellation_type=(
+                workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if cleans_up
+                else workflow.ActivityCancellationType.TRY_CANCEL
+            ),
             summary=f"launch {request.task_id} attempt {request.attempt}",
         )
     except ActivityError as err:

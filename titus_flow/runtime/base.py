@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from titus_flow.spec import Container, Resources
 
@@ -25,6 +25,8 @@ LABEL_JOB_ID = "titus-flow.job-id"
 LABEL_TASK_ID = "titus-flow.task-id"
 LABEL_ATTEMPT = "titus-flow.attempt"
 LABEL_AGENT_ID = "titus-flow.agent-id"
+
+_T = TypeVar("_T")
 
 EXEC_TIMED_OUT = 124
 """What :meth:`Driver.exec` returns for a command that outlasts its timeout (as ``timeout(1)``)."""
@@ -149,6 +151,10 @@ class Driver(Protocol):
         executed (not found, not executable) is not an error here: :meth:`wait`
         reports it as an :class:`Exit` with code 126 or 127 and ``error`` set,
         as ``docker run`` does.
+
+        Cancelled, it raises :class:`asyncio.CancelledError` only once it will
+        create or start nothing more (see :func:`run_to_end`), so the caller can
+        then remove the attempt by name.
         """
         ...
 
@@ -238,6 +244,24 @@ async def poll_until(
             return False
         await asyncio.sleep(min(interval, remaining))
         interval = min(interval * 2, max_interval)
+
+
+async def run_to_end(work: Awaitable[_T], on_cancel: Callable[[], object] | None = None) -> _T:
+    """Await ``work``; cancelled meanwhile, call ``on_cancel``, let ``work`` end, then re-raise.
+
+    For a launch: whoever cancels it may then remove the attempt by name,
+    knowing nothing is created behind its back.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller sees
+        raise
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:

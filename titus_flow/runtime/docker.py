@@ -44,6 +44,7 @@ from titus_flow.runtime.base import (
     LaunchRequest,
     ManagedContainer,
     poll_until,
+    run_to_end,
     write_atomically,
 )
 from titus_flow.runtime.mirror import OutputMirrors, TooManyMirrorsError, mirror_path
@@ -110,8 +111,14 @@ class DockerDriver:
     # -- the Driver interface ----------------------------------------------------
 
     async def launch(self, request: LaunchRequest) -> None:
-        """Create and start the container, adopting one of the same name."""
-        await self._call("launch", self._launch, request)
+        """Create and start the container, adopting one of the same name.
+
+        Cancelled, it returns only once the engine calls under way have ended
+        (a pull runs to its end) and creates or starts nothing after that, so
+        the caller can then remove whatever exists by name.
+        """
+        aborted = threading.Event()
+        await run_to_end(self._call("launch", self._launch, request, aborted), aborted.set)
 
     async def wait(self, name: str, timeout: float) -> Exit | None:
         """Wait up to ``timeout`` seconds for the container to exit."""
@@ -212,16 +219,23 @@ class DockerDriver:
 
     # -- blocking implementations (run on the pool) ------------------------------
 
-    def _launch(self, request: LaunchRequest) -> None:
+    def _launch(self, request: LaunchRequest, aborted: threading.Event) -> None:
+        def go_on() -> None:
+            if aborted.is_set():
+                raise DriverError(f"launch of {request.name} cancelled")
+
         # A concurrent create holds the name (409) a moment before its container
         # can be inspected (404), so adoption retries briefly.
         for _ in range(_ADOPT_TRIES):
+            go_on()
             try:
                 created = self._create(request)
             except docker.errors.ImageNotFound:
                 self._pull(request.container.image)
+                go_on()  # a kill during a long pull: create nothing
                 created = self._create(request)
             if created:
+                go_on()
                 self._start(request.name)
                 return
             if self._adopt(request):

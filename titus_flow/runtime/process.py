@@ -48,6 +48,7 @@ from titus_flow.runtime.base import (
     LaunchRequest,
     ManagedContainer,
     poll_until,
+    run_to_end,
 )
 
 # Run as ``sh -c _SUPERVISOR sh <pid file> <exit file> <workdir> <argv...>`` with
@@ -154,7 +155,14 @@ class ProcessDriver:
     # -- the Driver interface ----------------------------------------------------
 
     async def launch(self, request: LaunchRequest) -> None:
-        """Start the attempt under a supervisor; adopt it if it was started before."""
+        """Start the attempt under a supervisor; adopt it if it was started before.
+
+        Cancelled, it first finishes recording a supervisor it spawned, so
+        :meth:`remove` can find and end it.
+        """
+        await run_to_end(self._launch(request))
+
+    async def _launch(self, request: LaunchRequest) -> None:
         files = self._files(request.name)
         async with self._lock(request.name):
             state = _read_state(files)

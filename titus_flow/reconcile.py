@@ -1,0 +1,119 @@
+"""Which containers on an agent are still wanted by their jobs (orphan detection).
+
+A container is current while its job's workflow runs and holds its task, not
+finished, at the container's attempt. Anything else (the job ended, was
+terminated or cancelled; the task finished or moved to a later attempt) is an
+orphan: nobody supervises it, so the agent stops and removes it.
+
+Only a definite answer makes an orphan. When a job cannot be asked right now
+(a worker restarting, a query that fails) its containers stay; the next
+reconcile, or the job's own supervise activity, settles their fate.
+
+Jobs are asked once per reconcile, not once per container: the containers are
+grouped by job, and a partitioned job's root is asked for its partition list,
+then only the partitions that hold one of the containers' tasks are queried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from titus_flow.client import _view_of
+from titus_flow.lifecycle import TaskState
+from titus_flow.runtime.base import ManagedContainer
+from titus_flow.views import JobView
+from titus_flow.workflows.batch import PARTITION_SIZE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one container is still wanted, and if not, why (for the agent log)."""
+
+    container: ManagedContainer
+    current: bool
+    reason: str = ""
+
+
+async def _running(client: Client, workflow_id: str) -> bool | None:
+    """Whether ``workflow_id``'s latest run is running; None if the server cannot say now."""
+    try:
+        status = (await client.get_workflow_handle(workflow_id).describe()).status
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        log.warning("cannot tell if %s runs (%s)", workflow_id, err.message)
+        return None
+    return status == WorkflowExecutionStatus.RUNNING
+
+
+async def _task_views(
+    client: Client, job_id: str, indexes: set[int]
+) -> dict[str, tuple[TaskState, int | None]] | None:
+    """(state, attempt) of the job's tasks at ``indexes``, by task id; None if unknown now.
+
+    A task absent from the answer is not held by the job.
+    """
+    try:
+        root = await _view_of(client, job_id)
+        views: list[JobView] = [root]
+        if root.partitions:
+            wanted = sorted({i // PARTITION_SIZE for i in indexes})
+            views = [
+                await _view_of(client, root.partitions[p])
+                for p in wanted
+                if p < len(root.partitions)
+            ]
+    except RPCError as err:
+        log.warning("cannot read the tasks of job %s (%s)", job_id, err.message)
+        return None
+    return {t.id: (t.state, t.attempt) for view in views for t in view.tasks}
+
+
+def _index(container: ManagedContainer) -> int:
+    tail = container.task_id.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+async def judge(client: Client, containers: Iterable[ManagedContainer]) -> list[Verdict]:
+    """A verdict for each container, asking each of their jobs once."""
+    by_job: dict[str, list[ManagedContainer]] = defaultdict(list)
+    for container in containers:
+        by_job[container.job_id].append(container)
+    verdicts: list[Verdict] = []
+    for job_id, held in by_job.items():
+        running = await _running(client, job_id)
+        if running is None:
+            verdicts += [Verdict(c, True) for c in held]
+            continue
+        if not running:
+            verdicts += [Verdict(c, False, f"job {job_id} is no longer running") for c in held]
+            continue
+        tasks = await _task_views(client, job_id, {_index(c) for c in held})
+        if tasks is None:
+            verdicts += [Verdict(c, True) for c in held]
+            continue
+        verdicts += [_judge_one(c, tasks.get(c.task_id)) for c in held]
+    return verdicts
+
+
+def _judge_one(container: ManagedContainer, task: tuple[TaskState, int | None] | None) -> Verdict:
+    if task is None:
+        return Verdict(container, False, f"job {container.job_id} has no task {container.task_id}")
+    state, attempt = task
+    if state is TaskState.FINISHED:
+        return Verdict(container, False, f"task {container.task_id} has finished")
+    if attempt != container.attempt:
+        return Verdict(
+            container,
+            False,
+            f"task {container.task_id} runs attempt {attempt}, not {container.attempt}",
+        )
+    return Verdict(container, True)
