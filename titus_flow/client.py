@@ -37,9 +37,9 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -63,7 +63,16 @@ from titus_flow.errors import ClusterError, ServerUnreachableError, UserError, c
 from titus_flow.lifecycle import JobState
 from titus_flow.outcomes import view_of_failure
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
-from titus_flow.views import JobProgress, JobView, ServiceStatus
+from titus_flow.views import (
+    JobProgress,
+    JobView,
+    PartitionSummary,
+    ServiceStatus,
+    TaskPage,
+    TaskQuery,
+    TaskView,
+    page_tasks,
+)
 from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
 from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.logs import FetchLogsInput, FetchLogsWorkflow
@@ -128,21 +137,124 @@ async def _view_of(temporal: Client, workflow_id: str) -> JobView:
     return await handle.query(BatchJobWorkflow.describe)
 
 
-async def _with_partition_tasks(temporal: Client, view: JobView) -> JobView:
-    """``view`` with the tasks of its partitions filled in.
+def _partition_summaries(root: JobView) -> list[PartitionSummary]:
+    """The root's partitions (a root started before summaries: ids and index ranges only)."""
+    if root.partition_views:
+        return root.partition_views
+    return [
+        PartitionSummary(id=p, first_index=n * PARTITION_SIZE, count=PARTITION_SIZE)
+        for n, p in enumerate(root.partitions)
+    ]
 
-    The root workflow of a large job holds no tasks itself.
+
+async def _counts_of(temporal: Client, summary: PartitionSummary) -> dict[str, int]:
+    """A partition's tasks per state: kept by the root once it ended, else its progress query."""
+    if summary.state.is_final and summary.counts:
+        return summary.counts
+    return (await _view_of(temporal, summary.id)).counts()
+
+
+async def _partition_page(
+    temporal: Client, summary: PartitionSummary, query: TaskQuery
+) -> TaskPage:
+    """One page of a partition's tasks.
+
+    An ended partition's final view (read from its close event) answers when
+    it holds every task ``query`` selects; else the partition's ``tasks``
+    query does (for an ended one, the worker replays its history: the slow path).
+    """
+    handle = temporal.get_workflow_handle_for(BatchJobWorkflow.run, summary.id)
+    if summary.state.is_final:
+        with contextlib.suppress(WorkflowFailureError):
+            view = await _final_view(handle)
+            matching = [t for t in view.tasks if query.matches(t)]
+            ranged = query.first is not None or query.last is not None
+            if view.total_tasks is None or (
+                not ranged and len(matching) == query.count(view.counts())
+            ):
+                return page_tasks(view.tasks, query)
+    return await handle.query(BatchJobWorkflow.tasks, query)
+
+
+def _overlaps(summary: PartitionSummary, query: TaskQuery) -> tuple[bool, bool]:
+    """Whether the partition's index range meets ``query``'s, and lies wholly inside it."""
+    low, high = summary.first_index, summary.first_index + summary.count - 1
+    first = -1 if query.first is None else query.first
+    last = high if query.last is None else query.last
+    return low <= last and high >= first, first <= low and high <= last
+
+
+async def task_page(
+    temporal: Client, view: JobView, query: TaskQuery
+) -> tuple[TaskPage, dict[str, int]]:
+    """The page of job ``view``'s tasks ``query`` asks for, and the job's counts by state.
+
+    A partitioned job's page is built across its partitions, failed tasks
+    first: each partition's counts say how many of its tasks match, so only
+    the partitions that hold rows of the page are asked for rows. The work is
+    bounded by the page, not by the size of the job.
     """
     if not view.partitions:
+        if view.total_tasks is None:
+            return page_tasks(view.tasks, query), view.counts()
+        page = await temporal.get_workflow_handle_for(BatchJobWorkflow.run, view.id).query(
+            BatchJobWorkflow.tasks, query
+        )
+        return page, view.counts()
+    summaries = _partition_summaries(view)
+    all_counts = await asyncio.gather(*(_counts_of(temporal, s) for s in summaries))
+    counts: dict[str, int] = {}
+    for part in all_counts:
+        for key, n in part.items():
+            counts[key] = counts.get(key, 0) + n
+    rows: list[TaskView] = []
+    total, offset, limit = 0, query.offset, query.limit
+    # Failed tasks of every partition come before the others of any.
+    passes = [query.failed] if query.failed is not None else [True, False]
+    for failed in passes:
+        step = query.model_copy(update={"failed": failed})
+        for summary, part in zip(summaries, all_counts, strict=True):
+            meets, inside = _overlaps(summary, step)
+            matching = step.count(part)
+            if not meets or matching == 0:
+                continue
+            if inside and (offset >= matching or limit == 0):
+                total += matching
+                offset -= min(offset, matching)
+                continue
+            page = await _partition_page(
+                temporal,
+                summary,
+                step.model_copy(update={"offset": offset, "limit": max(limit, 1)}),
+            )
+            total += page.total
+            taken = page.tasks[:limit]
+            rows += taken
+            if len(taken) < min(limit, page.total - offset):
+                limit = 0  # the page reached its byte budget: the rest waits for the next page
+            else:
+                limit -= len(taken)
+            offset = max(0, offset - page.total)
+    return TaskPage(tasks=rows, total=total), counts
+
+
+async def describe_job(temporal: Client, job_id: str, query: TaskQuery | None = None) -> JobView:
+    """Job ``job_id``'s view with one page of its tasks; raises RPCError if absent.
+
+    Without ``query``: a job whose tasks all fit in its view as it is (a small
+    job: every task, by index); a partitioned job with the first page of its
+    tasks, failed first, and its counts by state.
+    """
+    view = await _view_of(temporal, job_id)
+    if query is None and not view.partitions:
         return view
-    parts = await asyncio.gather(*(_view_of(temporal, p) for p in view.partitions))
-    tasks = sorted((t for part in parts for t in part.tasks), key=lambda t: t.index)
-    return view.model_copy(update={"tasks": tasks})
-
-
-async def describe_job(temporal: Client, job_id: str) -> JobView:
-    """The whole view of job ``job_id``, partitions merged; raises RPCError if absent."""
-    return await _with_partition_tasks(temporal, await _view_of(temporal, job_id))
+    page, counts = await task_page(temporal, view, query or TaskQuery())
+    total = sum(counts.values()) if view.partitions else view.total_tasks
+    if total is None and query is not None:
+        total = len(view.tasks)
+    return view.model_copy(
+        update={"tasks": page.tasks, "total_tasks": total, "task_counts": counts}
+    )
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
@@ -182,20 +294,37 @@ async def ensure_scheduler(
 ) -> None:
     """Start the cluster's scheduler workflow unless it runs (idempotent).
 
-    With ``agent``, also register that agent in the same call (signal-with-start).
+    With ``agent``, also register that agent in the same call (signal-with-start);
+    without, tell a running scheduler of an earlier release to continue as new
+    (``renew``) so it takes this release's behaviour. A scheduler that ended
+    (e.g. failed: its ledger too large to carry) is never started over with an
+    empty ledger, which would overcommit hosts: this raises an :class:`RPCError`
+    naming the fix instead.
     """
-    signal: dict[str, Any] = (
-        {"start_signal": "register_agent", "start_signal_args": [agent]} if agent else {}
-    )
-    await temporal.start_workflow(
-        SchedulerWorkflow.run,
-        None,
-        id=scheduler_workflow_id(settings.control_task_queue),
-        task_queue=settings.control_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        static_summary="titus-flow capacity ledger and scheduler",
-        **signal,
-    )
+    workflow_id = scheduler_workflow_id(settings.control_task_queue)
+    signal, args = ("register_agent", [agent]) if agent else ("renew", [])
+    try:
+        await temporal.start_workflow(
+            SchedulerWorkflow.run,
+            None,
+            id=workflow_id,
+            task_queue=settings.control_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary="titus-flow capacity ledger and scheduler",
+            start_signal=signal,
+            start_signal_args=args,
+        )
+    except WorkflowAlreadyStartedError:
+        raise RPCError(
+            f"the scheduler workflow {workflow_id} has ended and holds the cluster's"
+            " capacity ledger; it is not started again empty. See why with `temporal"
+            f" workflow show -w {workflow_id}`; fix the cause and `temporal workflow reset`"
+            f" it, or `temporal workflow delete -w {workflow_id}` to start over with an"
+            " empty ledger (running tasks are then unknown to it).",
+            RPCStatusCode.FAILED_PRECONDITION,
+            b"",
+        ) from None
 
 
 def new_job_id(name: str) -> str:
@@ -256,10 +385,31 @@ class TitusClient:
     def _handle(self, job_id: str) -> WorkflowHandle[BatchJobWorkflow, JobView]:
         return self.temporal.get_workflow_handle_for(BatchJobWorkflow.run, job_id)
 
-    async def describe(self, job_id: str) -> JobView:
-        """The job with all its tasks and attempts (running or finished)."""
+    async def describe(self, job_id: str, query: TaskQuery | None = None) -> JobView:
+        """The job with a page of its tasks and their attempts (running or finished).
+
+        Without ``query``: every task of a small job; the first page of a large
+        one (failed first; ``total_tasks`` and ``task_counts`` say how many
+        there are). Cost is bounded by the page, not by the size of the job.
+        """
         with _not_found_as_no_job(f"no job {job_id!r}"):
-            return await describe_job(self.temporal, job_id)
+            return await describe_job(self.temporal, job_id, query)
+
+    async def tasks(self, job_id: str, query: TaskQuery) -> TaskPage:
+        """One page of the job's tasks ``query`` selects (failed first), and how many match."""
+        with _not_found_as_no_job(f"no job {job_id!r}"):
+            page, _ = await task_page(self.temporal, await _view_of(self.temporal, job_id), query)
+        return page
+
+    async def task(self, task_id: str) -> TaskView:
+        """One task of a job (its latest attempts); JobNotFoundError if the job has none such."""
+        job_id = job_id_of_task(task_id)
+        index = int(task_id.rpartition("-")[2])
+        page = await self.tasks(job_id, TaskQuery(first=index, last=index, limit=1))
+        found = next((t for t in page.tasks if t.id == task_id), None)
+        if found is None:
+            raise JobNotFoundError(f"job {job_id} has no task {task_id!r}")
+        return found
 
     async def progress(self, job_id: str) -> JobProgress:
         """Task counts per state of a running job (summed over its partitions).
@@ -299,16 +449,16 @@ class TitusClient:
         return ended
 
     async def wait(self, job_id: str) -> JobView:
-        """Wait for the job to end; return its final view with every task.
+        """Wait for the job to end; return its final view (as :meth:`describe` gives it).
 
         Also for a job that failed or was killed (whose workflow failed): check
         ``view.state``.
         """
         try:
-            view = await _final_view(self._handle(job_id))
+            await _final_view(self._handle(job_id))
         except WorkflowFailureError as err:
             raise ClusterError(f"job {job_id} workflow failed: {err.cause}") from err
-        return await _with_partition_tasks(self.temporal, view)
+        return await self.describe(job_id)
 
     async def wait_healthy(
         self,
@@ -598,23 +748,21 @@ class TitusClient:
 
     async def _log_source(self, task_id: str, attempt: int | None) -> _LogSource | None:
         """Where ``attempt`` of ``task_id`` ran (default: its latest); None before its first."""
-        view = await self.describe(job_id_of_task(task_id))
-        task = next((t for t in view.tasks if t.id == task_id), None)
-        if task is None:
-            raise JobNotFoundError(f"job {view.id} has no task {task_id!r}")
+        task = await self.task(task_id)
         if not task.attempts and attempt is None:
             return None
         number = attempt or task.attempts[-1].attempt
         record = next((a for a in task.attempts if a.attempt == number), None)
         if record is None or record.agent is None:
-            raise UserError(f"task {task_id} has no attempt {number} (it has {len(task.attempts)})")
+            held = len(task.attempts) + task.attempts_omitted
+            raise UserError(f"task {task_id} has no attempt {number} with an agent (it has {held})")
         return _LogSource(task_id=task_id, attempt=number, agent=record.agent)
 
     async def _attempt_ended(self, source: _LogSource) -> bool:
         """Whether the job says ``source``'s attempt has finished."""
-        view = await self.describe(job_id_of_task(source.task_id))
-        task = next((t for t in view.tasks if t.id == source.task_id), None)
-        if task is None:  # a service job keeps only its latest finished tasks
+        try:
+            task = await self.task(source.task_id)
+        except JobNotFoundError:  # a service job keeps only its latest finished tasks
             return True
         record = next((a for a in task.attempts if a.attempt == source.attempt), None)
         return record is None or record.finished_at is not None or record.reason is not None

@@ -30,8 +30,24 @@ class AttemptView(View):
     counts_against_retries: bool = True
 
 
+ROW_ATTEMPTS = 5
+"""Attempts a bounded task row keeps (the latest; ``attempts_omitted`` counts the rest)."""
+ROW_LOG_LINES = 20
+"""Log-tail lines a bounded task row keeps (the last), each cut at :data:`ROW_TEXT_CHARS`."""
+ROW_TEXT_CHARS = 500
+"""Longest message or log line in a bounded task row."""
+VIEW_TASK_BYTES = 256 * 1024
+"""Most JSON bytes of task rows one view or page carries (Temporal warns past 512 KiB)."""
+PAGE_MAX_TASKS = 500
+"""Most tasks one page of tasks holds."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ROW_TEXT_CHARS else text[: ROW_TEXT_CHARS - 1] + "…"
+
+
 class TaskView(View):
-    """One task of a job, with all its attempts."""
+    """One task of a job, with its attempts (a bounded row keeps the latest)."""
 
     id: str
     index: int
@@ -47,6 +63,119 @@ class TaskView(View):
     revision: int | None = None  # service tasks: the job revision the task runs
     healthy: bool | None = None  # service tasks: passes its health check
     ports: dict[str, int] = Field(default_factory=dict)  # named port -> host port
+    attempts_omitted: int = 0  # earlier attempts a bounded row leaves out
+
+    @property
+    def count_key(self) -> str:
+        """The task's state as progress counts it: the state, Finished split by reason."""
+        if self.state is TaskState.FINISHED and self.reason is not None:
+            return f"Finished/{self.reason.value}"
+        return self.state.value
+
+    @property
+    def failed(self) -> bool:
+        """Whether the task finished other than normally (failed, killed, lost, ...)."""
+        return self.state is TaskState.FINISHED and self.reason is not FinishReason.NORMAL
+
+    def bounded(self) -> TaskView:
+        """A copy of the row, bounded: the latest attempts, short texts, a short log tail.
+
+        The output stays whole (the agent caps it); a view drops rows, not
+        outputs, when rows pass its budget (:func:`bounded_tasks`).
+        """
+        attempts = [
+            a.model_copy(update={"message": _cut(a.message)}) for a in self.attempts[-ROW_ATTEMPTS:]
+        ]
+        return self.model_copy(
+            update={
+                "message": _cut(self.message),
+                "attempts": attempts,
+                "attempts_omitted": self.attempts_omitted + len(self.attempts) - len(attempts),
+                "log_tail": [_cut(line) for line in self.log_tail[-ROW_LOG_LINES:]],
+            }
+        )
+
+
+def failed_first(task: TaskView) -> tuple[int, int]:
+    """Sort key: tasks that finished other than normally, then live ones, then by index.
+
+    Live tasks come before those that finished normally so that a bounded view
+    of a running job still names the tasks it runs.
+    """
+    rank = 0 if task.failed else 1 if task.state is not TaskState.FINISHED else 2
+    return (rank, task.index)
+
+
+def bounded_tasks(tasks: list[TaskView], budget: int = VIEW_TASK_BYTES) -> list[TaskView]:
+    """Bounded rows of ``tasks``, failed first, while their JSON fits in ``budget`` bytes.
+
+    The first row is always kept (so a failed job's first failure is never
+    left out). Deterministic: workflows call it.
+    """
+    kept: list[TaskView] = []
+    used = 0
+    for task in sorted(tasks, key=failed_first):
+        row = task.bounded()
+        used += len(row.model_dump_json())
+        if kept and used > budget:
+            break
+        kept.append(row)
+    return kept
+
+
+class TaskQuery(View):
+    """Which tasks of a job to list: a filter, failed first then by index, and a page.
+
+    ``states`` holds task states (``Started``), finish reasons (``failed``) or
+    progress keys (``Finished/oom_killed``), in any case; a task matches one of
+    them. ``failed`` keeps only tasks that finished other than normally (True)
+    or only the others (False).
+    """
+
+    states: list[str] = Field(default_factory=list)
+    failed: bool | None = None
+    first: int | None = None  # lowest task index
+    last: int | None = None  # highest task index
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1, le=PAGE_MAX_TASKS)
+
+    def matches_key(self, key: str) -> bool:
+        """Whether tasks counted under progress key ``key`` pass the state filters."""
+        if (
+            self.failed is not None
+            and (key.startswith("Finished/") and key != "Finished/normal") is not self.failed
+        ):
+            return False
+        if not self.states:
+            return True
+        wanted = {s.lower() for s in self.states}
+        state, _, reason = key.lower().partition("/")
+        return bool({key.lower(), state, reason} & wanted)
+
+    def matches(self, task: TaskView) -> bool:
+        """Whether ``task`` passes every filter."""
+        in_range = (self.first is None or task.index >= self.first) and (
+            self.last is None or task.index <= self.last
+        )
+        return in_range and self.matches_key(task.count_key)
+
+    def count(self, counts: dict[str, int]) -> int:
+        """Tasks of ``counts`` that pass the state filters (not the index range)."""
+        return sum(n for key, n in counts.items() if self.matches_key(key))
+
+
+class TaskPage(View):
+    """One page of a job's tasks: the rows and how many tasks match in all."""
+
+    tasks: list[TaskView] = Field(default_factory=list)
+    total: int = 0
+
+
+def page_tasks(tasks: list[TaskView], query: TaskQuery) -> TaskPage:
+    """The page of ``tasks`` that ``query`` asks for, as bounded rows within the byte budget."""
+    matching = sorted((t for t in tasks if query.matches(t)), key=failed_first)
+    page = matching[query.offset : query.offset + query.limit]
+    return TaskPage(tasks=bounded_tasks(page), total=len(matching))
 
 
 class ServiceStatus(View):
@@ -61,6 +190,17 @@ class ServiceStatus(View):
     rollout: RolloutPhase = RolloutPhase.NONE
     canary: int | None = None  # while a canary holds: tasks on the new revision
     waiting: list[str] = Field(default_factory=list)  # requests held by the budget
+
+
+class PartitionSummary(View):
+    """One partition of a large job, as its root keeps it: counts, not tasks."""
+
+    id: str
+    first_index: int
+    count: int
+    state: JobState = JobState.ACCEPTED
+    counts: dict[str, int] = Field(default_factory=dict)  # once ended
+    message: str = ""
 
 
 class JobView(View):
@@ -78,16 +218,35 @@ class JobView(View):
     # Workflow ids of the partitions of a large job; their views hold the tasks.
     partitions: list[str] = Field(default_factory=list)
     service: ServiceStatus | None = None
+    # A large job's view holds only some of its tasks (failed first): then these
+    # say how many it has and how many are in each state.
+    total_tasks: int | None = None
+    task_counts: dict[str, int] = Field(default_factory=dict)
+    partition_views: list[PartitionSummary] = Field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Number of tasks per state (Finished split by reason), for progress displays."""
+        if self.total_tasks is not None:
+            return dict(self.task_counts)
         counts: dict[str, int] = {}
         for task in self.tasks:
-            key = task.state.value
-            if task.state is TaskState.FINISHED and task.reason is not None:
-                key = f"Finished/{task.reason.value}"
-            counts[key] = counts.get(key, 0) + 1
+            counts[task.count_key] = counts.get(task.count_key, 0) + 1
         return counts
+
+    def bounded(self, budget: int = VIEW_TASK_BYTES) -> JobView:
+        """A copy of the view with its task rows within ``budget`` bytes, failed first.
+
+        A view whose rows all fit keeps them all (in index order) and looks as
+        before; else it keeps the first rows and says how many tasks there are
+        (``total_tasks``) and their counts by state (``task_counts``).
+        """
+        kept = bounded_tasks(self.tasks, budget)
+        if self.total_tasks is None and len(kept) == len(self.tasks):
+            return self.model_copy(update={"tasks": sorted(kept, key=lambda t: t.index)})
+        total = len(self.tasks) if self.total_tasks is None else self.total_tasks
+        return self.model_copy(
+            update={"tasks": kept, "total_tasks": total, "task_counts": self.counts()}
+        )
 
     def live_tasks(self) -> list[TaskView]:
         """The tasks that have not finished."""

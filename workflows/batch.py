@@ -38,13 +38,28 @@ with workflow.unsafe.imports_passed_through():
     )
     from titus_flow.outcomes import child_job_view, end_job
     from titus_flow.spec import BatchJob
-    from titus_flow.views import AttemptView, JobProgress, JobView, TaskView
+    from titus_flow.views import (
+        AttemptView,
+        JobProgress,
+        JobView,
+        PartitionSummary,
+        TaskPage,
+        TaskQuery,
+        TaskView,
+        bounded_tasks,
+        page_tasks,
+    )
     from titus_flow.workflows.attempts import Outcome, launch, supervise
     from titus_flow.workflows.common import SchedulerMailbox
 
 # Tasks per workflow history: ~10 events a task keeps a partition far below the
 # 10,240-event warning; a 10,000-task job is 20 partitions.
 PARTITION_SIZE = 500
+
+BOUNDED_VIEWS_PATCH = "bounded-job-views"
+"""``workflow.patched`` id of "a job (or partition) ends with a bounded view": at
+most :data:`~titus_flow.views.VIEW_TASK_BYTES` of task rows, failed first, and a
+partitioned root's view carries its partitions' counts and first failures."""
 
 
 class _AttemptFailed(Exception):
@@ -76,6 +91,7 @@ class BatchJobWorkflow:
             type="batch",
             owner=job.owner,
             submitted_at=request.submitted_at,
+            total_tasks=job.instances if self._partitioned else None,
             tasks=[]
             if self._partitioned
             else [
@@ -114,17 +130,23 @@ class BatchJobWorkflow:
         await asyncio.gather(*self._task_runs.values(), return_exceptions=False)
         mailbox.close()
         await flusher
-        self._finish(view.tasks)
-        return end_job(view)
+        self._finish(view.counts(), [t for t in view.tasks if t.failed])
+        # Before the patch the view carried every task whole (megabytes for a
+        # 500-task partition of failures with outputs: it could not complete).
+        return end_job(view.bounded() if workflow.patched(BOUNDED_VIEWS_PATCH) else view)
 
     async def _run_partitions(self, request: BatchJobInput, job_id: str) -> None:
         assert self._view is not None
         instances = request.job.instances
         starts = range(0, instances, PARTITION_SIZE)
         self._view.partitions = [f"{job_id}-p{n}" for n in range(len(starts))]
+        self._view.partition_views = [
+            PartitionSummary(id=p, first_index=first, count=min(PARTITION_SIZE, instances - first))
+            for p, first in zip(self._view.partitions, starts, strict=True)
+        ]
         self._set_state(JobState.RUNNING)
-        for partition_id, first in zip(self._view.partitions, starts, strict=True):
-            count = min(PARTITION_SIZE, instances - first)
+        for summary in self._view.partition_views:
+            partition_id, first, count = summary.id, summary.first_index, summary.count
             self._partitions.append(
                 await workflow.start_child_workflow(
                     BatchJobWorkflow.run,
@@ -138,8 +160,29 @@ class BatchJobWorkflow:
         if self._job_kill_requested:  # a kill that came while partitions started
             await self._kill_partitions()
         # A partition whose tasks did not all succeed fails, carrying its view.
-        views = await asyncio.gather(*(child_job_view(p) for p in self._partitions))
-        self._finish([task for view in views for task in view.tasks])
+        views = await asyncio.gather(
+            *(self._partition_ended(n, p) for n, p in enumerate(self._partitions))
+        )
+        counts: dict[str, int] = {}
+        for part in views:
+            for key, n in part.counts().items():
+                counts[key] = counts.get(key, 0) + n
+        failed = [task for part in views for task in part.tasks if task.failed]
+        self._finish(counts, failed)
+        if workflow.patched(BOUNDED_VIEWS_PATCH):
+            # The root keeps counts and the first failures, never every task.
+            self._view.task_counts = counts
+            self._view.tasks = bounded_tasks(failed)
+
+    async def _partition_ended(
+        self, n: int, partition: ChildWorkflowHandle[BatchJobWorkflow, JobView]
+    ) -> JobView:
+        """Partition ``n``'s final view, once it ends; its summary is kept at once."""
+        view = await child_job_view(partition)
+        assert self._view is not None
+        summary = self._view.partition_views[n]
+        summary.state, summary.counts, summary.message = view.state, view.counts(), view.message
+        return view
 
     async def _kill_partitions(self) -> None:
         # A partition that has ended cannot be signalled, and needs no kill: its
@@ -183,10 +226,20 @@ class BatchJobWorkflow:
 
     @workflow.query(name="describe")
     def describe(self) -> JobView:
-        """The job and all its tasks and attempts."""
+        """The job and its tasks, bounded: every task of a small job, else failed first.
+
+        A partitioned job's root holds no tasks, only its partitions' summaries.
+        """
         assert self._view is not None
         self._refresh_pending_reasons()
-        return self._view
+        return self._view.bounded()
+
+    @workflow.query(name="tasks")
+    def tasks(self, query: TaskQuery) -> TaskPage:
+        """One page of this workflow's tasks: those ``query`` selects, failed first."""
+        assert self._view is not None
+        self._refresh_pending_reasons()
+        return page_tasks(self._view.tasks, query)
 
     @workflow.query(name="progress")
     def progress(self) -> JobProgress:
@@ -314,22 +367,25 @@ class BatchJobWorkflow:
         if self._view.state is JobState.ACCEPTED:
             self._set_state(JobState.RUNNING)
 
-    def _finish(self, tasks: list[TaskView]) -> None:
+    def _finish(self, counts: dict[str, int], failed: list[TaskView]) -> None:
+        """End the job from its tasks' ``counts`` by state and (some of) its ``failed`` tasks."""
         assert self._view is not None
-        reasons = {t.reason for t in tasks}
+        total = sum(counts.values())
+        normal = counts.get(f"Finished/{FinishReason.NORMAL.value}", 0)
         if self._job_kill_requested:
             state, message = JobState.KILLED, "killed by request"
-        elif reasons == {FinishReason.NORMAL}:
+        elif normal == total:
             state, message = JobState.SUCCEEDED, ""
         else:
-            failed = [t for t in tasks if t.reason is not FinishReason.NORMAL]
-            first = failed[0]
+            first = min(failed, key=lambda t: t.index, default=None)
             state = JobState.FAILED
-            message = (
-                f"{len(failed)} of {len(tasks)} task(s) failed; first: task"
-                f" {first.index} {first.reason.value if first.reason else 'unknown'}"
-                + (f": {first.message}" if first.message else "")
-            )
+            message = f"{total - normal} of {total} task(s) failed"
+            if first is not None:
+                message += (
+                    f"; first: task {first.index}"
+                    f" {first.reason.value if first.reason else 'unknown'}"
+                    + (f": {first.message}" if first.message else "")
+                )
         self._view.message = message
         self._view.finished_at = workflow.now()
         self._set_state(state)

@@ -24,6 +24,9 @@ with workflow.unsafe.imports_passed_through():
 
 DAG_WORKFLOW = "JobDag"
 
+DAG_TASK_BYTES = 256 * 1024
+"""Most JSON bytes of task rows the DAG's result (or failure) carries, over all its jobs."""
+
 
 class DagInput(BaseModel):
     """The jobs of one file, in file order."""
@@ -38,7 +41,7 @@ class DagResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    views: dict[str, JobView] = Field(default_factory=dict)
+    views: dict[str, JobView] = Field(default_factory=dict)  # bounded: failed tasks first
     skipped: dict[str, str] = Field(default_factory=dict)
     message: str = ""
 
@@ -79,7 +82,8 @@ class JobDagWorkflow:
                 return
             handle = await start_job(job, id=dag_job_id(workflow.info().workflow_id, job.name))
             view = await handle.result(check=False)
-            result.views[job.name] = view
+            # Each job's share of the budget keeps the result below Temporal's limits.
+            result.views[job.name] = view.bounded(DAG_TASK_BYTES // len(request.jobs))
             done[job.name].set_result(view.state is JobState.SUCCEEDED)
 
         await asyncio.gather(*(run_one(job) for job in request.jobs))

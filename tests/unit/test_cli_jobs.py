@@ -25,7 +25,7 @@ from titus_flow.config import Settings
 from titus_flow.contracts import SuperviseInput
 from titus_flow.lifecycle import JobState, TaskState
 from titus_flow.runtime.base import Exit
-from titus_flow.views import JobProgress, JobView, ServiceStatus, TaskView
+from titus_flow.views import JobProgress, JobView, ServiceStatus, TaskQuery, TaskView
 
 T = TypeVar("T")
 
@@ -135,7 +135,7 @@ class FakeServiceClient(TitusClient):
     async def submit(self, job: object, job_id: str | None = None) -> str:
         return "web-1a2b3c4d"
 
-    async def describe(self, job_id: str) -> JobView:
+    async def describe(self, job_id: str, query: TaskQuery | None = None) -> JobView:
         return self._views.pop(0) if len(self._views) > 1 else self._views[0]
 
 
@@ -301,7 +301,7 @@ def test_describe_of_a_service_shows_revision_health_and_a_held_kill(
     view.service.waiting = [held]
 
     class DescribingClient(FakeClient):
-        async def describe(self, job_id: str) -> JobView:
+        async def describe(self, job_id: str, query: TaskQuery | None = None) -> JobView:
             return view
 
     _register_commands()

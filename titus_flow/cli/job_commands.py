@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -33,7 +34,7 @@ from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState, RolloutPhase
 from titus_flow.loader import AnyJob, load_jobs, select_job
 from titus_flow.spec import ServiceJob
-from titus_flow.views import JobProgress, JobView
+from titus_flow.views import PAGE_MAX_TASKS, JobProgress, JobView, TaskQuery
 
 # Messages are never wrapped at a width: in a pipe or CI log each stays on one line.
 _err = Console(stderr=True, soft_wrap=True)
@@ -247,6 +248,10 @@ def _progress_table(job_id: str, progress: JobProgress | None) -> Table:
     if progress is None:
         table.add_row("submitted", "")
         return table
+    total = sum(progress.counts.values())
+    finished = sum(n for state, n in progress.counts.items() if state.startswith("Finished"))
+    if total:  # a bar of finished tasks above the counts by state
+        table.add_row(ProgressBar(total=total, completed=finished, width=30), f"{finished}/{total}")
     for state, count in sorted(progress.counts.items()):
         table.add_row(state, str(count))
     for reason in progress.pending_reasons:
@@ -334,15 +339,70 @@ def job() -> None:
     """Inspect and manage one job: describe, kill, scale, update, promote, roll back."""
 
 
+def _index_range(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    """``--tasks``: ``N`` or ``N-M`` (task indexes, both ends included)."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
+    if match is None:
+        raise click.BadParameter(f"{value!r}: give a task index N or a range N-M, e.g. 100-199")
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) is not None else first
+    if last < first:
+        raise click.BadParameter(f"{value!r}: the range ends before it starts")
+    return first, last
+
+
 @job.command("describe")
 @click.argument("job_id")
+@click.option(
+    "--tasks",
+    "index_range",
+    callback=_index_range,
+    metavar="N[-M]",
+    help="Only these task indexes.",
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    metavar="STATE",
+    help="Only tasks in this state (Started, Finished, ...) or finished for this reason"
+    " (failed, killed, normal, ...); repeatable.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, PAGE_MAX_TASKS),
+    help="At most this many tasks (default: every task of a small job, 100 of a large one).",
+)
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many tasks first.")
 @output_option
 @pass_context
-def job_describe(ctx: Context, job_id: str, output: str) -> None:
-    """Show a job, its tasks and every attempt."""
+def job_describe(
+    ctx: Context,
+    job_id: str,
+    index_range: tuple[int, int] | None,
+    states: tuple[str, ...],
+    limit: int | None,
+    offset: int,
+    output: str,
+) -> None:
+    """Show a job, its tasks (failed first) and their latest attempts.
+
+    A large job shows its counts by state and one page of tasks: page with
+    --offset and --limit, filter with --tasks and --state.
+    """
+    query = None
+    if index_range or states or limit or offset:
+        first, last = index_range or (None, None)
+        query = TaskQuery(
+            states=list(states), first=first, last=last, offset=offset, limit=limit or 100
+        )
 
     async def go() -> JobView:
-        return await (await TitusClient.connect(ctx.settings)).describe(job_id)
+        return await (await TitusClient.connect(ctx.settings)).describe(job_id, query)
 
     view = run_async(go())
     if output == "json":
@@ -352,9 +412,32 @@ def job_describe(ctx: Context, job_id: str, output: str) -> None:
     console.print(
         Text.assemble((view.id, "bold"), f" {view.type} job {view.name} owner={view.owner or '-'}")
     )
-    for line in _describe_lines(view):
+    for line in [*_describe_lines(view), *_count_lines(view, query or TaskQuery())]:
         console.print(line, markup=False, highlight=False)
     console.print(_tasks_table(view))
+
+
+def _count_lines(view: JobView, query: TaskQuery) -> list[str]:
+    """A large job's (or a page's) counts by state and which tasks the table shows."""
+    if view.total_tasks is None:
+        return []
+    counts = view.counts()
+    lines = [
+        f"tasks: {view.total_tasks}"
+        + (f" ({', '.join(f'{n} {key}' for key, n in sorted(counts.items()))})" if counts else "")
+    ]
+    if view.partitions:
+        ended = sum(1 for p in view.partition_views if p.state.is_final)
+        lines.append(f"partitions: {len(view.partitions)} ({ended} ended)")
+    shown = f"showing {len(view.tasks)}"
+    if query.first is None and query.last is None:
+        matching = query.count(counts)
+        shown += f" of {matching} matching" if query.states else f" of {matching}"
+        after = query.offset + len(view.tasks)
+        if after < matching:
+            shown += f"; next page: --offset {after}"
+    lines.append(shown + " (failed first)")
+    return lines
 
 
 def _describe_lines(view: JobView) -> list[str]:
