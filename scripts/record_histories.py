@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]  # this checkout's code
 
-from titus_cluster import Cluster, eventually  # noqa: E402
+from titus_cluster import Cluster, eventually  # type: ignore[import-not-found]  # noqa: E402
 
 from titus_flow import BatchJob, Container, Resources, stack  # noqa: E402
 from titus_flow.spec.retry import Retry  # noqa: E402

@@ -59,6 +59,7 @@ class ServiceTaskRecord(Message):
     started_at: datetime | None = None
     was_healthy: bool = False  # passed its health check at least once
     moving: bool = False  # its agent is draining: replace it, then stop it
+    kill_held: bool = False  # a kill request waits for the disruption budget
 
 
 class ServiceJobInput(Message):
@@ -298,11 +299,65 @@ class PlacementItem(Message):
         )
 
 
+CompactKey = int | str
+"""A key as carried in compact messages: ``n`` stands for ``f"{job_id}-{n}"`` (a task
+id of the item's job), a string for itself."""
+
+
+def compact_key(key: str, job_id: str) -> CompactKey:
+    """``key`` as :data:`CompactKey` (a task index where it is one)."""
+    prefix, _, index = key.rpartition("-")
+    if prefix == job_id and index.isdigit() and str(int(index)) == index:
+        return int(index)
+    return key
+
+
+def full_key(key: CompactKey, job_id: str) -> str:
+    """The key a :data:`CompactKey` stands for."""
+    return f"{job_id}-{key}" if isinstance(key, int) else key
+
+
+class ItemGroup(Message):
+    """Items that differ only by key: one shared spec and compact keys.
+
+    A 500-task partition asks for capacity in one group of ~3 KB instead of 500
+    items of ~320 bytes each (issue 11: no signal grows with tasks past a bound).
+    """
+
+    spec: PlacementItem  # its key is unused ("")
+    keys: list[CompactKey]
+
+    @classmethod
+    def of(cls, items: list[PlacementItem]) -> list[ItemGroup]:
+        """``items`` grouped by everything but their key, in order of first appearance."""
+        groups: dict[str, ItemGroup] = {}
+        for item in items:
+            spec = item.model_copy(update={"key": ""})
+            group = groups.get(shape := spec.model_dump_json())
+            if group is None:
+                group = groups[shape] = cls(spec=spec, keys=[])
+            group.keys.append(compact_key(item.key, item.job_id))
+        return list(groups.values())
+
+    def items(self) -> list[PlacementItem]:
+        """The items of the group."""
+        job_id = self.spec.job_id
+        return [self.spec.model_copy(update={"key": full_key(k, job_id)}) for k in self.keys]
+
+
 class PlacementRequest(Message):
-    """A batch of items from one job workflow, placed in the next iteration."""
+    """A batch of items from one job workflow, placed in the next iteration.
+
+    Jobs send ``groups`` (compact); ``items`` is what jobs of earlier releases send.
+    """
 
     requester: str  # workflow id the answer is signalled to
-    items: list[PlacementItem]
+    items: list[PlacementItem] = Field(default_factory=list)
+    groups: list[ItemGroup] = Field(default_factory=list)
+
+    def all_items(self) -> list[PlacementItem]:
+        """Every item asked for, in order."""
+        return [*self.items, *(item for group in self.groups for item in group.items())]
 
 
 class ReleaseRequest(Message):

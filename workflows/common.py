@@ -13,6 +13,7 @@ from temporalio.workflow import ExternalWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts import (
+        ItemGroup,
         Placed,
         PlacementItem,
         PlacementRequest,
@@ -173,8 +174,10 @@ class SchedulerMailbox:
                     "release", ReleaseRequest(requester=self._requester, keys=releases)
                 )
             if requests:
+                # Grouped: one spec and compact keys for a job's identical tasks.
                 await scheduler.signal(
-                    "request_placement", PlacementRequest(requester=self._requester, items=requests)
+                    "request_placement",
+                    PlacementRequest(requester=self._requester, groups=ItemGroup.of(requests)),
                 )
             if self._placed and not (releases or requests):
                 await workflow.sleep(_NEXT_WORKFLOW_TASK)

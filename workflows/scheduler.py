@@ -15,6 +15,7 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -27,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseRequest,
     )
     from titus_flow.fleet.messages import ClusterDemand, FleetCapacity, PendingDemand
-    from titus_flow.ledger import Ledger, LedgerState
+    from titus_flow.ledger import CarriedLedger, Ledger, LedgerState
     from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
 LEDGER_PATCH = "ledger-answers-requests-for-held-keys"
@@ -35,11 +36,37 @@ LEDGER_PATCH = "ledger-answers-requests-for-held-keys"
 still holds (:meth:`~titus_flow.ledger.Ledger.request`): runs started before it
 replay without those answers."""
 
+BOUNDED_PATCH = "scheduler-bounded"
+"""``workflow.patched`` id of the bounded scheduler (issue 11): agent liveness from
+their task queues' pollers, one timer to the next deadline, the ledger carried in
+compact form with a size check. Runs started before it keep the previous
+behaviour (re-registration signals as heartbeats, a 15 s tick) until they
+continue as new; the ``renew`` signal (sent by every control worker as it
+starts) makes such a run continue as new at once."""
+
 # How often the ledger looks for jobs that ended without releasing capacity.
 GC_EVERY = timedelta(seconds=60)
-# Housekeeping tick; agents re-register (heartbeat) every AGENT_HEARTBEAT.
+# Housekeeping tick; runs before BOUNDED_PATCH: agents re-register every 15 s.
 HOUSEKEEPING_EVERY = timedelta(seconds=15)
-AGENT_HEARTBEAT = timedelta(seconds=15)
+
+AGENT_HEARTBEAT = timedelta(minutes=5)
+"""How often an agent registers again (a signal, so its history cost is ~1,000
+agents / 5 min). Liveness does not depend on it: see :data:`AGENT_SILENCE`."""
+
+AGENT_SILENCE = timedelta(seconds=70)
+"""An agent whose task queue has had no activity poll for this long is lost.
+An idle worker long-polls for up to a minute, so the server's last poll time of
+a live agent is up to ~60 s old. Checked every :data:`LIVENESS_EVERY`: a dead
+agent is marked lost within 85 s."""
+LIVENESS_EVERY = timedelta(seconds=15)
+GC_EVERY_BOUNDED = timedelta(minutes=2)
+
+CARRY_WARN_BYTES = 512 * 1024
+"""Temporal's payload warning: carried ledgers above it are logged."""
+CARRY_LIMIT_BYTES = 3 * 512 * 1024
+"""The most the scheduler carries across continue-as-new; Temporal refuses
+payloads over 2 MB. Past it the scheduler fails (never continues with a partial
+ledger): ~100,000 reserved tasks in the compact form."""
 
 
 @workflow.defn(name="Scheduler", sandboxed=False)
@@ -47,24 +74,29 @@ class SchedulerWorkflow:
     """Owns the capacity ledger and runs scheduling iterations."""
 
     @workflow.init
-    def __init__(self, state: LedgerState | None = None) -> None:
+    def __init__(self, state: LedgerState | CarriedLedger | None = None) -> None:
         # From the input here, not in run(): signals that come with the first
         # workflow task (an agent's signal-with-start, requests right after a
         # continue-as-new) are handled before run() starts.
+        if isinstance(state, CarriedLedger):
+            state = state.expand()
         self._ledger = Ledger(state, answer_held=workflow.patched(LEDGER_PATCH))
+        self._bounded = workflow.patched(BOUNDED_PATCH)
         self._dirty = bool(state and state.pending)
-        self._next_gc = workflow.now() + GC_EVERY
+        self._renew = False
+        self._next_gc = workflow.now() + (GC_EVERY_BOUNDED if self._bounded else GC_EVERY)
         self._next_housekeeping = workflow.now() + HOUSEKEEPING_EVERY
         self._gc: asyncio.Task[None] | None = None
+        self._liveness: asyncio.Task[None] | None = None
 
     @workflow.run
-    async def run(self, state: LedgerState | None = None) -> None:
+    async def run(self, state: LedgerState | CarriedLedger | None = None) -> None:
         """Serve requests until the history is long, then continue as new."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._dirty or workflow.info().is_continue_as_new_suggested(),
-                    timeout=HOUSEKEEPING_EVERY,
+                    lambda: self._dirty or self._renew or self._suggested(),
+                    timeout=self._next_wake(),
                 )
             # By the clock, not on a quiet timeout: agents' heartbeats alone would
             # keep the loop busy, and a lost agent would never be noticed.
@@ -74,12 +106,52 @@ class SchedulerWorkflow:
             if self._dirty:
                 self._dirty = False
                 await self._iterate()
-            if workflow.info().is_continue_as_new_suggested():
+            if self._suggested() or self._renew:
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if self._gc is not None and not self._gc.done():
-                    self._gc.cancel()  # the next run looks again
+                for task in (self._gc, self._liveness):
+                    if task is not None and not task.done():
+                        task.cancel()  # the next run looks again
                 if not self._dirty:
-                    workflow.continue_as_new(self._ledger.state)
+                    workflow.continue_as_new(self._carried())
+
+    @staticmethod
+    def _suggested() -> bool:
+        return workflow.info().is_continue_as_new_suggested()
+
+    def _next_wake(self) -> timedelta | None:
+        """How long to sleep when nothing happens.
+
+        A 15 s tick before :data:`BOUNDED_PATCH`; now until the next
+        housekeeping, and only if there is something to look after (no timer
+        at all for an empty ledger).
+        """
+        if not self._bounded:
+            return HOUSEKEEPING_EVERY
+        if not (self._ledger.state.agents or self._ledger.state.reservations):
+            return None
+        return max(self._next_housekeeping - workflow.now(), timedelta(seconds=1))
+
+    def _carried(self) -> CarriedLedger:
+        """The ledger to continue with, in compact form; fails the run if too large."""
+        carried = self._ledger.state.compact()
+        size = workflow.payload_converter().to_payloads([carried])[0].ByteSize()
+        if size > CARRY_LIMIT_BYTES:
+            # Loudly, with the ledger intact in this run's state: continuing
+            # without part of it would overcommit hosts.
+            raise ApplicationError(
+                f"the capacity ledger is {size} bytes, over the {CARRY_LIMIT_BYTES} this"
+                f" scheduler can carry across continue-as-new"
+                f" ({len(self._ledger.state.reservations)} reservations,"
+                f" {len(self._ledger.state.pending)} pending, {len(self._ledger.state.agents)}"
+                " agents). It is not restarted empty: reset it to an earlier event"
+                " (`temporal workflow reset`) after releasing capacity, or delete it to"
+                " start over with an empty ledger.",
+                type="LedgerTooLarge",
+                non_retryable=True,
+            )
+        if size > CARRY_WARN_BYTES:
+            workflow.logger.warning("carrying a %d-byte ledger across continue-as-new", size)
+        return carried
 
     async def _iterate(self) -> None:
         updates = self._ledger.iterate()
@@ -99,15 +171,46 @@ class SchedulerWorkflow:
                 self._dirty = True
 
     def _housekeeping(self) -> None:
-        silence = timedelta(seconds=self._ledger.state.agent_silence_seconds)
+        if self._bounded:
+            if self._ledger.state.agents and not _running(self._liveness):
+                self._liveness = asyncio.create_task(self._check_liveness())
+        else:
+            self._mark_silent(timedelta(seconds=self._ledger.state.agent_silence_seconds))
+        if workflow.now() >= self._next_gc and not _running(self._gc):
+            self._next_gc = workflow.now() + (GC_EVERY_BOUNDED if self._bounded else GC_EVERY)
+            # In the background: placement never waits for housekeeping.
+            self._gc = asyncio.create_task(self._release_closed_requesters())
+
+    def _mark_silent(self, silence: timedelta) -> None:
         lost = self._ledger.mark_silent_agents_lost(workflow.now(), silence)
         if lost:
             workflow.logger.warning("agents lost (no heartbeat): %s", ", ".join(lost))
-        busy = self._gc is not None and not self._gc.done()
-        if workflow.now() >= self._next_gc and not busy:
-            self._next_gc = workflow.now() + GC_EVERY
-            # In the background: placement never waits for housekeeping.
-            self._gc = asyncio.create_task(self._release_closed_requesters())
+
+    async def _check_liveness(self) -> None:
+        """Agents seen polling their task queues are alive; the silent ones are lost.
+
+        One activity asks the server for every agent's last poll: no history
+        event per agent heartbeat (1,000 agents re-registering every 15 s made
+        ~4,000 signals a minute in this one history).
+        """
+        queues = sorted({r.info.task_queue for r in self._ledger.state.agents.values()})
+        try:
+            polled: dict[str, float] = await workflow.execute_activity(
+                "agent_pollers",
+                queues,
+                result_type=dict[str, float],
+                schedule_to_close_timeout=LIVENESS_EVERY,
+                retry_policy=RetryPolicy(maximum_attempts=2),
+                summary="which agents still poll their task queues",
+            )
+        except ActivityError as err:
+            # No answer is no news: nobody is marked lost on it.
+            workflow.logger.warning("could not ask which agents poll: %s", err)
+            return
+        if self._ledger.saw_polls(polled):
+            self._dirty = True  # a lost agent is back
+        silence = max(AGENT_SILENCE, timedelta(seconds=self._ledger.state.agent_silence_seconds))
+        self._mark_silent(silence)
 
     async def _release_closed_requesters(self) -> None:
         """Free capacity of jobs that ended without releasing it (e.g. terminated)."""
@@ -128,6 +231,15 @@ class SchedulerWorkflow:
         for requester in closed:
             self._ledger.release_requester(requester)
         self._dirty = self._dirty or bool(closed)
+
+    @workflow.signal(name="renew")
+    def renew(self) -> None:
+        """Continue as new soon if this run predates :data:`BOUNDED_PATCH`.
+
+        A control worker of this release sends it as it starts.
+        """
+        if not self._bounded:
+            self._renew = True
 
     @workflow.signal(name="drain_agent")
     def drain_agent(self, agent_id: str) -> None:
@@ -224,3 +336,7 @@ class SchedulerWorkflow:
     def capacity_groups(self) -> list[CapacityGroupView]:
         """Every capacity group (with the implicit default one) and its current usage."""
         return self._ledger.capacity_group_views()
+
+
+def _running(task: asyncio.Task[None] | None) -> bool:
+    return task is not None and not task.done()

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from titus_flow import CapacityGroup, CapacityLimit, Resources
 from titus_flow.contracts import (
     AgentInfo,
+    ItemGroup,
     PlacementItem,
     PlacementRequest,
     ReleaseRequest,
 )
-from titus_flow.ledger import Ledger
+from titus_flow.converter import WORKER_DATA_CONVERTER
+from titus_flow.ledger import CarriedLedger, Ledger, LedgerState
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TINY = Resources(cpu=0.01, memory=8, disk=0, network_mbps=0)
@@ -139,3 +141,85 @@ def test_kept_sums_match_sums_recomputed_from_the_state() -> None:
             for port in r.ports.values()
         ]
         assert len(ports) == len(set(ports)), step  # no host port handed out twice
+
+
+# --- bounded payloads (issue 11, point 2) -------------------------------------
+
+PAYLOAD_BOUND = 512 * 1024  # Temporal's payload warning
+
+
+def payload_bytes(value: object) -> int:
+    """Bytes of ``value`` as the worker's converter puts it in one payload."""
+    return WORKER_DATA_CONVERTER.payload_converter.to_payloads([value])[0].ByteSize()
+
+
+def full_cluster() -> Ledger:
+    """1,000 agents holding 10,000 tasks (with a host port each) of 20 partitions."""
+    ledger = Ledger()
+    for n in range(1000):
+        info = agent(f"agent-{n:04d}", cpu=0.1)  # full: room for 10 tasks each
+        ledger.register(info.model_copy(update={"attributes": {"zone": f"z{n % 3}"}}), NOW)
+    for p in range(20):
+        keys = [f"big-1a2b3c4d-{p * 500 + i}" for i in range(500)]
+        ledger.request(
+            PlacementRequest(requester=f"big-{p}", items=[item(k, ports=1) for k in keys])
+        )
+    assert sum(len(u.placed) for u in ledger.iterate().values()) == 10_000
+    return ledger
+
+
+def test_the_carried_ledger_of_10000_tasks_on_1000_agents_stays_below_the_bound() -> None:
+    ledger = full_cluster()
+    for key in list(ledger.state.reservations)[:3]:
+        ledger.state.reservations[key].evicting = True
+    ledger.request(
+        PlacementRequest(requester="late", items=[item(f"late-{i}") for i in range(2000)])
+    )
+    ledger.iterate()  # 2,000 wait: no capacity left
+    assert len(ledger.state.pending) == 2000
+    carried = ledger.state.compact()
+    assert payload_bytes(ledger.state) > 4 * payload_bytes(carried)  # the plain form: ~5 MB
+    assert payload_bytes(carried) < 0.6 * PAYLOAD_BOUND  # ~280 KB for 12,000 tasks
+    decoded = WORKER_DATA_CONVERTER.payload_converter.from_payloads(
+        WORKER_DATA_CONVERTER.payload_converter.to_payloads([carried]),
+        [LedgerState | CarriedLedger | None],
+    )[0]
+    assert isinstance(decoded, CarriedLedger)
+    assert decoded.expand() == ledger.state  # nothing lost, order kept
+    assert list(decoded.expand().pending) == list(ledger.state.pending)  # FIFO
+
+
+def test_a_ledger_carried_by_the_previous_release_still_decodes() -> None:
+    ledger = ledger_holding(3)
+    (old,) = WORKER_DATA_CONVERTER.payload_converter.from_payloads(
+        WORKER_DATA_CONVERTER.payload_converter.to_payloads([ledger.state]),
+        [LedgerState | CarriedLedger | None],
+    )
+    assert old == ledger.state
+
+
+def test_a_partition_asks_for_capacity_in_a_small_signal() -> None:
+    items = [item(f"big-1a2b3c4d-{i}", ports=1) for i in range(500)]
+    grouped = PlacementRequest(requester="big-0", groups=ItemGroup.of(items))
+    assert grouped.all_items() == items
+    assert payload_bytes(grouped) < 8 * 1024  # 500 items: ~160 KB
+    odd = [item("x-y"), item("big-1a2b3c4d-007"), *items[:2]]
+    assert PlacementRequest(requester="r", groups=ItemGroup.of(odd)).all_items() == odd
+
+
+def test_queries_of_a_full_cluster_stay_below_the_bound() -> None:
+    ledger = full_cluster()
+    assert payload_bytes(ledger.capacity_group_views()) < PAYLOAD_BOUND
+    # The agents query lists every task key (10,000): the largest.
+    assert payload_bytes(ledger.agent_views()) < PAYLOAD_BOUND
+
+
+def test_agents_seen_polling_are_alive_and_silent_ones_lost() -> None:
+    ledger = Ledger()
+    for name in "ab":
+        ledger.register(agent(name), NOW)
+    later = NOW + timedelta(seconds=100)
+    assert not ledger.saw_polls({"q-a": (later - timedelta(seconds=5)).timestamp()})
+    assert ledger.mark_silent_agents_lost(later, timedelta(seconds=70)) == ["b"]
+    assert ledger.saw_polls({"q-b": later.timestamp()})  # it polls again: back
+    assert ledger.state.agents["b"].state == "active"
