@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from titus_flow import CapacityGroup, CapacityLimit, Resources
 from titus_flow.contracts import (
@@ -146,6 +147,7 @@ def test_kept_sums_match_sums_recomputed_from_the_state() -> None:
 # --- bounded payloads (issue 11, point 2) -------------------------------------
 
 PAYLOAD_BOUND = 512 * 1024  # Temporal's payload warning
+CARRIED: Any = LedgerState | CarriedLedger | None  # the scheduler's input type
 
 
 def payload_bytes(value: object) -> int:
@@ -182,7 +184,7 @@ def test_the_carried_ledger_of_10000_tasks_on_1000_agents_stays_below_the_bound(
     assert payload_bytes(carried) < 0.6 * PAYLOAD_BOUND  # ~280 KB for 12,000 tasks
     decoded = WORKER_DATA_CONVERTER.payload_converter.from_payloads(
         WORKER_DATA_CONVERTER.payload_converter.to_payloads([carried]),
-        [LedgerState | CarriedLedger | None],
+        [CARRIED],
     )[0]
     assert isinstance(decoded, CarriedLedger)
     assert decoded.expand() == ledger.state  # nothing lost, order kept
@@ -193,7 +195,7 @@ def test_a_ledger_carried_by_the_previous_release_still_decodes() -> None:
     ledger = ledger_holding(3)
     (old,) = WORKER_DATA_CONVERTER.payload_converter.from_payloads(
         WORKER_DATA_CONVERTER.payload_converter.to_payloads([ledger.state]),
-        [LedgerState | CarriedLedger | None],
+        [CARRIED],
     )
     assert old == ledger.state
 
