@@ -46,8 +46,9 @@ from titus_flow.spec.jobs import Capacity
 TASK = Container(image="busybox:latest", command="sleep 1")
 """What every task runs: on the sim driver, 1 s and exit 0."""
 TASK_RESOURCES = Resources(cpu=0.1, memory=64, disk=0, network_mbps=0)
-AGENT_CPU, AGENT_MEMORY = "16", "64Gi"
-"""Each hollow agent: 160 tasks at once, so every size fits at once on 100 agents."""
+AGENT_CPU, AGENT_MEMORY = "2", "16Gi"
+"""Each hollow agent: 20 tasks at once (so a job spreads over many agents); 100
+agents hold a 1,000-task service."""
 WARNINGS = {"TMPRL1104": "workflow task over 1 s", "TMPRL1101": "deadlock (no yield in 2 s)"}
 
 
