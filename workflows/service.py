@@ -72,6 +72,19 @@ ZERO_BUDGET_PATCH = "zero-disruption-budget"
 # ``workflow.patched`` id of "the loop wakes on changes and on its own
 # deadlines only": the previous release also woke every RECHECK_EVERY.
 WAKE_ON_CHANGE_PATCH = "service-wakes-on-change"
+# ``workflow.patched`` id of "continue as new whatever the job holds": held
+# kills travel with their tasks, and past HARD_HISTORY_FACTOR times the history
+# limit tasks still launching are stopped (the next run replaces them). The
+# previous release waited for no held kill and no launch in flight, which a
+# degraded service with a held kill never reached.
+CONTINUE_ALWAYS_PATCH = "service-continues-whatever-it-holds"
+HARD_HISTORY_FACTOR = 2
+# ``workflow.patched`` id of "a workflow cancel stops every task, as a kill
+# does": the previous release ended the run and left its tasks running.
+CANCEL_KILLS_PATCH = "service-cancel-kills-tasks"
+# ``workflow.patched`` id of "``kill_task --shrink`` of a task already being
+# killed lowers desired only once".
+SHRINK_ONCE_PATCH = "service-shrink-once-per-task"
 
 
 def crash_backoff(failures: int) -> timedelta:
@@ -97,7 +110,9 @@ class ServiceJobWorkflow:
         self._live: dict[str, ServiceTaskRecord] = {}
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
-        self._held_kills: set[str] = set()
+        # Kill requests waiting for the disruption budget, in arrival order (a
+        # dict, not a set: workflow code must not depend on hash order).
+        self._held_kills: dict[str, None] = {}
         self._waiting: list[str] = []
         self._mailbox: SchedulerMailbox | None = SchedulerMailbox(self._job_id)
         self._dirty = True
@@ -108,6 +123,7 @@ class ServiceJobWorkflow:
         self._next_start_at: datetime | None = None
         self._update_started_at: datetime | None = None
         self._wakes_on_change = False  # set by run(): this release, or a replay of the last
+        self._continues_always = False  # likewise, CONTINUE_ALWAYS_PATCH
         self._wake_at: tuple[datetime, str] | None = None  # next clock-driven decision, and why
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: tuple[datetime, str] | None = None
@@ -148,6 +164,7 @@ class ServiceJobWorkflow:
         ``JobKilled`` and the final view (:func:`~titus_flow.outcomes.end_job`).
         """
         self._wakes_on_change = workflow.patched(WAKE_ON_CHANGE_PATCH)
+        self._continues_always = workflow.patched(CONTINUE_ALWAYS_PATCH)
         self._next_start_at = workflow.now()
         if request.rollout in (RolloutPhase.ROLLING, RolloutPhase.CANARY):
             self._update_started_at = workflow.now()
@@ -155,25 +172,42 @@ class ServiceJobWorkflow:
         flusher = asyncio.create_task(self._mailbox.run())
         for record in request.tasks:  # carried over: adopt, do not relaunch
             self._live[record.view.id] = record
+            if record.kill_held:
+                self._held_kills[record.view.id] = None
             adopt = record.view.state is TaskState.STARTED
             self._runs[record.view.id] = asyncio.create_task(self._run_task(record, adopt))
-        while not self._killed:
-            self._reconcile()
-            await self._wait_for_change()
-            self._dirty = False
-            if self._ready_to_continue():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._mailbox.close()
-                await flusher
-                workflow.continue_as_new(self._carry_over())
+        try:
+            while not self._killed:
+                self._reconcile()
+                await self._wait_for_change()
+                self._dirty = False
+                if self._ready_to_continue():
+                    await self._stop_launching()
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    self._mailbox.close()
+                    await flusher
+                    workflow.continue_as_new(self._carry_over())
+        except asyncio.CancelledError:
+            if not workflow.patched(CANCEL_KILLS_PATCH):
+                raise
+            # A workflow cancel is a kill: stop every task before the run ends.
+            self._killed = True
+            await self._stop_all(flusher)
+            raise
+        await self._stop_all(flusher)
+        self._set_state(JobState.KILLED, "killed by request")
+        return end_job(self._describe())
+
+    async def _stop_all(self, flusher: asyncio.Task[None]) -> None:
+        """Stop every task (their containers are gone when this returns) and the mailbox."""
+        assert self._mailbox is not None
+        self._set_state(JobState.KILL_INITIATED, "kill requested")
         self._set_alarm(None)
         for run in self._runs.values():
             run.cancel()
         await asyncio.gather(*self._runs.values(), return_exceptions=True)
         self._mailbox.close()
         await flusher
-        self._set_state(JobState.KILLED, "killed by request")
-        return end_job(self._describe())
 
     async def _wait_for_change(self) -> None:
         """Sleep until the reconcile loop has something to look at.
@@ -232,22 +266,46 @@ class ServiceJobWorkflow:
         )
 
     def _ready_to_continue(self) -> bool:
-        return self._should_continue() and self._quiet()
+        if not self._should_continue():
+            return False
+        if not self._continues_always:
+            return not self._launching() and not self._held_kills
+        # Held kills travel with their tasks; launches in flight are waited for
+        # (they land in seconds), but never past the hard limit.
+        assert self._input is not None
+        hard_limit = self._input.history_limit * HARD_HISTORY_FACTOR
+        return not self._launching() or workflow.info().get_current_history_length() > hard_limit
 
-    def _quiet(self) -> bool:
-        """No task between placement and Started: those cannot be handed over."""
-        return (
-            all(
+    def _launching(self) -> list[ServiceTaskRecord]:
+        """Tasks between placement and Started: those cannot be handed over."""
+        return [
+            t
+            for t in self._live.values()
+            if not (
                 t.view.state in (TaskState.STARTED, TaskState.ACCEPTED)
                 and (t.view.state is TaskState.STARTED or not t.view.attempts)
-                for t in self._live.values()
             )
-            and not self._held_kills
-        )
+        ]
+
+    async def _stop_launching(self) -> None:
+        """Before continuing as new past the hard limit: stop the launches in flight.
+
+        Their launch cancellations end once their containers are gone, and
+        the next run starts their replacements.
+        """
+        launching = self._launching()
+        if not launching:
+            return
+        for record in launching:
+            record.view.message = "stopped to hand over to a fresh history"
+            self._kill(record, FinishReason.KILLED)
+        await workflow.wait_condition(lambda: all(t.view.id not in self._runs for t in launching))
 
     def _carry_over(self) -> ServiceJobInput:
         assert self._input is not None
         started = [t for t in self._live.values() if t.view.state is TaskState.STARTED]
+        for record in started:
+            record.kill_held = record.view.id in self._held_kills
         return self._input.model_copy(
             update={
                 "tasks": started,
@@ -367,9 +425,9 @@ class ServiceJobWorkflow:
         for task_id in list(self._held_kills):
             record = self._live.get(task_id)
             if record is None:
-                self._held_kills.discard(task_id)
+                self._held_kills.pop(task_id, None)
             elif self._budget_allows(record):
-                self._held_kills.discard(task_id)
+                self._held_kills.pop(task_id, None)
                 self._kill(record, FinishReason.KILLED)
             elif task_id in replaced_first:
                 self._waiting.append(
@@ -731,7 +789,9 @@ class ServiceJobWorkflow:
         """Kill one task: replaced, or with ``shrink`` desired drops by one."""
         assert self._input is not None
         record = self._live[request.task_id]
-        if request.shrink:
+        # A retried or repeated shrink of a task already being killed is one shrink.
+        again = request.task_id in self._kill_reasons or request.task_id in self._held_kills
+        if request.shrink and not (again and workflow.patched(SHRINK_ONCE_PATCH)):
             capacity = self._capacity
             self._input.capacity = capacity.model_copy(update={"desired": capacity.desired - 1})
         if request.force or self._budget_allows(record):
@@ -739,7 +799,7 @@ class ServiceJobWorkflow:
             self._kill(record, FinishReason.KILLED)
             self._changed()
             return "killed"
-        self._held_kills.add(request.task_id)
+        self._held_kills[request.task_id] = None
         self._changed()
         if self._allowed_unavailable() == 0:
             return "waiting for the disruption budget (0): a replacement starts first"
