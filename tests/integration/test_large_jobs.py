@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -48,7 +49,8 @@ from titus_flow.contracts import (
     agent_task_queue,
 )
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
-from titus_flow.views import JobProgress
+from titus_flow.spec import Retry
+from titus_flow.views import JobProgress, TaskQuery
 from titus_flow.workflows.batch import PARTITION_SIZE
 from titus_flow.workflows.common import PLACEMENTS_PER_WORKFLOW_TASK, scheduler_workflow_id
 
@@ -185,7 +187,9 @@ async def test_large_job_with_lost_attempts_finishes_in_small_workflow_tasks(
             watcher.cancel()
         progress = await client.progress(job_id)
     assert view.state is JobState.SUCCEEDED, view.message
-    assert [t.index for t in view.tasks] == list(range(TASKS))
+    # The view holds one page of tasks and the counts of all of them.
+    assert view.total_tasks == TASKS and view.counts() == {"Finished/normal": TASKS}
+    assert [t.index for t in view.tasks] == list(range(100))
     assert {(t.state, t.reason) for t in view.tasks} == {(TaskState.FINISHED, FinishReason.NORMAL)}
     # Lost once, placed again, succeeded (a loaded agent may lose more).
     assert {t.attempts[0].reason for t in view.tasks} == {FinishReason.LOST}
@@ -233,6 +237,75 @@ async def test_kill_of_a_partitioned_job_whose_first_partition_ended(
         await client.kill(job_id)
         view = await asyncio.wait_for(client.wait(job_id), timeout=60)
     assert view.state is JobState.KILLED, view.message
-    last = view.tasks[-1]
+    assert view.counts() == {"Finished/normal": TASKS - 1, "Finished/killed": 1}
+    last = view.tasks[0]  # failed (here: killed) tasks first
+    assert last.index == TASKS - 1
     assert (last.state, last.reason) == (TaskState.FINISHED, FinishReason.KILLED)
-    assert {t.reason for t in view.tasks[:-1]} == {FinishReason.NORMAL}
+    assert {t.reason for t in view.tasks[1:]} == {FinishReason.NORMAL}
+
+
+PAYLOAD_LIMIT = 512 * 1024
+"""Temporal's payload warning: no result, failure or query answer may pass it."""
+OUTPUT = {"data": "o" * 8 * 1024}
+
+
+@activity.defn(name="supervise")
+async def fake_supervise_fails_loudly(request: SuperviseInput) -> AttemptExit:
+    """Every attempt fails with an 8 KiB output and a log tail of 4 KB.
+
+    (Each attempt's result also lands in its partition's history: much larger
+    ones pass Temporal's 50 MB history limit, which continue-as-new must solve.)
+    """
+    return AttemptExit(
+        reason=FinishReason.FAILED,
+        exit_code=3,
+        message="exited with code 3",
+        output=OUTPUT,
+        log_tail=["e" * 200] * 20,
+        finished_at=datetime.now(UTC),
+    )
+
+
+def close_payload_bytes(events: list[HistoryEvent]) -> int:
+    """Size of the event that closed a workflow (its result, or its failure and details)."""
+    return events[-1].ByteSize()
+
+
+async def test_a_large_job_of_loud_failures_ends_with_bounded_payloads_and_pages(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    # Issue 11: a 500-task partition of such failures carried every task, output and
+    # log tail in its result (about 6.5 MB here, past the 2 MB payload limit): it could
+    # not complete.
+    cluster = cluster_factory()
+    cluster.start_worker()
+    client = await cluster.client()
+    async with fake_agent(cluster, client, [fake_launch, fake_supervise_fails_loudly]):
+        job = large_job("loud").model_copy(update={"retry": Retry(attempts=2)})
+        job_id = await client.submit(job)
+        view = await asyncio.wait_for(client.wait(job_id), timeout=120)
+    assert view.state is JobState.FAILED, view.message
+    assert view.message.startswith(f"{TASKS} of {TASKS} task(s) failed; first: task 0 failed")
+    assert view.counts() == {"Finished/failed": TASKS}
+    for workflow_id in [job_id, *view.partitions]:
+        history = await client.temporal.get_workflow_handle(workflow_id).fetch_history()
+        size = close_payload_bytes(list(history.events))
+        assert size < PAYLOAD_LIMIT, f"{workflow_id} ended with {size} bytes"
+    # Pages: the first page of a job of 600 tasks, a page deep in the second
+    # partition, and a range; each answer bounded, and quick.
+    first = await client.describe(job_id)
+    assert [t.index for t in first.tasks] == list(range(len(first.tasks)))
+    assert first.tasks[0].log_tail and first.tasks[0].output == OUTPUT
+    assert len(first.model_dump_json()) < PAYLOAD_LIMIT
+    began = asyncio.get_running_loop().time()
+    deep = await client.tasks(job_id, TaskQuery(states=["failed"], offset=550, limit=20))
+    assert [t.index for t in deep.tasks] == list(range(550, 570)) and deep.total == TASKS
+    assert [len(t.attempts) for t in deep.tasks] == [2] * 20
+    described = await asyncio.to_thread(
+        cluster.cli, "job", "describe", job_id, "--tasks", "590-650", "-o", "json"
+    )
+    assert described.returncode == 0, described.stderr
+    assert [t["index"] for t in json.loads(described.stdout)["tasks"]] == list(range(590, TASKS))
+    took = asyncio.get_running_loop().time() - began
+    assert took < 10, f"two pages took {took:.1f}s"
+    print(f"pages of an ended 600-task job: {took:.2f}s")
