@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import heapq
+import json
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from pydantic_core import to_jsonable_python
+from temporalio import activity
 from temporalio.client import (
     Client,
     TLSConfig,
@@ -332,6 +336,23 @@ def new_job_id(name: str) -> str:
     return f"{name}-{secrets.token_hex(4)}"
 
 
+def update_id(workflow_id: str, name: str, args: Sequence[Any], request: str | None = None) -> str:
+    """The id of update ``name(*args)`` to ``workflow_id``, derived from the request.
+
+    ``request`` names the caller's request, the same on each retry of it; by
+    default the activity sending the update (its workflow run and activity id,
+    which its retries keep), else a new one per call. Temporal runs an update
+    whose id it has seen in the workflow run only once and answers retries with
+    the first outcome, so a retried ``service_rollout`` makes one revision,
+    not two; a request of another caller, even an equal one, gets its own id.
+    """
+    if request is None and activity.in_activity():
+        info = activity.info()
+        request = f"{info.workflow_id}/{info.workflow_run_id}/{info.activity_id}"
+    payload = [workflow_id, name, to_jsonable_python(list(args)), request or secrets.token_hex(16)]
+    return f"{name}-{hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:32]}"
+
+
 def job_id_of_task(task_id: str) -> str:
     """The job id inside a task id (``<job id>-<index>``)."""
     job_id, _, index = task_id.rpartition("-")
@@ -585,7 +606,12 @@ class TitusClient:
         handle = self.temporal.get_workflow_handle(workflow_id)
         try:
             with _not_found_as_no_job(f"no running job {workflow_id!r}"):
-                result: T = await handle.execute_update(name, args=args, result_type=result_type)
+                result: T = await handle.execute_update(
+                    name,
+                    args=args,
+                    id=update_id(workflow_id, name, args),
+                    result_type=result_type,
+                )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)

@@ -85,6 +85,10 @@ CANCEL_KILLS_PATCH = "service-cancel-kills-tasks"
 # ``workflow.patched`` id of "``kill_task --shrink`` of a task already being
 # killed lowers desired only once".
 SHRINK_ONCE_PATCH = "service-shrink-once-per-task"
+# ``workflow.patched`` id of "an update or canary to the revision already
+# current (same spec, same canary size) is a no-op answering that revision": a
+# command sent again after an error it could not see the end of.
+SAME_REVISION_PATCH = "service-same-revision-no-op"
 
 
 def crash_backoff(failures: int) -> timedelta:
@@ -760,6 +764,13 @@ class ServiceJobWorkflow:
 
     def _begin_rollout(self, job: ServiceJob, canary: int | None) -> int:
         assert self._input is not None
+        if (
+            job == self._input.job
+            and canary == self._input.canary
+            and self._input.previous is not None
+            and workflow.patched(SAME_REVISION_PATCH)
+        ):
+            return self._input.revision  # this very rollout is under way or done
         self._input.previous, self._input.previous_revision = self._input.job, self._input.revision
         self._input.job = job
         self._input.latest_revision = max(self._input.latest_revision, self._input.revision) + 1

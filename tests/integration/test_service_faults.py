@@ -4,7 +4,8 @@
   cancelled and finish) before the run ends;
 * a degraded service holding a kill still continues as new, and the held kill
   travels to the next run;
-* ``task kill --shrink`` of a task already being killed lowers desired once.
+* ``task kill --shrink`` of a task already being killed lowers desired once;
+* a retried ``service_rollout`` (and the same update sent again) makes one revision.
 
 The dev server and the control worker are real; the agent is a fake in this
 process (its tasks never exit; the first two report healthy), so the tests
@@ -14,6 +15,7 @@ control health exactly and take seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,11 +26,13 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 from titus_cluster import Cluster, eventually
 
 from titus_flow import Capacity, Container, Resources, ServiceJob, TcpCheck
-from titus_flow.client import ensure_scheduler
+from titus_flow.activities.services import ServiceActivities
+from titus_flow.client import TitusClient, ensure_scheduler, update_id
 from titus_flow.config import load_settings
 from titus_flow.contracts import (
     AgentInfo,
@@ -36,7 +40,9 @@ from titus_flow.contracts import (
     KillTaskRequest,
     LaunchInput,
     LaunchResult,
+    ScaleRequest,
     ServiceJobInput,
+    ServiceRolloutInput,
     SuperviseInput,
     TaskHealth,
     agent_task_queue,
@@ -219,3 +225,33 @@ async def test_shrinking_a_task_already_being_killed_lowers_desired_once(
     view = await _until(handle, lambda v: True)
     assert view.service is not None and view.service.desired == 2
     await handle.signal(ServiceJobWorkflow.kill)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_retried_rollout_makes_one_revision(
+    worker_cluster: Cluster, fake_agent: tuple[Client, FakeAgent]
+) -> None:
+    client, _ = fake_agent
+    job = _job("rollout")
+    handle = await _start(client, worker_cluster, job)
+    titus = TitusClient(client, load_settings(environ=worker_cluster.env))
+    update = job.model_copy(update={"labels": {"revision": "two"}})
+    request = ServiceRolloutInput(job_id=handle.id, action="update", job=update)
+    env = ActivityEnvironment()
+    first = await env.run(ServiceActivities(titus).rollout, request)
+    env.info = dataclasses.replace(env.info, attempt=2)  # the activity retried after a timeout
+    again = await env.run(ServiceActivities(titus).rollout, request)
+    # The same spec sent again by another caller (a command typed twice).
+    typed_again = await titus.update_service(handle.id, update)
+    view = await _until(handle, lambda v: True)
+    assert first == again == typed_again == 2
+    assert view.service is not None and view.service.revision == 2
+    await handle.signal(ServiceJobWorkflow.kill)
+
+
+def test_update_ids_are_derived_from_the_request() -> None:
+    args = [ScaleRequest(desired=3)]
+    assert update_id("j", "scale", args, "r1") == update_id("j", "scale", args, "r1")
+    assert update_id("j", "scale", args, "r1") != update_id("j", "scale", args, "r2")
+    assert update_id("j", "scale", args, "r1") != update_id("j", "scale", [ScaleRequest()], "r1")
+    assert update_id("j", "scale", args) != update_id("j", "scale", args)  # two plain calls

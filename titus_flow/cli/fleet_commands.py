@@ -17,7 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from titus_flow.cli.app import Context, cli, echo_json, output_option, pass_context, run_async
-from titus_flow.client import connect
+from titus_flow.client import connect, update_id
 from titus_flow.config import Settings
 from titus_flow.errors import UserError
 from titus_flow.fleet import FleetSpec, load_fleet
@@ -89,7 +89,10 @@ def apply(ctx: Context, file: Path, scheduler_drain: bool, output: str) -> None:
         if await _running(handle):
             try:
                 status: FleetStatus = await handle.execute_update(
-                    "apply", spec, result_type=FleetStatus
+                    "apply",
+                    spec,
+                    id=update_id(handle.id, "apply", [spec]),
+                    result_type=FleetStatus,
                 )
             except WorkflowUpdateFailedError as err:
                 raise UserError(f"fleet {spec.name}: {err.cause or err}") from err
@@ -160,8 +163,12 @@ def scale(ctx: Context, name: str, min_: int, max_: int, output: str) -> None:
     async def go() -> FleetStatus:
         handle = await _running_handle(ctx.settings, name)
         try:
+            bounds = Bounds(min=min_, max=max_)
             result: FleetStatus = await handle.execute_update(
-                "scale", Bounds(min=min_, max=max_), result_type=FleetStatus
+                "scale",
+                bounds,
+                id=update_id(handle.id, "scale", [bounds]),
+                result_type=FleetStatus,
             )
         except WorkflowUpdateFailedError as err:
             raise UserError(f"fleet {name}: {err.cause or err}") from err

@@ -230,7 +230,13 @@ async def _rollout(request: ServiceRolloutInput) -> int:
         "service_rollout",
         request,
         start_to_close_timeout=timedelta(minutes=1),
-        retry_policy=RetryPolicy(non_retryable_error_types=["InvalidRequest"]),
+        # Bounded: a server that stays unreachable fails the rollout, not loops on it
+        # (a retry is a no-op for the job: the update id is the activity's).
+        retry_policy=RetryPolicy(
+            maximum_attempts=5,
+            maximum_interval=timedelta(seconds=30),
+            non_retryable_error_types=["InvalidRequest"],
+        ),
         result_type=int,
     )
     return revision
