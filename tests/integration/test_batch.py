@@ -18,6 +18,7 @@ from titus_cluster import Cluster
 from titus_flow import BatchJob, Container, ExponentialBackoff, Resources, Retry
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 from titus_flow.runtime.base import LABEL_JOB_ID, LABEL_TASK_ID
+from titus_flow.views import TaskQuery
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
@@ -282,12 +283,17 @@ async def test_large_job_runs_as_partitions_and_reads_as_one(
     job_id = await client.submit(spec)
     view = await c.wait_for(job_id, timeout=400)
     assert view.state is JobState.FAILED
-    assert [t.index for t in view.tasks] == list(range(count))
-    assert [t.index for t in view.tasks if t.reason is not FinishReason.NORMAL] == [1100]
+    # One page of tasks, the failed one first; counts of all of them.
+    assert [t.index for t in view.tasks] == [1100, *range(99)]
+    assert view.counts() == {"Finished/normal": count - 1, "Finished/failed": 1}
     assert "1 of 1200 task(s) failed" in view.message
     assert len(view.partitions) == 3
     described = await client.describe(job_id)
-    assert len(described.tasks) == count
+    assert described == view
+    # A page across two partitions: the failed task first, then by index.
+    page = await client.tasks(job_id, TaskQuery(first=400, last=1199, offset=1, limit=200))
+    assert [t.index for t in page.tasks] == list(range(400, 600))
+    assert page.total == count - 400
     # The job's workflow failed, as did the partition of task 1100 (1000-1199): the
     # Web UI shows them red; the other partitions completed.
     statuses = [
