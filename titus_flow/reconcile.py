@@ -56,10 +56,11 @@ async def _running(client: Client, workflow_id: str) -> bool | None:
 
 async def _task_views(
     client: Client, job_id: str, indexes: set[int]
-) -> dict[str, tuple[TaskState, int | None]] | None:
+) -> tuple[dict[str, tuple[TaskState, int | None]], bool] | None:
     """(state, attempt) of the job's tasks at ``indexes``, by task id; None if unknown now.
 
-    A task absent from the answer is not held by the job.
+    With it, whether the views were complete: only then is a task absent from
+    them not held by the job (a large view is bounded and may leave rows out).
     """
     try:
         root = await _view_of(client, job_id)
@@ -74,7 +75,8 @@ async def _task_views(
     except RPCError as err:
         log.warning("cannot read the tasks of job %s (%s)", job_id, err.message)
         return None
-    return {t.id: (t.state, t.attempt) for view in views for t in view.tasks}
+    complete = all(v.total_tasks is None or v.total_tasks <= len(v.tasks) for v in views)
+    return {t.id: (t.state, t.attempt) for view in views for t in view.tasks}, complete
 
 
 def _index(container: ManagedContainer) -> int:
@@ -96,11 +98,17 @@ async def judge(client: Client, containers: Iterable[ManagedContainer]) -> list[
         if not running:
             verdicts += [Verdict(c, False, f"job {job_id} is no longer running") for c in held]
             continue
-        tasks = await _task_views(client, job_id, {_index(c) for c in held})
-        if tasks is None:
+        known = await _task_views(client, job_id, {_index(c) for c in held})
+        if known is None:
             verdicts += [Verdict(c, True) for c in held]
             continue
-        verdicts += [_judge_one(c, tasks.get(c.task_id)) for c in held]
+        tasks, complete = known
+        verdicts += [
+            _judge_one(c, tasks.get(c.task_id))
+            if c.task_id in tasks or complete
+            else Verdict(c, True)
+            for c in held
+        ]
     return verdicts
 
 

@@ -88,8 +88,13 @@ class SlowPullDriver:
 class FakeTemporal:
     """Answers describe and the ``describe`` query of job workflows; counts the queries."""
 
-    def __init__(self, jobs: dict[str, tuple[WorkflowExecutionStatus, list[TaskView]]]) -> None:
+    def __init__(
+        self,
+        jobs: dict[str, tuple[WorkflowExecutionStatus, list[TaskView]]],
+        total_tasks: int | None = None,
+    ) -> None:
         self.jobs = jobs
+        self.total_tasks = total_tasks  # set: the views are bounded, holding some rows only
         self.queries: list[str] = []
 
     def get_workflow_handle(self, workflow_id: str, **_: Any) -> Any:
@@ -105,7 +110,13 @@ class FakeTemporal:
 
             async def query(self, *_: Any, **__: Any) -> JobView:
                 temporal.queries.append(workflow_id)
-                return JobView(id=workflow_id, name="j", type="batch", tasks=tasks)
+                return JobView(
+                    id=workflow_id,
+                    name="j",
+                    type="batch",
+                    tasks=tasks,
+                    total_tasks=temporal.total_tasks,
+                )
 
         return Handle()
 
@@ -226,3 +237,16 @@ async def test_reconcile_asks_each_job_once_and_removes_only_orphans(tmp_path: P
     assert removed == 4
     assert sorted(driver.containers) == sorted([attempt_name("a-0", 1), other])
     assert temporal.queries == ["a"]  # one view for job a's four containers, none for b
+
+
+async def test_reconcile_keeps_a_container_whose_task_a_bounded_view_left_out(
+    tmp_path: Path,
+) -> None:
+    driver = SlowPullDriver()
+    name = attempt_name("a-7", 1)
+    driver.containers[name] = ManagedContainer(name, "a", "a-7", 1, True, AGENT)
+    rows = [TaskView(id="a-0", index=0, state=TaskState.FINISHED, attempt=1)]
+    temporal = FakeTemporal({"a": (WorkflowExecutionStatus.RUNNING, rows)}, total_tasks=400)
+    agent = AgentActivities(AGENT, cast(Any, driver), tmp_path)
+    assert await remove_orphans(cast(Client, temporal), cast(Any, driver), agent) == 0
+    assert list(driver.containers) == [name]
