@@ -114,6 +114,28 @@ async def _reconcile_every(
             log.warning("reconcile failed, retrying in %gs: %s", seconds, err)
 
 
+async def _reconcile_at_start(
+    client: Client, driver: Driver, activities: AgentActivities, stop: asyncio.Event
+) -> bool:
+    """Remove orphans before serving, waiting out an engine or server that is not up yet.
+
+    An agent restarted with its engine (a host reboot, ``systemctl restart docker``)
+    may ask before the engine answers: it waits rather than exits. Returns False
+    when ``stop`` is set first.
+    """
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await remove_orphans(client, driver, activities)
+            return True
+        except (RPCError, DriverError) as err:
+            log.warning("cannot reconcile yet, retrying in %gs: %s", delay, err)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 10.0)
+    return False
+
+
 async def run_agent(
     client: Client, settings: Settings, config: AgentConfig, stop: asyncio.Event
 ) -> None:
@@ -126,7 +148,8 @@ async def run_agent(
     activities = AgentActivities(
         config.agent_id, driver, Path(settings.home) / "agents" / config.agent_id / "logs"
     )
-    await remove_orphans(client, driver, activities)
+    if not await _reconcile_at_start(client, driver, activities, stop):
+        return
     worker = Worker(
         client,
         task_queue=agent_task_queue(config.agent_id),

@@ -8,16 +8,11 @@ test can ``kill -9`` any of them.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from titus_cluster import Cluster
-
-RUN_VARIABLES = ("TITUS_FLOW_TEST_RUN", "TITUS_FLOW_CONTAINER_LABELS")
-
 
 _CALL_FAILED = pytest.StashKey[bool]()
 
@@ -39,22 +34,7 @@ def cluster_factory(
     made: list[Cluster] = []
 
     def make() -> Cluster:
-        queue = f"t{secrets.token_hex(3)}"
-        home = tmp_path / queue
-        (home / "logs").mkdir(parents=True)
-        # The user's settings stay out; the test run's labels (scripts/reaper.py) stay in.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("TITUS_FLOW_", "TEMPORAL_")) or k in RUN_VARIABLES
-        }
-        env.update(
-            TITUS_FLOW_ADDRESS=dev_server,
-            TITUS_FLOW_HOME=str(home),
-            TITUS_FLOW_CONTROL_TASK_QUEUE=queue,
-            TITUS_FLOW_LOG_LEVEL="INFO",
-        )
-        cluster = Cluster(address=dev_server, home=home, control_queue=queue, env=env)
+        cluster = Cluster.create(dev_server, tmp_path)
         made.append(cluster)
         return cluster
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -68,6 +69,9 @@ def _port_blocks() -> Iterator[tuple[int, int]]:
 
 _PORT_BLOCKS = _port_blocks()
 
+RUN_VARIABLES = ("TITUS_FLOW_TEST_RUN", "TITUS_FLOW_CONTAINER_LABELS")
+"""The test run's own settings (scripts/reaper.py), passed on to every cluster process."""
+
 
 async def _remove_all(driver: ProcessDriver) -> None:
     for task in await driver.list_managed():
@@ -87,6 +91,31 @@ class Cluster:
     cwd: Path | None = None
     """Where the processes run (``python -m`` imports from there first); default: here."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, address: str, root: Path, **env: str) -> Cluster:
+        """A cluster on the server at ``address``, its state in a new dir under ``root``.
+
+        It gets a control task queue of its own (hence its own scheduler). The
+        user's settings stay out of its environment; the test run's labels
+        (scripts/reaper.py) stay in; ``env`` is added.
+        """
+        queue = f"t{secrets.token_hex(3)}"
+        home = root / queue
+        (home / "logs").mkdir(parents=True)
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TITUS_FLOW_", "TEMPORAL_")) or k in RUN_VARIABLES
+        }
+        environ.update(
+            TITUS_FLOW_ADDRESS=address,
+            TITUS_FLOW_HOME=str(home),
+            TITUS_FLOW_CONTROL_TASK_QUEUE=queue,
+            TITUS_FLOW_LOG_LEVEL="INFO",
+            **env,
+        )
+        return cls(address=address, home=home, control_queue=queue, env=environ)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start ``titus-flow ARGS`` as a background process called ``name``."""
