@@ -34,7 +34,6 @@ from pydantic_core import to_jsonable_python
 from temporalio import activity
 from temporalio.client import (
     Client,
-    TLSConfig,
     WorkflowExecution,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -42,12 +41,13 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from titus_flow import visibility
+from titus_flow.auth import api_key, tls_config
+from titus_flow.codec import codec_for
 from titus_flow.config import Settings, load_settings
 from titus_flow.contracts import (
     AgentInfo,
@@ -63,6 +63,7 @@ from titus_flow.contracts import (
     ServiceJobInput,
     agent_task_queue,
 )
+from titus_flow.converter import client_data_converter
 from titus_flow.errors import ClusterError, ServerUnreachableError, UserError, connection_reason
 from titus_flow.lifecycle import JobState
 from titus_flow.outcomes import view_of_failure
@@ -262,26 +263,18 @@ async def describe_job(temporal: Client, job_id: str, query: TaskQuery | None = 
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """Connect to Temporal as ``settings`` say (TLS and API key included).
+    """Connect to Temporal as ``settings`` say (TLS, API key and payload codec included).
 
     Gives up after CONNECT_TIMEOUT_SECONDS with :class:`ServerUnreachableError`.
     ``runtime``: the Temporal runtime to use (default: the process's default one).
     """
-    tls: TLSConfig | bool = settings.tls or bool(settings.api_key)
-    if settings.tls_cert_path or settings.tls_ca_path:
-        tls = TLSConfig(
-            client_cert=settings.tls_cert_path.read_bytes() if settings.tls_cert_path else None,
-            client_private_key=(
-                settings.tls_key_path.read_bytes() if settings.tls_key_path else None
-            ),
-            server_root_ca_cert=settings.tls_ca_path.read_bytes() if settings.tls_ca_path else None,
-        )
+    key = api_key(settings)
     connecting = Client.connect(
         settings.address,
         namespace=settings.namespace,
-        api_key=settings.api_key,
-        tls=tls,
-        data_converter=pydantic_data_converter,
+        api_key=key,
+        tls=tls_config(settings, key),
+        data_converter=client_data_converter(codec_for(settings)),
         connect_timeout=timedelta(seconds=CONNECT_TIMEOUT_SECONDS),
         runtime=runtime,
     )

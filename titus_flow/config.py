@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from titus_flow.errors import UserError
 
@@ -41,6 +41,47 @@ class Settings(BaseModel):
     """Labels agents add to every container they start (e.g. cost allocation, cleanup)."""
     reconcile_seconds: float = Field(default=300.0, gt=0)
     """How often each agent removes containers whose attempt no job runs any more."""
+
+    # -- what agents allow tasks (docs/security.md) --
+    allowed_images: list[str] = Field(default_factory=list)
+    """Images agents run: empty allows any; else each entry is a registry (``host[:port]``,
+    ``docker.io`` for bare names), a repository prefix ending in ``/`` or a full name,
+    or a digest (``sha256:...``), and an image must match one."""
+    publish_address: str = "127.0.0.1"
+    """Host address agents publish tasks' named ports on (bridge network)."""
+    task_network: str = "titus-flow-tasks"
+    """The Docker bridge network agents create for tasks (no inter-container traffic)."""
+    task_pids_limit: int = Field(default=1024, ge=16)
+    """Most processes and threads one task container may have (a fork bomb stops there)."""
+    container_log_max_mib: int = Field(default=32, ge=2)
+    """Output the engine keeps per container, and so the most an agent keeps per attempt."""
+    log_retention_hours: float = Field(default=7 * 24.0, gt=0)
+    """Agents delete the kept output of attempts that ended longer ago than this."""
+    log_max_total_mib: int = Field(default=10 * 1024, ge=1)
+    """Agents delete the oldest kept output of ended attempts beyond this total."""
+    secrets_dir: Path | None = None
+    """The only directory ``env_file:`` secrets may be read from (default: ``<home>/secrets``)."""
+    api_key_file: Path | None = None
+    """File holding the Temporal API key (instead of ``api_key``; e.g. fetched at boot)."""
+    codec_key_file: Path | None = None
+    """Payload encryption keys, ``id:base64`` one a line, newest last (:mod:`titus_flow.codec`)."""
+    codec_keys: SecretStr | None = None
+    """The same keys inline, comma-separated (e.g. from ``TITUS_FLOW_CODEC_KEYS``)."""
+    codec_port: int = Field(default=8234, ge=1, le=65535)
+    """Port of the codec server ``titus-flow up`` runs for the Web UI (with a key ring)."""
+
+    @field_validator("allowed_images", mode="before")
+    @classmethod
+    def _list_from_text(cls, value: Any) -> Any:
+        """Accept ``a,b`` as the environment variable gives it."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def agent_secrets_dir(self) -> Path:
+        """Where agents read ``env_file:`` secrets from."""
+        return self.secrets_dir or self.home / "secrets"
 
     @field_validator("container_labels", mode="before")
     @classmethod
@@ -90,6 +131,18 @@ _ENV = [
     ("TITUS_FLOW_LOG_LEVEL", "log_level"),
     ("TITUS_FLOW_CONTAINER_LABELS", "container_labels"),
     ("TITUS_FLOW_RECONCILE_SECONDS", "reconcile_seconds"),
+    ("TITUS_FLOW_ALLOWED_IMAGES", "allowed_images"),
+    ("TITUS_FLOW_PUBLISH_ADDRESS", "publish_address"),
+    ("TITUS_FLOW_TASK_NETWORK", "task_network"),
+    ("TITUS_FLOW_TASK_PIDS_LIMIT", "task_pids_limit"),
+    ("TITUS_FLOW_CONTAINER_LOG_MAX_MIB", "container_log_max_mib"),
+    ("TITUS_FLOW_LOG_RETENTION_HOURS", "log_retention_hours"),
+    ("TITUS_FLOW_LOG_MAX_TOTAL_MIB", "log_max_total_mib"),
+    ("TITUS_FLOW_SECRETS_DIR", "secrets_dir"),
+    ("TITUS_FLOW_API_KEY_FILE", "api_key_file"),
+    ("TITUS_FLOW_CODEC_KEY_FILE", "codec_key_file"),
+    ("TITUS_FLOW_CODEC_KEYS", "codec_keys"),
+    ("TITUS_FLOW_CODEC_PORT", "codec_port"),
 ]
 
 

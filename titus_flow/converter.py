@@ -13,6 +13,9 @@ dropped and updates rejected by the SDK). Activity results keep the SDK's
 behaviour: one that does not decode fails the workflow task, which is retried
 until a compatible worker is deployed.
 
+With a payload codec (:mod:`titus_flow.codec`), :func:`with_codec` adds it to
+either converter; the worker keeps the codec of the client it is given.
+
 Example::
 
     from titus_flow.converter import WORKER_DATA_CONVERTER
@@ -23,13 +26,20 @@ Example::
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Self
 
 import pydantic
 import temporalio.api.common.v1
-from temporalio.contrib.pydantic import PydanticPayloadConverter
-from temporalio.converter import DataConverter, SerializationContext, WorkflowSerializationContext
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+    SerializationContext,
+    WorkflowSerializationContext,
+)
 from temporalio.exceptions import ApplicationError, FailureError
 
 from titus_flow.errors import format_validation_error
@@ -98,3 +108,29 @@ def decode_problem(err: BaseException, type_hints: Sequence[Any] | None) -> str:
 
 WORKER_DATA_CONVERTER = DataConverter(payload_converter_class=WorkflowPayloadConverter)
 """The data converter of titus-flow's control workers (pydantic, see the module)."""
+
+
+def with_codec(converter: DataConverter, codec: PayloadCodec | None) -> DataConverter:
+    """``converter`` encoding its payloads with ``codec`` (unchanged when None).
+
+    With a codec, failure messages and stack traces move into an encoded
+    attribute too (Temporal leaves them in plain text otherwise), so a
+    failure that quotes a job's input does not show it in the history.
+    """
+    if codec is None:
+        return converter
+    return dataclasses.replace(
+        converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def client_data_converter(codec: PayloadCodec | None = None) -> DataConverter:
+    """The data converter of titus-flow's clients and agents: pydantic, plus ``codec``."""
+    return with_codec(pydantic_data_converter, codec)
+
+
+def worker_data_converter(codec: PayloadCodec | None = None) -> DataConverter:
+    """:data:`WORKER_DATA_CONVERTER`, plus ``codec``."""
+    return with_codec(WORKER_DATA_CONVERTER, codec)

@@ -16,7 +16,7 @@ from titus_flow.activities.fleet import FleetActivities
 from titus_flow.activities.services import ServiceActivities
 from titus_flow.client import TitusClient, ensure_scheduler
 from titus_flow.config import Settings
-from titus_flow.converter import WORKER_DATA_CONVERTER
+from titus_flow.converter import worker_data_converter
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.dag import JobDagWorkflow
 from titus_flow.workflows.fleet import FleetWorkflow
@@ -48,12 +48,13 @@ def control_worker(
 ) -> Worker:
     """A worker for the control-plane workflows (plus users' own workflows).
 
-    Its workflows decode payloads with :data:`~titus_flow.converter.WORKER_DATA_CONVERTER`:
-    a workflow whose input does not decode fails instead of retrying forever.
-    Its activities use ``client`` as given.
+    Its workflows decode payloads with :data:`~titus_flow.converter.WORKER_DATA_CONVERTER`
+    (and the payload codec of ``client``, if any): a workflow whose input does
+    not decode fails instead of retrying forever. Its activities use ``client``
+    as given.
     """
     config = client.config()
-    config["data_converter"] = WORKER_DATA_CONVERTER
+    config["data_converter"] = worker_data_converter(config["data_converter"].payload_codec)
     return Worker(
         Client(**config),
         task_queue=settings.control_task_queue,

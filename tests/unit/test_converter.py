@@ -44,3 +44,24 @@ def test_undecodable_activity_result_keeps_failing_the_task_only() -> None:
     with pytest.raises(Exception) as caught:
         decode(context, b"{}", ServiceJob)
     assert not isinstance(caught.value, ApplicationError)
+
+
+async def test_a_codec_encrypts_payloads_and_failure_messages_of_both_converters() -> None:
+    from temporalio.api.failure.v1 import Failure
+
+    from titus_flow.codec import EncryptionCodec, new_key_line, parse_key_ring
+    from titus_flow.converter import client_data_converter, worker_data_converter
+
+    codec = EncryptionCodec(parse_key_ring(new_key_line("k1"), "test"))
+    client, worker = client_data_converter(codec), worker_data_converter(codec)
+    assert client_data_converter() is not client and worker.payload_codec is codec
+    budget = DisruptionBudget(max_unavailable=7)
+    sealed = await client.encode([budget, "marker-77"])
+    assert all(b"marker-77" not in p.SerializeToString() for p in sealed)
+    assert await worker.decode(sealed, [DisruptionBudget, str]) == [budget, "marker-77"]
+
+    failure = Failure()
+    await client.encode_failure(ApplicationError("env held marker-77"), failure)
+    assert b"marker-77" not in failure.SerializeToString()
+    decoded = await worker.decode_failure(failure)
+    assert "marker-77" in str(decoded)
