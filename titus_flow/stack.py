@@ -141,13 +141,17 @@ def server_argv(
     ui_port: int | None,
     db_filename: Path | None,
     namespace: str = "default",
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
     """Command line of a dev server on 127.0.0.1 with titus-flow's search attributes.
 
-    ``ui_port=None`` runs it headless; ``db_filename=None`` keeps state in memory.
+    ``ui_port=None`` runs it headless; ``db_filename=None`` keeps state in memory;
+    ``ui_codec_endpoint``: the codec server the Web UI decodes payloads with.
     """
     argv = [str(binary), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
     argv += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
+    if ui_codec_endpoint is not None and ui_port is not None:
+        argv += ["--ui-codec-endpoint", ui_codec_endpoint]
     if db_filename is not None:
         argv += ["--db-filename", str(db_filename)]
     argv += ["--namespace", namespace, "--log-level", "error", *_NO_USER_CONFIG]
@@ -376,11 +380,13 @@ def up(
     *,
     progress: Progress | None = None,
     ready_timeout: float = _READY_TIMEOUT,
+    ui_codec_endpoint: str | None = None,
 ) -> dict[str, Action]:
     """Ensure the dev server and ``components`` (name, argv) run; return what was done.
 
     Idempotent: a process that already runs with the same command line is left
-    alone; one whose command line changed (e.g. other ``--workflows``) is restarted.
+    alone; one whose command line changed (e.g. other ``--workflows``, a codec
+    endpoint for the Web UI given or dropped) is restarted.
     Raises :class:`UserError` for a non-local address or a port taken by another
     process, :class:`StackError` when a process fails to start.
     """
@@ -402,6 +408,7 @@ def up(
         ui_port=settings.ui_port,
         db_filename=home / "temporal.db",
         namespace=settings.namespace,
+        ui_codec_endpoint=ui_codec_endpoint,
     )
     actions: dict[str, Action] = {}
     with _locked(home):

@@ -23,6 +23,7 @@ def _register_commands() -> None:
     from titus_flow.cli import (  # noqa: F401
         agent_commands,
         capacity_commands,
+        codec_commands,
         fleet_commands,
         flow_commands,
         job_commands,

@@ -11,6 +11,8 @@ from rich.console import Console
 
 from titus_flow import stack
 from titus_flow.cli.app import EXIT_FAILED, Context, cli, echo_json, output_option, pass_context
+from titus_flow.codec import codec_for
+from titus_flow.config import Settings
 from titus_flow.errors import UserError
 
 # Components run as `python -m titus_flow ...` with the Python of this CLI, so they
@@ -18,9 +20,22 @@ from titus_flow.errors import UserError
 _SELF = (sys.executable, "-m", "titus_flow")
 
 
-def _components(workflows: Sequence[Path]) -> list[tuple[str, list[str]]]:
-    """List the worker and local agent components, for the commands this install has."""
+def _codec_endpoint(settings: Settings) -> str | None:
+    """The codec server `up` runs for the Web UI: only with a key ring configured."""
+    if codec_for(settings) is None:
+        return None
+    return f"http://127.0.0.1:{settings.codec_port}"
+
+
+def _components(
+    workflows: Sequence[Path], settings: Settings | None = None
+) -> list[tuple[str, list[str]]]:
+    """List the worker, local agent and codec server components this install runs."""
     components: list[tuple[str, list[str]]] = []
+    if settings is not None and _codec_endpoint(settings) is not None:
+        # Without a token: the dev server's UI cannot send one. Loopback only.
+        port = str(settings.codec_port)
+        components.append(("codec", [*_SELF, "codec-server", "--port", port]))
     if "worker" in cli.commands:
         argv = [*_SELF, "worker"]
         for path in workflows:
@@ -74,11 +89,16 @@ def up_command(ctx: Context, workflows: tuple[Path, ...], output: str) -> None:
     home directory (--home, default ~/.titus-flow).
     """
     settings = ctx.settings
-    components = _components(workflows)
+    components = _components(workflows, settings)
     console = Console(stderr=True)
     try:
         with console.status("starting the stack") as spinner:
-            actions = stack.up(settings, components, progress=spinner.update)
+            actions = stack.up(
+                settings,
+                components,
+                progress=spinner.update,
+                ui_codec_endpoint=_codec_endpoint(settings),
+            )
     except stack.StackError as err:
         raise click.ClickException(str(err)) from err
     status = stack.status(settings)
@@ -118,7 +138,8 @@ def down_command(ctx: Context) -> None:
 def status_command(ctx: Context, output: str) -> None:
     """Show which parts of the local stack run; exit 1 unless all of them do."""
     settings = ctx.settings
-    status = stack.status(settings, expected=[name for name, _ in _components(())])
+    expected = [name for name, _ in _components((), settings)]
+    status = stack.status(settings, expected=expected)
     if output == "json":
         echo_json(status.to_dict())
     else:
