@@ -5,9 +5,10 @@ it: a fresh dev server (SQLite file), a control worker process and one process o
 hollow agents (``titus-flow agent --hollow N``: the real agent code, the sim
 driver, tasks that "run" 1 s). So a line's peak RSS and warnings are its own.
 For each line it prints tasks, agents, wall time, tasks/s, the largest workflow
-history (events) and payload (bytes), the peak RSS of the control worker and of
-the hollow-agent process, and the worker's TMPRL1104 ("workflow task duration")
-and TMPRL1101 (deadlock) warnings; then tasks/s at the largest batch size
+history (events) and payload (bytes), the longest workflow task (wall time, from
+the histories), the peak RSS of the control worker and of the hollow-agent
+process, and the worker's TMPRL1104 ("workflow task over 5 s") and TMPRL1101
+(deadlock) warnings; then tasks/s at the largest batch size
 against the smallest, per agent count, from the same run.
 
 Scenarios (issue #11): ``batch`` jobs of each ``--sizes`` on each ``--agents``;
@@ -49,7 +50,7 @@ TASK_RESOURCES = Resources(cpu=0.1, memory=64, disk=0, network_mbps=0)
 AGENT_CPU, AGENT_MEMORY = "2", "16Gi"
 """Each hollow agent: 20 tasks at once (so a job spreads over many agents); 100
 agents hold a 1,000-task service."""
-WARNINGS = {"TMPRL1104": "workflow task over 1 s", "TMPRL1101": "deadlock (no yield in 2 s)"}
+WARNINGS = {"TMPRL1104": "workflow task over 5 s", "TMPRL1101": "deadlock (no yield in 2 s)"}
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Line:
     seconds: float | None = None  # None: did not finish
     outcome: str = ""
     max_events: int = 0
+    longest_task: float = 0.0  # seconds of the longest workflow task in any history
     max_payload: int = 0
     payload_where: str = ""
     worker_rss_mb: float = 0.0
@@ -80,6 +82,7 @@ class Line:
         return (
             f"{self.name:<26} tasks={self.tasks:<6} agents={self.agents:<5} wall={wall}"
             f" rate={rate} events={self.max_events:<6} payload={self.max_payload:<8}"
+            f" wft_max={self.longest_task:4.1f}s"
             f" worker_rss={self.worker_rss_mb:4.0f}MB agents_rss={self.agents_rss_mb:5.0f}MB"
             f" {warnings} {self.outcome}"
         )
@@ -183,6 +186,7 @@ async def measure(line: Line, bench: Stack) -> Line:
     line.warnings = bench.warnings()
     stats = await history_stats(bench.client.temporal, query="")
     line.max_events = stats.max_events
+    line.longest_task = stats.longest_workflow_task
     if stats.largest_payload is not None:
         line.max_payload = stats.largest_payload.bytes
         line.payload_where = str(stats.largest_payload)

@@ -3,8 +3,8 @@
 Temporal warns past 10,240 events in one run's history and past 512 KiB in one
 payload (and fails at 50 K events and 2 MB). :func:`history_stats` reads the
 histories of a set of workflows (by id, following continue-as-new back through
-earlier runs, or by a visibility query) and returns the largest history and the
-largest single payload, with where it was.
+earlier runs, or by a visibility query) and returns the largest history, the
+largest single payload, with where it was, and the longest workflow task.
 
 Cheap by construction: histories are paged, an event's size comes from its
 encoded protobuf, and only events bigger than the largest payload found so far
@@ -27,6 +27,13 @@ HISTORY_EVENTS_WARN = 10_240
 PAYLOAD_BYTES_WARN = 512 * 1024
 """Temporal's warning for one payload (a workflow input, a signal's, a result...)."""
 
+_WORKFLOW_TASK_ENDS = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+    }
+)
 _PAYLOAD_TYPES = frozenset({"temporal.api.common.v1.Payloads", "temporal.api.common.v1.Payload"})
 
 
@@ -59,6 +66,8 @@ class HistorySize:
     run: RunRef
     events: int
     bytes: int
+    longest_task: float = 0.0
+    """Seconds of its longest workflow task (started to completed, failed or timed out)."""
 
 
 @dataclass
@@ -75,6 +84,11 @@ class HistoryStats:
     def max_events(self) -> int:
         """Events of the longest history (0 if none was read)."""
         return self.largest_history.events if self.largest_history else 0
+
+    @property
+    def longest_workflow_task(self) -> float:
+        """Seconds of the longest workflow task of any run read."""
+        return max((h.longest_task for h in self.histories), default=0.0)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -143,17 +157,24 @@ async def _read_run(client: Client, run: RunRef, stats: HistoryStats) -> tuple[H
     events = size = 0
     previous = ""
     run_id = run.run_id
+    task_started = longest = 0.0  # workflow tasks of one run never overlap
     async for event in handle.fetch_history_events():
         events += 1
         event_bytes = event.ByteSize()
         size += event_bytes
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             started = event.workflow_execution_started_event_attributes
             previous = started.continued_execution_run_id
             run_id = run_id or started.original_execution_run_id
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            task_started = event.event_time.ToMicroseconds() / 1e6
+        elif kind in _WORKFLOW_TASK_ENDS and task_started:
+            longest = max(longest, event.event_time.ToMicroseconds() / 1e6 - task_started)
+            task_started = 0.0
         if event_bytes > stats.max_payload_bytes:
             _largest_payload_of(event, RunRef(run.workflow_id, run_id), stats)
-    return HistorySize(RunRef(run.workflow_id, run_id), events, size), previous
+    return HistorySize(RunRef(run.workflow_id, run_id), events, size, longest), previous
 
 
 def _largest_payload_of(event: HistoryEvent, run: RunRef, stats: HistoryStats) -> None:
