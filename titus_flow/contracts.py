@@ -8,7 +8,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from titus_flow.lifecycle import FinishReason, RolloutPhase
 from titus_flow.spec import (
@@ -21,7 +28,8 @@ from titus_flow.spec import (
     Resources,
     ServiceJob,
 )
-from titus_flow.views import JobView, TaskView
+from titus_flow.spec.constraints import placement_constraints
+from titus_flow.views import CarriedTasks, JobView, TaskView
 
 
 class Message(BaseModel):
@@ -48,6 +56,12 @@ class BatchJobInput(Message):
     job_id: str | None = None
     first_index: int = 0
     count: int | None = None
+    # A run that continued as new: its tasks as the previous run left them.
+    carried: CarriedTasks | None = None
+    # Continue as new past this many history events or bytes, whatever the
+    # server suggests (tests lower them). Temporal warns at 10,240 events / 10 MB.
+    history_limit: int = 8_000
+    history_bytes_limit: int = 8 * 1024 * 1024
 
 
 class ServiceTaskRecord(Message):
@@ -285,17 +299,37 @@ class PlacementItem(Message):
     constraints: Constraints = Field(default_factory=Constraints)
     capacity_group: str = "default"
     ports: list[str] = Field(default_factory=list)
+    # Agents to place it elsewhere than if any other fits (a retry after a
+    # platform failure there): ranked last, never excluded.
+    avoid_agents: list[str] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_avoid(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # Left out when empty: items read as before (by schedulers of the
+        # previous release too), and groups of identical tasks stay one group.
+        data: dict[str, object] = handler(self)
+        if not self.avoid_agents:
+            data.pop("avoid_agents", None)
+        return data
 
     @classmethod
-    def for_task(cls, task_id: str, job_id: str, job: BatchJob | ServiceJob) -> PlacementItem:
+    def for_task(
+        cls,
+        task_id: str,
+        job_id: str,
+        job: BatchJob | ServiceJob,
+        avoid_agents: list[str] | None = None,
+    ) -> PlacementItem:
         """The capacity one task of ``job`` needs, with the job's placement rules."""
         return cls(
             key=task_id,
             job_id=job_id,
             resources=job.resources,
-            constraints=job.constraints,
+            # A host-network task needs an agent that allows it (docs/security.md).
+            constraints=placement_constraints(job.constraints, job.container.network),
             capacity_group=job.capacity_group,
             ports=job.container.ports,
+            avoid_agents=avoid_agents or [],
         )
 
 

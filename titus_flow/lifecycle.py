@@ -77,6 +77,18 @@ SYSTEM_REASONS = frozenset({FinishReason.LOST, FinishReason.SYSTEM_ERROR})
 # image would otherwise loop): past this many the task fails as system_error.
 MAX_SYSTEM_RETRIES = 10
 
+# A platform retry waits a little first (1 s, 2 s, 4 s ... at most 30 s): a
+# broken agent or registry is not hit again at once, and a lost agent's tasks do
+# not all come back in the same instant.
+PLATFORM_RETRY_FIRST = timedelta(seconds=1)
+PLATFORM_RETRY_MAX = timedelta(seconds=30)
+
+
+def platform_retry_delay(system_failures: int) -> timedelta:
+    """Backoff before retrying after the ``system_failures``-th platform failure (1-based)."""
+    factor: int = 2 ** max(0, min(system_failures - 1, 16))
+    return min(PLATFORM_RETRY_FIRST * factor, PLATFORM_RETRY_MAX)
+
 
 def reason_for_exit(exit_code: int, oom_killed: bool) -> FinishReason:
     """The finish reason of a container that exited on its own."""
@@ -91,14 +103,20 @@ def retry_delay(
     exit_code: int | None,
     user_failures: int,
     system_failures: int,
+    *,
+    platform_backoff: bool = False,
 ) -> timedelta | None:
     """Delay before the next attempt, or None when the task is finished for good.
 
     ``user_failures`` and ``system_failures`` count the attempts so far that
     failed through the user's fault and the platform's, this one included.
+    A platform failure is retried at once, or with ``platform_backoff`` after
+    :func:`platform_retry_delay` (jobs of earlier releases retried at once).
     """
     if reason in SYSTEM_REASONS:
-        return timedelta(0) if system_failures < MAX_SYSTEM_RETRIES else None
+        if system_failures >= MAX_SYSTEM_RETRIES:
+            return None
+        return platform_retry_delay(system_failures) if platform_backoff else timedelta(0)
     if reason in (FinishReason.NORMAL, FinishReason.KILLED, FinishReason.SCALED_DOWN):
         return None
     if reason is FinishReason.INVALID_REQUEST:

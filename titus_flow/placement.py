@@ -185,6 +185,7 @@ def task_request(item: PlacementItem, tier: Tier) -> TaskRequest:
         ports=len(item.ports),
         capacity_group=item.capacity_group,
         tier=tier,
+        avoid=frozenset(item.avoid_agents),
     )
 
 

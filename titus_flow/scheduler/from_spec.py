@@ -50,10 +50,12 @@ def request_from_spec(
     ports: int = 0,
     capacity_group: str = "default",
     tier: Tier = Tier.FLEX,
+    avoid: frozenset[str] = frozenset(),
 ) -> TaskRequest:
     """A task request for one task of a job, from the job's spec.
 
-    ``ports`` is how many host ports the task needs: ``len(job.container.ports)``.
+    ``ports`` is how many host ports the task needs: ``len(job.container.ports)``;
+    ``avoid`` the agents to rank last.
     """
     return TaskRequest(
         task_id=task_id,
@@ -64,6 +66,7 @@ def request_from_spec(
         soft=rules_from_spec(constraints.soft),
         capacity_group=capacity_group,
         tier=tier,
+        avoid=avoid,
     )
 
 

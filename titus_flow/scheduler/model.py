@@ -98,6 +98,8 @@ class TaskRequest:
     capacity_group: str = "default"
     tier: Tier = Tier.FLEX
     """Critical tasks are placed first and may use capacity held back for guarantees."""
+    avoid: frozenset[str] = frozenset()
+    """Agent ids ranked last (as one broken soft rule), e.g. where the task just failed."""
 
     def __post_init__(self) -> None:
         if self.ports < 0:

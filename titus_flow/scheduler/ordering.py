@@ -52,6 +52,7 @@ def run_key(task: TaskRequest) -> Hashable:
         task.soft,
         task.capacity_group,
         task.tier,
+        task.avoid,
     )
 
 

@@ -38,16 +38,21 @@ def best_fit_score(free: Sequence[int], inverse_total: Sequence[float]) -> float
 
 def has_soft_rules(task: TaskRequest) -> bool:
     """Whether any agent could break one of ``task``'s soft rules."""
-    return bool(task.soft.matchers) or task.soft.unique_host
+    return bool(task.soft.matchers) or task.soft.unique_host or bool(task.avoid)
 
 
 def soft_violations(
-    attributes: Mapping[str, str], jobs: Mapping[str, int], task: TaskRequest
+    attributes: Mapping[str, str], jobs: Mapping[str, int], task: TaskRequest, agent_id: str = ""
 ) -> int:
-    """How many of ``task``'s soft rules the agent breaks (each attribute counts once)."""
+    """How many of ``task``'s soft rules the agent breaks (each attribute counts once).
+
+    An agent the task avoids (``task.avoid``) breaks one more.
+    """
     soft = task.soft
     broken = sum(not matches(attributes, (matcher,)) for matcher in soft.matchers)
     if soft.unique_host and jobs.get(task.job_id):
+        broken += 1
+    if agent_id in task.avoid:
         broken += 1
     return broken
 
@@ -62,7 +67,7 @@ def zone_tasks(counts: Mapping[str, int], zone: str, task: TaskRequest) -> int:
 def agent_key(slot: AgentSlot, task: TaskRequest) -> AgentKey:
     """The part of the ranking key that depends on the agent alone."""
     return (
-        soft_violations(slot.agent.attributes, slot.jobs, task),
+        soft_violations(slot.agent.attributes, slot.jobs, task, slot.agent.id),
         slot.score,
         slot.rank,
     )
