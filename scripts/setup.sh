@@ -66,8 +66,9 @@ if ! docker_ok; then
         if ! pgrep -x dockerd >/dev/null 2>&1; then
             say "starting dockerd (log: $STATE/logs/dockerd.log)"
             # No bridge or iptables: containers use host or no networking here, and this
-            # also works inside containers and VMs without NAT rights.
-            setsid dockerd --bridge=none --iptables=false --ip6tables=false \
+            # also works inside containers and VMs without NAT rights. live-restore:
+            # tasks keep running through an engine restart (docs/faults.md).
+            setsid dockerd --bridge=none --iptables=false --ip6tables=false --live-restore \
                 </dev/null >>"$STATE/logs/dockerd.log" 2>&1 &
         fi
         wait_for_docker || {
