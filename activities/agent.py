@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
+import os
+import shutil
+import stat
+import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +40,8 @@ from titus_flow.contracts import (
     SuperviseInput,
     TaskHealth,
 )
+from titus_flow.errors import UserError
+from titus_flow.ids import check_id
 from titus_flow.lifecycle import FinishReason, reason_for_exit
 from titus_flow.reconcile import judge
 from titus_flow.runtime.base import (
@@ -43,13 +51,15 @@ from titus_flow.runtime.base import (
     DriverError,
     Exit,
     ImageNotFoundError,
+    LaunchRefusedError,
     LaunchRequest,
     ManagedContainer,
     attempt_name,
     poll_until,
     write_atomically,
 )
-from titus_flow.runtime.health import Health, HealthChange, HealthMonitor
+from titus_flow.runtime.health import HOST, Health, HealthChange, HealthMonitor
+from titus_flow.secrets import SecretUnavailableError, resolve_secrets
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 4096
@@ -61,23 +71,40 @@ class AgentActivities:
     """The activities of one agent, bound to its driver and log directory."""
 
     def __init__(
-        self, agent_id: str, driver: Driver, log_dir: Path, heartbeat_every: float = 2.0
+        self,
+        agent_id: str,
+        driver: Driver,
+        log_dir: Path,
+        heartbeat_every: float = 2.0,
+        *,
+        secrets_dir: Path | None = None,
+        probe_host: str = HOST,
     ) -> None:
+        """``secrets_dir``: the only place ``env_file:`` secrets are read from (None: none).
+
+        ``probe_host``: where health checks reach tasks' published ports.
+        """
         self.agent_id = agent_id
         self.driver = driver
         self.log_dir = log_dir
         self.heartbeat_every = heartbeat_every
+        self.secrets_dir = secrets_dir
+        self.probe_host = probe_host
+
+    def _task_dir(self, task_id: str) -> Path:
+        # Task ids come from workflows and log readers: never let one leave log_dir.
+        return self.log_dir / check_id(task_id, "task id")
 
     def log_path(self, task_id: str, attempt: int) -> Path:
         """Where the output of ``attempt`` of ``task_id`` is kept."""
-        return self.log_dir / task_id / f"attempt-{attempt}.log"
+        return self._task_dir(task_id) / f"attempt-{attempt}.log"
 
     def output_dir(self, task_id: str, attempt: int) -> Path:
         """Host directory the attempt may write its JSON result into."""
-        return self.log_dir / task_id / f"attempt-{attempt}.out"
+        return self._task_dir(task_id) / f"attempt-{attempt}.out"
 
     def _exit_path(self, task_id: str, attempt: int) -> Path:
-        return self.log_dir / task_id / f"attempt-{attempt}.exit.json"
+        return self._task_dir(task_id) / f"attempt-{attempt}.exit.json"
 
     @activity.defn(name="launch")
     async def launch(self, request: LaunchInput) -> LaunchResult:
@@ -90,7 +117,17 @@ class AgentActivities:
         after that. An agent shutting down leaves the container to the retried
         launch, which adopts it.
         """
-        output_dir = self.output_dir(request.task_id, request.attempt)
+        try:
+            output_dir = self.output_dir(request.task_id, request.attempt)
+            # Resolved here, on every try: the values live only in this process
+            # and the container, never in the activity's input or result.
+            secret_env = await resolve_secrets(
+                request.container.secrets, secrets_dir=self.secrets_dir
+            )
+        except (UserError, LaunchRefusedError) as err:
+            raise ApplicationError(str(err), type="LaunchRefused", non_retryable=True) from None
+        except SecretUnavailableError as err:  # AWS down or throttled: a platform fault
+            raise ApplicationError(str(err), type="SecretUnavailable") from None
         output_dir.mkdir(parents=True, exist_ok=True)
         output_dir.chmod(0o777)  # the container's user may be anyone
         launching = asyncio.ensure_future(
@@ -106,6 +143,7 @@ class AgentActivities:
                     ports=request.ports,
                     log_path=self.log_path(request.task_id, request.attempt),
                     output_dir=output_dir,
+                    secret_env=secret_env,
                 )
             )
         )
@@ -113,6 +151,8 @@ class AgentActivities:
             await self._heartbeating(asyncio.shield(launching))
         except ImageNotFoundError as err:
             raise ApplicationError(str(err), type="ImageNotFound", non_retryable=True) from err
+        except LaunchRefusedError as err:
+            raise ApplicationError(str(err), type="LaunchRefused", non_retryable=True) from err
         except DriverError as err:  # ImagePullError among them: a platform fault, retried
             raise ApplicationError(str(err), type=type(err).__name__) from err
         except asyncio.CancelledError:
@@ -126,7 +166,9 @@ class AgentActivities:
 
     async def _undo_launch(self, launching: asyncio.Future[None], request: LaunchInput) -> None:
         """Once the cancelled ``launching`` has settled, remove what it may have started."""
-        with contextlib.suppress(asyncio.CancelledError, DriverError, ImageNotFoundError):
+        with contextlib.suppress(
+            asyncio.CancelledError, DriverError, ImageNotFoundError, LaunchRefusedError
+        ):
             await launching
         name = attempt_name(request.task_id, request.attempt)
         activity.logger.info("launch of %s cancelled: removing what it started", name)
@@ -370,6 +412,7 @@ class _HealthWatch:
             container_name=name,
             driver=agent.driver,
             started_at=request.started_at,
+            host=agent.probe_host,
         )
         self._task = asyncio.create_task(monitor.run(self._on_change, self._stop))
 
@@ -407,19 +450,119 @@ def _read_output(directory: Path) -> tuple[JsonValue, str]:
     """The task's JSON result, and why it could not be used if so.
 
     A task that wrote none has none; a broken or oversized one is reported in the
-    attempt's message rather than failing the task.
+    attempt's message rather than failing the task. The directory is the task's
+    to write, and the agent may run as root: the file is opened without following
+    a link (a ``result.json`` pointing at ``/etc/shadow`` is refused), only if it
+    is a regular file with no other name (no hard link to a host file), and its
+    size is checked on the open descriptor, so nothing can be swapped in between.
     """
-    path = directory / OUTPUT_FILE
-    if not path.is_file():
-        return None, ""
-    size = path.stat().st_size
-    if size > MAX_OUTPUT_BYTES:
-        return None, f"output ignored: {size} bytes is over the {MAX_OUTPUT_BYTES} byte limit"
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        value: JsonValue = json.loads(path.read_text())
+        dir_fd = os.open(directory, flags | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return None, ""
+    except OSError as err:
+        return None, f"output ignored: cannot open its directory ({err.strerror})"
+    try:
+        try:
+            # O_NONBLOCK: a FIFO planted as result.json must not hang the agent.
+            fd = os.open(OUTPUT_FILE, flags | os.O_NONBLOCK, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None, ""
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return None, f"output ignored: {OUTPUT_FILE} is a symbolic link"
+            return None, f"output ignored: cannot open {OUTPUT_FILE} ({err.strerror})"
+    finally:
+        os.close(dir_fd)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"output ignored: {OUTPUT_FILE} is not a regular file"
+        if info.st_nlink != 1:
+            return None, f"output ignored: {OUTPUT_FILE} has other names (a hard link)"
+        if info.st_size > MAX_OUTPUT_BYTES:
+            return None, (
+                f"output ignored: {info.st_size} bytes is over the {MAX_OUTPUT_BYTES} byte limit"
+            )
+        data = file.read(MAX_OUTPUT_BYTES + 1)
+    if len(data) > MAX_OUTPUT_BYTES:  # grew after the check
+        return None, f"output ignored: over the {MAX_OUTPUT_BYTES} byte limit"
+    try:
+        value: JsonValue = json.loads(data.decode())
     except (ValueError, UnicodeDecodeError) as err:
         return None, f"output ignored: {OUTPUT_FILE} is not valid JSON ({err})"
     return value, ""
+
+
+@dataclass(frozen=True)
+class _KeptAttempt:
+    """The files an ended attempt left in the log directory."""
+
+    ended: float  # when its exit was saved (seconds since the epoch)
+    size: int  # bytes
+    paths: list[Path]
+
+
+def prune_kept_output(
+    log_dir: Path,
+    *,
+    max_age: float,
+    max_total_bytes: int,
+    min_age: float = 60.0,
+    now: float | None = None,
+) -> int:
+    """Delete what ended attempts left (log, exit, output) beyond an age or a total size.
+
+    An attempt older than ``max_age`` seconds goes; then the oldest go until the
+    rest take at most ``max_total_bytes``. An attempt counts as ended once its
+    exit is saved; none that ended less than ``min_age`` seconds ago is deleted
+    (its job may still be reading its exit). Returns how many attempts went.
+    """
+    now = time.time() if now is None else now
+    kept = sorted(_kept_attempts(log_dir), key=lambda attempt: attempt.ended)
+    total = sum(attempt.size for attempt in kept)
+    removed = 0
+    for attempt in kept:
+        age = now - attempt.ended
+        if age < min_age or (age <= max_age and total <= max_total_bytes):
+            continue
+        for path in attempt.paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)  # fd-based: never follows a link
+            else:
+                path.unlink(missing_ok=True)
+        total -= attempt.size
+        removed += 1
+        with contextlib.suppress(OSError):
+            attempt.paths[0].parent.rmdir()  # the task's directory, once empty
+    return removed
+
+
+def _kept_attempts(log_dir: Path) -> list[_KeptAttempt]:
+    found = []
+    for exit_file in log_dir.glob("*/attempt-*.exit.json"):
+        prefix = exit_file.name.removesuffix(".exit.json")
+        try:
+            paths = [
+                path for path in exit_file.parent.iterdir() if path.name.startswith(prefix + ".")
+            ]
+            ended = exit_file.lstat().st_mtime
+        except OSError:
+            continue  # pruned meanwhile
+        found.append(_KeptAttempt(ended, sum(map(_disk_bytes, paths)), paths))
+    return found
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes of ``path``, a file or a directory tree (links not followed)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return 0
+    if not stat.S_ISDIR(info.st_mode):
+        return info.st_size
+    return sum(_disk_bytes(Path(root) / name) for root, _, files in os.walk(path) for name in files)
 
 
 def _read_page(path: Path, offset: int, limit: int) -> tuple[bytes, int]:

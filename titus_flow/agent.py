@@ -3,16 +3,23 @@
 On start it registers its resources and attributes with the scheduler,
 removes containers of attempts that are no longer current (orphans left by a
 crash), then serves its task queue, and every ``reconcile_seconds`` (setting
-``TITUS_FLOW_RECONCILE_SECONDS``) removes the orphans that appeared meanwhile.
+``TITUS_FLOW_RECONCILE_SECONDS``) removes the orphans that appeared meanwhile
+and prunes the output kept of ended attempts (``log_retention_hours``,
+``log_max_total_mib``).
+
+What tasks may do is the operator's to set (docs/security.md): host networking
+only with ``allow_host_network``, images from ``allowed_images``, ports published
+on ``publish_address``, ``env_file:`` secrets only from ``secrets_dir``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +27,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from titus_flow.activities.agent import AgentActivities
+from titus_flow.activities.agent import AgentActivities, prune_kept_output
 from titus_flow.client import ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, agent_task_queue
@@ -28,6 +35,7 @@ from titus_flow.reconcile import judge
 from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError
 from titus_flow.spec import Resources
+from titus_flow.spec.constraints import HOST_NETWORK_ATTRIBUTE
 from titus_flow.spot import watch_for_interruption
 from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import AGENT_HEARTBEAT
@@ -63,16 +71,50 @@ class AgentConfig:
     # Where to watch for spot interruption notices (the instance metadata
     # service); None: not a spot instance, or not on EC2.
     spot_notice_url: str | None = None
+    # Whether tasks may ask for the host's network (and so reach its loopback).
+    allow_host_network: bool = False
 
     def info(self) -> AgentInfo:
-        """The registration message."""
+        """The registration message; host networking shows as an attribute constraints match."""
+        attributes = dict(self.attributes)
+        if self.allow_host_network:
+            attributes[HOST_NETWORK_ATTRIBUTE] = "allowed"
         return AgentInfo(
             agent_id=self.agent_id,
             task_queue=agent_task_queue(self.agent_id),
             resources=self.resources,
-            attributes=self.attributes,
+            attributes=attributes,
             port_range=self.port_range,
         )
+
+    def driver_options(self, settings: Settings) -> dict[str, object]:
+        """What the driver is told of the operator's policy (the docker driver's options)."""
+        if self.driver != "docker":
+            return {}
+        return {
+            "task_network": settings.task_network,
+            "publish_address": settings.publish_address,
+            "allow_host_network": self.allow_host_network,
+            "allowed_images": settings.allowed_images,
+            "pids_limit": settings.task_pids_limit,
+            "log_max_mib": settings.container_log_max_mib,
+        }
+
+
+def probe_host(publish_address: str) -> str:
+    """Where health checks reach ports published on ``publish_address``."""
+    return "127.0.0.1" if publish_address in ("0.0.0.0", "") else publish_address
+
+
+def prune_logs(settings: Settings, activities: AgentActivities) -> None:
+    """Delete kept output of ended attempts beyond the settings' age and total size."""
+    removed = prune_kept_output(
+        activities.log_dir,
+        max_age=settings.log_retention_hours * 3600,
+        max_total_bytes=settings.log_max_total_mib * 1024 * 1024,
+    )
+    if removed:
+        log.info("pruned the kept output of %d ended attempt(s)", removed)
 
 
 async def remove_orphans(client: Client, driver: Driver, activities: AgentActivities) -> int:
@@ -101,9 +143,17 @@ async def remove_orphans(client: Client, driver: Driver, activities: AgentActivi
 
 
 async def _reconcile_every(
-    seconds: float, client: Client, driver: Driver, activities: AgentActivities, stop: asyncio.Event
+    seconds: float,
+    client: Client,
+    driver: Driver,
+    activities: AgentActivities,
+    stop: asyncio.Event,
+    prune: Callable[[], None] | None = None,
 ) -> None:
-    """Remove orphans every ``seconds`` until ``stop`` is set; a failed round waits for the next."""
+    """Remove orphans (and ``prune``) every ``seconds`` until ``stop`` is set.
+
+    A failed round waits for the next.
+    """
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
@@ -112,6 +162,8 @@ async def _reconcile_every(
             await remove_orphans(client, driver, activities)
         except (RPCError, DriverError) as err:
             log.warning("reconcile failed, retrying in %gs: %s", seconds, err)
+        if prune is not None:
+            await asyncio.to_thread(prune)
 
 
 async def _reconcile_at_start(
@@ -144,12 +196,33 @@ async def run_agent(
         config.driver,
         state_dir=settings.home / "agents" / config.agent_id,
         labels=settings.container_labels,
+        **config.driver_options(settings),
     )
     activities = AgentActivities(
-        config.agent_id, driver, Path(settings.home) / "agents" / config.agent_id / "logs"
+        config.agent_id,
+        driver,
+        Path(settings.home) / "agents" / config.agent_id / "logs",
+        secrets_dir=settings.agent_secrets_dir,
+        probe_host=probe_host(settings.publish_address),
     )
+    try:
+        await _serve(client, settings, config, driver, activities, stop)
+    finally:
+        await driver.close()  # and with it the task network, if no task uses it
+
+
+async def _serve(
+    client: Client,
+    settings: Settings,
+    config: AgentConfig,
+    driver: Driver,
+    activities: AgentActivities,
+    stop: asyncio.Event,
+) -> None:
+    """Reconcile, then serve the agent's task queue until ``stop`` is set."""
     if not await _reconcile_at_start(client, driver, activities, stop):
         return
+    await asyncio.to_thread(prune_logs, settings, activities)
     worker = Worker(
         client,
         task_queue=agent_task_queue(config.agent_id),
@@ -161,7 +234,14 @@ async def run_agent(
         # Orphans appear while the agent runs too (a job terminated, an activity
         # whose workflow is gone), not only across its restarts.
         reconciling = asyncio.create_task(
-            _reconcile_every(settings.reconcile_seconds, client, driver, activities, stop)
+            _reconcile_every(
+                settings.reconcile_seconds,
+                client,
+                driver,
+                activities,
+                stop,
+                functools.partial(prune_logs, settings, activities),
+            )
         )
         try:
             # Registering again is the heartbeat: the ledger marks silent agents lost.

@@ -65,6 +65,8 @@ from titus_flow.contracts import (
 )
 from titus_flow.converter import client_data_converter
 from titus_flow.errors import ClusterError, ServerUnreachableError, UserError, connection_reason
+from titus_flow.ids import check_id, split_task_id
+from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
 from titus_flow.outcomes import view_of_failure
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
@@ -347,13 +349,8 @@ def update_id(workflow_id: str, name: str, args: Sequence[Any], request: str | N
 
 
 def job_id_of_task(task_id: str) -> str:
-    """The job id inside a task id (``<job id>-<index>``)."""
-    job_id, _, index = task_id.rpartition("-")
-    if not job_id or not index.isdigit():
-        raise UserError(
-            f"invalid task id {task_id!r}: expected <job id>-<index>, e.g. hello-1a2b3c4d-0"
-        )
-    return job_id
+    """The job id inside a task id (``<job id>-<index>``); :class:`UserError` if invalid."""
+    return split_task_id(task_id)[0]
 
 
 class TitusClient:
@@ -372,8 +369,14 @@ class TitusClient:
         return cls(await connect(settings), settings)
 
     async def submit(self, job: BatchJob | ServiceJob, job_id: str | None = None) -> str:
-        """Start ``job``; return its id. The spec was validated when it was built."""
-        job_id = job_id or new_job_id(job.name)
+        """Start ``job``; return its id. The spec was validated when it was built.
+
+        Raises :class:`UserError` for an invalid ``job_id``, or for a job on the
+        host network when no registered agent allows it.
+        """
+        job_id = check_id(job_id) if job_id is not None else new_job_id(job.name)
+        if job.container.network == "host":
+            refuse_host_network(await self._agents_if_known())
         options: dict[str, Any] = {
             "id": job_id,
             "task_queue": self.settings.control_task_queue,
@@ -659,6 +662,13 @@ class TitusClient:
         )
         with self._scheduler_answers():
             return await handle.query(SchedulerWorkflow.agents)
+
+    async def _agents_if_known(self) -> list[AgentView] | None:
+        """The registered agents, or None if no scheduler answers (yet)."""
+        try:
+            return await self.agents()
+        except (UserError, ClusterError, RPCError):
+            return None
 
     async def drain_agent(self, agent_id: str) -> None:
         """Place nothing more on ``agent_id``; its running tasks finish where they are."""

@@ -32,6 +32,11 @@ seconds) and whose cancellation waits until the agent removed what it started:
 a task killed during a slow pull frees its capacity only once no container is
 left. The previous release cancelled launch without waiting and without a
 heartbeat timeout; its runs replay that way."""
+LAUNCH_REFUSED_PATCH = "launch-refused-is-users"
+"""``workflow.patched`` id of the rule that a launch the agent refused by policy
+(error type ``LaunchRefused``: an image outside the allowed registries, host
+networking where not allowed, a secret that does not exist) fails the task like
+a missing image, rather than counting as a platform error and retrying."""
 
 
 class Outcome:
@@ -65,7 +70,10 @@ class Outcome:
             return cls(FinishReason.LOST, message=f"agent lost during {step} ({kind})")
         if isinstance(cause, CancelledError):
             return cls(FinishReason.KILLED, message="killed by request", retryable=False)
-        if isinstance(cause, ApplicationError) and cause.type == "ImageNotFound":
+        if isinstance(cause, ApplicationError) and (
+            cause.type == "ImageNotFound"
+            or (cause.type == "LaunchRefused" and workflow.patched(LAUNCH_REFUSED_PATCH))
+        ):
             return cls(FinishReason.FAILED, message=cause.message, retryable=False)
         message = str(cause) if cause is not None else str(err)
         return cls(FinishReason.SYSTEM_ERROR, message=f"{step} failed: {message}")

@@ -121,6 +121,21 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
     help="The instance metadata service (for --spot-notices).",
 )
 @click.option(
+    "--allow-host-network",
+    is_flag=True,
+    default=False,
+    help=(
+        "Let tasks ask for network: host (the host's network: its loopback, the"
+        " Temporal server and the instance metadata service included). Off: only"
+        " bridge and none."
+    ),
+)
+@click.option(
+    "--publish-address",
+    help="Host address to publish tasks' named ports on [default: setting publish_address,"
+    " 127.0.0.1].",
+)
+@click.option(
     "--hollow",
     type=click.IntRange(min=1),
     metavar="N",
@@ -150,6 +165,8 @@ def agent(
     ports: str,
     spot_notices: bool,
     imds_url: str,
+    allow_host_network: bool,
+    publish_address: str | None,
     hollow: int | None,
     zones: str,
 ) -> None:
@@ -158,6 +175,8 @@ def agent(
     With --hollow N, run N simulated agents for tests and benchmarks instead.
     """
     settings = ctx.settings
+    if publish_address:
+        settings = settings.model_copy(update={"publish_address": publish_address})
     defaults = HOLLOW_RESOURCES if hollow else host_resources()
     try:
         resources = Resources(
@@ -195,6 +214,7 @@ def agent(
         driver=driver,
         port_range=port_range,
         spot_notice_url=imds_url.rstrip("/") if spot_notices else None,
+        allow_host_network=allow_host_network,
     )
 
     async def go() -> None:

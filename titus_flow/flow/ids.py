@@ -8,9 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 from titus_flow import visibility
+from titus_flow.errors import UserError
+from titus_flow.ids import check_id
 from titus_flow.spec import BatchJob, ServiceJob
 from titus_flow.views import JobView
 
@@ -54,7 +57,16 @@ def safe_id(text: str) -> str:
 
 
 def next_job_id(job: BatchJob | ServiceJob, id: str | None = None) -> str:
-    """Count one more start of ``job`` and return its id (``id`` if given)."""
+    """Count one more start of ``job`` and return its id (``id`` if given).
+
+    A given ``id`` that is not a valid job id (it becomes a file path on agents)
+    fails the calling workflow with ``InvalidJobId``.
+    """
+    if id is not None:
+        try:
+            check_id(id)
+        except UserError as err:
+            raise ApplicationError(str(err), type="InvalidJobId", non_retryable=True) from None
     counts = _started.setdefault(workflow.instance(), {})
     counts[job.name] = counts.get(job.name, 0) + 1
     return id or _default_id(job.name, counts[job.name])

@@ -46,6 +46,10 @@ class LaunchRequest:
     ports: dict[str, int] = field(default_factory=dict)  # port name -> host port
     log_path: Path | None = None  # where stdout+stderr of this attempt are kept
     output_dir: Path | None = None  # host dir for the task's result file (TITUS_OUTPUT_PATH)
+    # The values of the container's secrets, resolved by the agent at launch. They
+    # exist only in the agent's memory and the container's environment: never
+    # printed (repr), logged or sent back through Temporal.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -58,7 +62,7 @@ class LaunchRequest:
         ``output_path`` is where the task may write its JSON result, as the task
         sees it (inside the container for Docker, on the host for processes).
         """
-        env = dict(self.container.env)
+        env = {**self.container.env, **self.secret_env}
         if output_path is not None:
             env["TITUS_OUTPUT_PATH"] = output_path
         env.update(
@@ -125,6 +129,15 @@ class ManagedContainer:
 
 class ImageNotFoundError(Exception):
     """The registry says the image does not exist (a user error: retrying cannot help)."""
+
+
+class LaunchRefusedError(Exception):
+    """The agent will not run this task as asked (policy or an impossible request).
+
+    A user error, as a missing image is: retrying cannot help, the message says why
+    (an image outside the allowed registries, host networking on an agent that
+    does not allow it, a user the driver cannot run as, a secret that does not exist).
+    """
 
 
 class DriverError(Exception):

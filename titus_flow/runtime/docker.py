@@ -19,7 +19,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, Final, TypeVar
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from titus_flow.runtime.base import (
@@ -41,6 +42,7 @@ from titus_flow.runtime.base import (
     Exit,
     ImageNotFoundError,
     ImagePullError,
+    LaunchRefusedError,
     LaunchRequest,
     ManagedContainer,
     poll_until,
@@ -48,12 +50,38 @@ from titus_flow.runtime.base import (
     write_atomically,
 )
 from titus_flow.runtime.mirror import OutputMirrors, TooManyMirrorsError, mirror_path
+from titus_flow.runtime.policy import image_refusal
 
 _T = TypeVar("_T")
 
 NETWORK_MODES: Final = ("host", "none")
-"""Supported network modes: tasks get host ports (``PORT_<NAME>``), so no bridge."""
+"""Modes an operator may force on every container (tests); by default each task's own."""
 
+TASK_NETWORK: Final = "titus-flow-tasks"
+"""The bridge network an agent makes for its tasks (``network: bridge``) unless told another."""
+
+TASK_CAPABILITIES: Final = ("KILL", "NET_BIND_SERVICE", "SETGID", "SETUID")
+"""The only capabilities a task keeps; every other one is dropped.
+
+* ``KILL``: a task's root may signal its own processes run as other users
+  (an entrypoint that dropped privileges and later stops its server).
+* ``NET_BIND_SERVICE``: servers may bind ports below 1024 inside their own
+  network namespace (published host ports are the agent's to choose).
+* ``SETUID``, ``SETGID``: an entrypoint may switch to an unprivileged user
+  (``su-exec``, ``gosu``); with ``no-new-privileges`` nothing can switch back up.
+
+Left out on purpose: ``CHOWN``, ``DAC_OVERRIDE`` and ``FOWNER`` (root in a task
+then only owns what it owns: it cannot chown or override the permissions of the
+host directory mounted for its output), ``NET_RAW`` (raw sockets: spoofing),
+``MKNOD``, ``SYS_CHROOT``, ``SETFCAP``, ``SETPCAP``, ``AUDIT_WRITE`` and
+``FSETID``, all in Docker's default set, and ``SYS_ADMIN``
+(``mount``), ``SYS_TIME`` (the clock) and ``SYS_MODULE`` (kernel modules), which
+Docker never grants by default either.
+"""
+
+_ICC_OFF: Final = {"com.docker.network.bridge.enable_icc": "false"}
+_TMPFS_OPTIONS: Final = "rw,nosuid,nodev"
+_LOG_FILES: Final = 2  # the engine's json-file log of a container: this many files of max-size
 _RUNNING_STATES: Final = frozenset({"running", "paused", "restarting"})
 _QUICK_THREADS: Final = 16  # for calls that answer in milliseconds (create, start, inspect)
 _ADOPT_TRIES: Final = 50
@@ -64,11 +92,14 @@ _ADOPT_RETRY_DELAY: Final = 0.02  # seconds
 class DockerDriver:
     """Runs each attempt as a Docker container named after the attempt.
 
-    Containers are limited to the task's resources (CPU, memory without swap,
-    a PID limit), drop ``NET_RAW``, cannot gain privileges and are never
-    auto-removed: :meth:`remove` first copies their output to the attempt's log
-    file. ``disk``, ``gpu`` and ``network_mbps`` are reserved by the scheduler
-    but not enforced here.
+    Least privilege by default (docs/security.md): each task has its own network
+    namespace on the agent's bridge network, keeps only
+    :data:`TASK_CAPABILITIES`, cannot gain privileges, is limited to the task's
+    resources (CPU, memory without swap, a PID limit) and to a capped log, and
+    may have a read-only root filesystem. Containers are never auto-removed:
+    :meth:`remove` first copies their output to the attempt's log file.
+    ``disk``, ``gpu`` and ``network_mbps`` are reserved by the scheduler but
+    not enforced here.
     """
 
     name: str = "docker"
@@ -77,8 +108,13 @@ class DockerDriver:
         self,
         *,
         base_url: str | None = None,
-        network_mode: str = "host",
+        network_mode: str | None = None,
+        task_network: str = TASK_NETWORK,
+        publish_address: str = "127.0.0.1",
+        allow_host_network: bool = False,
+        allowed_images: Sequence[str] = (),
         pids_limit: int = 1024,
+        log_max_mib: int = 32,
         api_timeout: float = 60.0,
         max_waits: int = 256,
         extra_labels: Mapping[str, str] | None = None,
@@ -86,19 +122,35 @@ class DockerDriver:
         """Configure the driver; the daemon is first contacted on the first call.
 
         ``base_url`` defaults to ``DOCKER_HOST`` or the local socket.
-        ``max_waits`` bounds the calls that block for seconds (``wait``,
-        ``stop``, ``remove``) running at once; more queue.
-        ``extra_labels`` go on every container, under titus-flow's own.
+        Each task runs on the network its spec asks for (``bridge``: the
+        ``task_network``, created on first use, its named ports published on
+        ``publish_address``); ``network_mode`` (``host`` or ``none``) forces one
+        on every task instead, for tests. ``network: host`` is refused unless
+        ``allow_host_network``. ``allowed_images`` restricts images (see
+        :func:`~titus_flow.runtime.policy.image_refusal`). ``log_max_mib``
+        caps the output the engine keeps per container. ``max_waits`` bounds
+        the calls that block for seconds (``wait``, ``stop``, ``remove``)
+        running at once; more queue. ``extra_labels`` go on every container,
+        under titus-flow's own.
         """
-        if network_mode not in NETWORK_MODES:
+        if network_mode is not None and network_mode not in NETWORK_MODES:
             raise ValueError(
                 f"network_mode {network_mode!r} is not supported: use one of {NETWORK_MODES}"
             )
-        if pids_limit < 1 or max_waits < 1:
-            raise ValueError("pids_limit and max_waits must be positive")
+        if pids_limit < 1 or max_waits < 1 or log_max_mib < _LOG_FILES:
+            raise ValueError("pids_limit, max_waits and log_max_mib must be positive")
         self._base_url = base_url
         self._network_mode = network_mode
+        self._task_network = task_network
+        self._publish_address = publish_address
+        self._allow_host_network = allow_host_network
+        self._allowed_images = tuple(allowed_images)
+        self._log_config = docker.types.LogConfig(
+            type="json-file",
+            config={"max-size": f"{log_max_mib // _LOG_FILES}m", "max-file": str(_LOG_FILES)},
+        )
         self._pids_limit = pids_limit
+        self._network_ready = False  # the task network is known to exist
         self._extra_labels = dict(extra_labels or {})
         self._api_timeout = api_timeout
         self._pool_size = _QUICK_THREADS + max_waits
@@ -175,8 +227,11 @@ class DockerDriver:
         return await self._call("image check", self._image_exists, image)
 
     async def close(self) -> None:
-        """Close the API connections and the thread pool."""
+        """Remove the task network if no container uses it; close connections and threads."""
         self._mirrors.close()
+        if self._network_ready:
+            with contextlib.suppress(DriverError):
+                await self._call("network removal", self._remove_network_if_unused)
         for pool in (self._quick, self._slow):
             pool.shutdown(wait=False, cancel_futures=True)
         with self._client_lock:
@@ -220,6 +275,8 @@ class DockerDriver:
     # -- blocking implementations (run on the pool) ------------------------------
 
     def _launch(self, request: LaunchRequest, aborted: threading.Event) -> None:
+        self._refuse_unless_allowed(request)
+
         def go_on() -> None:
             if aborted.is_set():
                 raise DriverError(f"launch of {request.name} cancelled")
@@ -233,6 +290,11 @@ class DockerDriver:
             except docker.errors.ImageNotFound:
                 self._pull(request.container.image)
                 go_on()  # a kill during a long pull: create nothing
+                created = self._create(request)
+            except docker.errors.NotFound:
+                # The task network is gone (removed by an agent that saw it unused,
+                # or by hand): make it again, once per attempt to create.
+                self._network_ready = False
                 created = self._create(request)
             if created:
                 go_on()
@@ -249,14 +311,26 @@ class DockerDriver:
         spec = request.container
         # Docker refuses limits under 6 MB; the spec allows 4 MiB.
         memory = max(request.resources.memory, _MIN_MEMORY_MIB) * 1024 * 1024
+        network = self._network_mode or spec.network
+        ports = list(request.ports.values()) if network == "bridge" else []
+        if network == "bridge":
+            self._ensure_network()
         host_config = api.create_host_config(
-            network_mode=self._network_mode,
+            network_mode=self._task_network if network == "bridge" else network,
+            # The task listens on its host port number inside its own namespace,
+            # so PORT_<NAME> means the same on every network mode.
+            port_bindings={port: (self._publish_address, port) for port in ports} or None,
             nano_cpus=round(request.resources.cpu * 1e9),
             mem_limit=memory,
             memswap_limit=memory,  # equal to the memory limit: no swap
             pids_limit=self._pids_limit,
-            cap_drop=["NET_RAW"],
+            cap_drop=["ALL"],
+            cap_add=list(TASK_CAPABILITIES),
             security_opt=["no-new-privileges"],
+            read_only=spec.read_only_root,
+            # /tmp stays writable on a read-only root; it counts against the memory limit.
+            tmpfs=({"/tmp": f"{_TMPFS_OPTIONS},size={memory}"} if spec.read_only_root else None),
+            log_config=self._log_config,
             # A tiny init as PID 1 forwards SIGTERM (a shell or server running as
             # PID 1 ignores it, so every stop waited out its grace) and reaps zombies.
             init=True,
@@ -278,6 +352,7 @@ class DockerDriver:
                 labels={**self._extra_labels, **request.labels()},
                 working_dir=spec.working_dir,
                 user=spec.user,
+                ports=ports or None,
                 host_config=host_config,
                 detach=True,
             )
@@ -286,6 +361,49 @@ class DockerDriver:
                 return False
             raise
         return True
+
+    def _refuse_unless_allowed(self, request: LaunchRequest) -> None:
+        """Raise :class:`LaunchRefusedError` if this agent's policy forbids the task."""
+        image = request.container.image
+        if reason := image_refusal(image, self._allowed_images):
+            raise LaunchRefusedError(reason)
+        if (
+            request.container.network == "host"
+            and self._network_mode is None
+            and not self._allow_host_network
+        ):
+            raise LaunchRefusedError(
+                "network 'host' is not allowed on this agent (start it with"
+                " --allow-host-network to allow it); use the default bridge network"
+            )
+
+    def _ensure_network(self) -> None:
+        """Create the task network unless it is known to exist (another agent's will do)."""
+        if self._network_ready:
+            return
+        try:
+            self._api().create_network(
+                self._task_network,
+                driver="bridge",
+                # No traffic between task containers (enforced where the engine
+                # manages iptables; see docs/security.md).
+                options=_ICC_OFF,
+                labels={"titus-flow.network": "tasks"},
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as err:
+            if err.status_code != 409:  # Conflict: it exists already
+                raise
+        self._network_ready = True
+
+    def _remove_network_if_unused(self) -> None:
+        api = self._api()
+        try:
+            if not api.inspect_network(self._task_network).get("Containers"):
+                api.remove_network(self._task_network)
+        except docker.errors.APIError:
+            pass  # gone already, or a container joined meanwhile: it stays
+        self._network_ready = False
 
     def _start(self, name: str) -> None:
         try:

@@ -18,8 +18,9 @@ Kubernetes and Nomad do:
 
 Probes never raise: a refused connection, a timeout or a driver error is a
 failed probe whose message says why. Only HTTP 2xx is a successful ``http``
-probe; redirects are not followed. Probes connect to ``127.0.0.1`` directly and
-never consult ``HTTP(S)_PROXY``.
+probe; redirects are not followed. Probes connect to the task's published host
+port on the agent's publish address (``127.0.0.1`` by default) directly, never
+to a container's own address, and never consult ``HTTP(S)_PROXY``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from titus_flow.runtime.base import EXEC_TIMED_OUT, Driver
 from titus_flow.spec.health import ExecCheck, HealthCheck, HttpCheck
 
 HOST: Final = "127.0.0.1"
-"""Where ``http`` and ``tcp`` probes connect: tasks use host networking."""
+"""Where ``http`` and ``tcp`` probes connect unless told: tasks' ports are published here."""
 
 MAX_MESSAGE_CHARS: Final = 240
 """Longer probe messages are cut: they end up in workflow history."""
@@ -81,9 +82,10 @@ class HealthMonitor:
     """Runs one task's health check and tracks its state.
 
     ``ports`` maps port names to host ports (as :attr:`LaunchRequest.ports
-    <titus_flow.runtime.base.LaunchRequest.ports>`); ``started_at`` is when the
-    container started (a naive datetime is taken as UTC). ``clock`` measures
-    intervals and the grace period; it is injectable for tests. Not safe for
+    <titus_flow.runtime.base.LaunchRequest.ports>`), published on ``host``;
+    ``started_at`` is when the container started (a naive datetime is taken as
+    UTC). ``clock`` measures intervals and the grace period; it is injectable
+    for tests. Not safe for
     concurrent :meth:`probe` calls: one monitor, one loop.
     """
 
@@ -95,9 +97,11 @@ class HealthMonitor:
         container_name: str,
         driver: Driver,
         started_at: datetime,
+        host: str = HOST,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.check = check
+        self._host = host
         self._ports = ports
         self._container_name = container_name
         self._driver = driver
@@ -210,11 +214,11 @@ class HealthMonitor:
                 return _result(False, f"port {check.port!r} has no host port on this task")
             if isinstance(check, HttpCheck):
                 path = quote(check.path, safe=_URL_SAFE)
-                target = f"GET http://{HOST}:{port}{path}"
-                attempt = _over_tcp(port, _http_get(port, path, target))
+                target = f"GET http://{self._host}:{port}{path}"
+                attempt = _over_tcp(self._host, port, _http_get(self._host, port, path, target))
             else:
-                target = f"TCP {HOST}:{port}"
-                attempt = _over_tcp(port, _connected(target))
+                target = f"TCP {self._host}:{port}"
+                attempt = _over_tcp(self._host, port, _connected(target))
             limit = self._timeout
             too_slow = f"{target}: timed out after {limit:g}s"
         try:
@@ -236,9 +240,9 @@ class HealthMonitor:
 _Exchange = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[_Result]]
 
 
-async def _over_tcp(port: int, exchange: _Exchange) -> _Result:
-    """Connect to ``HOST:port``, run ``exchange`` on the connection, then close it."""
-    reader, writer = await asyncio.open_connection(HOST, port)
+async def _over_tcp(host: str, port: int, exchange: _Exchange) -> _Result:
+    """Connect to ``host:port``, run ``exchange`` on the connection, then close it."""
+    reader, writer = await asyncio.open_connection(host, port)
     try:
         return await exchange(reader, writer)
     finally:
@@ -256,12 +260,12 @@ def _connected(target: str) -> _Exchange:
     return exchange
 
 
-def _http_get(port: int, path: str, target: str) -> _Exchange:
+def _http_get(host: str, port: int, path: str, target: str) -> _Exchange:
     """An HTTP/1.0 GET whose status line decides: 2xx succeeds, nothing else does."""
 
     async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Result:
         writer.write(
-            f"GET {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\n"
+            f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
             "User-Agent: titus-flow-health\r\nConnection: close\r\n\r\n".encode("ascii")
         )
         await writer.drain()

@@ -1,6 +1,9 @@
 """The process driver: each attempt runs as a local process, like Nomad's raw_exec.
 
-For hosts without Docker and for benchmarks. There is no isolation:
+For trusted development use only: hosts without Docker, and benchmarks. A task
+runs as the agent's own user, on the agent's network, and can do whatever that
+user can (reach the Temporal server, read the agent's files): never run other
+people's jobs on it (docs/security.md). There is no isolation:
 
 * the image is ignored: the entrypoint and command run directly on the host
   (one of them must be given);
@@ -8,7 +11,10 @@ For hosts without Docker and for benchmarks. There is no isolation:
   ``RLIMIT_AS`` would break runtimes that reserve large address spaces), so
   ``oom_killed`` is always False;
 * the environment is the task's plus a few variables of the agent's (``PATH``,
-  ``HOME``, locale, ``TZ``, ``TMPDIR``), never the agent's whole environment.
+  ``HOME``, locale, ``TZ``, ``TMPDIR``), never the agent's whole environment;
+* ``container.network`` and ``read_only_root`` are ignored (it runs on the host);
+* ``container.user`` is honoured only when it names the agent's own user: any
+  other user is refused (the task fails, saying why), never silently ignored.
 
 Each attempt runs under a tiny supervisor (a POSIX shell script, about a
 millisecond to start) in its own session. The supervisor starts the command in a
@@ -28,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -45,6 +53,7 @@ from titus_flow.runtime.base import (
     OUTPUT_FILE,
     DriverError,
     Exit,
+    LaunchRefusedError,
     LaunchRequest,
     ManagedContainer,
     poll_until,
@@ -106,6 +115,26 @@ _KILL_WAIT: Final = 5.0  # seconds for a SIGKILLed attempt's supervisor to finis
 _HAVE_PROC: Final = Path("/proc/self/stat").exists()
 
 
+def _refuse_other_user(user: str | None) -> None:
+    """Raise :class:`LaunchRefusedError` unless ``user`` is unset or the agent's own user."""
+    if user is None:
+        return
+    uid, gid = os.getuid(), os.getgid()
+    name, _, group = user.partition(":")
+    try:
+        wanted_uid = int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+        wanted_gid = gid
+        if group:
+            wanted_gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        wanted_uid = wanted_gid = -1  # no such user or group here
+    if (wanted_uid, wanted_gid) != (uid, gid):
+        raise LaunchRefusedError(
+            f"the process driver runs tasks as the agent's user (uid {uid}, gid {gid}) and"
+            f" cannot run as {user!r}: run this job on a docker agent, or drop container.user"
+        )
+
+
 def default_state_dir() -> Path:
     """Where the process driver keeps its state unless told otherwise."""
     return Path(tempfile.gettempdir()) / f"titus-flow-{os.getuid()}" / "process"
@@ -163,6 +192,7 @@ class ProcessDriver:
         await run_to_end(self._launch(request))
 
     async def _launch(self, request: LaunchRequest) -> None:
+        _refuse_other_user(request.container.user)
         files = self._files(request.name)
         async with self._lock(request.name):
             state = _read_state(files)

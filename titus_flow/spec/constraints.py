@@ -59,3 +59,20 @@ class Constraints(SpecModel):
 
     hard: ConstraintSet = Field(default_factory=ConstraintSet)
     soft: ConstraintSet = Field(default_factory=ConstraintSet)
+
+
+HOST_NETWORK_ATTRIBUTE = "titus-flow.host-network"
+"""The agent attribute (value ``allowed``) of agents started with ``--allow-host-network``."""
+
+
+def placement_constraints(constraints: Constraints, network: str) -> Constraints:
+    """``constraints`` as the scheduler applies them to a task on ``network``.
+
+    A task on the host network may only go to an agent that allows it: the
+    hard constraint ``titus-flow.host-network = allowed`` is added.
+    """
+    if network != "host":
+        return constraints
+    raw = constraints.model_dump()
+    raw["hard"]["attributes"][HOST_NETWORK_ATTRIBUTE] = "allowed"
+    return Constraints.model_validate(raw)  # validated, so frozen like any spec model

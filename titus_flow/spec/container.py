@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
 from titus_flow.spec.base import LabelKey, Matches, SpecModel, repeated
 
@@ -61,6 +61,37 @@ EnvName = Annotated[
 """An environment variable name, e.g. ``LOG_LEVEL``."""
 
 
+NetworkMode = Literal["bridge", "host", "none"]
+"""How a task's container is networked.
+
+``bridge`` (the default): a network namespace of its own on the agent's task
+network, named ports published on the agent's address; it cannot reach what
+listens on the agent's loopback. ``host``: the agent's own network, only on
+agents started with ``--allow-host-network``. ``none``: loopback only.
+"""
+
+# A reference to a secret the agent resolves at launch (never its value):
+#   env_file:/abs/path[#KEY]   a KEY=VALUE file on the agent host (KEY: the variable's name)
+#   arn:aws:secretsmanager:<region>:<account>:secret:<name>   its SecretString
+#   arn:aws:ssm:<region>:<account>:parameter/<name>, or ssm:<name>   decrypted
+SECRET_REF_PATTERN = (
+    r"^(?:env_file:/[^#\0]*(?:#[A-Za-z_][A-Za-z0-9_]*)?"
+    r"|arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+"
+    r"|arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/[A-Za-z0-9/_.-]+"
+    r"|ssm:/?[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*)$"
+)
+SecretRef = Annotated[
+    str,
+    Matches(
+        SECRET_REF_PATTERN,
+        "secret reference",
+        "use env_file:/path/on/agent[#KEY], an AWS Secrets Manager secret ARN"
+        " (arn:aws:secretsmanager:...), or an SSM parameter (ssm:/name or its ARN)",
+    ),
+]
+"""Where the agent finds a secret's value at launch; the job only ever holds this."""
+
+
 def split_command(value: Any) -> Any:
     """Accept ``"echo hi"`` as shorthand for ``["echo", "hi"]`` (POSIX shell words)."""
     if isinstance(value, str):
@@ -94,6 +125,26 @@ class Container(SpecModel):
         description="Named ports; each gets a host port, passed as PORT_<NAME> (PORT: first).",
     )
     labels: dict[LabelKey, str] = Field(default_factory=dict, description="Container labels.")
+    network: NetworkMode = Field(
+        default="bridge",
+        description=(
+            "bridge: an isolated network namespace, ports published on the agent's address;"
+            " host: the agent's network (only agents started with --allow-host-network);"
+            " none: no network but loopback."
+        ),
+    )
+    read_only_root: StrictBool = Field(
+        default=False,
+        description="Mount the image's filesystem read-only; /tmp stays writable (tmpfs).",
+    )
+    secrets: dict[EnvName, SecretRef] = Field(
+        default_factory=dict,
+        description=(
+            "Environment variables whose values the agent resolves at launch from a reference"
+            " (env_file:/path[#KEY], a Secrets Manager ARN, ssm:/parameter); the value never"
+            " enters the job's history."
+        ),
+    )
 
     @field_validator("entrypoint", "command", mode="before")
     @classmethod
@@ -106,6 +157,16 @@ class Container(SpecModel):
         if value is not None and not value.startswith("/"):
             raise ValueError(f"working_dir {value!r} must be an absolute path, e.g. /app")
         return value
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Container:
+        if clash := sorted(set(self.secrets) & set(self.env)):
+            raise ValueError(
+                f"{', '.join(clash)} set in both env and secrets: keep each variable in one"
+            )
+        if self.network == "none" and self.ports:
+            raise ValueError("network 'none' cannot publish ports: remove ports or use bridge")
+        return self
 
     @field_validator("ports")
     @classmethod
