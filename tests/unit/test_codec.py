@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.api.common.v1 import Payload
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
 
 from titus_flow.codec import (
     ENCODING,
@@ -19,6 +26,7 @@ from titus_flow.codec import (
     new_key_line,
     parse_key_ring,
 )
+from titus_flow.codec_server import CodecServer
 from titus_flow.config import load_settings
 from titus_flow.errors import UserError
 
@@ -126,3 +134,59 @@ def test_keys_from_a_file_or_the_environment(tmp_path: Path) -> None:
         key_ring(load_settings(environ=both))
     with pytest.raises(UserError, match="cannot read it"):
         key_ring(load_settings(environ={**env, "TITUS_FLOW_CODEC_KEY_FILE": str(tmp_path / "x")}))
+
+
+@pytest.fixture
+def server() -> Iterator[CodecServer]:
+    codec = _codec(new_key_line("k1"))
+    served = CodecServer(codec, origins=["http://127.0.0.1:8233"], token="s3cret")
+    served.start_in_thread()
+    yield served
+    served.shutdown()
+    served.server_close()
+
+
+def _post(url: str, body: bytes, **headers: str) -> tuple[int, dict[str, Any], Message]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, json.loads(reply.read()), reply.headers
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read()), err.headers
+
+
+def test_codec_server_round_trip_behind_a_bearer_token(server: CodecServer) -> None:
+    payload = json_format.MessageToJson(Payloads(payloads=[_payload()])).encode()
+    auth = {"Authorization": "Bearer s3cret", "Origin": "http://127.0.0.1:8233"}
+    status, sealed, headers = _post(f"{server.url}/default/encode", payload, **auth)
+    assert status == 200 and MARKER not in json.dumps(sealed)
+    assert headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8233"
+    status, opened, _ = _post(f"{server.url}/decode", json.dumps(sealed).encode(), **auth)
+    assert status == 200
+    assert json_format.ParseDict(opened, Payloads()).payloads == [_payload()]
+    assert _post(f"{server.url}/decode", payload)[0] == 401
+    assert _post(f"{server.url}/decode", payload, Authorization="Bearer nope")[0] == 401
+    assert _post(f"{server.url}/decode", b"{not json", **auth)[0] == 400
+    assert _post(f"{server.url}/other", payload, **auth)[0] == 404
+
+
+def test_codec_server_reports_a_key_it_lacks(server: CodecServer) -> None:
+    foreign = EncryptionCodec(parse_key_ring(new_key_line("elsewhere"), "test"))
+    body = json_format.MessageToJson(Payloads(payloads=foreign.encrypt([_payload()]))).encode()
+    status, reply, _ = _post(f"{server.url}/decode", body, Authorization="Bearer s3cret")
+    assert status == 400 and "'elsewhere', which this process does not hold" in reply["error"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"), [("http://127.0.0.1:8233", True), ("http://evil.test", False)]
+)
+def test_codec_server_preflight_allows_the_ui_origin_only(
+    server: CodecServer, origin: str, allowed: bool
+) -> None:
+    request = urllib.request.Request(
+        f"{server.url}/decode", method="OPTIONS", headers={"Origin": origin}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 204
+        assert (reply.headers.get("Access-Control-Allow-Origin") == origin) is allowed
+        assert ("Authorization" in reply.headers.get("Access-Control-Allow-Headers", "")) is allowed
