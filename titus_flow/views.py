@@ -171,6 +171,7 @@ class CarriedTasks(View):
     killed: bool = False  # the job's kill was requested
     texts: list[str] = Field(default_factory=list)
     rows: list[Row] = Field(default_factory=list)
+    releases: list[str] = Field(default_factory=list)  # capacity to give back, not sent yet
 
     @classmethod
     def of(
@@ -181,6 +182,7 @@ class CarriedTasks(View):
         *,
         state: JobState = JobState.ACCEPTED,
         killed: bool = False,
+        releases: list[str] | None = None,
         budget: int = VIEW_TASK_BYTES,
     ) -> CarriedTasks:
         """``tasks`` (in index order) and the ``carries`` of the live ones, by task id.
@@ -203,6 +205,7 @@ class CarriedTasks(View):
         carried = cls._encode(tasks, carries, base, state, killed, whole)
         if len(carried.model_dump_json()) > CARRIED_BYTES:
             carried = cls._encode(tasks, carries, base, state, killed, set())
+        carried.releases = list(releases or [])
         return carried
 
     @classmethod

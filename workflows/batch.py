@@ -12,6 +12,7 @@ in batches through :class:`SchedulerMailbox`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -40,9 +41,11 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.spec import BatchJob
     from titus_flow.views import (
         AttemptView,
+        CarriedTasks,
         JobProgress,
         JobView,
         PartitionSummary,
+        TaskCarry,
         TaskPage,
         TaskQuery,
         TaskView,
@@ -60,6 +63,13 @@ BOUNDED_VIEWS_PATCH = "bounded-job-views"
 """``workflow.patched`` id of "a job (or partition) ends with a bounded view": at
 most :data:`~titus_flow.views.VIEW_TASK_BYTES` of task rows, failed first, and a
 partitioned root's view carries its partitions' counts and first failures."""
+
+CONTINUE_AS_NEW_PATCH = "batch-continues-as-new"
+"""``workflow.patched`` id of a batch run (a small job or a partition) that continues
+as new when Temporal suggests it or past its input's history limits, carrying its
+tasks (running ones too), and retries a platform failure after a backoff
+(:func:`~titus_flow.lifecycle.platform_retry_delay`), asking to avoid the agent it
+failed on. Runs of the previous release never continued and retried at once."""
 
 
 class _AttemptFailed(Exception):
@@ -85,26 +95,39 @@ class BatchJobWorkflow:
         self._partitioned = request.count is None and job.instances > PARTITION_SIZE
         first = request.first_index
         count = job.instances if request.count is None else request.count
+        carried = request.carried
+        # Per live task: retry counts and where it runs (carried across runs).
+        self._carries: dict[str, TaskCarry] = {}
+        if carried is not None:  # a run that continued as new
+            rows = carried.tasks(self._job_id)
+            tasks = [view for view, _ in rows]
+            self._carries = {view.id: carry for view, carry in rows if carry is not None}
+        elif self._partitioned:
+            tasks = []
+        else:
+            tasks = [
+                TaskView(id=f"{self._job_id}-{index}", index=index)
+                for index in range(first, first + count)
+            ]
         self._view: JobView | None = JobView(
             id=self._job_id,
             name=job.name,
             type="batch",
             owner=job.owner,
+            state=carried.state if carried else JobState.ACCEPTED,
             submitted_at=request.submitted_at,
             total_tasks=job.instances if self._partitioned else None,
-            tasks=[]
-            if self._partitioned
-            else [
-                TaskView(id=f"{self._job_id}-{index}", index=index)
-                for index in range(first, first + count)
-            ],
+            tasks=tasks,
         )
         self._tasks = {task.id: task for task in self._view.tasks}
         self._mailbox: SchedulerMailbox | None = SchedulerMailbox(info.workflow_id)
         self._task_runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
-        self._job_kill_requested = False
+        self._job_kill_requested = carried.killed if carried else False
         self._partitions: list[ChildWorkflowHandle[BatchJobWorkflow, JobView]] = []
+        self._continues = False  # this run may continue as new (decided in run())
+        self._handing_over = False  # it is about to: start no attempt
+        self._parked: set[str] = set()  # tasks whose next attempt waits for the next run
 
     @workflow.run
     async def run(self, request: BatchJobInput) -> JobView:
@@ -113,21 +136,33 @@ class BatchJobWorkflow:
         A job that did not succeed fails the workflow instead, with the view in
         the failure (:func:`~titus_flow.outcomes.end_job`). A job of more than
         :data:`PARTITION_SIZE` tasks runs as partitions, child workflows of at
-        most that many tasks each, so no history nears Temporal's limits; the
-        root's view then lists the partitions, not tasks.
+        most that many tasks each; the root's view then lists the partitions,
+        not tasks. A small job or a partition continues as new before its
+        history nears Temporal's limits (:meth:`_hand_over`).
         """
         view, mailbox = self._view, self._mailbox
         assert view is not None and mailbox is not None
         if self._partitioned:
             await self._run_partitions(request, self._job_id)
             return end_job(view)
+        self._continues = workflow.patched(CONTINUE_AS_NEW_PATCH)
+        if request.carried is not None:  # what the previous run held back, sent first
+            for key in request.carried.releases:
+                mailbox.release(key)
         flusher = asyncio.create_task(mailbox.run())
         for task in view.tasks:
-            self._task_runs[task.id] = asyncio.create_task(self._run_task(request.job, task))
+            if task.state is not TaskState.FINISHED:  # finished: carried from a previous run
+                self._task_runs[task.id] = asyncio.create_task(self._run_task(request.job, task))
         if self._job_kill_requested:  # killed before it started
             for task_id in self._task_runs:
                 self._kill_task(task_id, FinishReason.KILLED)
-        await asyncio.gather(*self._task_runs.values(), return_exceptions=False)
+        for task_id, carry in self._carries.items():
+            if carry.kill is not None:  # a kill that came as the previous run ended
+                self._kill_task(task_id, carry.kill)
+        if not self._continues:
+            await asyncio.gather(*self._task_runs.values(), return_exceptions=False)
+        elif await self._hand_over(request):
+            workflow.continue_as_new(request.model_copy(update={"carried": self._carried(request)}))
         mailbox.close()
         await flusher
         self._finish(view.counts(), [t for t in view.tasks if t.failed])
@@ -221,7 +256,7 @@ class BatchJobWorkflow:
 
     @kill_task.validator
     def _validate_kill_task(self, task_id: str) -> None:
-        if task_id not in self._task_runs:
+        if task_id not in self._tasks:
             raise ApplicationError(f"job has no task {task_id!r}", non_retryable=True)
 
     @workflow.query(name="describe")
@@ -257,11 +292,17 @@ class BatchJobWorkflow:
 
     def _kill_task(self, task_id: str, reason: FinishReason) -> None:
         run = self._task_runs.get(task_id)
-        if run is None or run.done() or task_id in self._kill_reasons:
+        if run is None or task_id in self._kill_reasons:
             return
-        self._kill_reasons[task_id] = reason
         assert self._view is not None
         task = self._tasks[task_id]
+        if run.done():
+            if task_id in self._parked:  # waiting for the next run: it never starts
+                self._parked.discard(task_id)
+                self._kill_reasons[task_id] = reason
+                self._finish_task(task, reason, "killed by request")
+            return
+        self._kill_reasons[task_id] = reason
         if task.state is not TaskState.FINISHED:
             task.state = TaskState.KILL_INITIATED
         if self._view.state in (JobState.ACCEPTED, JobState.RUNNING) and self._job_kill_requested:
@@ -269,52 +310,98 @@ class BatchJobWorkflow:
         run.cancel()
 
     async def _run_task(self, job: BatchJob, task: TaskView) -> None:
-        user_failures = system_failures = 0
+        carry = self._carries.setdefault(task.id, TaskCarry())
+        # Carried Started: its container runs; supervise it again.
+        adopt = task.state is TaskState.STARTED and carry.task_queue is not None
         try:
+            if not adopt and carry.not_before is not None:  # carried in a backoff
+                await self._backoff(task, carry, carry.not_before - workflow.now())
             while True:
-                outcome = await self._run_attempt(job, task)
+                outcome: Outcome | None = None
+                if adopt:
+                    adopt = False
+                    outcome = await self._adopt(job, task, carry)
+                elif not self._handing_over:
+                    outcome = await self._run_attempt(job, task, carry)
+                if outcome is None:  # the next run starts its next attempt
+                    self._parked.add(task.id)
+                    return
                 if task.id in self._kill_reasons:
                     # The kill reached the attempt as its outcome (the activity
                     # reports the cancellation): never retry a killed task.
                     self._finish_task(task, self._kill_reasons[task.id], "killed by request")
                     return
                 if outcome.reason in SYSTEM_REASONS:
-                    system_failures += 1
+                    carry.system_failures += 1
+                    if self._continues:  # place the retry elsewhere if it can be
+                        carry.avoid_agent = task.agent
                 elif outcome.reason is not FinishReason.NORMAL:
-                    user_failures += 1
+                    carry.user_failures += 1
                 delay = None
                 if outcome.retryable:
                     delay = retry_delay(
-                        job.retry, outcome.reason, outcome.exit_code, user_failures, system_failures
+                        job.retry,
+                        outcome.reason,
+                        outcome.exit_code,
+                        carry.user_failures,
+                        carry.system_failures,
+                        platform_backoff=self._continues,
                     )
                 if delay is None:
                     self._finish_task(task, outcome.reason, outcome.message)
                     return
                 task.state = TaskState.ACCEPTED
-                if delay > timedelta(0):
-                    task.pending_reason = f"retry backoff: next attempt in {delay}"
-                    await workflow.sleep(delay, summary=f"backoff before retry of {task.id}")
-                    task.pending_reason = None
+                await self._backoff(task, carry, delay)
         except asyncio.CancelledError:
             reason = self._kill_reasons.get(task.id, FinishReason.KILLED)
             self._finish_task(task, reason, "killed by request")
 
-    async def _run_attempt(self, job: BatchJob, task: TaskView) -> Outcome:
+    async def _backoff(self, task: TaskView, carry: TaskCarry, delay: timedelta) -> None:
+        """Sleep ``delay`` before the task's next attempt (not at all if not positive)."""
+        if delay <= timedelta(0):
+            return
+        carry.not_before = workflow.now() + delay
+        task.pending_reason = f"retry backoff: next attempt in {delay}"
+        await workflow.sleep(delay, summary=f"backoff before retry of {task.id}")
+        task.pending_reason = carry.not_before = None
+
+    async def _run_attempt(self, job: BatchJob, task: TaskView, carry: TaskCarry) -> Outcome | None:
+        """Place, launch and supervise the task's next attempt; None if the run hands over first."""
         assert self._mailbox is not None
         task.state = TaskState.ACCEPTED
-        placement = await self._mailbox.reserve(PlacementItem.for_task(task.id, self._job_id, job))
+        avoid = [carry.avoid_agent] if carry.avoid_agent else None
+        placement = await self._mailbox.reserve(
+            PlacementItem.for_task(task.id, self._job_id, job, avoid)
+        )
         if isinstance(placement, Unplaced):
             return Outcome(FinishReason.INVALID_REQUEST, None, placement.reason, retryable=False)
+        if self._handing_over:  # a placement that raced the hold: the next run asks again
+            self._mailbox.release(task.id)
+            return None
         attempt = AttemptView(
-            attempt=len(task.attempts) + 1,
+            attempt=task.attempt + 1,
             agent=placement.agent_id,
             launched_at=workflow.now(),
         )
         task.attempts.append(attempt)
         task.attempt, task.agent = attempt.attempt, placement.agent_id
         task.state = TaskState.LAUNCHED
+        return await self._holding(
+            task, attempt, self._launch_and_supervise(job, task, attempt, placement, carry)
+        )
+
+    async def _adopt(self, job: BatchJob, task: TaskView, carry: TaskCarry) -> Outcome:
+        """Supervise the Started attempt a previous run left running (its capacity still held)."""
+        attempt = task.attempts[-1]
+        return await self._holding(task, attempt, self._supervise(job, task, attempt, carry))
+
+    async def _holding(
+        self, task: TaskView, attempt: AttemptView, work: Awaitable[Outcome]
+    ) -> Outcome:
+        """Await ``work`` (the attempt on its agent), record how it ended, release its capacity."""
+        assert self._mailbox is not None
         try:
-            outcome = await self._launch_and_supervise(job, task, attempt, placement)
+            outcome = await work
         except asyncio.CancelledError:
             attempt.reason, attempt.finished_at = FinishReason.KILLED, workflow.now()
             attempt.state = TaskState.FINISHED
@@ -328,7 +415,12 @@ class BatchJobWorkflow:
         return outcome
 
     async def _launch_and_supervise(
-        self, job: BatchJob, task: TaskView, attempt: AttemptView, placement: Placed
+        self,
+        job: BatchJob,
+        task: TaskView,
+        attempt: AttemptView,
+        placement: Placed,
+        carry: TaskCarry,
     ) -> Outcome:
         task.state = attempt.state = TaskState.START_INITIATED
         launched = await launch(
@@ -339,17 +431,25 @@ class BatchJobWorkflow:
             return launched
         task.state = attempt.state = TaskState.STARTED
         attempt.started_at = launched.started_at
+        carry.task_queue, carry.started_at = placement.task_queue, launched.started_at
+        return await self._supervise(job, task, attempt, carry)
+
+    async def _supervise(
+        self, job: BatchJob, task: TaskView, attempt: AttemptView, carry: TaskCarry
+    ) -> Outcome:
+        assert carry.task_queue is not None and carry.started_at is not None
         limit = job.runtime_limit
         outcome = await supervise(
             SuperviseInput(
                 task_id=task.id,
                 attempt=attempt.attempt,
                 runtime_limit_seconds=limit.total_seconds() if limit else None,
-                started_at=launched.started_at,
+                started_at=carry.started_at,
             ),
-            placement.task_queue,
+            carry.task_queue,
             limit,
         )
+        carry.task_queue = carry.started_at = None
         if outcome.exit is not None:
             # Only a failure's log tail is kept: the view of a 500-task partition
             # must stay far below Temporal's payload limit.
@@ -357,6 +457,79 @@ class BatchJobWorkflow:
             if outcome.reason is not FinishReason.NORMAL:
                 task.log_tail = outcome.exit.log_tail
         return outcome
+
+    # --- continue-as-new ------------------------------------------------------
+
+    def _should_continue(self, request: BatchJobInput) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > request.history_limit
+            or info.get_current_history_size() > request.history_bytes_limit
+        )
+
+    async def _hand_over(self, request: BatchJobInput) -> bool:
+        """Wait for every task to finish (False), or for the moment to continue as new (True).
+
+        Once the history is long enough, no attempt starts any more: the
+        mailbox sends nothing more (the next run sends its releases), tasks
+        about to start an attempt (after a placement or a backoff) park,
+        launches in flight are waited for (seconds), and Started tasks are
+        carried as they are: the next run supervises their containers again
+        (the agent adopts a container by its attempt's name) and their ledger
+        reservations stay. A job kill meanwhile ends the job in this run.
+        """
+        assert self._mailbox is not None
+        runs = list(self._task_runs.values())
+        await workflow.wait_condition(
+            lambda: all(run.done() for run in runs) or self._should_continue(request)
+        )
+        if all(run.done() for run in runs):
+            return False
+        self._handing_over = True
+        self._mailbox.hold()
+        await workflow.wait_condition(
+            lambda: self._job_kill_requested or self._ready_to_hand_over()
+        )
+        if self._job_kill_requested:
+            self._mailbox.hold(False)
+            await asyncio.gather(*runs)
+            return False
+        info = workflow.info()
+        workflow.logger.info(
+            "continuing as new at %d events, %d bytes",
+            info.get_current_history_length(),
+            info.get_current_history_size(),
+        )
+        return True
+
+    def _ready_to_hand_over(self) -> bool:
+        """Whether each live task can go on in the next run, and nothing is left to send."""
+        assert self._mailbox is not None
+        if not (self._mailbox.idle and workflow.all_handlers_finished()):
+            return False
+        for task_id, run in self._task_runs.items():
+            if run.done():  # finished, or parked
+                continue
+            state = self._tasks[task_id].state
+            if task_id in self._kill_reasons or state not in (
+                TaskState.ACCEPTED,
+                TaskState.STARTED,
+            ):
+                return False  # launching, or being killed: soon settled
+        return True
+
+    def _carried(self, request: BatchJobInput) -> CarriedTasks:
+        """The tasks as the next run takes them over."""
+        assert self._view is not None
+        return CarriedTasks.of(
+            self._view.tasks,
+            self._carries,
+            request.submitted_at,
+            state=self._view.state,
+            killed=self._job_kill_requested,
+            releases=self._mailbox.unsent_releases() if self._mailbox else [],
+        )
 
     # --- bookkeeping --------------------------------------------------------
 

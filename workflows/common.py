@@ -89,6 +89,25 @@ class SchedulerMailbox:
         self.pending_reasons: dict[str, str] = {}
         self._closed = False
         self._ordered: bool | None = None
+        self._sending = False  # a signal is on its way
+        self._held = False
+
+    def hold(self, held: bool = True) -> None:
+        """Send nothing more, and hand out no placement, while ``held``.
+
+        For a run about to continue as new: once no signal is on its way
+        (:attr:`idle`), the next run sends :meth:`unsent_releases` itself.
+        """
+        self._held = held
+
+    @property
+    def idle(self) -> bool:
+        """Whether no signal is on its way to the scheduler."""
+        return not self._sending
+
+    def unsent_releases(self) -> list[str]:
+        """Keys to give back that were not sent: releases, and placements not handed out."""
+        return [*self._releases, *(placed.key for placed in self._placed)]
 
     @property
     def _in_order(self) -> bool:
@@ -154,7 +173,10 @@ class SchedulerMailbox:
             return
         while True:
             await workflow.wait_condition(
-                lambda: bool(self._requests or self._releases or self._placed) or self._closed
+                lambda: (
+                    (bool(self._requests or self._releases or self._placed) and not self._held)
+                    or self._closed
+                )
             )
             if self._closed:
                 # The run is ending (or continuing as new): placements nobody
@@ -169,6 +191,7 @@ class SchedulerMailbox:
                 continue
             releases, self._releases = self._releases, []
             requests, self._requests = list(self._requests.values()), {}
+            self._sending = True
             if releases:
                 await scheduler.signal(
                     "release", ReleaseRequest(requester=self._requester, keys=releases)
@@ -179,6 +202,7 @@ class SchedulerMailbox:
                     "request_placement",
                     PlacementRequest(requester=self._requester, groups=ItemGroup.of(requests)),
                 )
+            self._sending = False
             if self._placed and not (releases or requests):
                 await workflow.sleep(_NEXT_WORKFLOW_TASK)
 

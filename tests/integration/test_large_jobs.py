@@ -122,10 +122,14 @@ async def _heartbeats(cluster: Cluster, agent: AgentInfo) -> None:
 
 @contextlib.asynccontextmanager
 async def fake_agent(
-    cluster: Cluster, client: TitusClient, activities: list[Any], **worker_options: Any
+    cluster: Cluster,
+    client: TitusClient,
+    activities: list[Any],
+    name: str = AGENT,
+    **worker_options: Any,
 ) -> AsyncIterator[None]:
     """A registered, heartbeating agent whose launch and supervise are ``activities``."""
-    agent_id = cluster.agent_id(AGENT)
+    agent_id = cluster.agent_id(name)
     info = AgentInfo(
         agent_id=agent_id,
         task_queue=agent_task_queue(agent_id),
