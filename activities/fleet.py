@@ -20,10 +20,12 @@ from titus_flow.contracts import AgentView
 from titus_flow.fleet import ec2
 from titus_flow.fleet.messages import (
     ClusterDemand,
+    DemandQuery,
     FleetRef,
     Instance,
     LaunchInput,
     LaunchOutput,
+    ObserveInput,
     TerminateInput,
 )
 from titus_flow.fleet.spec import FleetSpec
@@ -82,14 +84,26 @@ class FleetActivities:
 
     @activity.defn(name="fleet_observe")
     async def observe(self, scheduler_id: str) -> ClusterDemand:
-        """The scheduler's pending demand and agents.
+        """The scheduler's pending demand and every agent (fleet runs of earlier releases).
 
         A scheduler without the ``demand`` query still answers ``agents``: the
         fleet then keeps ``min`` and replaces dead instances, but cannot grow.
         """
+        return await self._demand(scheduler_id, None)
+
+    @activity.defn(name="fleet_observe_own")
+    async def observe_own(self, request: ObserveInput) -> ClusterDemand:
+        """The scheduler's pending demand, and the agents of ``request.agent_ids`` only."""
+        return await self._demand(request.scheduler_id, request.agent_ids)
+
+    async def _demand(self, scheduler_id: str, agent_ids: list[str] | None) -> ClusterDemand:
         handle = self._client.get_workflow_handle(scheduler_id)
+        # No argument: every agent, as schedulers of every release answer.
+        args = [] if agent_ids is None else [DemandQuery(agent_ids=agent_ids)]
         try:
-            demand: ClusterDemand = await handle.query(DEMAND_QUERY, result_type=ClusterDemand)
+            demand: ClusterDemand = await handle.query(
+                DEMAND_QUERY, args=args, result_type=ClusterDemand
+            )
             return demand
         except WorkflowQueryFailedError as err:
             if "known queries" not in str(err):
@@ -100,4 +114,4 @@ class FleetActivities:
 
     def all(self) -> list[Callable[..., object]]:
         """Every activity, for a worker's ``activities=``."""
-        return [self.launch, self.describe, self.terminate, self.observe]
+        return [self.launch, self.describe, self.terminate, self.observe, self.observe_own]

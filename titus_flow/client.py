@@ -69,6 +69,7 @@ from titus_flow.ids import check_id, split_task_id
 from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
 from titus_flow.outcomes import view_of_failure
+from titus_flow.scheduler.queries import AGENTS_PAGE, AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
 from titus_flow.views import (
     JobProgress,
@@ -655,13 +656,32 @@ class TitusClient:
             )
         return jobs
 
-    async def agents(self) -> list[AgentView]:
-        """Agents the scheduler knows, with their reserved capacity."""
+    async def agents(self, query: AgentQuery | None = None) -> list[AgentView]:
+        """Agents the scheduler knows, with their reserved capacity and task counts.
+
+        The page ``query`` asks for; without one, every agent (page after page:
+        one answer is bounded, issue 11).
+        """
         handle = self.temporal.get_workflow_handle_for(
             SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
         )
         with self._scheduler_answers():
-            return await handle.query(SchedulerWorkflow.agents)
+            if query is not None:
+                return await handle.query(SchedulerWorkflow.agents, query)
+            views: list[AgentView] = []
+            while True:
+                page = await handle.query(SchedulerWorkflow.agents, AgentQuery(offset=len(views)))
+                views += page
+                if len(page) < AGENTS_PAGE:
+                    return views
+
+    async def agent_tasks(self, query: AgentTasksQuery) -> AgentTasks:
+        """A page of the keys of the tasks holding capacity on one agent."""
+        handle = self.temporal.get_workflow_handle_for(
+            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
+        )
+        with self._scheduler_answers():
+            return await handle.query(SchedulerWorkflow.agent_tasks, query)
 
     async def _agents_if_known(self) -> list[AgentView] | None:
         """The registered agents, or None if no scheduler answers (yet)."""

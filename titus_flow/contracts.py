@@ -6,7 +6,7 @@ Kept free of I/O imports so workflow code can import them inside the sandbox.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,6 +15,7 @@ from pydantic import (
     JsonValue,
     SerializerFunctionWrapHandler,
     model_serializer,
+    model_validator,
 )
 
 from titus_flow.lifecycle import FinishReason, RolloutPhase
@@ -428,7 +429,13 @@ class PlacementUpdate(Message):
 
 
 class AgentView(Message):
-    """An agent as the ledger sees it."""
+    """An agent as the ledger sees it.
+
+    ``task_count`` tasks hold capacity on it. Their keys are paged by the
+    scheduler's ``agent_tasks`` query (issue 11: one view per agent must not
+    grow with tasks); ``tasks`` lists them only in answers of schedulers of
+    earlier releases, whose views are counted from it.
+    """
 
     agent_id: str
     task_queue: str
@@ -437,7 +444,15 @@ class AgentView(Message):
     total: Resources
     reserved_cpu: float
     reserved_memory: int
-    tasks: list[str]
+    tasks: list[str] = Field(default_factory=list)
+    task_count: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_listed_tasks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "task_count" not in data:
+            return {**data, "task_count": len(data.get("tasks") or ())}
+        return data
 
 
 class PutCapacityGroup(Message):

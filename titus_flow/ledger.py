@@ -29,10 +29,11 @@ from titus_flow.contracts import (
     compact_key,
     full_key,
 )
-from titus_flow.fleet.messages import FleetCapacity
+from titus_flow.fleet.messages import FleetCapacity, PendingDemand
 from titus_flow.placement import Usage, place, task_request
 from titus_flow.scheduler import GroupUsage, TaskRequest, Tier
-from titus_flow.spec import CapacityGroup
+from titus_flow.scheduler.queries import AgentQuery, AgentTasks, AgentTasksQuery
+from titus_flow.spec import CapacityGroup, Constraints, Resources
 from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
 
@@ -467,21 +468,72 @@ class Ledger:
             ),
         )
 
-    def agent_views(self) -> list[AgentView]:
-        """Each agent with its reserved capacity and tasks."""
-        views = []
-        for agent_id, record in sorted(self.state.agents.items()):
-            held = [self.state.reservations[k] for k in sorted(self._usage.of_agent(agent_id).keys)]
-            views.append(
-                AgentView(
-                    agent_id=agent_id,
-                    task_queue=record.info.task_queue,
-                    state=record.state,
-                    attributes=record.info.attributes,
-                    total=record.info.resources,
-                    reserved_cpu=sum(r.item.resources.cpu for r in held),
-                    reserved_memory=sum(r.item.resources.memory for r in held),
-                    tasks=sorted(r.item.key for r in held),
+    def pending_demand(self) -> list[PendingDemand]:
+        """What waits for capacity that more agents would serve, alike requests of a job as one.
+
+        Requests their capacity group holds back are left out. Grouped by job,
+        resources, constraints and reason (in FIFO order of each group's first):
+        10,000 pending tasks of one job are one entry, not 10,000 (issue 11).
+        """
+        groups: dict[tuple[str, str, str, str | None], PendingDemand] = {}
+        dumped: dict[int, str] = {}  # items of one request share their specs' objects
+
+        def dump(spec: Resources | Constraints) -> str:
+            if id(spec) not in dumped:
+                dumped[id(spec)] = spec.model_dump_json()
+            return dumped[id(spec)]
+
+        for pending in self.state.pending.values():
+            if pending.held_by_group:
+                continue
+            item = pending.item
+            alike = (item.job_id, dump(item.resources), dump(item.constraints), pending.reason)
+            group = groups.get(alike)
+            if group is None:
+                groups[alike] = PendingDemand(
+                    key=item.key,
+                    job_id=item.job_id,
+                    resources=item.resources,
+                    constraints=item.constraints,
+                    reason=pending.reason,
                 )
-            )
-        return views
+            else:
+                group.count += 1
+        return list(groups.values())
+
+    def agent_views(self, query: AgentQuery | None = None) -> list[AgentView]:
+        """A page of agents (all of them without ``query``), each with its reserved capacity.
+
+        Tasks are counted, not listed: see :meth:`agent_tasks`.
+        """
+        records = sorted(self.state.agents.items())
+        if query is not None:
+            records = [
+                (agent_id, record)
+                for agent_id, record in records
+                if query.agent_id in (None, agent_id) and query.state in (None, record.state)
+            ][query.offset : query.offset + query.limit]
+        return [self._agent_view(agent_id, record) for agent_id, record in records]
+
+    def _agent_view(self, agent_id: str, record: AgentRecord) -> AgentView:
+        usage = self._usage.of_agent(agent_id)
+        return AgentView(
+            agent_id=agent_id,
+            task_queue=record.info.task_queue,
+            state=record.state,
+            attributes=record.info.attributes,
+            total=record.info.resources,
+            reserved_cpu=usage.used[0] / 1000,
+            reserved_memory=usage.used[1],
+            task_count=len(usage.keys),
+        )
+
+    def agent_tasks(self, query: AgentTasksQuery) -> AgentTasks:
+        """A page of the keys of the tasks holding capacity on ``query.agent_id``."""
+        keys = sorted(self._usage.of_agent(query.agent_id).keys)
+        return AgentTasks(
+            agent_id=query.agent_id,
+            total=len(keys),
+            offset=query.offset,
+            tasks=keys[query.offset : query.offset + query.limit],
+        )

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         LaunchInput,
         LaunchOption,
         LaunchOutput,
+        ObserveInput,
         TerminateInput,
     )
     from titus_flow.fleet.planner import Demand, Launch, Member, is_dead, plan
@@ -55,6 +56,12 @@ EC2_RETRY = RetryPolicy(
 # Rounds per run before continue-as-new; a round is a handful of events.
 ROUNDS_PER_RUN = 200
 MAX_EVENTS = 20
+
+OWN_AGENTS_PATCH = "fleet-observes-own-agents"
+"""``workflow.patched`` id of a round that describes the fleet's instances first and
+then reads the scheduler's demand with only their agents (issue 11: every
+agent of the cluster in each round's activity result grew the fleet's history
+with the cluster). Runs started before it observe first, with every agent."""
 
 
 def fleet_workflow_id(control_task_queue: str, name: str) -> str:
@@ -114,8 +121,9 @@ class InstanceStatus(Message):
     market: str
     private_ip: str | None
     agent_id: str | None
-    tasks: list[str]
+    tasks: list[str]  # keys, from schedulers of earlier releases only: see task_count
     leaving: str | None
+    task_count: int = 0
 
 
 class FleetStatus(Message):
@@ -225,6 +233,7 @@ class FleetWorkflow:
                     agent_id=iid if iid in state.agents else None,
                     tasks=state.agents[iid].tasks if iid in state.agents else [],
                     leaving=t.leaving,
+                    task_count=state.agents[iid].task_count if iid in state.agents else 0,
                 )
                 for iid, t in sorted(state.instances.items())
             ],
@@ -245,19 +254,25 @@ class FleetWorkflow:
         self._state.events = [*self._state.events, stamped][-MAX_EVENTS:]
 
     async def _round(self) -> None:
-        demand = await workflow.execute_activity(
-            "fleet_observe",
-            scheduler_workflow_id(workflow.info().task_queue),
-            result_type=ClusterDemand,
-            start_to_close_timeout=timedelta(seconds=30),
-        )
-        seen = await workflow.execute_activity(
-            "fleet_describe",
-            FleetRef(spec=self._spec),
-            result_type=list[Instance],
-            start_to_close_timeout=EC2_TIMEOUT,
-            retry_policy=EC2_RETRY,
-        )
+        scheduler_id = scheduler_workflow_id(workflow.info().task_queue)
+        if workflow.patched(OWN_AGENTS_PATCH):
+            seen = await self._describe()
+            # The agents of instances tracked or just seen: nothing _reconcile keeps is missing.
+            own = sorted({*self._state.instances, *(i.instance_id for i in seen)})
+            demand = await workflow.execute_activity(
+                "fleet_observe_own",
+                ObserveInput(scheduler_id=scheduler_id, agent_ids=own),
+                result_type=ClusterDemand,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+        else:
+            demand = await workflow.execute_activity(
+                "fleet_observe",
+                scheduler_id,
+                result_type=ClusterDemand,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            seen = await self._describe()
         self._reconcile(seen, demand.agents)
         if self._state.deleting:
             for iid, tracked in self._state.instances.items():
@@ -267,6 +282,16 @@ class FleetWorkflow:
             await self._act_on(self._plan(demand))
         await self._finish_drains()
         await self._announce(demand.fleets)
+
+    async def _describe(self) -> list[Instance]:
+        seen: list[Instance] = await workflow.execute_activity(
+            "fleet_describe",
+            FleetRef(spec=self._spec),
+            result_type=list[Instance],
+            start_to_close_timeout=EC2_TIMEOUT,
+            retry_policy=EC2_RETRY,
+        )
+        return seen
 
     def _reconcile(self, seen: list[Instance], agents: list[AgentView]) -> None:
         state, now = self._state, workflow.now()
@@ -289,7 +314,7 @@ class FleetWorkflow:
         state.agents = {a.agent_id: a for a in agents if a.agent_id in state.instances}
         for iid in state.instances:
             agent = state.agents.get(iid)
-            if agent is not None and not agent.tasks:
+            if agent is not None and not agent.task_count:
                 state.idle_since.setdefault(iid, now)
             else:
                 state.idle_since.pop(iid, None)
@@ -305,7 +330,7 @@ class FleetWorkflow:
                 launched_at=t.instance.launched_at,
                 market=t.instance.market,
                 registered=iid in state.agents,
-                tasks=len(state.agents[iid].tasks) if iid in state.agents else 0,
+                tasks=state.agents[iid].task_count if iid in state.agents else 0,
                 idle_since=state.idle_since.get(iid),
                 leaving=t.leaving is not None,
             )
@@ -315,9 +340,10 @@ class FleetWorkflow:
     def _plan(self, demand: ClusterDemand) -> list[tuple[str, object]]:
         wanted = [
             Demand(
-                key=p.key,
+                key=p.key if p.count == 1 else f"{p.key} and {p.count - 1} like it",
                 resources=resources_from_spec(p.resources),
                 attributes=PlacementRules(attributes=dict(p.constraints.hard.attributes)).matchers,
+                count=p.count,
             )
             for p in demand.pending
         ]
@@ -357,7 +383,7 @@ class FleetWorkflow:
             and (
                 not (self._input and self._input.scheduler_signals)
                 or not (agent := self._state.agents.get(iid))
-                or not agent.tasks
+                or not agent.task_count
             )
         ]
         if done:

@@ -27,8 +27,13 @@ with workflow.unsafe.imports_passed_through():
         PutCapacityGroup,
         ReleaseRequest,
     )
-    from titus_flow.fleet.messages import ClusterDemand, FleetCapacity, PendingDemand
+    from titus_flow.fleet.messages import (
+        ClusterDemand,
+        DemandQuery,
+        FleetCapacity,
+    )
     from titus_flow.ledger import CarriedLedger, Ledger, LedgerState
+    from titus_flow.scheduler.queries import AgentQuery, AgentTasks, AgentTasksQuery
     from titus_flow.spec.capacity_group import DEFAULT_GROUP
 
 LEDGER_PATCH = "ledger-answers-requests-for-held-keys"
@@ -254,25 +259,20 @@ class SchedulerWorkflow:
         self._dirty = True
 
     @workflow.query(name="demand")
-    def demand(self) -> ClusterDemand:
+    def demand(self, query: DemandQuery | None = None) -> ClusterDemand:
         """Pending requests more agents would serve, and agents, for fleets deciding to grow.
 
         Requests their capacity group holds back are left out: launching for
-        them would only make idle instances.
+        them would only make idle instances. Alike requests of a job are one
+        entry with a count. ``query.agent_ids`` limits the agents to those.
         """
+        agents = self._ledger.agent_views()
+        if query is not None and query.agent_ids is not None:
+            wanted = set(query.agent_ids)
+            agents = [a for a in agents if a.agent_id in wanted]
         return ClusterDemand(
-            pending=[
-                PendingDemand(
-                    key=p.item.key,
-                    job_id=p.item.job_id,
-                    resources=p.item.resources,
-                    constraints=p.item.constraints,
-                    reason=p.reason,
-                )
-                for p in self._ledger.state.pending.values()
-                if not p.held_by_group
-            ],
-            agents=self._ledger.agent_views(),
+            pending=self._ledger.pending_demand(),
+            agents=agents,
             fleets=list(self._ledger.state.fleets.values()),
         )
 
@@ -301,9 +301,18 @@ class SchedulerWorkflow:
         self._dirty = True
 
     @workflow.query(name="agents")
-    def agents(self) -> list[AgentView]:
-        """Every agent with its reserved capacity and tasks."""
-        return self._ledger.agent_views()
+    def agents(self, query: AgentQuery | None = None) -> list[AgentView]:
+        """A page of agents (``query``; by default the first :data:`AGENTS_PAGE`).
+
+        Each with its reserved capacity and how many tasks hold it; their keys
+        are paged by :meth:`agent_tasks`.
+        """
+        return self._ledger.agent_views(query or AgentQuery())
+
+    @workflow.query(name="agent_tasks")
+    def agent_tasks(self, query: AgentTasksQuery) -> AgentTasks:
+        """A page of the keys of the tasks holding capacity on one agent."""
+        return self._ledger.agent_tasks(query)
 
     @workflow.update(name="put_capacity_group")
     def put_capacity_group(self, request: PutCapacityGroup) -> CapacityGroupView:

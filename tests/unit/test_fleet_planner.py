@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -203,3 +204,31 @@ def test_plan_is_deterministic() -> None:
 def test_fallback_options_keep_to_the_zones_tasks_allow() -> None:
     (launch,) = plan(fleet(), [], [task("t", zone="us-east-1b")], NOW).launches
     assert {zone for _, _, zone in launch.options} == {"us-east-1b"}
+
+
+@pytest.mark.parametrize(
+    "tasks",
+    [
+        [task(f"t{i}") for i in range(3)],
+        [task(f"t{i}", cpu=2) for i in range(6)],
+        [task("a0"), task("a1"), task("b", cpu=3), task("c", memory_gib=12), task("d", zone="x")],
+        [task(f"z{i}", zone="us-east-1b") for i in range(5)] + [task("big", cpu=64)],
+    ],
+)
+def test_grouped_demand_decides_as_its_tasks_one_by_one(tasks: list[Demand]) -> None:
+    """The scheduler's ``demand`` groups alike tasks (issue 11): the plan stays the same."""
+    grouped: dict[tuple[object, ...], Demand] = {}
+    group_of: dict[str, tuple[object, ...]] = {}
+    for one in tasks:
+        alike = group_of[one.key] = (one.resources, one.attributes)
+        first = grouped.get(alike)
+        grouped[alike] = one if first is None else replace(first, count=first.count + 1)
+    booting = [member("i-0", registered=False, launched_at=NOW)]
+    singly = plan(fleet(), booting, tasks, NOW)
+    together = plan(fleet(), booting, list(grouped.values()), NOW)
+    assert shape(together.launches) == shape(singly.launches)
+    assert [launch.options for launch in together.launches] == [
+        launch.options for launch in singly.launches
+    ]
+    # A group with unserved tasks is named once, by its first task, for their reason.
+    assert together.unfit == {grouped[group_of[k]].key: why for k, why in singly.unfit.items()}

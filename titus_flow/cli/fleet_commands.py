@@ -121,7 +121,7 @@ def _print_status(status: FleetStatus) -> None:
     click.echo(header)
     for i in status.instances:
         shown = i.state + (f"/{i.leaving}" if i.leaving else "")
-        agent = "-" if i.agent_id is None else str(len(i.tasks))
+        agent = "-" if i.agent_id is None else str(i.task_count)
         click.echo(
             f"{i.instance_id:<22} {shown:<14} {i.instance_type:<12} {i.zone:<12}"
             f" {i.market:<10} {agent}"

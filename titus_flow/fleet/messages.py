@@ -103,17 +103,42 @@ class FleetCapacity(Message):
 
 
 class PendingDemand(Message):
-    """A task waiting for capacity: what it needs and where it may go."""
+    """``count`` tasks of one job waiting for capacity alike: what each needs, where it may go.
+
+    ``key`` is the first of them. Schedulers before issue 11 send one per task
+    (no ``count``): a demand that grows with tasks, read as groups of one.
+    """
 
     key: str
     job_id: str
     resources: Resources
     constraints: Constraints = Field(default_factory=Constraints)
     reason: str | None = None
+    count: int = Field(default=1, ge=1)
+
+
+class DemandQuery(Message):
+    """Argument of query ``demand``: ``agent_ids`` limits its agents to those (a fleet's own).
+
+    None: every agent (the answer then grows with the cluster's agents).
+    """
+
+    agent_ids: list[str] | None = None
+
+
+class ObserveInput(Message):
+    """Input of activity ``fleet_observe_own``: the scheduler's demand and these agents."""
+
+    scheduler_id: str
+    agent_ids: list[str]
 
 
 class ClusterDemand(Message):
-    """The scheduler's pending requests and its agents (answer of query ``demand``)."""
+    """The scheduler's pending requests and its agents (answer of query ``demand``).
+
+    ``pending`` is grouped (:class:`PendingDemand`): its size follows the jobs and
+    shapes waiting, not their tasks.
+    """
 
     pending: list[PendingDemand] = Field(default_factory=list)
     agents: list[AgentView] = Field(default_factory=list)

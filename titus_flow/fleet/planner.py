@@ -41,11 +41,16 @@ DEAD_STATES = frozenset({"stopping", "stopped", "shutting-down", "terminated"})
 
 @dataclass(frozen=True)
 class Demand:
-    """A task the current agents cannot place: its size and hard attribute rules."""
+    """``count`` alike tasks the current agents cannot place: each one's size and hard rules.
+
+    ``key`` names them (in :attr:`Plan.unfit`). A group is packed as its tasks one by
+    one would be: next to each other, since they sort alike.
+    """
 
     key: str
     resources: ResourceVector
     attributes: Matchers = ()
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -276,9 +281,12 @@ def plan(
         if (dead.tasks or not dead.registered) and planner.headroom > 0:
             planner.open_bin(declared, dead.zone)
     for item in sorted(demand, key=_size):
-        why = planner.place(item)
-        if why is not None:
-            result.unfit[item.key] = why
+        for _ in range(item.count):
+            why = planner.place(item)
+            if why is not None:
+                # Capacity only fills up: the group's other tasks fit no better.
+                result.unfit[item.key] = why
+                break
     while planner.headroom > 0 and len(planner.alive) + sum(b.new for b in planner.bins) < spec.min:
         first = spec.instance_types[0]
         planner.open_bin(first, planner.zone_for(first, None) or spec.subnets[0].zone)
