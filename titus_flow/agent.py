@@ -208,7 +208,7 @@ async def run_agent(
     try:
         await _serve(client, settings, config, driver, activities, stop)
     finally:
-        await driver.close()  # and with it the task network, if no task uses it
+        await driver.close()
 
 
 async def _serve(

@@ -1,8 +1,10 @@
-"""The docker driver against a real Docker engine (busybox:latest, no network)."""
+"""The docker driver against a real Docker engine (busybox:latest, no network unless a
+test makes a bridge network of its own)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +23,8 @@ from titus_flow.runtime import (
     DriverError,
     LaunchRequest,
 )
-from titus_flow.runtime.docker import DockerDriver
+from titus_flow.runtime.base import LaunchRefusedError
+from titus_flow.runtime.docker import TASK_CAPABILITIES, DockerDriver
 from titus_flow.spec import Container, Resources
 
 IMAGE = "busybox:latest"
@@ -204,7 +207,13 @@ async def test_limits_labels_and_isolation_are_set(driver: DockerDriver, api: An
     assert host["NanoCpus"] == 500_000_000
     assert host["Memory"] == host["MemorySwap"] == 64 * 1024 * 1024
     assert host["PidsLimit"] == 1024
-    assert "NET_RAW" in host["CapDrop"]
+    assert host["CapDrop"] == ["ALL"]
+    assert sorted(host["CapAdd"]) == sorted(TASK_CAPABILITIES)
+    assert host["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "16m", "max-file": "2"},
+    }
+    assert not host["ReadonlyRootfs"]
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["NetworkMode"] == "none"
     assert not host["AutoRemove"]
@@ -237,3 +246,78 @@ async def test_wait_returns_none_while_running(driver: DockerDriver) -> None:
     assert await driver.wait(req.name, 0.5) is None
     assert 0.4 < time.monotonic() - started < 2
     assert await driver.wait(req.name, 0) is None
+
+
+async def test_read_only_root_leaves_tmp_writable(driver: DockerDriver) -> None:
+    req = request(
+        "touch /tmp/ok || exit 3; touch /root-file 2>/dev/null && exit 4; exit 0",
+        read_only_root=True,
+    )
+    exit_ = await run(driver, req)
+    assert exit_.exit_code == 0
+
+
+async def test_secret_values_reach_the_container_but_not_the_request_repr(
+    driver: DockerDriver, tmp_path: Path
+) -> None:
+    # The command compares with the value in base64, so the request holds it nowhere.
+    req = request('test "$TOKEN" = "$(echo czNjcmV0LXZhbHVl | base64 -d)"')
+    req = dataclasses.replace(req, secret_env={"TOKEN": "s3cret-value"})
+    assert "s3cret-value" not in repr(req)
+    assert (await run(driver, req)).exit_code == 0
+
+
+async def test_images_outside_the_allowed_registries_are_refused(api: Any) -> None:
+    strict = DockerDriver(network_mode="none", allowed_images=["127.0.0.1:5000"])
+    try:
+        with pytest.raises(LaunchRefusedError, match="not allowed on this agent"):
+            await strict.launch(request("true"))
+    finally:
+        await strict.close()
+
+
+async def test_host_network_is_refused_unless_the_agent_allows_it(driver: DockerDriver) -> None:
+    bridged = DockerDriver()  # per-task networks, host not allowed
+    try:
+        with pytest.raises(LaunchRefusedError, match="--allow-host-network"):
+            await bridged.launch(request("true", network="host"))
+    finally:
+        await bridged.close()
+
+
+async def test_bridge_tasks_get_a_network_without_icc_and_ports_published_on_loopback(
+    api: Any, free_port: Any
+) -> None:
+    network = f"tf-test-{uuid.uuid4().hex[:8]}"
+    bridged = DockerDriver(task_network=network, extra_labels=load_settings().container_labels)
+    port = free_port()
+    serve = 'mkdir -p /www && echo "on $PORT" > /www/index.html && exec httpd -f -p "$PORT" -h /www'
+    req = dataclasses.replace(request(serve, ports=["http"]), ports={"http": port})
+    try:
+        await bridged.launch(req)
+        info = api.inspect_container(req.name)
+        assert list(info["NetworkSettings"]["Networks"]) == [network]
+        assert info["HostConfig"]["PortBindings"] == {
+            f"{port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
+        }
+        options = api.inspect_network(network)["Options"]
+        assert options["com.docker.network.bridge.enable_icc"] == "false"
+
+        async def answers() -> bool:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            body = await reader.read()
+            writer.close()
+            return f"on {port}".encode() in body
+
+        deadline = time.monotonic() + 15
+        while not await answers():
+            assert time.monotonic() < deadline, "the published port never answered"
+            await asyncio.sleep(0.2)
+    finally:
+        await bridged.remove(req.name, None)
+        await bridged.close()
+        api.remove_network(network)

@@ -1,4 +1,5 @@
-"""HealthMonitor against a real busybox container (docker driver, host network)."""
+"""HealthMonitor against a real busybox container (docker driver, the default bridge
+network: probes reach the port published on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from titus_flow.spec.health import HealthCheck
 
 IMAGE = "busybox:latest"
 AGENT_ID = f"pytest-health-{uuid.uuid4().hex[:8]}"  # labels every container these tests make
+NETWORK = f"tf-{AGENT_ID}"  # the tests' own task network, removed with their driver
 
 
 # Skipped without a Docker engine, but failed under CI=true (tests/conftest.py).
@@ -33,12 +35,14 @@ def cleanup() -> Iterator[None]:
         all=True, filters={"label": f"{LABEL_AGENT_ID}={AGENT_ID}"}
     ):
         client.api.remove_container(container["Id"], force=True)
+    for network in client.api.networks(names=[NETWORK]):
+        client.api.remove_network(network["Id"])
     client.close()
 
 
 @pytest.fixture
 async def driver(cleanup: None) -> AsyncIterator[DockerDriver]:
-    driver = DockerDriver(network_mode="host", extra_labels=load_settings().container_labels)
+    driver = DockerDriver(task_network=NETWORK, extra_labels=load_settings().container_labels)
     yield driver
     await driver.close()
 
@@ -97,9 +101,8 @@ async def test_http_check_reaches_a_server_in_the_container(
     driver: DockerDriver, free_port: Callable[[], int]
 ) -> None:
     port = free_port()
-    script = (
-        'mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p "127.0.0.1:$PORT" -h /www'
-    )
+    # Listening on every address of its own namespace: the published port forwards there.
+    script = 'mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p "$PORT" -h /www'
     req = await launch(driver, script, {"http": port})
     ok = monitor(HttpCheck(port="http", timeout="1s"), driver, req)
     missing = monitor(HttpCheck(port="http", path="/missing", unhealthy_threshold=1), driver, req)

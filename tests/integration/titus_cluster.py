@@ -113,6 +113,8 @@ class Cluster:
             TITUS_FLOW_HOME=str(home),
             TITUS_FLOW_CONTROL_TASK_QUEUE=queue,
             TITUS_FLOW_LOG_LEVEL="INFO",
+            # A task network per cluster: stop_all removes it, never another test's.
+            TITUS_FLOW_TASK_NETWORK=f"titus-flow-{queue}",
             **env,
         )
         return cls(address=address, home=home, control_queue=queue, env=environ)
@@ -173,6 +175,11 @@ class Cluster:
         self.remove_containers()
         self.remove_process_tasks()
 
+    @property
+    def task_network(self) -> str:
+        """The Docker network this cluster's agents put bridged tasks on."""
+        return self.env["TITUS_FLOW_TASK_NETWORK"]
+
     def remove_process_tasks(self) -> None:
         """Kill the task processes this cluster's process-driver agents left running.
 
@@ -195,6 +202,8 @@ class Cluster:
                 time.sleep(1.0)
             for container in self._containers():
                 subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        # The task network this cluster's agents made (if they ran bridged tasks).
+        subprocess.run(["docker", "network", "rm", self.task_network], capture_output=True)
 
     def _containers(self) -> list[str]:
         """Names of the containers made by this cluster's agents."""

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -150,7 +152,7 @@ class DockerDriver:
             config={"max-size": f"{log_max_mib // _LOG_FILES}m", "max-file": str(_LOG_FILES)},
         )
         self._pids_limit = pids_limit
-        self._network_ready = False  # the task network is known to exist
+        self._network_id: str | None = None  # of the task network, once known
         self._extra_labels = dict(extra_labels or {})
         self._api_timeout = api_timeout
         self._pool_size = _QUICK_THREADS + max_waits
@@ -227,11 +229,13 @@ class DockerDriver:
         return await self._call("image check", self._image_exists, image)
 
     async def close(self) -> None:
-        """Remove the task network if no container uses it; close connections and threads."""
+        """Close the API connections and the thread pool.
+
+        The task network stays, as Docker's own bridge does: the engine lets a
+        network go while containers that are created but not yet started are on
+        it, so removing it could fail another agent's launch on this host.
+        """
         self._mirrors.close()
-        if self._network_ready:
-            with contextlib.suppress(DriverError):
-                await self._call("network removal", self._remove_network_if_unused)
         for pool in (self._quick, self._slow):
             pool.shutdown(wait=False, cancel_futures=True)
         with self._client_lock:
@@ -292,9 +296,9 @@ class DockerDriver:
                 go_on()  # a kill during a long pull: create nothing
                 created = self._create(request)
             except docker.errors.NotFound:
-                # The task network is gone (removed by an agent that saw it unused,
-                # or by hand): make it again, once per attempt to create.
-                self._network_ready = False
+                # The task network is gone (removed by hand since this driver
+                # made it): make it again, once per attempt to create.
+                self._network_id = None
                 created = self._create(request)
             if created:
                 go_on()
@@ -313,10 +317,8 @@ class DockerDriver:
         memory = max(request.resources.memory, _MIN_MEMORY_MIB) * 1024 * 1024
         network = self._network_mode or spec.network
         ports = list(request.ports.values()) if network == "bridge" else []
-        if network == "bridge":
-            self._ensure_network()
         host_config = api.create_host_config(
-            network_mode=self._task_network if network == "bridge" else network,
+            network_mode=self._ensure_network() if network == "bridge" else network,
             # The task listens on its host port number inside its own namespace,
             # so PORT_<NAME> means the same on every network mode.
             port_bindings={port: (self._publish_address, port) for port in ports} or None,
@@ -377,33 +379,39 @@ class DockerDriver:
                 " --allow-host-network to allow it); use the default bridge network"
             )
 
-    def _ensure_network(self) -> None:
-        """Create the task network unless it is known to exist (another agent's will do)."""
-        if self._network_ready:
-            return
-        try:
-            self._api().create_network(
-                self._task_network,
-                driver="bridge",
-                # No traffic between task containers (enforced where the engine
-                # manages iptables; see docs/security.md).
-                options=_ICC_OFF,
-                labels={"titus-flow.network": "tasks"},
-                check_duplicate=True,
-            )
-        except docker.errors.APIError as err:
-            if err.status_code != 409:  # Conflict: it exists already
-                raise
-        self._network_ready = True
+    def _ensure_network(self) -> str:
+        """The id of the task network, created if missing; remembered once known.
 
-    def _remove_network_if_unused(self) -> None:
+        The engine does not stop two agents from making two networks of one name
+        at once, so agents on a host take a file lock around the look and the
+        create, and containers name the network by id, never by a name that could
+        turn ambiguous.
+        """
+        if self._network_id is not None:
+            return self._network_id
         api = self._api()
-        try:
-            if not api.inspect_network(self._task_network).get("Containers"):
-                api.remove_network(self._task_network)
-        except docker.errors.APIError:
-            pass  # gone already, or a container joined meanwhile: it stays
-        self._network_ready = False
+        lock = Path(tempfile.gettempdir()) / f"titus-flow-network-{self._task_network}.lock"
+        with lock.open("a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            found = self._network_ids()
+            if not found:
+                api.create_network(
+                    self._task_network,
+                    driver="bridge",
+                    # No traffic between task containers (enforced where the engine
+                    # manages iptables; see docs/security.md).
+                    options=_ICC_OFF,
+                    labels={"titus-flow.network": "tasks"},
+                )
+                found = self._network_ids()
+        self._network_id = found[0]
+        return self._network_id
+
+    def _network_ids(self) -> list[str]:
+        """Ids of the networks named exactly the task network, the oldest first."""
+        networks = self._api().networks(names=[self._task_network])
+        exact = [n for n in networks if n["Name"] == self._task_network]
+        return [n["Id"] for n in sorted(exact, key=lambda n: (n.get("Created", ""), n["Id"]))]
 
     def _start(self, name: str) -> None:
         try:
