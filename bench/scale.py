@@ -131,6 +131,7 @@ async def fresh_stack(agents: int) -> AsyncIterator[Stack]:
         port = sock.getsockname()[1]
     address = f"127.0.0.1:{port}"
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    keep = False
     server_log = home / "temporal.log"
     argv = stack.server_argv(binary, port=port, ui_port=None, db_filename=home / "scale.db")
     processes["server"] = stack.start_process(argv, server_log)
@@ -161,12 +162,17 @@ async def fresh_stack(agents: int) -> AsyncIterator[Stack]:
 
         await until(registered, 120 + agents / 10)
         yield bench
+    except BaseException:
+        keep = True  # the logs say what went wrong
+        print(f"kept the logs of the failed stack in {home}", file=sys.stderr)
+        raise
     finally:
         for name in ("agents", "worker", "server"):
             if name in processes:
                 proc = processes[name]
                 stack.stop_process_group(proc.pid, lambda proc=proc: proc.poll() is None)  # type: ignore[misc]
-        shutil.rmtree(home, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float, every: float = 0.5) -> bool:
