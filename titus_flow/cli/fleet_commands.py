@@ -19,8 +19,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from titus_flow.cli.app import Context, cli, echo_json, output_option, pass_context, run_async
 from titus_flow.client import connect, update_id
 from titus_flow.config import Settings
-from titus_flow.errors import UserError
+from titus_flow.errors import ClusterError, UserError
 from titus_flow.fleet import FleetSpec, load_fleet
+from titus_flow.fleet.secrets import SecretFetchError, fetch_secret, write_private
 from titus_flow.fleet.userdata import user_data
 from titus_flow.workflows.fleet import (
     Bounds,
@@ -33,7 +34,7 @@ from titus_flow.workflows.fleet import (
 
 @cli.group()
 def fleet() -> None:
-    """EC2 agent fleets: apply, status, scale, delete, user-data."""
+    """EC2 agent fleets: apply, status, scale, delete, user-data, fetch-secret."""
 
 
 def _handle(client: Client, settings: Settings, name: str) -> WorkflowHandle[Any, Any]:
@@ -225,4 +226,27 @@ def user_data_command(ctx: Context, file_or_name: str) -> None:
             return found
 
         spec = run_async(go())
-    click.echo(user_data(spec), nl=False)
+    try:
+        script = user_data(spec)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    click.echo(script, nl=False)
+
+
+@fleet.command("fetch-secret")
+@click.option("--region", required=True, help="AWS region of the secret.")
+@click.option("--endpoint-url", help="AWS-compatible endpoint (tests).")
+@click.argument("secret_id")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def fetch_secret_command(region: str, endpoint_url: str | None, secret_id: str, path: Path) -> None:
+    """Write a Secrets Manager secret's value to PATH, readable by its owner only.
+
+    Run by a fleet instance's boot script for the credentials its fleet spec names
+    (instance role credentials); the value is never printed.
+    """
+    try:
+        value = fetch_secret(secret_id, region, endpoint_url)
+    except SecretFetchError as err:
+        raise ClusterError(str(err)) from err
+    write_private(path, value)
+    click.echo(f"wrote secret {secret_id} to {path}", err=True)

@@ -166,8 +166,14 @@ def _run_arguments(request: LaunchInput, option: int) -> dict[str, Any]:
             {"ResourceType": kind, "Tags": _tags(spec, request.seq)}
             for kind in ("instance", "volume")
         ],
-        # IMDSv2 only: the bootstrap asks for a session token first.
-        "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        # IMDSv2 only (the bootstrap asks for a session token first), and a token's
+        # reply dies after one hop: a task in a bridged container, one hop further,
+        # cannot get one, hence no instance role credentials. Overrides a launch template.
+        "MetadataOptions": {
+            "HttpTokens": "required",
+            "HttpEndpoint": "enabled",
+            "HttpPutResponseHopLimit": 1,
+        },
     }
     if spec.ami:
         args["ImageId"] = spec.ami

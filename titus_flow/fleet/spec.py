@@ -131,24 +131,120 @@ class Purchase(SpecModel):
     )
 
 
-class TemporalTarget(SpecModel):
-    """The Temporal service the fleet's agents connect to."""
+# Everything below reaches the instance's boot script (run as root) and its systemd
+# unit: each is held to a character set with no shell, quote, `%` or newline in it.
+Address = Annotated[
+    str,
+    Matches(
+        r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?):[0-9]{1,5}$",
+        "address",
+        'use host:port, e.g. "temporal.internal:7233" (letters, digits, "." and "-")',
+    ),
+]
+Namespace = Annotated[
+    str,
+    Matches(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$",
+        "namespace",
+        'use letters, digits, ".", "_" and "-", e.g. "titus-prod"',
+    ),
+]
+TaskQueue = Annotated[
+    str,
+    Matches(
+        r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$",
+        "task queue",
+        'use letters, digits, ".", "_", ":" and "-", e.g. "titus-control"',
+    ),
+]
+Requirement = Annotated[
+    str,
+    Matches(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?==[A-Za-z0-9.+!_-]+$",
+        "package",
+        f'pin one exact version, e.g. "titus-flow=={__version__}"',
+    ),
+]
+InstancePath = Annotated[
+    str,
+    Matches(
+        r"^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$",
+        "path on the instance",
+        'use an absolute path of letters, digits, ".", "_" and "-", e.g. "/etc/titus/key.pem"',
+    ),
+]
+SecretId = Annotated[
+    str,
+    Matches(
+        r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:)?[A-Za-z0-9/_+=.@-]{1,512}$",
+        "Secrets Manager secret",
+        "use its ARN or name, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:tf-key",
+    ),
+]
+AttributeKey = Annotated[
+    str,
+    Matches(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$", "attribute name", 'use e.g. "pool" or "gpu-kind"'),
+]
+AttributeValue = Annotated[
+    str,
+    Matches(
+        r"^[A-Za-z0-9_.:/+-]{0,255}$",
+        "attribute value",
+        'use letters, digits, ".", "_", ":", "/", "+" and "-" (no spaces)',
+    ),
+]
 
-    address: str = Field(min_length=1, description="host:port as seen from the instances.")
-    namespace: str = Field(default="default", min_length=1)
-    control_task_queue: str = Field(default="titus-control", min_length=1)
+
+class SecretSource(SpecModel):
+    """Where an instance finds a credential: a file already on it, or a Secrets Manager secret.
+
+    A secret is fetched at boot with the instance role (``secretsmanager:GetSecretValue``
+    on it) into a root-only file; neither the value nor the file ever travels in a
+    workflow input.
+    """
+
+    file: InstancePath | None = Field(default=None, description="Absolute path on the instance.")
+    secret: SecretId | None = Field(default=None, description="Secrets Manager ARN or name.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSource:
+        if (self.file is None) == (self.secret is None):
+            raise ValueError("set exactly one of file (on the instance) or secret (its ARN)")
+        return self
+
+
+class TemporalTarget(SpecModel):
+    """The Temporal service the fleet's agents connect to, and how they authenticate."""
+
+    address: Address = Field(description="host:port as seen from the instances.")
+    namespace: Namespace = "default"
+    control_task_queue: TaskQueue = "titus-control"
+    tls: bool = Field(default=False, description="TLS with the system's roots (no client cert).")
+    tls_cert: SecretSource | None = Field(default=None, description="mTLS client certificate.")
+    tls_key: SecretSource | None = Field(default=None, description="mTLS client private key.")
+    tls_ca: SecretSource | None = Field(default=None, description="CA of the server's cert.")
+    api_key: SecretSource | None = Field(default=None, description="Temporal API key.")
+    codec_keys: SecretSource | None = Field(
+        default=None, description="Payload encryption key ring (titus_flow.codec)."
+    )
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> TemporalTarget:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("mTLS needs both tls_cert and tls_key")
+        return self
 
 
 class AgentBootstrap(SpecModel):
     """What the instances install and run."""
 
-    package: str = Field(
+    package: Requirement = Field(
         default=f"titus-flow=={__version__}",
-        min_length=1,
-        description="pip requirement for titus-flow; pinned to this release by default.",
+        description="pip requirement for titus-flow, pinned (name==version); this release by"
+        " default.",
     )
     driver: Literal["docker", "process"] = "docker"
-    attributes: dict[str, str] = Field(
+    attributes: dict[AttributeKey, AttributeValue] = Field(
         default_factory=dict, description="Extra agent attributes for constraints."
     )
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import shlex
 
-from titus_flow.fleet.spec import FleetSpec, InstanceType
+from pydantic import ValidationError
+
+from titus_flow.fleet.spec import FleetSpec, InstanceType, SecretSource
 
 FLEET_ATTRIBUTE = "fleet"
 """Agent attribute naming the fleet an agent belongs to."""
@@ -68,13 +70,58 @@ def agent_arguments(
     ]
 
 
+SECRETS_DIR = "/etc/titus-flow"
+"""Root-only directory on the instance for credentials fetched at boot."""
+
+# Credential of the fleet spec -> (file name under SECRETS_DIR, setting's env variable).
+_CREDENTIALS = {
+    "tls_cert": ("tls-cert.pem", "TITUS_FLOW_TLS_CERT"),
+    "tls_key": ("tls-key.pem", "TITUS_FLOW_TLS_KEY"),
+    "tls_ca": ("tls-ca.pem", "TITUS_FLOW_TLS_CA"),
+    "api_key": ("api-key", "TITUS_FLOW_API_KEY_FILE"),
+    "codec_keys": ("codec-keys", "TITUS_FLOW_CODEC_KEY_FILE"),
+}
+
+
+def _credentials(spec: FleetSpec) -> list[tuple[str, SecretSource]]:
+    target = spec.temporal
+    found = [(name, getattr(target, name)) for name in _CREDENTIALS]
+    return [(name, source) for name, source in found if source is not None]
+
+
+def credential_path(name: str, source: SecretSource) -> str:
+    """Where the agent reads credential ``name``: its file, or where boot puts the secret."""
+    return source.file or f"{SECRETS_DIR}/{_CREDENTIALS[name][0]}"
+
+
 def agent_environment(spec: FleetSpec) -> dict[str, str]:
-    """Environment telling the agent which Temporal service and cluster to join."""
-    return {
-        "TITUS_FLOW_ADDRESS": spec.temporal.address,
-        "TITUS_FLOW_NAMESPACE": spec.temporal.namespace,
-        "TITUS_FLOW_CONTROL_TASK_QUEUE": spec.temporal.control_task_queue,
+    """Environment telling the agent which Temporal service to join and how to authenticate."""
+    target = spec.temporal
+    env = {
+        "TITUS_FLOW_ADDRESS": target.address,
+        "TITUS_FLOW_NAMESPACE": target.namespace,
+        "TITUS_FLOW_CONTROL_TASK_QUEUE": target.control_task_queue,
     }
+    if target.tls:
+        env["TITUS_FLOW_TLS"] = "true"
+    for name, source in _credentials(spec):
+        env[_CREDENTIALS[name][1]] = credential_path(name, source)
+    return env
+
+
+def _fetch_secrets(spec: FleetSpec) -> str:
+    """Boot-script lines that fetch the spec's Secrets Manager references into root-only files."""
+    lines = [
+        f"/opt/titus-flow/bin/titus-flow fleet fetch-secret --region {spec.region}"
+        f" {shlex.quote(source.secret)} {shlex.quote(credential_path(name, source))}"
+        for name, source in _credentials(spec)
+        if source.secret is not None
+    ]
+    if not lines:
+        return ""
+    return "\n# Credentials from Secrets Manager (the instance role reads them).\n" + "\n".join(
+        lines
+    )
 
 
 _HEADER = """#!/bin/bash
@@ -98,26 +145,31 @@ if ! command -v docker >/dev/null 2>&1; then
 fi
 systemctl enable --now docker
 
-# titus-flow in its own virtualenv.
+# titus-flow in its own virtualenv, at the pinned version.
 python3 -m venv /opt/titus-flow
 /opt/titus-flow/bin/pip install --quiet {package}
-
+install -d -m 700 {secrets_dir}
+{fetch_secrets}
 # What this instance type offers (the fleet planner uses the same numbers).
 case "$INSTANCE_TYPE" in
 """
 
 _FOOTER = """  *) echo "instance type $INSTANCE_TYPE is not in fleet {name}" >&2; exit 1;;
 esac
-AGENT_ARGS="--id $INSTANCE_ID --attribute zone=$ZONE --attribute instance_type=$INSTANCE_TYPE \\
-  --attribute instance_id=$INSTANCE_ID $RESOURCES"
+AGENT_ARGS="--id $INSTANCE_ID --attribute zone=$ZONE --attribute instance_type=$INSTANCE_TYPE"
+AGENT_ARGS="$AGENT_ARGS --attribute instance_id=$INSTANCE_ID $RESOURCES"
+# printf, not a heredoc: nothing in the values is run. systemd splits $AGENT_ARGS.
+printf 'AGENT_ARGS=%s\\n' "$AGENT_ARGS" > {secrets_dir}/agent.env
 
-cat > /etc/systemd/system/titus-flow-agent.service <<UNIT
+# A quoted heredoc: the shell expands nothing in the unit.
+cat > /etc/systemd/system/titus-flow-agent.service <<'UNIT'
 [Unit]
 Description=titus-flow agent
 After=docker.service network-online.target
 Requires=docker.service
 
 [Service]
+EnvironmentFile={secrets_dir}/agent.env
 {environment}
 ExecStart=/opt/titus-flow/bin/titus-flow agent $AGENT_ARGS
 Restart=always
@@ -131,19 +183,42 @@ systemctl enable --now titus-flow-agent
 """
 
 
+def _checked(spec: FleetSpec) -> FleetSpec:
+    """``spec`` validated again: every value rendered below must pass the spec's checks.
+
+    A spec built without validation (``model_construct``, a copy with updates)
+    could otherwise carry shell or systemd syntax into a script run as root.
+    """
+    try:
+        return FleetSpec.model_validate(spec.model_dump(mode="json"))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        message = f"fleet {spec.name!r}: refusing to render its boot script: {problems}"
+        raise ValueError(message) from err
+
+
 def user_data(spec: FleetSpec) -> str:
-    """The cloud-init bash script that turns a fresh instance into a fleet agent."""
+    """The cloud-init bash script that turns a fresh instance into a fleet agent.
+
+    Raises ValueError when a field holds a value the spec does not allow.
+    """
+    spec = _checked(spec)
     cases = "".join(
         f"  {t.name}) RESOURCES={shlex.quote(shlex.join(resource_arguments(spec, t)))};;\n"
         for t in spec.instance_types
     )
     environment = "\n".join(
-        # systemd unit syntax: Environment="KEY=value" (shell-quoted for the heredoc too).
+        # systemd unit syntax: Environment="KEY=value"; values are checked to need no escaping.
         f'Environment="{key}={value}"'
         for key, value in agent_environment(spec).items()
     )
     return (
-        _HEADER.format(name=spec.name, package=shlex.quote(spec.agent.package))
+        _HEADER.format(
+            name=spec.name,
+            package=shlex.quote(spec.agent.package),
+            secrets_dir=SECRETS_DIR,
+            fetch_secrets=_fetch_secrets(spec),
+        )
         + cases
-        + _FOOTER.format(name=spec.name, environment=environment)
+        + _FOOTER.format(name=spec.name, environment=environment, secrets_dir=SECRETS_DIR)
     )
