@@ -79,13 +79,19 @@ def echo_json(data: Any) -> None:
 @click.option("--address", envvar=None, help="Temporal address host:port [env TITUS_FLOW_ADDRESS].")
 @click.option("--namespace", help="Temporal namespace [env TITUS_FLOW_NAMESPACE].")
 @click.option("--home", type=click.Path(file_okay=False), help="State dir [env TITUS_FLOW_HOME].")
+@click.option("--tls-cert", "tls_cert_path", help="mTLS client cert [env TITUS_FLOW_TLS_CERT].")
+@click.option("--tls-key", "tls_key_path", help="mTLS client key [env TITUS_FLOW_TLS_KEY].")
+@click.option("--tls-ca", "tls_ca_path", help="Server CA file [env TITUS_FLOW_TLS_CA].")
+@click.option("--api-key-file", help="File with the API key [env TITUS_FLOW_API_KEY_FILE].")
 @click.pass_context
-def cli(ctx: click.Context, address: str | None, namespace: str | None, home: str | None) -> None:
+def cli(
+    ctx: click.Context, address: str | None, namespace: str | None, **files: str | None
+) -> None:
     """titus-flow: container batch and service jobs as code, driven durably by Temporal.
 
     Start the embedded stack with `titus-flow up`, then `titus-flow run examples/hello.yaml`.
     """
-    ctx.obj = Context({"address": address, "namespace": namespace, "home": home})
+    ctx.obj = Context({"address": address, "namespace": namespace, **files})
 
 
 T = TypeVar("T")
