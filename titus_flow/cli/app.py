@@ -85,7 +85,7 @@ def echo_json(data: Any) -> None:
 @click.option("--api-key-file", help="File with the API key [env TITUS_FLOW_API_KEY_FILE].")
 @click.pass_context
 def cli(
-    ctx: click.Context, address: str | None, namespace: str | None, **files: str | None
+    ctx: click.Context, /, address: str | None, namespace: str | None, **files: str | None
 ) -> None:
     """titus-flow: container batch and service jobs as code, driven durably by Temporal.
 
