@@ -8,6 +8,8 @@ worker's start) refuses with the fix, and a real agent logs it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +59,14 @@ async def test_a_ledger_past_its_bound_fails_loudly_and_is_never_restarted_empty
             return [a.agent_id for a in await client.agents()] == [cluster.agent_id("a")]
 
         await eventually(registered, 20, "agent a registered")
+        # The CLI reads the paged answers (in a thread: this loop runs the worker).
+        listed = await asyncio.to_thread(cluster.cli, "agents", "list", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert [(a["agent_id"], a["task_count"]) for a in json.loads(listed.stdout)] == [
+            (cluster.agent_id("a"), 0)
+        ]
+        tasks = await asyncio.to_thread(cluster.cli, "agents", "tasks", cluster.agent_id("a"))
+        assert tasks.returncode == 0 and "0 tasks" in tasks.stderr, tasks.stderr
         first_run = (await handle.describe()).run_id
         suggested["now"] = True
         # Any news wakes it; then it would continue as new with a ledger past its bound.
