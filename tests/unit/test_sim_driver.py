@@ -38,6 +38,7 @@ def _request(command: str | list[str] = "true", task: str = "job-1-0", **env: st
         (["sh", "-c", "false || exit 9"], (0.0, 9)),
         (["sh", "-c", "false; echo done"], (0.0, 0)),  # the last command's status
         (["sleep", "1m"], (60.0, 0)),
+        (["sleep", "1d"], (86400.0, 0)),
         (["exit", "300"], (0.0, 44)),  # truncated to a byte, as a shell does
         (["python", "train.py"], (0.0, 0)),  # anything else: an instant success
         (["sh", "-c", 'echo "unbalanced'], (0.0, 0)),

@@ -98,7 +98,7 @@ def _run_one(words: list[str], last_status: int) -> tuple[float, int, bool]:
 
 
 def _seconds(text: str) -> float:
-    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
+    scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(text[-1:])
     try:
         return max(0.0, float(text[:-1] if scale else text) * (scale or 1))
     except ValueError:
