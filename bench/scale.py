@@ -50,7 +50,13 @@ TASK_RESOURCES = Resources(cpu=0.1, memory=64, disk=0, network_mbps=0)
 AGENT_CPU, AGENT_MEMORY = "2", "16Gi"
 """Each hollow agent: 20 tasks at once (so a job spreads over many agents); 100
 agents hold a 1,000-task service."""
+PARTITIONS: int | None = None
+"""Task queue partitions of the server (``--partitions``; None: the server's default)."""
 WARNINGS = {"TMPRL1104": "workflow task over 5 s", "TMPRL1101": "deadlock (no yield in 2 s)"}
+
+
+class SetupError(Exception):
+    """The stack of a line could not be brought up."""
 
 
 @dataclass
@@ -122,8 +128,12 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def fresh_stack(agents: int) -> AsyncIterator[Stack]:
-    """Start a dev server, a control worker and ``agents`` hollow agents; stop them after."""
+async def fresh_stack(agents: int, partitions: int | None = None) -> AsyncIterator[Stack]:
+    """Start a dev server, a control worker and ``agents`` hollow agents; stop them after.
+
+    ``partitions``: task queue partitions the server makes per queue (default: its
+    own, 4); an agent's queue needs one, and each costs the server database writes.
+    """
     home = Path(tempfile.mkdtemp(prefix="titus-scale-"))
     binary = stack.temporal_binary()
     with socket.socket() as sock:
@@ -134,6 +144,9 @@ async def fresh_stack(agents: int) -> AsyncIterator[Stack]:
     keep = False
     server_log = home / "temporal.log"
     argv = stack.server_argv(binary, port=port, ui_port=None, db_filename=home / "scale.db")
+    if partitions is not None:
+        for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
+            argv += ["--dynamic-config-value", f"{key}={partitions}"]
     processes["server"] = stack.start_process(argv, server_log)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TITUS_FLOW_", "TEMPORAL_"))}
     env.update(
@@ -153,14 +166,19 @@ async def fresh_stack(agents: int) -> AsyncIterator[Stack]:
         client = TitusClient(await connect(settings), settings)
         bench = Stack(home, client, processes)
 
-        async def registered() -> bool:
-            if not bench.alive("agents") or not bench.alive("worker"):
-                raise SystemExit(f"a process died; see {home}")
-            with contextlib.suppress(RPCError, Exception):
-                return len(await client.agents()) >= agents
-            return False
+        count = 0
 
-        await until(registered, 120 + agents / 10)
+        async def registered() -> bool:
+            nonlocal count
+            if not bench.alive("agents") or not bench.alive("worker"):
+                raise SetupError(f"a process died; see {home}")
+            with contextlib.suppress(RPCError, Exception):
+                count = len(await client.agents())
+            return count >= agents
+
+        wait = 120 + agents / 10
+        if not await until(registered, wait):
+            raise SetupError(f"only {count} of {agents} agents registered in {wait:.0f}s")
         yield bench
     except BaseException:
         keep = True  # the logs say what went wrong
@@ -211,10 +229,10 @@ async def progress_counts(titus: TitusClient, job_id: str) -> dict[str, int]:
     return {}
 
 
-async def run_batch(tasks: int, agents: int, timeout: float) -> Line:
-    """One batch job of ``tasks`` tasks on ``agents`` hollow agents."""
-    line = Line(f"batch {tasks}", tasks, agents)
-    async with fresh_stack(agents) as bench:
+async def run_batch(line: Line, timeout: float) -> Line:
+    """One batch job of ``line.tasks`` tasks on ``line.agents`` hollow agents."""
+    tasks, agents = line.tasks, line.agents
+    async with fresh_stack(agents, PARTITIONS) as bench:
         titus = bench.client
         start = time.perf_counter()
         job_id = await titus.submit(batch_job("scale", tasks))
@@ -232,10 +250,10 @@ async def run_batch(tasks: int, agents: int, timeout: float) -> Line:
         return await measure(line, bench)
 
 
-async def run_many(jobs: int, tasks: int, agents: int, timeout: float) -> Line:
+async def run_many(line: Line, jobs: int, tasks: int, timeout: float) -> Line:
     """``jobs`` batch jobs of ``tasks`` tasks each, submitted at once."""
-    line = Line(f"{jobs} jobs x {tasks}", jobs * tasks, agents)
-    async with fresh_stack(agents) as bench:
+    agents = line.agents
+    async with fresh_stack(agents, PARTITIONS) as bench:
         titus = bench.client
         start = time.perf_counter()
         ids = await asyncio.gather(
@@ -255,10 +273,10 @@ async def run_many(jobs: int, tasks: int, agents: int, timeout: float) -> Line:
         return await measure(line, bench)
 
 
-async def run_service(peak: int, agents: int, timeout: float) -> Line:
-    """A service job scaled 0 -> ``peak`` (until all Started) -> 0 (until none runs)."""
-    line = Line(f"service 0->{peak}->0", peak, agents)
-    async with fresh_stack(agents) as bench:
+async def run_service(line: Line, timeout: float) -> Line:
+    """A service job scaled 0 -> ``line.tasks`` (until all Started) -> 0 (until none runs)."""
+    peak, agents = line.tasks, line.agents
+    async with fresh_stack(agents, PARTITIONS) as bench:
         titus = bench.client
         job = ServiceJob(
             name="scale-svc",
@@ -317,25 +335,45 @@ async def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 300 and 1,000 tasks, 50 agents"
     )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="task queue partitions per queue on the server (default: its own, 4)",
+    )
     args = parser.parse_args()
+    global PARTITIONS
+    PARTITIONS = args.partitions
     if args.quick:
         args.sizes, args.agents = "300,1000", "50"
         args.service_peak, args.jobs, args.job_tasks = 100, 20, 10
     sizes, agent_counts = _ints(args.sizes), _ints(args.agents)
     scenarios = set(args.scenarios.split(","))
-    print(f"scale: {os.cpu_count()} cores; every task runs 1 s on the sim driver", flush=True)
+    print(
+        f"scale: {os.cpu_count()} cores; every task runs 1 s on the sim driver;"
+        f" task queue partitions: {PARTITIONS or 'server default'}",
+        flush=True,
+    )
     lines: list[Line] = []
+
+    async def run(line: Line, measured: Awaitable[Line]) -> None:
+        try:
+            line = await measured
+        except SetupError as err:
+            line.outcome = f"FAILED: {err}"
+        lines.append(line)
+        print(line, flush=True)
+
     for agents in agent_counts:
         if "batch" in scenarios:
             for tasks in sizes:
-                lines.append(await run_batch(tasks, agents, args.timeout))
-                print(lines[-1], flush=True)
+                line = Line(f"batch {tasks}", tasks, agents)
+                await run(line, run_batch(line, args.timeout))
         if "service" in scenarios:
-            lines.append(await run_service(args.service_peak, agents, args.timeout))
-            print(lines[-1], flush=True)
+            line = Line(f"service 0->{args.service_peak}->0", args.service_peak, agents)
+            await run(line, run_service(line, args.timeout))
         if "many" in scenarios:
-            lines.append(await run_many(args.jobs, args.job_tasks, agents, args.timeout))
-            print(lines[-1], flush=True)
+            line = Line(f"{args.jobs} jobs x {args.job_tasks}", args.jobs * args.job_tasks, agents)
+            await run(line, run_many(line, args.jobs, args.job_tasks, args.timeout))
     for line in lines:
         if line.payload_where:
             print(f"largest payload of {line.name} on {line.agents}: {line.payload_where}")
