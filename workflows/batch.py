@@ -491,7 +491,8 @@ class BatchJobWorkflow:
         await workflow.wait_condition(
             lambda: self._job_kill_requested or self._ready_to_hand_over()
         )
-        if self._job_kill_requested:
+        if self._job_kill_requested or not (self._parked or self._live()):
+            # Killed, or every task finished meanwhile: end in this run.
             self._mailbox.hold(False)
             await asyncio.gather(*runs)
             return False
@@ -503,21 +504,20 @@ class BatchJobWorkflow:
         )
         return True
 
+    def _live(self) -> list[TaskView]:
+        """Tasks not finished and not parked (their coroutine still runs)."""
+        return [self._tasks[t] for t, run in self._task_runs.items() if not run.done()]
+
     def _ready_to_hand_over(self) -> bool:
         """Whether each live task can go on in the next run, and nothing is left to send."""
         assert self._mailbox is not None
         if not (self._mailbox.idle and workflow.all_handlers_finished()):
             return False
-        for task_id, run in self._task_runs.items():
-            if run.done():  # finished, or parked
-                continue
-            state = self._tasks[task_id].state
-            if task_id in self._kill_reasons or state not in (
-                TaskState.ACCEPTED,
-                TaskState.STARTED,
-            ):
-                return False  # launching, or being killed: soon settled
-        return True
+        return not any(
+            task.id in self._kill_reasons
+            or task.state not in (TaskState.ACCEPTED, TaskState.STARTED)
+            for task in self._live()  # launching, or being killed: soon settled
+        )
 
     def _carried(self, request: BatchJobInput) -> CarriedTasks:
         """The tasks as the next run takes them over."""

@@ -19,13 +19,11 @@ from datetime import UTC, datetime
 
 import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
-from test_large_jobs import fake_agent, fake_launch
+from test_large_jobs import chain_histories, fake_agent, fake_launch
 from titus_cluster import Cluster
 
 from titus_flow import BatchJob, Container, Resources
-from titus_flow.client import TitusClient
 from titus_flow.contracts import (
     AttemptExit,
     BatchJobInput,
@@ -69,9 +67,15 @@ class Agent:
 
     @activity.defn(name="supervise")
     async def supervise(self, request: SuperviseInput) -> AttemptExit:
-        """Tasks fail (with an output) until their attempt of success; each runs a while."""
+        """Tasks fail (with an output) until their attempt of success; each runs a while.
+
+        The first attempts of some tasks run long enough to be Started when a
+        run continues as new.
+        """
         self.supervised[request.task_id, request.attempt] += 1
-        await asyncio.sleep(0.3 + _index(request.task_id) % 5 * 0.1)
+        index = _index(request.task_id)
+        long = request.attempt == 1 and index % 6 == 1
+        await asyncio.sleep(3 if long else 0.3 + index % 5 * 0.1)
         success = _succeeds_at(_index(request.task_id))
         ok = success is not None and request.attempt >= success
         return AttemptExit(
@@ -82,21 +86,6 @@ class Agent:
             log_tail=[] if ok else ["boom"],
             finished_at=datetime.now(UTC),
         )
-
-
-async def _runs(client: TitusClient, job_id: str, first_run_id: str) -> list[int]:
-    """The number of events of each run of the job's chain, first run first."""
-    lengths = []
-    run_id: str | None = first_run_id
-    while run_id:
-        handle = client.temporal.get_workflow_handle(job_id, run_id=run_id)
-        events = list((await handle.fetch_history()).events)
-        lengths.append(len(events))
-        last = events[-1]
-        run_id = None
-        if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-            run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-    return lengths
 
 
 async def test_a_job_of_retried_tasks_continues_as_new_and_ends_as_if_it_had_not(
@@ -122,7 +111,7 @@ async def test_a_job_of_retried_tasks_continues_as_new_and_ends_as_if_it_had_not
         )
         job_id = handle.id
         view = await asyncio.wait_for(client.wait(job_id), timeout=120)
-    runs = await _runs(client, job_id, handle.first_execution_run_id or "")
+    runs = [len(events) for events in await chain_histories(client, job_id)]
     assert len(runs) >= 3, f"continued as new {len(runs) - 1} time(s): {runs}"
     # A run ends soon after the limit: launches in flight land, nothing starts.
     assert max(runs) < HISTORY_LIMIT * 2, runs
@@ -145,7 +134,7 @@ async def test_a_job_of_retried_tasks_continues_as_new_and_ends_as_if_it_had_not
     # No attempt launched twice; some ran across a continue-as-new (supervised again).
     assert set(agent.launches.values()) == {1}
     assert sum(len(t.attempts) for t in view.tasks) == len(agent.launches)
-    assert max(agent.supervised.values()) == 2, "no Started task was carried over"
+    assert max(agent.supervised.values()) >= 2, "no Started task was carried over"
     page = await client.tasks(job_id, TaskQuery(states=["failed"], limit=3))
     assert [t.index for t in page.tasks] == failing[:3] and page.total == len(failing)
 
