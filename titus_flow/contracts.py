@@ -60,9 +60,10 @@ class BatchJobInput(Message):
     # A run that continued as new: its tasks as the previous run left them.
     carried: CarriedTasks | None = None
     # Continue as new past this many history events or bytes, whatever the
-    # server suggests (tests lower them). Temporal warns at 10,240 events / 10 MB.
-    history_limit: int = 8_000
-    history_bytes_limit: int = 8 * 1024 * 1024
+    # server suggests (tests lower them): Temporal warns at 10,240 events and 10 MB,
+    # and results landing while a run hands over add to it.
+    history_limit: int = 6_000
+    history_bytes_limit: int = 4 * 1024 * 1024
 
 
 class ServiceTaskRecord(Message):
