@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from titus_flow import stack
@@ -65,25 +65,49 @@ class TemporalServer:
         return self.proc is not None and self.proc.poll() is None
 
 
+CONTAINERD_CONFIG = """version = 2
+root = "{root}/ctd-root"
+state = "{root}/ctd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{root}/ctd.sock"
+"""
+
+
 @dataclass
 class DockerEngine:
-    """A dockerd of this test's own (``--live-restore``), beside the machine's engine."""
+    """A dockerd of this test's own (``--live-restore``), beside the machine's engine.
+
+    It runs on a containerd of its own, started apart as hosts run it (a systemd
+    unit of its own): a dockerd that manages its containerd stops it on exit,
+    and containers that end meanwhile lose their exit code (255).
+    """
 
     root: Path  # short: containerd's sockets live under it
     proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    env: dict[str, str] = field(default_factory=dict)
+    containerd: subprocess.Popen[bytes] | None = None
 
     @property
     def host(self) -> str:
         return f"unix://{self.root}/d.sock"
 
     def start(self) -> None:
-        self.starts += 1
+        """Start containerd (once) and dockerd; return when the engine answers."""
         log = (self.root / "dockerd.log").open("ab")
+        if self.containerd is None:
+            config = self.root / "containerd.toml"
+            config.write_text(CONTAINERD_CONFIG.format(root=self.root))
+            self.containerd = subprocess.Popen(
+                ["containerd", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            _wait(lambda: (self.root / "ctd.sock").exists(), "the test's containerd to listen")
         argv = ["dockerd", f"--data-root={self.root / 'data'}", f"--exec-root={self.root / 'x'}"]
         argv += [f"--pidfile={self.root / 'dockerd.pid'}", f"--host={self.host}"]
-        argv += ["--bridge=none", "--iptables=false", "--ip6tables=false", "--live-restore"]
+        argv += [f"--containerd={self.root / 'ctd.sock'}", "--live-restore"]
+        argv += ["--bridge=none", "--iptables=false", "--ip6tables=false"]
         self.proc = subprocess.Popen(
             argv,
             stdout=log,
@@ -124,12 +148,15 @@ class DockerEngine:
             ids = self.container_ids()
             if ids:
                 self.docker("rm", "-f", *ids)
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        for proc in (self.proc, self.containerd):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        self._kill_strays()
         mounts = [
             line.split()[1]
             for line in Path("/proc/mounts").read_text().splitlines()
@@ -137,13 +164,32 @@ class DockerEngine:
         ]
         for mount in sorted(mounts, reverse=True):  # deepest first
             subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+        keep = os.environ.get("TITUS_FLOW_CHAOS_KEEP_LOG")  # debugging the engine's side
+        if keep:
+            shutil.copy(self.root / "dockerd.log", keep)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _kill_strays(self) -> None:
+        """SIGKILL any shim of this engine still running, with its container's processes."""
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"containerd-shim" in cmdline and str(self.root).encode() in cmdline:
+                subprocess.run(["pkill", "-KILL", "-s", _session_of(entry.name)], check=False)
 
     def _answers(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"dockerd exited:\n{(self.root / 'dockerd.log').read_text()}")
         return self.docker("version", "--format", "{{.Server.Version}}").returncode == 0
+
+
+def _session_of(pid: str) -> str:
+    """The session id of process ``pid`` (a shim leads its own, with its container)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[4]
 
 
 class ContainerStarts:
