@@ -70,6 +70,7 @@ class Line:
     outcome: str = ""
     max_events: int = 0
     longest_task: float = 0.0  # seconds of the longest workflow task in any history
+    slowest_where: str = ""  # the workflow of that task
     max_payload: int = 0
     payload_where: str = ""
     worker_rss_mb: float = 0.0
@@ -211,6 +212,8 @@ async def measure(line: Line, bench: Stack) -> Line:
     stats = await history_stats(bench.client.temporal, query="")
     line.max_events = stats.max_events
     line.longest_task = stats.longest_workflow_task
+    if stats.slowest is not None:
+        line.slowest_where = stats.slowest.run.workflow_id
     if stats.largest_payload is not None:
         line.max_payload = stats.largest_payload.bytes
         line.payload_where = str(stats.largest_payload)
@@ -377,6 +380,8 @@ async def main() -> None:
     for line in lines:
         if line.payload_where:
             print(f"largest payload of {line.name} on {line.agents}: {line.payload_where}")
+        if line.slowest_where:
+            print(f"longest workflow task of {line.name} on {line.agents}: {line.slowest_where}")
     for agents in agent_counts:
         batch = [b for b in lines if b.name.startswith("batch") and b.agents == agents and b.rate]
         if len(batch) >= 2:

@@ -86,9 +86,14 @@ class HistoryStats:
         return self.largest_history.events if self.largest_history else 0
 
     @property
+    def slowest(self) -> HistorySize | None:
+        """The run with the longest workflow task (None if none was read)."""
+        return max(self.histories, key=lambda h: h.longest_task, default=None)
+
+    @property
     def longest_workflow_task(self) -> float:
         """Seconds of the longest workflow task of any run read."""
-        return max((h.longest_task for h in self.histories), default=0.0)
+        return self.slowest.longest_task if self.slowest else 0.0
 
     @property
     def max_payload_bytes(self) -> int:
