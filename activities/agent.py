@@ -67,6 +67,15 @@ STOP_GRACE_SECONDS = 10.0
 LOGS_POLL_SECONDS = 0.2  # how often a waiting read looks for new output
 
 
+def _reason_for(exit_: Exit | None) -> FinishReason:
+    """The finish reason of an attempt whose container ended on its own (or vanished)."""
+    if exit_ is None:
+        return reason_for_exit(137, False)
+    if exit_.lost_by_engine:
+        return FinishReason.SYSTEM_ERROR
+    return reason_for_exit(exit_.exit_code, exit_.oom_killed)
+
+
 class AgentActivities:
     """The activities of one agent, bound to its driver and log directory."""
 
@@ -234,8 +243,7 @@ class AgentActivities:
             if health is not None:
                 await health.close()
         result = AttemptExit(
-            reason=reason
-            or reason_for_exit(exit_.exit_code if exit_ else 137, bool(exit_ and exit_.oom_killed)),
+            reason=reason or _reason_for(exit_),
             exit_code=exit_.exit_code if exit_ else None,
             finished_at=(exit_.finished_at if exit_ and exit_.finished_at else datetime.now(UTC)),
             message=message or self._message(reason, exit_, request),
@@ -362,6 +370,11 @@ class AgentActivities:
             return f"ran longer than its runtime limit of {request.runtime_limit_seconds:g}s"
         if exit_ is None:
             return "container did not report an exit"
+        if exit_.lost_by_engine:
+            return (
+                "the container engine restarted as the container ended and kept no exit code"
+                f" ({exit_.exit_code} is its placeholder): relaunched, not charged to retries"
+            )
         if exit_.oom_killed and exit_.exit_code == 0:
             # The engine only says a process of the container hit the limit; the
             # main one exited 0, so it was a child of it (e.g. a command of a shell).

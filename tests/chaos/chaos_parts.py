@@ -170,26 +170,35 @@ class DockerEngine:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _kill_strays(self) -> None:
-        """SIGKILL any shim of this engine still running, with its container's processes."""
+        """SIGKILL any shim of this engine still running, with its containers' processes."""
+        parents: dict[int, int] = {}
+        shims = []
         for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
             try:
                 cmdline = (entry / "cmdline").read_bytes()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
             if b"containerd-shim" in cmdline and str(self.root).encode() in cmdline:
-                subprocess.run(["pkill", "-KILL", "-s", _session_of(entry.name)], check=False)
+                shims.append(int(entry.name))
+        doomed = set(shims)
+        while True:  # every descendant of a shim: its containers' processes
+            more = {pid for pid, parent in parents.items() if parent in doomed} - doomed
+            if not more:
+                break
+            doomed |= more
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _answers(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"dockerd exited:\n{(self.root / 'dockerd.log').read_text()}")
         return self.docker("version", "--format", "{{.Server.Version}}").returncode == 0
-
-
-def _session_of(pid: str) -> str:
-    """The session id of process ``pid`` (a shim leads its own, with its container)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[4]
 
 
 class ContainerStarts:

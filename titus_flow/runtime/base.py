@@ -113,6 +113,9 @@ class Exit:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str = ""  # the runtime's reason when the command could not even start
+    # The engine restarted as the container ended and kept no exit code: its
+    # ``exit_code`` is the engine's placeholder, not the task's (a platform fault).
+    lost_by_engine: bool = False
 
 
 @dataclass(frozen=True)

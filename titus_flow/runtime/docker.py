@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -51,6 +51,7 @@ from titus_flow.runtime.base import (
     run_to_end,
     write_atomically,
 )
+from titus_flow.runtime.engine_start import engine_started_at, socket_path
 from titus_flow.runtime.mirror import OutputMirrors, TooManyMirrorsError, mirror_path
 from titus_flow.runtime.policy import image_refusal
 
@@ -489,9 +490,27 @@ class DockerDriver:
                 exit_ = dataclasses.replace(exit_, error=self._init_error(name))
             if exit_ is not None and exit_.exit_code == _SIGKILLED and not exit_.oom_killed:
                 exit_ = self._late_oom(name, exit_)
+            if exit_ is not None and exit_.exit_code == _EXIT_UNKNOWN and not exit_.oom_killed:
+                exit_ = self._lost_in_restart(exit_)
             if exit_ is not None or state["Status"] != "created":
                 return exit_
         return None
+
+    def _lost_in_restart(self, exit_: Exit) -> Exit:
+        """Mark an exit 255 stamped as the engine restored its containers as the engine's.
+
+        Such a stamp comes within moments of the engine's start; a task's own
+        exit 255 at that very moment is read as the engine's too (its attempt
+        is relaunched, not charged): the rarer and cheaper mistake.
+        """
+        path = socket_path(self._base_url)
+        started = engine_started_at(path) if path else None
+        finished = exit_.finished_at
+        if started is None or finished is None:
+            return exit_
+        if started - _CLOCK_SLACK <= finished <= started + _RESTORE_WINDOW:
+            return dataclasses.replace(exit_, lost_by_engine=True)
+        return exit_
 
     def _late_oom(self, name: str, exit_: Exit) -> Exit:
         """Ask once more whether a SIGKILLed container was OOM-killed.
@@ -609,6 +628,9 @@ class DockerDriver:
 # Exit codes of a command that could not be executed (not executable, not found).
 _CANNOT_EXEC = (126, 127)
 _SIGKILLED = 128 + 9
+_EXIT_UNKNOWN = 255  # what the engine records when it lost a container's exit
+_RESTORE_WINDOW = timedelta(seconds=60)  # from the engine's start to its last restored stamp
+_CLOCK_SLACK = timedelta(seconds=1)  # /proc start times are in clock ticks
 _LATE_OOM_WAIT = 0.5  # seconds: how long an OOM event may trail the exit it caused
 
 # How registries (through the engine) say an image does not exist. Anything else
