@@ -289,6 +289,9 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         raise ServerUnreachableError(settings.address, reason, local=settings.is_embedded) from err
 
 
+SCHEDULER_CALL_TIMEOUT = timedelta(seconds=10)
+
+
 async def ensure_scheduler(
     temporal: Client, settings: Settings, agent: AgentInfo | None = None
 ) -> None:
@@ -314,6 +317,9 @@ async def ensure_scheduler(
             static_summary="titus-flow capacity ledger and scheduler",
             start_signal=signal,
             start_signal_args=args,
+            # An agent's heartbeat must fail, and be tried again, rather than hang
+            # on an overloaded server: a hung one reads as a silent agent.
+            rpc_timeout=SCHEDULER_CALL_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:
         raise RPCError(

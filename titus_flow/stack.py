@@ -155,6 +155,10 @@ def server_argv(
     if db_filename is not None:
         argv += ["--db-filename", str(db_filename)]
     argv += ["--namespace", namespace, "--log-level", "error", *_NO_USER_CONFIG]
+    # One partition per task queue: each agent has a queue of its own, and the
+    # default four per queue made the SQLite server time out at 1,000 agents.
+    for setting in ("numTaskqueueReadPartitions", "numTaskqueueWritePartitions"):
+        argv += ["--dynamic-config-value", f"matching.{setting}=1"]
     for key in visibility.ALL:
         # All attributes are Keyword (see visibility.ALL); the CLI spells the type so.
         argv += ["--search-attribute", f"{key.name}=Keyword"]
