@@ -500,7 +500,7 @@ class TitusClient:
         """
 
         def done(view: JobView, status: ServiceStatus) -> bool:
-            others = revision is not None and any(t.revision != revision for t in view.live_tasks())
+            others = revision is not None and view.runs_other_revisions(revision)
             healthy = view.healthy_tasks(revision) >= status.desired
             return healthy and not others and view.state is JobState.RUNNING
 

@@ -408,6 +408,10 @@ class ServiceStatus(View):
     rollout: RolloutPhase = RolloutPhase.NONE
     canary: int | None = None  # while a canary holds: tasks on the new revision
     waiting: list[str] = Field(default_factory=list)  # requests held by the budget
+    # Live and healthy tasks per revision: what a bounded view (a large service's,
+    # which holds only some task rows) counts with.
+    live_by_revision: dict[int, int] = Field(default_factory=dict)
+    healthy_by_revision: dict[int, int] = Field(default_factory=dict)
 
 
 class PartitionSummary(View):
@@ -470,13 +474,29 @@ class JobView(View):
         """The tasks that have not finished."""
         return [t for t in self.tasks if t.state is not TaskState.FINISHED]
 
+    def _service_counts(self) -> ServiceStatus | None:
+        """The service status whose counts stand for rows a bounded view left out."""
+        status = self.service
+        if self.total_tasks is None or status is None or not status.live_by_revision:
+            return None
+        return status
+
     def healthy_tasks(self, revision: int | None = None) -> int:
         """Live healthy tasks of a service job (only those on ``revision`` if given)."""
+        if (status := self._service_counts()) is not None:
+            by = status.healthy_by_revision
+            return sum(by.values()) if revision is None else by.get(revision, 0)
         return sum(
             1
             for t in self.live_tasks()
             if t.healthy and (revision is None or t.revision == revision)
         )
+
+    def runs_other_revisions(self, revision: int) -> bool:
+        """Whether a service job still runs tasks of a revision other than ``revision``."""
+        if (status := self._service_counts()) is not None:
+            return any(n for r, n in status.live_by_revision.items() if r != revision)
+        return any(t.revision != revision for t in self.live_tasks())
 
     @property
     def canary_ready(self) -> bool:

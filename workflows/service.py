@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow import visibility
     from titus_flow.contracts import (
         CanaryRequest,
+        CarriedService,
         KillTaskRequest,
         LaunchInput,
         PlacementItem,
@@ -50,7 +51,15 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.lifecycle import FinishReason, JobState, RolloutPhase, TaskState
     from titus_flow.outcomes import end_job
     from titus_flow.spec import Capacity, ServiceJob
-    from titus_flow.views import AttemptView, JobView, ServiceStatus, TaskView
+    from titus_flow.views import (
+        AttemptView,
+        JobView,
+        ServiceStatus,
+        TaskPage,
+        TaskQuery,
+        TaskView,
+        page_tasks,
+    )
     from titus_flow.workflows.attempts import Outcome, launch, supervise
     from titus_flow.workflows.common import SchedulerMailbox
 
@@ -89,6 +98,11 @@ SHRINK_ONCE_PATCH = "service-shrink-once-per-task"
 # current (same spec, same canary size) is a no-op answering that revision": a
 # command sent again after an error it could not see the end of.
 SAME_REVISION_PATCH = "service-same-revision-no-op"
+# ``workflow.patched`` id of "continue as new with compact task rows"
+# (:class:`~titus_flow.contracts.CarriedService`) and bounded finished rows: the
+# previous release carried whole records, ~620 bytes a task, which passed
+# Temporal's 2 MB payload limit near 3,300 live tasks.
+COMPACT_CARRY_PATCH = "service-compact-carry"
 
 
 def crash_backoff(failures: int) -> timedelta:
@@ -174,7 +188,11 @@ class ServiceJobWorkflow:
             self._update_started_at = workflow.now()
         assert self._mailbox is not None
         flusher = asyncio.create_task(self._mailbox.run())
-        for record in request.tasks:  # carried over: adopt, do not relaunch
+        carried = request.tasks
+        if request.carried is not None:
+            carried = request.carried.records(self._job_id)
+            request.carried = None  # the next carry is made from the live tasks
+        for record in carried:  # carried over: adopt, do not relaunch
             self._live[record.view.id] = record
             if record.kill_held:
                 self._held_kills[record.view.id] = None
@@ -310,6 +328,15 @@ class ServiceJobWorkflow:
         started = [t for t in self._live.values() if t.view.state is TaskState.STARTED]
         for record in started:
             record.kill_held = record.view.id in self._held_kills
+        if workflow.patched(COMPACT_CARRY_PATCH):
+            finished = self._input.finished[-FINISHED_TASKS_KEPT:]
+            return self._input.model_copy(
+                update={
+                    "tasks": [],
+                    "finished": [t.bounded() for t in finished],
+                    "carried": CarriedService.of(started, workflow.now()),
+                }
+            )
         return self._input.model_copy(
             update={
                 "tasks": started,
@@ -827,16 +854,40 @@ class ServiceJobWorkflow:
 
     @workflow.query(name="describe")
     def describe(self) -> JobView:
-        """The job, its live tasks and the most recent finished ones."""
-        return self._describe()
+        """The job, its live tasks and the most recent finished ones.
+
+        Bounded like a batch job's: a service whose rows pass the view's byte
+        budget shows its counts by state and the first rows (failed first);
+        the ``tasks`` query pages through the rest.
+        """
+        view = self._describe()
+        bounded = view.bounded()
+        return view if bounded.total_tasks is None else bounded
+
+    @workflow.query(name="tasks")
+    def tasks(self, query: TaskQuery) -> TaskPage:
+        """One page of the job's tasks (live and latest finished): ``query``'s, failed first."""
+        return page_tasks(self._task_views(), query)
 
     # --- views ------------------------------------------------------------------
 
-    def _describe(self) -> JobView:
+    def _task_views(self) -> list[TaskView]:
+        """The latest finished tasks, then the live ones (with why they wait for capacity)."""
         assert self._input is not None and self._mailbox is not None
-        capacity = self._capacity
         for record in self._live.values():
             record.view.pending_reason = self._mailbox.pending_reasons.get(record.view.id)
+        return [*self._input.finished, *(t.view for t in self._live.values())]
+
+    def _describe(self) -> JobView:
+        assert self._input is not None
+        capacity = self._capacity
+        live_by_revision: dict[int, int] = {}
+        healthy_by_revision: dict[int, int] = {}
+        for record in self._live.values():
+            revision = record.view.revision or 0
+            live_by_revision[revision] = live_by_revision.get(revision, 0) + 1
+            if record.view.healthy:
+                healthy_by_revision[revision] = healthy_by_revision.get(revision, 0) + 1
         return JobView(
             id=self._job_id,
             name=self._spec.name,
@@ -845,7 +896,7 @@ class ServiceJobWorkflow:
             state=self._state,
             message=self._message,
             submitted_at=self._input.submitted_at,
-            tasks=[*self._input.finished, *(t.view for t in self._live.values())],
+            tasks=self._task_views(),
             service=ServiceStatus(
                 desired=capacity.desired,
                 min=capacity.min,
@@ -856,6 +907,8 @@ class ServiceJobWorkflow:
                 rollout=self._input.rollout,
                 canary=self._input.canary,
                 waiting=self._waiting,
+                live_by_revision=live_by_revision,
+                healthy_by_revision=healthy_by_revision,
             ),
         )
 
