@@ -103,6 +103,13 @@ SAME_REVISION_PATCH = "service-same-revision-no-op"
 # previous release carried whole records, ~620 bytes a task, which passed
 # Temporal's 2 MB payload limit near 3,300 live tasks.
 COMPACT_CARRY_PATCH = "service-compact-carry"
+# ``workflow.patched`` id of "a run that adopted N tasks continues only past
+# N + max(N / 2, CONTINUE_FLOOR_EVENTS) history events": it schedules N
+# supervise activities before anything else, so with N past the limit (or
+# Temporal's suggestion, ~4,000 events) the previous release continued as new
+# again at once, run after run.
+CONTINUE_FLOOR_PATCH = "service-continue-floor"
+CONTINUE_FLOOR_EVENTS = 200
 
 
 def crash_backoff(failures: int) -> timedelta:
@@ -142,6 +149,7 @@ class ServiceJobWorkflow:
         self._update_started_at: datetime | None = None
         self._wakes_on_change = False  # set by run(): this release, or a replay of the last
         self._continues_always = False  # likewise, CONTINUE_ALWAYS_PATCH
+        self._continue_floor = 0  # history events before which this run does not continue
         self._wake_at: tuple[datetime, str] | None = None  # next clock-driven decision, and why
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: tuple[datetime, str] | None = None
@@ -192,6 +200,9 @@ class ServiceJobWorkflow:
         if request.carried is not None:
             carried = request.carried.records(self._job_id)
             request.carried = None  # the next carry is made from the live tasks
+        if workflow.patched(CONTINUE_FLOOR_PATCH):
+            adopted = len(carried)
+            self._continue_floor = adopted + max(adopted // 2, CONTINUE_FLOOR_EVENTS)
         for record in carried:  # carried over: adopt, do not relaunch
             self._live[record.view.id] = record
             if record.kill_held:
@@ -282,10 +293,10 @@ class ServiceJobWorkflow:
     def _should_continue(self) -> bool:
         assert self._input is not None
         info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > self._input.history_limit
-        )
+        length = info.get_current_history_length()
+        if length <= self._continue_floor:
+            return False
+        return info.is_continue_as_new_suggested() or length > self._input.history_limit
 
     def _ready_to_continue(self) -> bool:
         if not self._should_continue():
