@@ -224,10 +224,19 @@ async def _check_service(
 async def _check_nothing_left(
     client: TitusClient, cluster: Cluster, engine: DockerEngine, seed: int
 ) -> None:
+    left: list[str] = []
+
     async def nothing_left() -> bool:
         agents = await client.agents()
+        left[:] = [
+            *(f"container {c}" for c in engine.container_ids()),
+            *(f"{a.agent_id}: {a.task_count} task(s), {a.reserved_cpu} cpu" for a in agents),
+        ]
         return not engine.container_ids() and all(
-            not a.tasks and a.reserved_cpu == 0 for a in agents
+            a.task_count == 0 and a.reserved_cpu == 0 for a in agents
         )
 
-    await until(nothing_left, f"seed {seed}: no container or reservation left", 60, cluster)
+    try:
+        await until(nothing_left, f"seed {seed}: no container or reservation left", 60, cluster)
+    except AssertionError as err:
+        raise AssertionError(f"still left: {left}\n{err}") from None

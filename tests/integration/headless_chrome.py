@@ -134,6 +134,10 @@ class Chrome:
                 return text
             if time.monotonic() > deadline:
                 raise AssertionError(f"the page never showed {needle!r}; it shows:\n{text[:3000]}")
+            if "Internal Error" in text:
+                # The UI's server answered 500 while the loaded server was busy: a
+                # user would refresh, and so does the test.
+                self.call("Page.reload")
             time.sleep(0.5)
 
     def screenshot(self, path: Path, full_page: bool = False) -> None:

@@ -46,6 +46,9 @@ OFFLINE = {
     ("up",): "starts the server itself",
     ("down",): "stops local processes by pid",
     ("status",): "reports the local stack: a stopped server is its normal answer (exit 1)",
+    ("codec-key",): "prints a new key",
+    ("codec-server",): "encodes and decodes payloads locally; never calls Temporal",
+    ("fleet", "fetch-secret"): "reads AWS Secrets Manager on an instance at boot, not Temporal",
 }
 
 
@@ -106,6 +109,7 @@ def _server_commands(tmp: Path) -> list[tuple[tuple[str, ...], list[str], int]]:
         (("task", "logs"), [task_id, "--follow"], 1),
         (("agents", "list"), [], 1),
         (("agents", "drain"), ["local"], 1),
+        (("agents", "tasks"), ["local"], 1),
         (("capacity-groups", "list"), [], 1),
         (("capacity-groups", "create"), ["prod", "--tier", "critical"], 1),
         (("capacity-groups", "create"), ["prod", "--limit-cpu", "lots"], 2),
