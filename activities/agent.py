@@ -49,6 +49,7 @@ from titus_flow.runtime.base import (
     OUTPUT_FILE,
     Driver,
     DriverError,
+    EngineUnavailableError,
     Exit,
     ImageNotFoundError,
     LaunchRefusedError,
@@ -64,6 +65,8 @@ from titus_flow.secrets import SecretUnavailableError, resolve_secrets
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 4096
 STOP_GRACE_SECONDS = 10.0
+ENGINE_OUTAGE_SECONDS = 300.0  # how long supervise waits out an engine that does not answer
+ENGINE_RETRY_SECONDS = 1.0
 LOGS_POLL_SECONDS = 0.2  # how often a waiting read looks for new output
 
 
@@ -97,6 +100,8 @@ class AgentActivities:
         self.driver = driver
         self.log_dir = log_dir
         self.heartbeat_every = heartbeat_every
+        # When each attempt's engine stopped answering (see _wait), by container name.
+        self._engine_down_since: dict[str, float] = {}
         self.secrets_dir = secrets_dir
         self.probe_host = probe_host
 
@@ -315,10 +320,27 @@ class AgentActivities:
         )
 
     async def _wait(self, name: str, timeout: float) -> Exit | None:
+        """The container's exit, or None while it runs (or while its engine restarts).
+
+        An engine that does not answer is waited out for up to
+        :data:`ENGINE_OUTAGE_SECONDS` (the caller heartbeats meanwhile): a
+        supervise that failed on it would be retried after a backoff, and a kill
+        arriving in that gap would find no activity to stop the container.
+        """
         try:
-            return await self.driver.wait(name, timeout)
+            exit_ = await self.driver.wait(name, timeout)
+        except EngineUnavailableError as err:
+            now = asyncio.get_running_loop().time()
+            since = self._engine_down_since.setdefault(name, now)
+            if now - since > ENGINE_OUTAGE_SECONDS:
+                raise ApplicationError(str(err), type="DriverError") from err
+            activity.logger.warning("engine unavailable, waiting for it: %s", err)
+            await asyncio.sleep(min(max(timeout, 0.1), ENGINE_RETRY_SECONDS))
+            return None
         except DriverError as err:
             raise ApplicationError(str(err), type="DriverError") from err
+        self._engine_down_since.pop(name, None)
+        return exit_
 
     async def _heartbeating(self, work: Awaitable[None]) -> None:
         """Await ``work``, heartbeating every ``heartbeat_every`` seconds until it is done."""

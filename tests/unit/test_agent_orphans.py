@@ -24,9 +24,10 @@ from temporalio.testing import ActivityEnvironment
 from titus_flow.activities.agent import AgentActivities
 from titus_flow.agent import remove_orphans
 from titus_flow.contracts import LaunchInput, SuperviseInput
-from titus_flow.lifecycle import TaskState
+from titus_flow.lifecycle import FinishReason, TaskState
 from titus_flow.runtime.base import (
     DriverError,
+    EngineUnavailableError,
     Exit,
     LaunchRequest,
     ManagedContainer,
@@ -250,3 +251,32 @@ async def test_reconcile_keeps_a_container_whose_task_a_bounded_view_left_out(
     agent = AgentActivities(AGENT, cast(Any, driver), tmp_path)
     assert await remove_orphans(cast(Client, temporal), cast(Any, driver), agent) == 0
     assert list(driver.containers) == [name]
+
+
+@dataclass
+class RestartingEngineDriver(SlowPullDriver):
+    """An engine that does not answer ``outage`` waits, then reports the exit."""
+
+    outage: int = 3
+    waits: int = 0
+
+    async def wait(self, name: str, timeout: float) -> Exit | None:
+        self.waits += 1
+        if self.waits <= self.outage:
+            raise EngineUnavailableError("docker wait failed: connection aborted")
+        return Exit(exit_code=0, finished_at=datetime.now(UTC))
+
+
+async def test_a_supervise_waits_out_an_engine_restart_and_reports_the_exit(
+    tmp_path: Path,
+) -> None:
+    """Failing instead would leave a gap (the retry's backoff) where a kill stops nothing."""
+    driver = RestartingEngineDriver()
+    driver.pulled.set()
+    agent = AgentActivities(AGENT, cast(Any, driver), tmp_path, heartbeat_every=0.01)
+    env = ActivityEnvironment()
+    await env.run(agent.launch, _launch_input())
+    watch = SuperviseInput(task_id="job-1-0", attempt=1, started_at=datetime.now(UTC))
+    result = await env.run(agent.supervise, watch)
+    assert driver.waits == driver.outage + 1
+    assert (result.reason, result.exit_code) == (FinishReason.NORMAL, 0)

@@ -147,6 +147,10 @@ class DriverError(Exception):
     """The runtime itself failed (daemon down, API error): a system error, not the user's."""
 
 
+class EngineUnavailableError(DriverError):
+    """The container engine does not answer (restarting, or down): try again later."""
+
+
 class ImagePullError(DriverError):
     """An image could not be pulled for a reason that may pass (registry down, 5xx, DNS, auth).
 

@@ -41,6 +41,7 @@ from titus_flow.runtime.base import (
     LABEL_TASK_ID,
     OUTPUT_FILE,
     DriverError,
+    EngineUnavailableError,
     Exit,
     ImageNotFoundError,
     ImagePullError,
@@ -255,6 +256,8 @@ class DockerDriver:
             )
         except docker.errors.APIError as err:
             raise DriverError(f"docker {what} failed: {err.explanation or err}") from err
+        except requests.exceptions.ConnectionError as err:
+            raise EngineUnavailableError(f"docker {what} failed: {err}") from err
         except (docker.errors.DockerException, OSError) as err:  # OSError: requests, log file
             raise DriverError(f"docker {what} failed: {err}") from err
 
