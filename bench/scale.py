@@ -27,6 +27,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +53,9 @@ AGENT_CPU, AGENT_MEMORY = "2", "16Gi"
 agents hold a 1,000-task service."""
 PARTITIONS: int | None = None
 """Task queue partitions of the server (``--partitions``; None: the server's default)."""
+PROFILE_DIR: Path | None = None
+"""``--profile DIR``: run the control worker under py-spy (every thread, CPU only), one
+collapsed-stack file per line in DIR, and save every workflow history there (JSON)."""
 WARNINGS = {"TMPRL1104": "workflow task over 5 s", "TMPRL1101": "deadlock (no yield in 2 s)"}
 
 
@@ -159,7 +163,14 @@ async def fresh_stack(agents: int, partitions: int | None = None) -> AsyncIterat
     titus_flow = [sys.executable, "-m", "titus_flow"]
     try:
         stack.wait_ready(binary, address, lambda: processes["server"].poll() is None, server_log)
-        processes["worker"] = stack.start_process([*titus_flow, "worker"], home / "worker.log", env)
+        worker = [*titus_flow, "worker"]
+        if PROFILE_DIR is not None:
+            PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+            profile = PROFILE_DIR / f"worker-{home.name}.txt"
+            spy = Path(sys.executable).with_name("py-spy")
+            record = ["record", "--gil", "-r", "50", "-f", "raw", "-o", str(profile)]
+            worker = [str(spy), *record, "--", *worker]
+        processes["worker"] = stack.start_process(worker, home / "worker.log", env)
         hollow = ["agent", "--hollow", str(agents), "--id", "hollow"]
         hollow += ["--cpu", AGENT_CPU, "--memory", AGENT_MEMORY]
         processes["agents"] = stack.start_process([*titus_flow, *hollow], home / "agents.log", env)
@@ -186,6 +197,13 @@ async def fresh_stack(agents: int, partitions: int | None = None) -> AsyncIterat
         print(f"kept the logs of the failed stack in {home}", file=sys.stderr)
         raise
     finally:
+        if PROFILE_DIR is not None and "worker" in processes:
+            # Stop the worker alone first: py-spy writes its profile once it exits.
+            profiler = processes["worker"]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker_pid(profiler.pid), signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(60)
         for name in ("agents", "worker", "server"):
             if name in processes:
                 proc = processes[name]
@@ -204,9 +222,29 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float, every: flo
     return False
 
 
+def worker_pid(pid: int) -> int:
+    """The control worker's pid: ``pid``, or its child when ``pid`` is py-spy's."""
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/comm").read_text().strip() == "py-spy":
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            return int(children[0]) if children else pid
+    return pid
+
+
+async def save_histories(bench: Stack, directory: Path) -> None:
+    """Every workflow history of the stack, as JSON files in ``directory`` (for ``Replayer``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    temporal = bench.client.temporal
+    async for execution in temporal.list_workflows(""):
+        handle = temporal.get_workflow_handle(execution.id, run_id=execution.run_id)
+        history = await handle.fetch_history()
+        name = f"{bench.home.name}-{execution.id}-{execution.run_id[:8]}.json"
+        (directory / name).write_text(history.to_json())
+
+
 async def measure(line: Line, bench: Stack) -> Line:
     """Fill in the line's history, payload, RSS and warning columns (processes still up)."""
-    line.worker_rss_mb = peak_rss_mb(bench.processes["worker"].pid)
+    line.worker_rss_mb = peak_rss_mb(worker_pid(bench.processes["worker"].pid))
     line.agents_rss_mb = peak_rss_mb(bench.processes["agents"].pid)
     line.warnings = bench.warnings()
     stats = await history_stats(bench.client.temporal, query="")
@@ -217,6 +255,8 @@ async def measure(line: Line, bench: Stack) -> Line:
     if stats.largest_payload is not None:
         line.max_payload = stats.largest_payload.bytes
         line.payload_where = str(stats.largest_payload)
+    if PROFILE_DIR is not None:
+        await save_histories(bench, PROFILE_DIR / "histories")
     return line
 
 
@@ -343,9 +383,15 @@ async def main() -> None:
         type=int,
         help="task queue partitions per queue on the server (default: its own, 4)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy the control worker (collapsed stacks) and save the histories in DIR",
+    )
     args = parser.parse_args()
-    global PARTITIONS
-    PARTITIONS = args.partitions
+    global PARTITIONS, PROFILE_DIR
+    PARTITIONS, PROFILE_DIR = args.partitions, args.profile
     if args.quick:
         args.sizes, args.agents = "300,1000", "50"
         args.service_peak, args.jobs, args.job_tasks = 100, 20, 10

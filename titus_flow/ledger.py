@@ -30,7 +30,7 @@ from titus_flow.contracts import (
     full_key,
 )
 from titus_flow.fleet.messages import FleetCapacity, PendingDemand
-from titus_flow.placement import Usage, place, task_request
+from titus_flow.placement import TaskRequests, Usage, place
 from titus_flow.scheduler import GroupUsage, TaskRequest, Tier
 from titus_flow.scheduler.queries import AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import CapacityGroup, Constraints, Resources
@@ -245,6 +245,7 @@ class Ledger:
         self._answer_held = answer_held
         self._usage = Usage(self.state.reservations.values())
         self._requests: dict[str, TaskRequest] = {}  # of pending keys, built once
+        self._build_request = TaskRequests()  # shared specs converted once per iteration
         # Keys asked for again by the requester that holds them (see request()).
         self._asked_again: dict[str, PendingRequest] = {}
 
@@ -384,6 +385,7 @@ class Ledger:
             fleets=[self.state.fleets[name] for name in sorted(self.state.fleets)],
             request_of=self._request_of,
         )
+        self._build_request.clear()
         for request in pending:
             key = request.item.key
             if key in result.placed:
@@ -410,7 +412,7 @@ class Ledger:
         """The scheduler's request for a pending item, built once (again if its tier changed)."""
         request = self._requests.get(item.key)
         if request is None or request.tier is not tier:
-            request = self._requests[item.key] = task_request(item, tier)
+            request = self._requests[item.key] = self._build_request(item, tier)
         return request
 
     def _placed(self, reservation: Reservation) -> Placed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from titus_flow.fleet.shapes import GROUP_REASONS, FleetOutlook
@@ -189,6 +189,48 @@ def task_request(item: PlacementItem, tier: Tier) -> TaskRequest:
     )
 
 
+class TaskRequests:
+    """Builds the scheduler's requests of items, converting each shared spec once.
+
+    The items of one job's request share their ``resources`` and ``constraints``
+    objects (:meth:`~titus_flow.contracts.ItemGroup.items`): 10,000 pending tasks
+    of a job are then one conversion and 10,000 cheap copies, not 10,000
+    conversions (a third of a 10,000-task scheduling iteration, issue 11).
+    Specs are told apart by identity; the builder keeps a reference to each, so
+    an id is never reused while it is cached. :meth:`clear` drops them.
+    """
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple[object, ...], tuple[PlacementItem, TaskRequest]] = {}
+
+    def __call__(self, item: PlacementItem, tier: Tier) -> TaskRequest:
+        """The scheduler's request for ``item`` in a group of ``tier`` (as :func:`task_request`)."""
+        shape = (
+            id(item.resources),
+            id(item.constraints),
+            item.job_id,
+            item.capacity_group,
+            len(item.ports),
+            tuple(item.avoid_agents),
+            tier,
+        )
+        found = self._templates.get(shape)
+        if found is not None:
+            template_item, template = found
+            if (
+                template_item.resources is item.resources
+                and template_item.constraints is item.constraints
+            ):
+                return replace(template, task_id=item.key)
+        request = task_request(item, tier)
+        self._templates[shape] = (item, request)
+        return request
+
+    def clear(self) -> None:
+        """Forget every spec (and the references that kept them)."""
+        self._templates.clear()
+
+
 def missing_group_reason(name: str) -> str:
     """Why a task of a job naming an undefined capacity group waits (until it is created)."""
     return (
@@ -204,13 +246,13 @@ def place(
     *,
     groups: Mapping[str, CapacityGroup] | None = None,
     fleets: Sequence[FleetCapacity] = (),
-    request_of: Callable[[PlacementItem, Tier], TaskRequest] = task_request,
+    request_of: Callable[[PlacementItem, Tier], TaskRequest] | None = None,
 ) -> PlaceResult:
     """Place ``items`` on ``agents`` given the current ``reservations``.
 
     ``reservations`` may come summed up already, as a :class:`Usage` the caller
     keeps current; ``request_of`` builds the scheduler's request of an item
-    (the ledger passes one that remembers them).
+    (the ledger passes one that remembers them; by default a :class:`TaskRequests`).
 
     ``groups`` are the defined capacity groups by name: each task gets its
     group's tier, limits and guarantees apply. The ``default`` group needs no
@@ -223,6 +265,7 @@ def place(
     rejected), and pending reasons say what the fleets do about it.
     """
     groups = groups or {}
+    request_of = request_of or TaskRequests()
     waiting = {
         item.key: missing_group_reason(item.capacity_group)
         for item in items

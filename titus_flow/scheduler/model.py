@@ -8,7 +8,7 @@ the scheduler's units (millicores, MiB, Mbit/s, whole GPUs, host-port counts).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 ZONE = "zone"
@@ -41,13 +41,19 @@ class ResourceVector:
     gpu: int = 0
 
     def __post_init__(self) -> None:
-        if min(astuple(self)) < 0:
+        # Field by field: ``dataclasses.astuple`` deep-copies each value, and this
+        # runs for every pending task of every scheduling iteration (issue 11).
+        if min(self.millicores, self.memory_mib, self.disk_mib, self.network_mbps, self.gpu) < 0:
             raise ValueError(f"resources cannot be negative: {self}")
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        """The amounts in field order."""
+        return (self.millicores, self.memory_mib, self.disk_mib, self.network_mbps, self.gpu)
 
     def covers(self, other: ResourceVector) -> bool:
         """Whether every amount here is at least the one in ``other``."""
         return all(
-            mine >= theirs for mine, theirs in zip(astuple(self), astuple(other), strict=True)
+            mine >= theirs for mine, theirs in zip(self.as_tuple(), other.as_tuple(), strict=True)
         )
 
 
