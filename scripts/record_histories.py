@@ -3,7 +3,7 @@
 Run it with the code of the release whose histories you want (for the previous
 release: ``git worktree add /tmp/prev <commit>`` and run this file from there
 with this repo's venv), then copy the files it writes into
-``tests/unit/fixtures/histories``::
+``tests/histories``::
 
     .venv/bin/python scripts/record_histories.py --out /tmp/histories
 

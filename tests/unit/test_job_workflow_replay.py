@@ -1,6 +1,6 @@
 """titus-flow's own job workflows replay histories recorded by the previous release.
 
-The histories in ``fixtures/histories`` were recorded on a dev server with the
+The histories in ``tests/histories`` were recorded on a dev server with the
 release before failed jobs failed their workflow and zero disruption budgets
 were honoured: a Succeeded, a Failed, a Killed and a partitioned Failed batch
 job, and a service job with ``max_unavailable: 0`` whose task was killed (at
@@ -28,7 +28,7 @@ from titus_flow.worker import SANDBOX
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.service import ServiceJobWorkflow
 
-HISTORIES = Path(__file__).parent / "fixtures" / "histories"
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 
 
 def history(name: str) -> WorkflowHistory:

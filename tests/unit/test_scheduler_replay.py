@@ -1,6 +1,6 @@
 """The scheduler workflow replays histories recorded by the previous release.
 
-``fixtures/histories/scheduler-run-*.json.gz`` were recorded by
+``tests/histories/scheduler-run-*.json.gz`` were recorded by
 ``scripts/record_histories.py`` with the release before the bounded scheduler
 (issue 11): a dev server that suggests continue-as-new after 80 events, two
 process-driver agents, a job that succeeds, a job whose tasks retry and fail,
