@@ -1,0 +1,82 @@
+"""The scheduler workflow's cost per workflow task does not grow with per-task conversions.
+
+Issue 11: a scheduling iteration placing a 10,000-task job converted each
+pending item's spec (resources, constraints) to the scheduler's types on its
+own, through ``dataclasses.astuple`` deep copies: about half of the iteration.
+Items of one job share their spec, so it is converted once per iteration.
+Counts, not wall times.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from titus_flow import placement
+from titus_flow.contracts import AgentInfo, ItemGroup, PlacementItem, PlacementRequest
+from titus_flow.converter import WORKER_DATA_CONVERTER
+from titus_flow.ledger import Ledger
+from titus_flow.scheduler import Tier
+from titus_flow.spec import BatchJob, Container, Resources
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+JOB = BatchJob(
+    name="scale",
+    container=Container(image="busybox:latest", command="sleep 1"),
+    resources=Resources(cpu=0.1, memory=64, disk=0, network_mbps=0),
+    instances=2_000,
+)
+
+
+def cluster(agents: int) -> Ledger:
+    ledger = Ledger()
+    for n in range(agents):
+        info = AgentInfo(
+            agent_id=f"a{n:04d}",
+            task_queue=f"q{n:04d}",
+            resources=Resources(cpu=2, memory="16Gi"),
+            attributes={"zone": f"z{n % 3}"},
+        )
+        ledger.register(info, NOW)
+    return ledger
+
+
+def partition_request(job_id: str, part: int, size: int) -> PlacementRequest:
+    """What a partition's mailbox sends (one group of items), as the scheduler decodes it."""
+    keys = range(part * size, (part + 1) * size)
+    items = [PlacementItem.for_task(f"{job_id}-{k}", job_id, JOB) for k in keys]
+    sent = PlacementRequest(requester=f"{job_id}-p{part}", groups=ItemGroup.of(items))
+    converter = WORKER_DATA_CONVERTER.payload_converter
+    decoded = converter.from_payloads(converter.to_payloads([sent]), [PlacementRequest])[0]
+    assert isinstance(decoded, PlacementRequest)
+    return decoded
+
+
+def test_a_job_s_shared_spec_is_converted_once_per_iteration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    converted: list[str] = []
+    real = placement.task_request
+
+    def counting(item: PlacementItem, tier: Tier) -> object:
+        converted.append(item.key)
+        return real(item, tier)
+
+    monkeypatch.setattr(placement, "task_request", counting)
+    ledger = cluster(100)
+    for part in range(4):
+        ledger.request(partition_request("job", part, 500))
+    updates = ledger.iterate()
+    assert sum(len(u.placed) for u in updates.values()) == 2_000
+    # One conversion per request's group (4), not one per item (2,000).
+    assert len(converted) == 4
+
+
+def test_requests_built_from_a_shared_spec_are_those_built_one_by_one() -> None:
+    items = partition_request("job", 0, 20).all_items()
+    items.append(PlacementItem.for_task("job-99", "job", JOB, avoid_agents=["a0001"]))
+    build = placement.TaskRequests()
+    for tier in (Tier.FLEX, Tier.CRITICAL):
+        for item in items:
+            assert build(item, tier) == placement.task_request(item, tier)
