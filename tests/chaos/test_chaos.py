@@ -229,7 +229,7 @@ async def _check_nothing_left(
     async def nothing_left() -> bool:
         agents = await client.agents()
         left[:] = [
-            *(f"container {c}" for c in engine.container_ids()),
+            *engine.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.splitlines(),
             *(f"{a.agent_id}: {a.task_count} task(s), {a.reserved_cpu} cpu" for a in agents),
         ]
         return not engine.container_ids() and all(
