@@ -79,6 +79,8 @@ class Line:
     payload_where: str = ""
     worker_rss_mb: float = 0.0
     agents_rss_mb: float = 0.0
+    worker_cpu: float = 0.0  # CPU seconds (user + system) of the control worker
+    server_cpu: float = 0.0  # and of the dev server
     warnings: dict[str, int] | None = None
 
     @property
@@ -95,6 +97,7 @@ class Line:
             f" rate={rate} events={self.max_events:<6} payload={self.max_payload:<8}"
             f" wft_max={self.longest_task:4.1f}s"
             f" worker_rss={self.worker_rss_mb:4.0f}MB agents_rss={self.agents_rss_mb:5.0f}MB"
+            f" cpu(worker/server)={self.worker_cpu:.0f}/{self.server_cpu:.0f}s"
             f" {warnings} {self.outcome}"
         )
 
@@ -222,6 +225,15 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float, every: flo
     return False
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker_pid(pid: int) -> int:
     """The control worker's pid: ``pid``, or its child when ``pid`` is py-spy's."""
     with contextlib.suppress(OSError):
@@ -238,13 +250,15 @@ async def save_histories(bench: Stack, directory: Path) -> None:
     async for execution in temporal.list_workflows(""):
         handle = temporal.get_workflow_handle(execution.id, run_id=execution.run_id)
         history = await handle.fetch_history()
-        name = f"{bench.home.name}-{execution.id}-{execution.run_id[:8]}.json"
+        name = f"{bench.home.name}-{execution.id}-{execution.run_id}.json"
         (directory / name).write_text(history.to_json())
 
 
 async def measure(line: Line, bench: Stack) -> Line:
     """Fill in the line's history, payload, RSS and warning columns (processes still up)."""
     line.worker_rss_mb = peak_rss_mb(worker_pid(bench.processes["worker"].pid))
+    line.worker_cpu = cpu_seconds(worker_pid(bench.processes["worker"].pid))
+    line.server_cpu = cpu_seconds(bench.processes["server"].pid)
     line.agents_rss_mb = peak_rss_mb(bench.processes["agents"].pid)
     line.warnings = bench.warnings()
     stats = await history_stats(bench.client.temporal, query="")

@@ -11,7 +11,8 @@ had the workflow cached; the sum is what a workflow task costs when the worker
 has to replay the whole history first (after an eviction or a timeout).
 
 Run: ``.venv/bin/python bench/workflow_tasks.py HISTORY.json [...] [--top 5]``
-(``.json.gz`` too). Prints, per history: events, activations, the longest
+(``.json.gz`` too; ``--profile``: a cProfile of the workflow code over all of
+them). Prints, per history: events, activations, the longest
 activation's CPU, and the whole replay's CPU.
 """
 
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gzip
 import json
+import pstats
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -59,9 +62,10 @@ class Costs:
 class TimingRunner(UnsandboxedWorkflowRunner):
     """The unsandboxed runner, timing each activation of each instance it creates."""
 
-    def __init__(self) -> None:
+    def __init__(self, profile: cProfile.Profile | None = None) -> None:
         super().__init__()
         self.costs: dict[str, Costs] = {}
+        self.profile = profile  # enabled around each activation, in its thread
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
         """The SDK's instance, with ``activate`` timed."""
@@ -70,11 +74,15 @@ class TimingRunner(UnsandboxedWorkflowRunner):
         activate: Callable[[WorkflowActivation], WorkflowActivationCompletion] = instance.activate
 
         def timed(act: WorkflowActivation) -> WorkflowActivationCompletion:
+            if self.profile is not None:
+                self.profile.enable()
             started = time.thread_time()
             try:
                 return activate(act)
             finally:
                 costs.seconds.append(time.thread_time() - started)
+                if self.profile is not None:
+                    self.profile.disable()
                 kinds = {job.WhichOneof("variant") or "" for job in act.jobs}
                 costs.jobs.append(",".join(sorted(kinds)))
 
@@ -93,10 +101,12 @@ def load_history(path: Path) -> WorkflowHistory:
 
 
 async def replay_costs(
-    history: WorkflowHistory, workflows: Sequence[type] = CONTROL_WORKFLOWS
+    history: WorkflowHistory,
+    workflows: Sequence[type] = CONTROL_WORKFLOWS,
+    profile: cProfile.Profile | None = None,
 ) -> Costs:
-    """Replay ``history`` once; the CPU of each of its activations."""
-    runner = TimingRunner()
+    """Replay ``history`` once; the CPU of each of its activations (profiled into ``profile``)."""
+    runner = TimingRunner(profile)
     replayer = Replayer(
         workflows=list(workflows),
         workflow_runner=SANDBOX,
@@ -112,10 +122,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("histories", nargs="+", type=Path)
     parser.add_argument("--top", type=int, default=3, help="costliest activations to name")
+    parser.add_argument("--profile", action="store_true", help="cProfile the workflow code")
     args = parser.parse_args()
+    profile = cProfile.Profile() if args.profile else None
     for path in args.histories:
         history = load_history(path)
-        costs = await replay_costs(history)
+        costs = await replay_costs(history, profile=profile)
         worst = sorted(range(len(costs.seconds)), key=lambda i: -costs.seconds[i])[: args.top]
         named = ", ".join(f"#{i} {costs.seconds[i] * 1000:.0f} ms ({costs.jobs[i]})" for i in worst)
         print(
@@ -123,6 +135,8 @@ async def main() -> None:
             f" longest {costs.longest * 1000:.0f} ms, whole replay {costs.total:.2f} s; {named}",
             flush=True,
         )
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
 
 
 if __name__ == "__main__":

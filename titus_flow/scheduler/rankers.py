@@ -78,6 +78,12 @@ def ranked(slots: Iterable[AgentSlot], task: TaskRequest) -> list[Entry]:
     if not has_soft_rules(task):
         # The common case, once per run per agent: no rule to break, so skip the call.
         return [(0, slot.score, slot.rank, slot) for slot in slots]
+    soft = task.soft
+    if not (soft.matchers or soft.unique_host):
+        # Only agents to avoid (a retry after a platform failure; each such retry
+        # is a run of its own): the same keys as agent_key, without a call per agent.
+        avoid = task.avoid
+        return [(int(slot.agent.id in avoid), slot.score, slot.rank, slot) for slot in slots]
     return [(*agent_key(slot, task), slot) for slot in slots]
 
 
