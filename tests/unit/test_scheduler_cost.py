@@ -80,3 +80,33 @@ def test_requests_built_from_a_shared_spec_are_those_built_one_by_one() -> None:
     for tier in (Tier.FLEX, Tier.CRITICAL):
         for item in items:
             assert build(item, tier) == placement.task_request(item, tier)
+
+
+def test_retries_that_avoid_an_agent_are_ranked_without_a_call_per_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from titus_flow.scheduler import rankers
+
+    calls: list[str] = []
+    real = rankers.agent_key
+
+    def counting(slot: object, task: object) -> object:
+        calls.append("")
+        return real(slot, task)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rankers, "agent_key", counting)
+    ledger = cluster(300)
+    # 30 retries, each avoiding the agent it failed on: 30 runs of one task.
+    items = [
+        PlacementItem.for_task(f"job-{n}", "job", JOB, avoid_agents=[f"a{n:04d}"])
+        for n in range(30)
+    ]
+    ledger.request(PlacementRequest(requester="job", items=items))
+    placed = ledger.iterate()["job"].placed
+    assert len(placed) == 30
+    assert all(
+        p.agent_id != f"a{n:04d}"
+        for n, p in enumerate(sorted(placed, key=lambda p: int(p.key.split("-")[1])))
+    )
+    # Placing re-ranks only the agent a task went to, not all 300 per run.
+    assert len(calls) <= 30
