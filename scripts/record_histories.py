@@ -290,8 +290,14 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def moto_server(home: Path) -> AsyncIterator[Moto]:
-    """``moto_server`` on a free loopback port with a VPC of two subnets (fake credentials)."""
+    """``moto_server`` on a free loopback port with a VPC of two subnets.
+
+    Fake credentials go into this process's environment too: the boot hook's
+    EC2 client reads them from there.
+    """
     import boto3  # only the fleet needs it
+
+    os.environ.update(AWS_ENV)
 
     binary = Path(sys.executable).parent / "moto_server"
     port = _free_port()
@@ -302,13 +308,7 @@ async def moto_server(home: Path) -> AsyncIterator[Moto]:
             argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **AWS_ENV}
         )
     try:
-        ec2 = boto3.client(
-            "ec2",
-            region_name=REGION,
-            endpoint_url=url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
         for _ in range(150):
             with contextlib.suppress(Exception):
                 ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
@@ -369,8 +369,10 @@ async def dev_server(options: tuple[str, ...]) -> AsyncIterator[Cluster]:
             print(cluster.logs(), file=sys.stderr)
             raise
         finally:
-            await asyncio.to_thread(cluster.stop_all)  # it runs an event loop of its own
-            stack.stop_process_group(proc.pid, alive)
+            try:
+                await asyncio.to_thread(cluster.stop_all)  # it runs an event loop of its own
+            finally:
+                stack.stop_process_group(proc.pid, alive)
 
 
 async def chain(cluster: Cluster, workflow_id: str) -> list[str]:
