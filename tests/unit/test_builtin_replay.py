@@ -12,9 +12,10 @@ Recorded by this release (issue 13): a fleet on moto growing from 0 to 2
 instances for a job then shrinking to 0 and deleted (``fleet``), a DAG that
 succeeds and one whose middle node fails (``dag-*``), a service canary promoted
 and one rolled back (``service-canary-*``), a batch job that continues as new
-twice (``batch-continued-run-*``). The histories of earlier releases are also
-replayed here, with the workflow types they name; ``test_job_workflow_replay.py``
-and ``test_scheduler_replay.py`` say what those are.
+twice (``batch-continued-run-*``) and the scheduler scenario
+(``scheduler-v0.2.0-run-*``: three runs of about 80 events). The histories of
+earlier releases are also replayed here, with the workflow types they name;
+``test_job_workflow_replay.py`` and ``test_scheduler_replay.py`` say what those are.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ RECORDED_BY_THIS_RELEASE = [
     "batch-continued-run-1",
     "batch-continued-run-2",
     "batch-continued-run-3",
+    "scheduler-v0.2.0-run-1",
+    "scheduler-v0.2.0-run-2",
+    "scheduler-v0.2.0-run-3",
 ]
 
 EVERY_HISTORY = sorted(p.name.removesuffix(".json.gz") for p in HISTORIES.glob("*.json.gz"))
