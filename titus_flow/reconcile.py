@@ -16,6 +16,7 @@ then only the partitions that hold one of the containers' tasks are queried.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -30,6 +31,8 @@ from titus_flow.runtime.base import ManagedContainer
 from titus_flow.views import JobView
 from titus_flow.workflows.batch import PARTITION_SIZE
 
+RECHECK_SECONDS = 2.0  # between the two looks that find a job no longer running
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +46,20 @@ class Verdict:
 
 
 async def _running(client: Client, workflow_id: str) -> bool | None:
-    """Whether ``workflow_id``'s latest run is running; None if the server cannot say now."""
+    """Whether ``workflow_id``'s latest run is running; None if the server cannot say now.
+
+    "Not running" removes containers, so it must be said twice, a moment apart:
+    a server just restarted on its database once answered it for a running
+    service (the chaos suite), and its containers were removed.
+    """
+    first = await _running_now(client, workflow_id)
+    if first is not False:
+        return first
+    await asyncio.sleep(RECHECK_SECONDS)
+    return await _running_now(client, workflow_id)
+
+
+async def _running_now(client: Client, workflow_id: str) -> bool | None:
     try:
         status = (await client.get_workflow_handle(workflow_id).describe()).status
     except RPCError as err:

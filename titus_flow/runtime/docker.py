@@ -590,6 +590,21 @@ class DockerDriver:
         with contextlib.suppress(docker.errors.NotFound):
             self._api().stop(name, timeout=math.ceil(max(grace, 0.0)))
 
+    def _keep_output(self, name: str, log_path: Path) -> None:
+        """Save the output before removal; of a dead container, keep the live copy instead.
+
+        The engine refuses the logs of a container it marked dead (a removal cut
+        short by an engine restart): failing on that would leave it forever.
+        """
+        try:
+            self._save_output(name, log_path)
+        except docker.errors.APIError as err:
+            if err.status_code != _CONFLICT:
+                raise
+            live = mirror_path(log_path)
+            if live.exists():
+                live.replace(log_path)
+
     def _save_output(self, name: str, log_path: Path) -> None:
         with contextlib.suppress(docker.errors.NotFound):
             chunks = self._api().logs(name, stdout=True, stderr=True, stream=True, follow=False)
@@ -598,7 +613,7 @@ class DockerDriver:
     def _remove(self, name: str, log_path: Path | None) -> None:
         try:
             if log_path is not None:
-                self._save_output(name, log_path)
+                self._keep_output(name, log_path)
             self._api().remove_container(name, force=True)
         except docker.errors.NotFound:
             pass
@@ -631,6 +646,7 @@ class DockerDriver:
 # Exit codes of a command that could not be executed (not executable, not found).
 _CANNOT_EXEC = (126, 127)
 _SIGKILLED = 128 + 9
+_CONFLICT = 409  # the engine's answer about a container dead or being removed
 _EXIT_UNKNOWN = 255  # what the engine records when it lost a container's exit
 _RESTORE_WINDOW = timedelta(seconds=60)  # from the engine's start to its last restored stamp
 _CLOCK_SLACK = timedelta(seconds=1)  # /proc start times are in clock ticks
