@@ -145,7 +145,7 @@ class AgentActivities:
         output_dir.mkdir(parents=True, exist_ok=True)
         output_dir.chmod(0o777)  # the container's user may be anyone
         launching = asyncio.ensure_future(
-            self.driver.launch(
+            self._launch_through_outages(
                 LaunchRequest(
                     job_id=request.job_id,
                     task_id=request.task_id,
@@ -177,6 +177,25 @@ class AgentActivities:
             await asyncio.shield(self._heartbeating(self._undo_launch(launching, request)))
             raise
         return LaunchResult(agent_id=self.agent_id, started_at=datetime.now(UTC))
+
+    async def _launch_through_outages(self, request: LaunchRequest) -> None:
+        """Launch, trying again while the engine does not answer (up to ENGINE_OUTAGE_SECONDS).
+
+        A launch is idempotent (a second one adopts the container the first made),
+        and failing would end the attempt while a container it made may still
+        start: the next attempt would then run beside it.
+        """
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while True:
+            try:
+                await self.driver.launch(request)
+                return
+            except EngineUnavailableError as err:
+                if loop.time() - since > ENGINE_OUTAGE_SECONDS:
+                    raise
+                activity.logger.warning("engine unavailable, launching again: %s", err)
+            await asyncio.sleep(ENGINE_RETRY_SECONDS)
 
     async def _undo_launch(self, launching: asyncio.Future[None], request: LaunchInput) -> None:
         """Once the cancelled ``launching`` has settled, remove what it may have started."""

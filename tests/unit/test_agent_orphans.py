@@ -280,3 +280,27 @@ async def test_a_supervise_waits_out_an_engine_restart_and_reports_the_exit(
     result = await env.run(agent.supervise, watch)
     assert driver.waits == driver.outage + 1
     assert (result.reason, result.exit_code) == (FinishReason.NORMAL, 0)
+
+
+@dataclass
+class EngineDownAtLaunchDriver(SlowPullDriver):
+    """An engine that does not answer the first ``outage`` launches."""
+
+    outage: int = 2
+    launches: int = 0
+
+    async def launch(self, request: LaunchRequest) -> None:
+        self.launches += 1
+        if self.launches <= self.outage:
+            raise EngineUnavailableError("docker launch failed: connection aborted")
+        await super().launch(request)
+
+
+async def test_a_launch_waits_out_an_engine_restart_and_launches_once(tmp_path: Path) -> None:
+    """Failing instead ended the attempt while its container could still start (chaos suite)."""
+    driver = EngineDownAtLaunchDriver()
+    driver.pulled.set()
+    agent = AgentActivities(AGENT, cast(Any, driver), tmp_path, heartbeat_every=0.01)
+    await ActivityEnvironment().run(agent.launch, _launch_input())
+    assert driver.launches == driver.outage + 1
+    assert list(driver.containers) == [attempt_name("job-1-0", 1)]
