@@ -30,7 +30,7 @@ from titus_flow.contracts import (
     full_key,
 )
 from titus_flow.fleet.messages import FleetCapacity, PendingDemand
-from titus_flow.placement import TaskRequests, Usage, place
+from titus_flow.placement import Snapshots, TaskRequests, Usage, place
 from titus_flow.scheduler import GroupUsage, TaskRequest, Tier
 from titus_flow.scheduler.queries import AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import CapacityGroup, Constraints, Resources
@@ -246,6 +246,7 @@ class Ledger:
         self._usage = Usage(self.state.reservations.values())
         self._requests: dict[str, TaskRequest] = {}  # of pending keys, built once
         self._build_request = TaskRequests()  # shared specs converted once per iteration
+        self._snapshots = Snapshots()  # agents as the scheduler saw them last iteration
         # Keys asked for again by the requester that holds them (see request()).
         self._asked_again: dict[str, PendingRequest] = {}
 
@@ -384,6 +385,7 @@ class Ledger:
             groups=self.state.capacity_groups,
             fleets=[self.state.fleets[name] for name in sorted(self.state.fleets)],
             request_of=self._request_of,
+            snapshots=self._snapshots,
         )
         self._build_request.clear()
         for request in pending:

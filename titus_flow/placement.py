@@ -30,7 +30,7 @@ from titus_flow.spec.capacity_group import DEFAULT_GROUP
 _K = TypeVar("_K", bound=Hashable)
 
 if TYPE_CHECKING:
-    from titus_flow.contracts import PlacementItem
+    from titus_flow.contracts import AgentInfo, PlacementItem
     from titus_flow.fleet.messages import FleetCapacity
     from titus_flow.ledger import AgentRecord, Reservation
     from titus_flow.spec import CapacityGroup
@@ -50,16 +50,18 @@ class PlaceResult:
 class AgentUsage:
     """What the reservations on one agent hold: resources, host ports, tasks per job."""
 
-    __slots__ = ("jobs", "keys", "ports", "used")
+    __slots__ = ("jobs", "keys", "ports", "used", "version")
 
     def __init__(self) -> None:
         self.used = [0, 0, 0, 0, 0]  # millicores, MiB, disk MiB, Mbit/s, GPUs
         self.ports: Counter[int] = Counter()
         self.jobs: Counter[str] = Counter()
         self.keys: set[str] = set()
+        self.version = 0  # changes counted in and out (0: never held anything)
 
     def add(self, reservation: Reservation, sign: int = 1) -> None:
         """Count ``reservation`` in (``sign`` 1) or out (``sign`` -1)."""
+        self.version += 1
         item = reservation.item
         for dimension, amount in enumerate(_amounts(item)):
             self.used[dimension] += sign * amount
@@ -170,6 +172,45 @@ def _snapshot(record: AgentRecord, usage: AgentUsage, with_ports: bool) -> Agent
     )
 
 
+class Snapshots:
+    """Each agent as the scheduler sees it, rebuilt only when the agent or its usage changed.
+
+    A snapshot of 1,000 agents costs ~20 ms, on every scheduling iteration (and
+    a scheduler workflow replaying its history runs hundreds of them: over a
+    second of CPU in one workflow task, issue 11). Between iterations most
+    agents neither re-register, change state nor gain or lose a task. Keyed by
+    the agent's ``info`` object (replaced when it registers again), its state,
+    its usage (object and :attr:`AgentUsage.version`) and whether ports are listed.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[AgentInfo, str, AgentUsage, int, bool, Agent]] = {}
+
+    def of(self, agents: Sequence[AgentRecord], usage: Usage, with_ports: bool) -> list[Agent]:
+        """The snapshot of ``agents`` (forgetting agents not among them)."""
+        cache: dict[str, tuple[AgentInfo, str, AgentUsage, int, bool, Agent]] = {}
+        out = []
+        for record in agents:
+            agent_id = record.info.agent_id
+            used = usage.of_agent(agent_id)
+            found = self._cache.get(agent_id)
+            if (
+                found is not None
+                and found[0] is record.info
+                and found[1] == record.state
+                and (found[2] is used or found[3] == used.version == 0)
+                and found[3] == used.version
+                and found[4] == with_ports
+            ):
+                snapshot = found[5]
+            else:
+                snapshot = _snapshot(record, used, with_ports)
+            cache[agent_id] = (record.info, record.state, used, used.version, with_ports, snapshot)
+            out.append(snapshot)
+        self._cache = cache
+        return out
+
+
 def group_usage(reservations: Iterable[Reservation]) -> dict[str, GroupUsage]:
     """What each capacity group's reserved tasks use, by group name."""
     return Usage(reservations).groups()
@@ -247,12 +288,14 @@ def place(
     groups: Mapping[str, CapacityGroup] | None = None,
     fleets: Sequence[FleetCapacity] = (),
     request_of: Callable[[PlacementItem, Tier], TaskRequest] | None = None,
+    snapshots: Snapshots | None = None,
 ) -> PlaceResult:
     """Place ``items`` on ``agents`` given the current ``reservations``.
 
     ``reservations`` may come summed up already, as a :class:`Usage` the caller
     keeps current; ``request_of`` builds the scheduler's request of an item
-    (the ledger passes one that remembers them; by default a :class:`TaskRequests`).
+    (the ledger passes one that remembers them; by default a :class:`TaskRequests`),
+    ``snapshots`` the agents' snapshots of the previous call (the ledger keeps one).
 
     ``groups`` are the defined capacity groups by name: each task gets its
     group's tier, limits and guarantees apply. The ``default`` group needs no
@@ -275,7 +318,7 @@ def place(
     tiers = {name: Tier(group.tier) for name, group in groups.items()}
     usage = reservations if isinstance(reservations, Usage) else Usage(reservations)
     with_ports = any(item.ports for item in items)
-    snapshot = [_snapshot(a, usage.of_agent(a.info.agent_id), with_ports) for a in agents]
+    snapshot = (snapshots or Snapshots()).of(agents, usage, with_ports)
     requests = [request_of(item, tiers.get(item.capacity_group, Tier.FLEX)) for item in items]
     result = schedule(
         snapshot,

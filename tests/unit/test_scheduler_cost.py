@@ -9,12 +9,20 @@ Counts, not wall times.
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from titus_flow import placement
-from titus_flow.contracts import AgentInfo, ItemGroup, PlacementItem, PlacementRequest
+from titus_flow.contracts import (
+    AgentInfo,
+    ItemGroup,
+    PlacementItem,
+    PlacementRequest,
+    ReleaseRequest,
+)
 from titus_flow.converter import WORKER_DATA_CONVERTER
 from titus_flow.ledger import Ledger
 from titus_flow.scheduler import Tier
@@ -110,3 +118,61 @@ def test_retries_that_avoid_an_agent_are_ranked_without_a_call_per_agent(
     )
     # Placing re-ranks only the agent a task went to, not all 300 per run.
     assert len(calls) <= 30
+
+
+def test_an_iteration_snapshots_again_only_the_agents_that_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[str] = []
+    real = placement._snapshot
+
+    def counting(record: Any, usage: Any, with_ports: bool) -> Any:
+        built.append(record.info.agent_id)
+        return real(record, usage, with_ports)
+
+    monkeypatch.setattr(placement, "_snapshot", counting)
+    ledger = cluster(500)
+    ledger.request(partition_request("job", 0, 100))
+    ledger.iterate()
+    assert len(built) == 500
+    for _ in range(2):  # the first retry also sees the 5 agents of the 100 placements
+        built.clear()
+        # One task retried: released on its agent, asked for again.
+        ledger.release(ReleaseRequest(requester="job-p0", keys=["job-0"]))
+        ledger.request(partition_request("job", 0, 1))
+        placed = ledger.iterate()["job-p0"].placed
+        assert len(placed) == 1
+    # The agent it was released from and the one it went to last time, not all 500.
+    assert 1 <= len(built) <= 2
+
+
+def test_kept_snapshots_are_those_built_afresh() -> None:
+    rng = random.Random(11)
+    ledger = cluster(60)
+    held: list[str] = []
+    for step in range(40):
+        action = rng.random()
+        if action < 0.4:
+            ledger.request(partition_request(f"j{step}", 0, rng.randint(1, 40)))
+        elif action < 0.7 and held:
+            keys = rng.sample(held, min(len(held), rng.randint(1, 20)))
+            for requester in {key.rpartition("-")[0] + "-p0" for key in keys}:
+                ledger.release(ReleaseRequest(requester=requester, keys=keys))
+        elif action < 0.8:
+            agent = f"a{rng.randrange(60):04d}"
+            ledger.set_agent_state(agent, rng.choice(["active", "draining", "lost"]))
+        elif action < 0.9:
+            info = ledger.state.agents[f"a{rng.randrange(60):04d}"].info
+            cpu = rng.choice([1, 2, 4])
+            ledger.register(
+                info.model_copy(update={"resources": Resources(cpu=cpu, memory="16Gi")}), NOW
+            )
+        else:
+            ledger.remove_agent(f"a{rng.randrange(60):04d}")
+        for update in ledger.iterate().values():
+            held += [p.key for p in update.placed]
+        records = list(ledger.state.agents.values())
+        for with_ports in (False, True):
+            kept = ledger._snapshots.of(records, ledger._usage, with_ports)
+            fresh = placement.Snapshots().of(records, ledger._usage, with_ports)
+            assert kept == fresh
