@@ -349,11 +349,10 @@ async def run_service(line: Line, timeout: float) -> Line:
                 nonlocal last
                 with contextlib.suppress(RPCError, JobNotFoundError):
                     view = await titus.describe(job_id)
+                    # Counts, not rows: a big service's view lists only some tasks.
                     last = view.counts()
-                    return (
-                        len([t for t in view.live_tasks() if t.state.value == "Started"]) == (count)
-                        and len(view.live_tasks()) == count
-                    )
+                    live = sum(n for key, n in last.items() if not key.startswith("Finished"))
+                    return last.get("Started", 0) == count and live == count
                 return False
 
             return check
