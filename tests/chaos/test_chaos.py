@@ -195,7 +195,12 @@ async def _check_batch(client: TitusClient, cluster: Cluster, job_id: str, seed:
         views.append(await client.describe(job_id))
         return views[-1].state.is_final
 
-    await until(ended, f"seed {seed}: the batch job to end", 240, cluster)
+    try:
+        await until(ended, f"seed {seed}: the batch job to end", 240, cluster)
+    except AssertionError as err:
+        stuck = [t for t in views[-1].tasks if t.state is not TaskState.FINISHED] if views else []
+        rows = [t.model_dump_json(include={"id", "state", "attempts"}) for t in stuck[:5]]
+        raise AssertionError(f"{len(stuck)} task(s) not finished, e.g. {rows}\n{err}") from None
     view = views[-1]
     assert view.state is JobState.SUCCEEDED, f"seed {seed}: {view.model_dump_json()[:3000]}"
     assert len(view.tasks) == BATCH_TASKS
