@@ -41,6 +41,9 @@ class Settings(BaseModel):
     """Labels agents add to every container they start (e.g. cost allocation, cleanup)."""
     reconcile_seconds: float = Field(default=300.0, gt=0)
     """How often each agent removes containers whose attempt no job runs any more."""
+    server_wait_seconds: float = Field(default=300.0, ge=0)
+    """How long a worker or agent starting up waits for a Temporal server that is not up
+    (started with or before it, or restarting) before it exits 1."""
 
     # -- what agents allow tasks (docs/security.md) --
     allowed_images: list[str] = Field(default_factory=list)
@@ -131,6 +134,7 @@ _ENV = [
     ("TITUS_FLOW_LOG_LEVEL", "log_level"),
     ("TITUS_FLOW_CONTAINER_LABELS", "container_labels"),
     ("TITUS_FLOW_RECONCILE_SECONDS", "reconcile_seconds"),
+    ("TITUS_FLOW_SERVER_WAIT_SECONDS", "server_wait_seconds"),
     ("TITUS_FLOW_ALLOWED_IMAGES", "allowed_images"),
     ("TITUS_FLOW_PUBLISH_ADDRESS", "publish_address"),
     ("TITUS_FLOW_TASK_NETWORK", "task_network"),

@@ -134,6 +134,9 @@ def _env(tmp: Path) -> dict[str, str]:
     """The test's environment without a user's Temporal or titus-flow settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "TITUS_FLOW_"))}
     env["TITUS_FLOW_CONFIG"] = str(tmp / "no-config.yaml")
+    # Workers and agents wait for a server that is not up (300 s by default): here
+    # they are to give up at once.
+    env["TITUS_FLOW_SERVER_WAIT_SECONDS"] = "0"
     return env
 
 

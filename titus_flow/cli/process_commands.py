@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 
 import click
+from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from titus_flow.agent import DEFAULT_AGENT_NETWORK_MBPS, AgentConfig, host_resources, run_agent
 from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
 from titus_flow.client import connect
-from titus_flow.errors import UserError
+from titus_flow.config import Settings
+from titus_flow.errors import ServerUnreachableError, UserError
 from titus_flow.hollow import DEFAULT_ZONES, HOLLOW_RESOURCES, HollowFleet, run_hollow_agents
 from titus_flow.spec import Resources, parse_mebibytes
 from titus_flow.spot import IMDS_URL
+
+log = logging.getLogger(__name__)
+
+
+async def _connect_when_up(settings: Settings, stop: asyncio.Event) -> Client:
+    """Connect, waiting up to ``server_wait_seconds`` for a server that is not up yet.
+
+    A worker or agent is a daemon: started beside its server, or again while the
+    server restarts, it waits for it (logging each try) rather than exit at once.
+    """
+    runtime = _logging_runtime()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.server_wait_seconds
+    delay = 1.0
+    while True:
+        try:
+            return await connect(settings, runtime=runtime)
+        except ServerUnreachableError as err:
+            if stop.is_set() or loop.time() + delay > deadline:
+                raise
+            log.warning("%s; trying again in %gs", err, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 10.0)
 
 
 def _logging_runtime() -> Runtime:
@@ -52,7 +80,7 @@ def worker(ctx: Context, workflow_refs: tuple[str, ...]) -> None:
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        client = await connect(settings, runtime=_logging_runtime())
+        client = await _connect_when_up(settings, stop)
         await run_control_worker(client, settings, stop, extra, activities)
 
     run_async(go())
@@ -202,7 +230,7 @@ def agent(
         async def go_hollow() -> None:
             stop = asyncio.Event()
             install_stop_signals(stop)
-            client = await connect(settings, runtime=_logging_runtime())
+            client = await _connect_when_up(settings, stop)
             await run_hollow_agents(client, settings, fleet, stop)
 
         run_async(go_hollow())
@@ -220,6 +248,6 @@ def agent(
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_agent(await connect(settings, runtime=_logging_runtime()), settings, config, stop)
+        await run_agent(await _connect_when_up(settings, stop), settings, config, stop)
 
     run_async(go())
