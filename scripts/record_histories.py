@@ -26,7 +26,6 @@ import contextlib
 import gzip
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,7 +41,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]  # this checkout
 
 # The integration tests' cluster driver, moto helpers and EC2 boot hook.
 from test_fleet_e2e import BootHook  # type: ignore[import-not-found]  # noqa: E402
-from test_fleet_moto import AWS_ENV, REGION, Moto  # type: ignore[import-not-found]  # noqa: E402
+from test_fleet_moto import AWS_ENV, Moto  # type: ignore[import-not-found]  # noqa: E402
+from test_fleet_moto import moto_server as start_moto  # noqa: E402
 from titus_cluster import Cluster, eventually  # type: ignore[import-not-found]  # noqa: E402
 
 from titus_flow import (  # noqa: E402
@@ -290,47 +290,14 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def moto_server(home: Path) -> AsyncIterator[Moto]:
-    """``moto_server`` on a free loopback port with a VPC of two subnets.
+    """The fleet tests' ``moto_server`` (a VPC of two subnets) on a free loopback port.
 
     Fake credentials go into this process's environment too: the boot hook's
     EC2 client reads them from there.
     """
-    import boto3  # only the fleet needs it
-
     os.environ.update(AWS_ENV)
-
-    binary = Path(sys.executable).parent / "moto_server"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [str(binary), "-H", "127.0.0.1", "-p", str(port)]
-    with (home / "moto.log").open("wb") as log:
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **AWS_ENV}
-        )
-    try:
-        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
-        for _ in range(150):
-            with contextlib.suppress(Exception):
-                ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-                break
-            await asyncio.sleep(0.2)
-        else:
-            raise RuntimeError(f"moto_server did not answer on {url}")
-        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
-        subnets = []
-        for index, zone in enumerate(("us-east-1a", "us-east-1b")):
-            subnet = ec2.create_subnet(
-                VpcId=vpc, CidrBlock=f"10.42.{index}.0/24", AvailabilityZone=zone
-            )["Subnet"]["SubnetId"]
-            subnets.append((subnet, zone))
-        yield Moto(url=url, ami=ami, subnets=subnets)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with start_moto(_free_port(), home / "moto.log") as server:
+        yield server
 
 
 @contextlib.asynccontextmanager

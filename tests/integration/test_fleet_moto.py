@@ -6,6 +6,7 @@ talks to it unchanged, through ``endpoint_url``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -96,16 +97,15 @@ def aws_env() -> Iterator[None]:
             os.environ[key] = value
 
 
-@pytest.fixture(scope="session")
-def moto(
-    aws_env: None, free_port: Callable[[], int], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Moto]:
-    """``moto_server`` on a free loopback port, with a VPC and two subnets."""
+@contextlib.contextmanager
+def moto_server(port: int, log: Path) -> Iterator[Moto]:
+    """``moto_server`` on loopback ``port`` with a VPC of two subnets; stopped after.
+
+    Shared by the ``moto`` fixture and scripts/record_histories.py.
+    """
     binary = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     assert binary, "moto_server is not installed (pip install 'moto[server]')"
-    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [binary, "-H", "127.0.0.1", "-p", str(port)],
@@ -133,6 +133,15 @@ def moto(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def moto(
+    aws_env: None, free_port: Callable[[], int], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Moto]:
+    """``moto_server`` on a free loopback port, with a VPC and two subnets."""
+    with moto_server(free_port(), tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
 
 
 def test_moto_server_answers_describe_instances(moto: Moto) -> None:
