@@ -590,6 +590,17 @@ class DockerDriver:
         with contextlib.suppress(docker.errors.NotFound):
             self._api().stop(name, timeout=math.ceil(max(grace, 0.0)))
 
+    def _wait_gone(self, name: str) -> None:
+        """Wait (briefly) for a removal someone else started to finish."""
+        deadline = time.monotonic() + _REMOVAL_WAIT
+        while time.monotonic() < deadline:
+            try:
+                self._api().inspect_container(name)
+            except docker.errors.NotFound:
+                return
+            time.sleep(0.1)
+        raise DriverError(f"container {name} is still being removed after {_REMOVAL_WAIT:g}s")
+
     def _keep_output(self, name: str, log_path: Path) -> None:
         """Save the output before removal; of a dead container, keep the live copy instead.
 
@@ -617,6 +628,11 @@ class DockerDriver:
             self._api().remove_container(name, force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as err:
+            # Another caller (a reconcile, a retried supervise) is removing it already.
+            if err.status_code != _CONFLICT or "already in progress" not in str(err):
+                raise
+            self._wait_gone(name)
         self._mirrors.stop(name)  # none can start now that the container is gone
         if log_path is not None:  # the kept log replaces the live copy
             mirror_path(log_path).unlink(missing_ok=True)
@@ -647,6 +663,7 @@ class DockerDriver:
 _CANNOT_EXEC = (126, 127)
 _SIGKILLED = 128 + 9
 _CONFLICT = 409  # the engine's answer about a container dead or being removed
+_REMOVAL_WAIT = 30.0  # seconds: for a removal another caller started
 _EXIT_UNKNOWN = 255  # what the engine records when it lost a container's exit
 _RESTORE_WINDOW = timedelta(seconds=60)  # from the engine's start to its last restored stamp
 _CLOCK_SLACK = timedelta(seconds=1)  # /proc start times are in clock ticks
