@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -493,25 +493,26 @@ class DockerDriver:
                 exit_ = dataclasses.replace(exit_, error=self._init_error(name))
             if exit_ is not None and exit_.exit_code == _SIGKILLED and not exit_.oom_killed:
                 exit_ = self._late_oom(name, exit_)
-            if exit_ is not None and exit_.exit_code == _EXIT_UNKNOWN and not exit_.oom_killed:
+            if exit_ is not None and exit_.exit_code in _ENGINE_EXITS and not exit_.oom_killed:
                 exit_ = self._lost_in_restart(exit_)
             if exit_ is not None or state["Status"] != "created":
                 return exit_
         return None
 
     def _lost_in_restart(self, exit_: Exit) -> Exit:
-        """Mark an exit 255 stamped as the engine restored its containers as the engine's.
+        """Mark an exit the engine stamped around its own restart as the engine's.
 
-        Such a stamp comes within moments of the engine's start; a task's own
-        exit 255 at that very moment is read as the engine's too (its attempt
-        is relaunched, not charged): the rarer and cheaper mistake.
+        An exit it lost (255, stamped as it restores its containers) or a start
+        its shutdown cut short (128, often without a finish time: then it is
+        judged as seen now). A task's own 255 or 128 in that minute is read as
+        the engine's too (relaunched, not charged): the rarer, cheaper mistake.
         """
         path = socket_path(self._base_url)
         started = engine_started_at(path) if path else None
-        finished = exit_.finished_at
-        if started is None or finished is None:
+        if started is None:
             return exit_
-        if started - _CLOCK_SLACK <= finished <= started + _RESTORE_WINDOW:
+        finished = exit_.finished_at or datetime.now(UTC)
+        if started - _BEFORE_START <= finished <= started + _RESTORE_WINDOW:
             return dataclasses.replace(exit_, lost_by_engine=True)
         return exit_
 
@@ -664,9 +665,11 @@ _CANNOT_EXEC = (126, 127)
 _SIGKILLED = 128 + 9
 _CONFLICT = 409  # the engine's answer about a container dead or being removed
 _REMOVAL_WAIT = 30.0  # seconds: for a removal another caller started
-_EXIT_UNKNOWN = 255  # what the engine records when it lost a container's exit
+# What the engine records for a container whose exit it lost (255) or whose start
+# its own shutdown cut short (128), both stamped around its restart.
+_ENGINE_EXITS = (128, 255)
 _RESTORE_WINDOW = timedelta(seconds=60)  # from the engine's start to its last restored stamp
-_CLOCK_SLACK = timedelta(seconds=1)  # /proc start times are in clock ticks
+_BEFORE_START = timedelta(seconds=30)  # an engine's shutdown and restart, before its new start
 _LATE_OOM_WAIT = 0.5  # seconds: how long an OOM event may trail the exit it caused
 
 # How registries (through the engine) say an image does not exist. Anything else
