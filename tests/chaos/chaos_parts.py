@@ -144,10 +144,13 @@ class DockerEngine:
 
     def stop(self) -> None:
         """Remove every container (live-restore would keep them), stop, unmount, delete."""
+        networks: list[str] = []
         if self.proc is not None and self.proc.poll() is None:
             ids = self.container_ids()
             if ids:
                 self.docker("rm", "-f", *ids)
+            networks = self.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split()
+            self.docker("network", "prune", "-f")
         for proc in (self.proc, self.containerd):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -157,6 +160,8 @@ class DockerEngine:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         self._kill_strays()
+        for network in networks:  # its bridge would outlive the engine, and use up the pools
+            subprocess.run(["ip", "link", "delete", f"br-{network[:12]}"], capture_output=True)
         mounts = [
             line.split()[1]
             for line in Path("/proc/mounts").read_text().splitlines()
