@@ -110,6 +110,11 @@ COMPACT_CARRY_PATCH = "service-compact-carry"
 # again at once, run after run.
 CONTINUE_FLOOR_PATCH = "service-continue-floor"
 CONTINUE_FLOOR_EVENTS = 200
+# ``workflow.patched`` id of "a launch that completes after its task was killed
+# is stopped": the launch activity ignores a cancel that reaches it after the
+# container started, so the previous release supervised a killed task as if it
+# ran, its kill lost; a handover (or a job kill) then waited for it forever.
+LATE_LAUNCH_PATCH = "service-stop-late-launch"
 
 
 def crash_backoff(failures: int) -> timedelta:
@@ -613,6 +618,11 @@ class ServiceJobWorkflow:
                     self._finish_task(record, launched)
                     return
                 record.started_at = launched.started_at
+                if view.id in self._kill_reasons and workflow.patched(LATE_LAUNCH_PATCH):
+                    # Killed while launching, and the launch won the race: its
+                    # container runs. Stop it as a kill stops a Started task.
+                    await self._stop_late_launch(record, spec)
+                    raise asyncio.CancelledError
                 view.state = view.attempts[0].state = TaskState.STARTED
                 view.attempts[0].started_at = launched.started_at
                 view.healthy = spec.health_check is None  # no check: running is healthy
@@ -639,6 +649,35 @@ class ServiceJobWorkflow:
         finally:
             if placed:
                 self._mailbox.release(view.id)
+
+    async def _stop_late_launch(self, record: ServiceTaskRecord, spec: ServiceJob) -> None:
+        """Stop the container of a task killed while its launch was completing.
+
+        Its supervise activity is scheduled, then cancelled a tick later (a
+        cancel in the same workflow task would withdraw it unsent): the
+        cancellation stops the container, and returns once it is gone.
+        """
+        assert record.task_queue is not None and record.started_at is not None
+        supervising = asyncio.create_task(
+            supervise(
+                SuperviseInput(
+                    task_id=record.view.id,
+                    attempt=1,
+                    started_at=record.started_at,
+                    health_check=spec.health_check,
+                    ports=record.ports,
+                    workflow_id=self._job_id,
+                ),
+                record.task_queue,
+            )
+        )
+        try:
+            await workflow.sleep(TICK, summary=f"stop {record.view.id}: launched after its kill")
+        finally:
+            supervising.cancel()
+            while not supervising.done():  # a second kill meanwhile changes nothing
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([supervising])
 
     def _finish_task(self, record: ServiceTaskRecord, outcome: Outcome) -> None:
         assert self._input is not None
