@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +68,21 @@ STOP_GRACE_SECONDS = 10.0
 ENGINE_OUTAGE_SECONDS = 300.0  # how long supervise waits out an engine that does not answer
 ENGINE_RETRY_SECONDS = 1.0
 LOGS_POLL_SECONDS = 0.2  # how often a waiting read looks for new output
+
+
+async def _through_outages(call: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``call``, again while the engine does not answer (up to ENGINE_OUTAGE_SECONDS)."""
+    loop = asyncio.get_running_loop()
+    since = loop.time()
+    while True:
+        try:
+            await call()
+            return
+        except EngineUnavailableError as err:
+            if loop.time() - since > ENGINE_OUTAGE_SECONDS:
+                raise
+            activity.logger.warning("engine unavailable, trying the %s again: %s", what, err)
+        await asyncio.sleep(ENGINE_RETRY_SECONDS)
 
 
 def _reason_for(exit_: Exit | None) -> FinishReason:
@@ -178,6 +193,14 @@ class AgentActivities:
             raise
         return LaunchResult(agent_id=self.agent_id, started_at=datetime.now(UTC))
 
+    async def _stop_through_outages(self, name: str) -> None:
+        """Stop the container, trying again while the engine does not answer.
+
+        A stop that failed on a restarting engine ended supervise with the
+        container still running, and nothing stopped it after (chaos suite).
+        """
+        await _through_outages(lambda: self.driver.stop(name, STOP_GRACE_SECONDS), "stop")
+
     async def _launch_through_outages(self, request: LaunchRequest) -> None:
         """Launch, trying again while the engine does not answer (up to ENGINE_OUTAGE_SECONDS).
 
@@ -185,17 +208,7 @@ class AgentActivities:
         and failing would end the attempt while a container it made may still
         start: the next attempt would then run beside it.
         """
-        loop = asyncio.get_running_loop()
-        since = loop.time()
-        while True:
-            try:
-                await self.driver.launch(request)
-                return
-            except EngineUnavailableError as err:
-                if loop.time() - since > ENGINE_OUTAGE_SECONDS:
-                    raise
-                activity.logger.warning("engine unavailable, launching again: %s", err)
-            await asyncio.sleep(ENGINE_RETRY_SECONDS)
+        await _through_outages(lambda: self.driver.launch(request), "launch")
 
     async def _undo_launch(self, launching: asyncio.Future[None], request: LaunchInput) -> None:
         """Once the cancelled ``launching`` has settled, remove what it may have started."""
@@ -237,7 +250,7 @@ class AgentActivities:
                 elif health is not None and health.unhealthy is not None:
                     reason, message = FinishReason.FAILED, f"unhealthy: {health.unhealthy}"
                 if reason is not None:
-                    await self._heartbeating(self.driver.stop(name, STOP_GRACE_SECONDS))
+                    await self._heartbeating(self._stop_through_outages(name))
                     exit_ = await self._wait(name, STOP_GRACE_SECONDS + 5)
                     break
                 activity.heartbeat()
@@ -374,7 +387,7 @@ class AgentActivities:
 
         The saved exit is what tells a log reader the attempt has ended.
         """
-        await self.driver.stop(name, STOP_GRACE_SECONDS)
+        await self._stop_through_outages(name)
         try:
             exit_ = await self._wait(name, 5.0)
         except ApplicationError:  # already gone: nothing to wait for

@@ -304,3 +304,32 @@ async def test_a_launch_waits_out_an_engine_restart_and_launches_once(tmp_path: 
     await ActivityEnvironment().run(agent.launch, _launch_input())
     assert driver.launches == driver.outage + 1
     assert list(driver.containers) == [attempt_name("job-1-0", 1)]
+
+
+@dataclass
+class EngineDownAtStopDriver(SlowPullDriver):
+    """An engine that does not answer the first ``outage`` stops."""
+
+    outage: int = 2
+    stops: int = 0
+
+    async def stop(self, name: str, grace: float) -> None:
+        self.stops += 1
+        if self.stops <= self.outage:
+            raise EngineUnavailableError("docker stop failed: connection aborted")
+        await super().stop(name, grace)
+
+
+async def test_a_stop_waits_out_an_engine_restart_and_removes_the_container(
+    tmp_path: Path,
+) -> None:
+    """Failing instead ended supervise with the container still running (chaos suite)."""
+    driver = EngineDownAtStopDriver()
+    driver.pulled.set()
+    agent = AgentActivities(AGENT, cast(Any, driver), tmp_path, heartbeat_every=0.01)
+    env = ActivityEnvironment()
+    await env.run(agent.launch, _launch_input())
+    name = attempt_name("job-1-0", 1)
+    await env.run(agent.stop_and_remove, name, "job-1-0", 1, "killed by request")
+    assert driver.stops == driver.outage + 1
+    assert driver.removed == [name]
