@@ -35,6 +35,9 @@ _FLAGS = (
 )
 
 
+RELOAD_EVERY = 20.0  # seconds a page may show nothing before the test reloads it
+
+
 def chromium_binary() -> str | None:
     """The Chromium on PATH, if any."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
@@ -128,16 +131,19 @@ class Chrome:
     def wait_for_text(self, needle: str, timeout: float) -> str:
         """Wait until the page shows ``needle``; the page's text (raises on timeout)."""
         deadline = time.monotonic() + timeout
+        reloaded = time.monotonic()
         while True:
             text = self.text()
             if needle in text:
                 return text
             if time.monotonic() > deadline:
                 raise AssertionError(f"the page never showed {needle!r}; it shows:\n{text[:3000]}")
-            if "Internal Error" in text:
-                # The UI's server answered 500 while the loaded server was busy: a
-                # user would refresh, and so does the test.
+            now = time.monotonic()
+            if "Internal Error" in text or now - reloaded > RELOAD_EVERY:
+                # The UI's server answered 500, or its page never rendered, while
+                # the loaded machine was busy: a user would refresh, and so does the test.
                 self.call("Page.reload")
+                reloaded = now
             time.sleep(0.5)
 
     def screenshot(self, path: Path, full_page: bool = False) -> None:
