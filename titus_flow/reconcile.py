@@ -46,20 +46,7 @@ class Verdict:
 
 
 async def _running(client: Client, workflow_id: str) -> bool | None:
-    """Whether ``workflow_id``'s latest run is running; None if the server cannot say now.
-
-    "Not running" removes containers, so it must be said twice, a moment apart:
-    a server just restarted on its database once answered it for a running
-    service (the chaos suite), and its containers were removed.
-    """
-    first = await _running_now(client, workflow_id)
-    if first is not False:
-        return first
-    await asyncio.sleep(RECHECK_SECONDS)
-    return await _running_now(client, workflow_id)
-
-
-async def _running_now(client: Client, workflow_id: str) -> bool | None:
+    """Whether ``workflow_id``'s latest run is running; None if the server cannot say now."""
     try:
         status = (await client.get_workflow_handle(workflow_id).describe()).status
     except RPCError as err:
@@ -105,13 +92,20 @@ async def judge(client: Client, containers: Iterable[ManagedContainer]) -> list[
     by_job: dict[str, list[ManagedContainer]] = defaultdict(list)
     for container in containers:
         by_job[container.job_id].append(container)
+    running = {job_id: await _running(client, job_id) for job_id in by_job}
+    # "Not running" removes containers, so it must be said twice, a moment apart:
+    # a server just restarted on its database once answered it for a running
+    # service (the chaos suite), and its containers were removed. One wait a round.
+    gone = [job_id for job_id, answer in running.items() if answer is False]
+    if gone:
+        await asyncio.sleep(RECHECK_SECONDS)
+        running.update({job_id: await _running(client, job_id) for job_id in gone})
     verdicts: list[Verdict] = []
     for job_id, held in by_job.items():
-        running = await _running(client, job_id)
-        if running is None:
+        if running[job_id] is None:
             verdicts += [Verdict(c, True) for c in held]
             continue
-        if not running:
+        if not running[job_id]:
             verdicts += [Verdict(c, False, f"job {job_id} is no longer running") for c in held]
             continue
         known = await _task_views(client, job_id, {_index(c) for c in held})

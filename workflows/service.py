@@ -627,18 +627,7 @@ class ServiceJobWorkflow:
                 view.attempts[0].started_at = launched.started_at
                 view.healthy = spec.health_check is None  # no check: running is healthy
                 self._changed()
-            assert record.task_queue is not None and record.started_at is not None
-            outcome = await supervise(
-                SuperviseInput(
-                    task_id=view.id,
-                    attempt=1,
-                    started_at=record.started_at,
-                    health_check=spec.health_check,
-                    ports=record.ports,
-                    workflow_id=self._job_id,
-                ),
-                record.task_queue,
-            )
+            outcome = await self._supervise(record, spec)
             reason = self._kill_reasons.get(view.id)
             if reason is not None:  # the kill reached the attempt as its outcome
                 outcome = Outcome(reason, message=view.message or "killed by request")
@@ -650,6 +639,21 @@ class ServiceJobWorkflow:
             if placed:
                 self._mailbox.release(view.id)
 
+    async def _supervise(self, record: ServiceTaskRecord, spec: ServiceJob) -> Outcome:
+        """Watch the task's (only) attempt on its agent until it ends."""
+        assert record.task_queue is not None and record.started_at is not None
+        return await supervise(
+            SuperviseInput(
+                task_id=record.view.id,
+                attempt=1,
+                started_at=record.started_at,
+                health_check=spec.health_check,
+                ports=record.ports,
+                workflow_id=self._job_id,
+            ),
+            record.task_queue,
+        )
+
     async def _stop_late_launch(self, record: ServiceTaskRecord, spec: ServiceJob) -> None:
         """Stop the container of a task killed while its launch was completing.
 
@@ -657,20 +661,7 @@ class ServiceJobWorkflow:
         cancel in the same workflow task would withdraw it unsent): the
         cancellation stops the container, and returns once it is gone.
         """
-        assert record.task_queue is not None and record.started_at is not None
-        supervising = asyncio.create_task(
-            supervise(
-                SuperviseInput(
-                    task_id=record.view.id,
-                    attempt=1,
-                    started_at=record.started_at,
-                    health_check=spec.health_check,
-                    ports=record.ports,
-                    workflow_id=self._job_id,
-                ),
-                record.task_queue,
-            )
-        )
+        supervising = asyncio.create_task(self._supervise(record, spec))
         try:
             await workflow.sleep(TICK, summary=f"stop {record.view.id}: launched after its kill")
         finally:

@@ -14,6 +14,7 @@ import pytest
 from titus_cluster import Cluster, eventually
 
 from titus_flow import BatchJob, Container, Resources
+from titus_flow.client import TitusClient
 from titus_flow.history_stats import HISTORY_EVENTS_WARN, PAYLOAD_BYTES_WARN, history_stats
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 
@@ -23,11 +24,17 @@ TASKS = 2000
 AGENTS = 200
 
 
-def start_hollow_agents(cluster: Cluster, count: int) -> None:
-    """``count`` hollow agents of 2 cores each (20 tasks), in one process."""
+async def hollow_cluster(
+    cluster_factory: Callable[[], Cluster], count: int
+) -> tuple[Cluster, TitusClient]:
+    """A control worker and ``count`` hollow agents of 2 cores each (20 tasks), in one
+    process; returns once they have registered, with a client."""
+    cluster = cluster_factory()
+    cluster.start_worker()
     cluster.start(
         "hollow", "agent", "--hollow", str(count), "--id", cluster.agent_id("h"), "--cpu", "2"
     )
+    return cluster, await cluster.wait_for_agents(count, timeout=90)
 
 
 def job(name: str, tasks: int, command: str) -> BatchJob:
@@ -44,10 +51,7 @@ def job(name: str, tasks: int, command: str) -> BatchJob:
 async def test_a_large_job_on_hollow_agents_stays_within_temporal_bounds(
     cluster_factory: Callable[[], Cluster],
 ) -> None:
-    cluster = cluster_factory()
-    cluster.start_worker()
-    start_hollow_agents(cluster, AGENTS)
-    client = await cluster.wait_for_agents(AGENTS, timeout=90)
+    cluster, client = await hollow_cluster(cluster_factory, AGENTS)
     zones = {a.attributes.get("zone") for a in await client.agents()}
     assert zones == {"zone-a", "zone-b", "zone-c"}
 
@@ -67,10 +71,7 @@ async def test_a_large_job_on_hollow_agents_stays_within_temporal_bounds(
 async def test_job_kill_of_a_hollow_agents_task_ends_it_killed(
     cluster_factory: Callable[[], Cluster],
 ) -> None:
-    cluster = cluster_factory()
-    cluster.start_worker()
-    start_hollow_agents(cluster, 2)
-    client = await cluster.wait_for_agents(2)
+    cluster, client = await hollow_cluster(cluster_factory, 2)
     job_id = await client.submit(job("hollow-kill", 1, "sleep 3600"))
 
     async def started() -> bool:

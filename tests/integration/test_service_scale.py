@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
-from test_hollow_agents import start_hollow_agents
+from test_hollow_agents import hollow_cluster
 from titus_cluster import Cluster, eventually
 
 from titus_flow import Capacity, Container, Resources, ServiceJob, visibility
@@ -134,10 +134,7 @@ async def what_it_waits_for(client: TitusClient, job_id: str) -> str:
 async def test_a_large_service_continues_as_new_and_keeps_every_task(
     cluster_factory: Callable[[], Cluster],
 ) -> None:
-    cluster = cluster_factory()
-    cluster.start_worker()
-    start_hollow_agents(cluster, AGENTS)
-    client = await cluster.wait_for_agents(AGENTS, timeout=90)
+    cluster, client = await hollow_cluster(cluster_factory, AGENTS)
     job = ServiceJob(
         name="svc-scale",
         container=Container(image="busybox:latest", command="sleep 1d", ports=["http"]),
