@@ -1,4 +1,4 @@
-"""Activities an agent runs on its own task queue: launch, supervise, read logs.
+"""Activities an agent runs on its own task queue: launch, supervise, stop, read logs.
 
 All container I/O goes through one :class:`~titus_flow.runtime.base.Driver`.
 Each attempt's output is kept at ``<log_dir>/<task id>/attempt-<n>.log`` and
@@ -37,6 +37,7 @@ from titus_flow.contracts import (
     LaunchResult,
     LogsChunk,
     LogsInput,
+    StopInput,
     SuperviseInput,
     TaskHealth,
 )
@@ -305,6 +306,19 @@ class AgentActivities:
         self._save_exit(task_id, attempt, result)
         await self.driver.remove(name, log_path)
         return result
+
+    @activity.defn(name="stop")
+    async def stop(self, request: StopInput) -> None:
+        """Stop and remove the attempt's container, keeping its output; a no-op once gone."""
+        name = attempt_name(request.task_id, request.attempt)
+        if self._read_saved_exit(request.task_id, request.attempt) is not None:
+            # It ended on its own: keep that exit, finish a removal a crash cut short.
+            await self.driver.remove(name, self.log_path(request.task_id, request.attempt))
+            return
+        activity.logger.info("stopping %s: %s", name, request.message)
+        await self._heartbeating(
+            self.stop_and_remove(name, request.task_id, request.attempt, request.message)
+        )
 
     @activity.defn(name="read_logs")
     async def read_logs(self, request: LogsInput) -> LogsChunk:

@@ -226,7 +226,12 @@ async def _serve(
     worker = Worker(
         client,
         task_queue=agent_task_queue(config.agent_id),
-        activities=[activities.launch, activities.supervise, activities.read_logs],
+        activities=[
+            activities.launch,
+            activities.supervise,
+            activities.stop,
+            activities.read_logs,
+        ],
         max_concurrent_activities=config.max_concurrent_activities,
     )
     async with worker, _spot_watch(client, settings, config, stop):

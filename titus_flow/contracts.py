@@ -365,6 +365,19 @@ class SuperviseInput(Message):
     workflow_id: str | None = None  # where health changes are signalled
 
 
+class StopInput(Message):
+    """Stop and remove one attempt's container, keeping its output (a kill).
+
+    Sent when a kill's cancellation never reached the agent that watched the
+    attempt (it died meanwhile): the server does not retry a cancelled
+    activity, so only this stop reaches the container the restarted agent runs.
+    """
+
+    task_id: str
+    attempt: int
+    message: str = "killed by request"
+
+
 class TaskHealth(Message):
     """A task's health changed (sent by the agent as a ``task_health`` signal)."""
 

@@ -7,13 +7,21 @@ sorts an activity failure into the user's fault or the platform's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from titus_flow.contracts import AttemptExit, LaunchInput, LaunchResult, SuperviseInput
+    from titus_flow.contracts import (
+        AttemptExit,
+        LaunchInput,
+        LaunchResult,
+        StopInput,
+        SuperviseInput,
+    )
     from titus_flow.lifecycle import FinishReason
     from titus_flow.workflows.common import (
         AGENT_LOST_AFTER,
@@ -37,6 +45,12 @@ LAUNCH_REFUSED_PATCH = "launch-refused-is-users"
 (error type ``LaunchRefused``: an image outside the allowed registries, host
 networking where not allowed, a secret that does not exist) fails the task like
 a missing image, rather than counting as a platform error and retrying."""
+STOP_UNHEARD_KILL_PATCH = "stop-after-unheard-kill"
+"""``workflow.patched`` id of the rule that a kill whose cancellation the agent
+never heard (it died while the cancel was pending, so the activity timed out:
+the server does not retry a cancelled activity) sends a ``stop`` activity to
+the agent's queue. The previous release finished the task and released its
+capacity, and the container ran on under the restarted agent (chaos suite)."""
 
 
 class Outcome:
@@ -103,7 +117,7 @@ async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcom
             summary=f"launch {request.task_id} attempt {request.attempt}",
         )
     except ActivityError as err:
-        return Outcome.from_activity_error(err, "launch")
+        return await _after_failure(err, "launch", request.task_id, request.attempt, task_queue)
     return result
 
 
@@ -125,5 +139,55 @@ async def supervise(
             summary=f"supervise {request.task_id} attempt {request.attempt}",
         )
     except ActivityError as err:
-        return Outcome.from_activity_error(err, "supervise")
+        return await _after_failure(err, "supervise", request.task_id, request.attempt, task_queue)
     return Outcome.from_exit(exit_)
+
+
+async def _after_failure(
+    err: ActivityError, step: str, task_id: str, attempt: int, task_queue: str
+) -> Outcome:
+    """The outcome of a failed launch or supervise, stopping a container a kill missed."""
+    if not (isinstance(err.cause, TimeoutError) and _kill_requested()):
+        return Outcome.from_activity_error(err, step)
+    if not workflow.patched(STOP_UNHEARD_KILL_PATCH):
+        return Outcome.from_activity_error(err, step)
+    await stop_attempt(StopInput(task_id=task_id, attempt=attempt), task_queue)
+    return Outcome(FinishReason.KILLED, message="killed by request", retryable=False)
+
+
+def _kill_requested() -> bool:
+    """Whether the workflow cancelled the activity this task awaited (a kill).
+
+    A cancel reaches an activity only through its agent's heartbeat; the
+    activity then ends cancelled, or timed out if the agent died first.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def stop_attempt(request: StopInput, task_queue: str) -> None:
+    """Have the agent stop and remove the attempt's container; return once it is gone.
+
+    An agent that never picks it up is gone with its containers, or removes
+    them as orphans when it comes back (its start-up reconcile). A second kill
+    meanwhile does not cancel it: the capacity is released only after it.
+    """
+    stopping = workflow.start_activity(
+        "stop",
+        request,
+        task_queue=task_queue,
+        start_to_close_timeout=KILL_GRACE + timedelta(minutes=5),
+        schedule_to_start_timeout=AGENT_LOST_AFTER,
+        heartbeat_timeout=SUPERVISE_HEARTBEAT_TIMEOUT,
+        retry_policy=LAUNCH_RETRY,
+        summary=f"stop {request.task_id} attempt {request.attempt}",
+    )
+    while not stopping.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([stopping])
+    try:
+        await stopping
+    except ActivityError as err:
+        workflow.logger.warning(
+            "stop of %s attempt %d failed: %s", request.task_id, request.attempt, err.cause
+        )

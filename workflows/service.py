@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         ScaleRequest,
         ServiceJobInput,
         ServiceTaskRecord,
+        StopInput,
         SuperviseInput,
         TaskHealth,
         Unplaced,
@@ -60,7 +61,13 @@ with workflow.unsafe.imports_passed_through():
         TaskView,
         page_tasks,
     )
-    from titus_flow.workflows.attempts import Outcome, launch, supervise
+    from titus_flow.workflows.attempts import (
+        STOP_UNHEARD_KILL_PATCH,
+        Outcome,
+        launch,
+        stop_attempt,
+        supervise,
+    )
     from titus_flow.workflows.common import SchedulerMailbox
 
 CRASH_BACKOFF_INITIAL = timedelta(seconds=2)
@@ -657,10 +664,14 @@ class ServiceJobWorkflow:
     async def _stop_late_launch(self, record: ServiceTaskRecord, spec: ServiceJob) -> None:
         """Stop the container of a task killed while its launch was completing.
 
-        Its supervise activity is scheduled, then cancelled a tick later (a
-        cancel in the same workflow task would withdraw it unsent): the
-        cancellation stops the container, and returns once it is gone.
+        The agent's ``stop`` activity removes it. The previous release
+        scheduled a supervise and cancelled it a tick later, which the server
+        withdraws unsent if no agent has picked it up by then; its runs replay so.
         """
+        assert record.task_queue is not None
+        if workflow.patched(STOP_UNHEARD_KILL_PATCH):
+            await stop_attempt(StopInput(task_id=record.view.id, attempt=1), record.task_queue)
+            return
         supervising = asyncio.create_task(self._supervise(record, spec))
         try:
             await workflow.sleep(TICK, summary=f"stop {record.view.id}: launched after its kill")

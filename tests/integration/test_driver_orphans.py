@@ -39,12 +39,12 @@ async def test_terminating_a_job_leaves_no_container(
         return sum(t.state is TaskState.STARTED for t in view.tasks) == 2
 
     await eventually(running, 90, "both tasks to start")
-    assert len(cluster._containers()) == 2
+    assert len(cluster.containers()) == 2
 
     await client.temporal.get_workflow_handle(job_id).terminate("test: no cleanup runs")
 
     async def gone() -> bool:
-        return not cluster._containers()
+        return not cluster.containers()
 
     await eventually(gone, 60, "the agent to remove the terminated job's containers")
     # The reason, logged (the whole log: cluster.logs() keeps only each file's tail).

@@ -200,12 +200,12 @@ class Cluster:
         for attempt in range(2):
             if attempt:
                 time.sleep(1.0)
-            for container in self._containers():
+            for container in self.containers():
                 subprocess.run(["docker", "rm", "-f", container], capture_output=True)
         # The task network this cluster's agents made (if they ran bridged tasks).
         subprocess.run(["docker", "network", "rm", self.task_network], capture_output=True)
 
-    def _containers(self) -> list[str]:
+    def containers(self) -> list[str]:
         """Names of the containers made by this cluster's agents."""
         listing = subprocess.run(
             [
