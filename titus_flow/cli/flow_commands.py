@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent, WorkflowExecutionStartedEventAttributes
 from temporalio.client import (
@@ -29,7 +32,6 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHistory,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
@@ -47,7 +49,9 @@ from titus_flow.cli.app import (
     run_async,
 )
 from titus_flow.client import TitusClient, new_job_id
+from titus_flow.codec import ENCODING, KEY_ID_METADATA, CodecError, EncryptionCodec, codec_for
 from titus_flow.config import Settings
+from titus_flow.converter import worker_data_converter
 from titus_flow.errors import ClusterError, UserError
 from titus_flow.lifecycle import JobState
 from titus_flow.loader import AnyJob, load_jobs
@@ -469,14 +473,17 @@ _ANY_WORKFLOW_ID = "replay"
     help="Id of the recorded run, for a history whose first event does not hold it"
     " (older servers); job ids derive from it. [default: read from the history]",
 )
-def replay(history_file: Path, target: str, workflow_id: str | None) -> None:
+@pass_context
+def replay(ctx: Context, history_file: Path, target: str, workflow_id: str | None) -> None:
     """Replay a recorded workflow history against your (changed) workflow code.
 
     The workflow runs under the recorded run's workflow id, so job ids that
     `run_job` and friends derive from it match the history. Exit 0 when the code
     reproduces the history, 1 when it is non-deterministic (the message names
     the event), 2 for bad input. Record a history with
-    `temporal workflow show -w ID -o json > HISTORY.json`.
+    `temporal workflow show -w ID -o json > HISTORY.json`. A history of encrypted
+    payloads needs the key ring that wrote it (TITUS_FLOW_CODEC_KEY_FILE or
+    TITUS_FLOW_CODEC_KEYS), as the control worker does.
 
     Example: titus-flow replay pipeline-history.json examples/pipeline.py:Pipeline
     """
@@ -490,11 +497,13 @@ def replay(history_file: Path, target: str, workflow_id: str | None) -> None:
         raise UserError(
             f"{history_file}: the history is of workflow {recorded!r}, not {name!r} ({target})"
         )
+    codec = codec_for(ctx.settings)
+    _check_decryptable(history_file, history, codec)
 
     async def go() -> int:
         replayer = Replayer(
             workflows=[cls],
-            data_converter=pydantic_data_converter,
+            data_converter=worker_data_converter(codec),  # the control worker's, codec included
             workflow_runner=SANDBOX,
             runtime=_quiet_runtime(),
         )
@@ -591,6 +600,50 @@ def _read_history(path: Path, workflow_id: str | None) -> WorkflowHistory:
             " the id of the recorded run"
         )
     return history
+
+
+def _check_decryptable(path: Path, history: WorkflowHistory, codec: EncryptionCodec | None) -> None:
+    """Raise :class:`UserError` unless ``codec`` decrypts every encrypted payload of ``history``.
+
+    Without this, a payload the replay cannot decode fails its workflow task and
+    reads as a replay failure (exit 1) behind a traceback, not as the missing or
+    wrong key it is.
+    """
+    encrypted = [p for p in _payloads(history.events) if p.metadata.get("encoding") == ENCODING]
+    if not encrypted:
+        return
+    if codec is None:
+        ids = sorted(
+            {p.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace") for p in encrypted}
+        )
+        raise UserError(
+            f"{path}: the history's payloads are encrypted with key{'s' * (len(ids) > 1)}"
+            f" {', '.join(map(repr, ids))}:"
+            " set the key ring that wrote it (TITUS_FLOW_CODEC_KEY_FILE or TITUS_FLOW_CODEC_KEYS)"
+        )
+    try:
+        codec.decrypt(encrypted)
+    except CodecError as err:
+        raise UserError(f"{path}: {err}") from err
+
+
+def _payloads(messages: Sequence[Message]) -> Iterator[Payload]:
+    """Every :class:`Payload` inside ``messages``, at any depth (maps and lists included)."""
+    for message in messages:
+        if isinstance(message, Payload):
+            yield message
+            continue
+        for field, value in message.ListFields():
+            kind = field.message_type
+            if field.type != FieldDescriptor.TYPE_MESSAGE or kind is None:
+                continue
+            if kind.GetOptions().map_entry:
+                if kind.fields_by_name["value"].type == FieldDescriptor.TYPE_MESSAGE:
+                    yield from _payloads(list(value.values()))
+            elif field.is_repeated:
+                yield from _payloads(value)
+            else:
+                yield from _payloads([value])
 
 
 def _started(history: WorkflowHistory) -> WorkflowExecutionStartedEventAttributes:
