@@ -46,11 +46,12 @@ LAUNCH_REFUSED_PATCH = "launch-refused-is-users"
 networking where not allowed, a secret that does not exist) fails the task like
 a missing image, rather than counting as a platform error and retrying."""
 STOP_UNHEARD_KILL_PATCH = "stop-after-unheard-kill"
-"""``workflow.patched`` id of the rule that a kill whose cancellation the agent
-never heard (it died while the cancel was pending, so the activity timed out:
-the server does not retry a cancelled activity) sends a ``stop`` activity to
-the agent's queue. The previous release finished the task and released its
-capacity, and the container ran on under the restarted agent (chaos suite)."""
+"""``workflow.patched`` id of the rule that a kill that did not end its activity
+cancelled sends a ``stop`` activity to the agent's queue: the agent died while
+the cancel was pending (the activity timed out, and the server does not retry a
+cancelled activity), or the launch completed as the kill came. The previous
+release released the capacity and left the container running under the
+restarted agent (chaos suite), and a batch task's late launch ran to its end."""
 
 
 class Outcome:
@@ -96,7 +97,8 @@ class Outcome:
 async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcome:
     """Start the attempt's container; an :class:`Outcome` if that failed.
 
-    Cancelling this (a kill) returns once the agent removed what it started.
+    Cancelling this (a kill) returns once the agent removed what it started,
+    also when the container started anyway (the launch won the race).
     """
     cleans_up = workflow.patched(LAUNCH_HEARTBEATS_PATCH)
     try:
@@ -118,7 +120,7 @@ async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcom
         )
     except ActivityError as err:
         return await _after_failure(err, "launch", request.task_id, request.attempt, task_queue)
-    return result
+    return await _stopped_if_killed(request.task_id, request.attempt, task_queue) or result
 
 
 async def supervise(
@@ -147,10 +149,19 @@ async def _after_failure(
     err: ActivityError, step: str, task_id: str, attempt: int, task_queue: str
 ) -> Outcome:
     """The outcome of a failed launch or supervise, stopping a container a kill missed."""
-    if not (isinstance(err.cause, TimeoutError) and _kill_requested()):
-        return Outcome.from_activity_error(err, step)
-    if not workflow.patched(STOP_UNHEARD_KILL_PATCH):
-        return Outcome.from_activity_error(err, step)
+    killed = None
+    if isinstance(err.cause, TimeoutError):
+        killed = await _stopped_if_killed(task_id, attempt, task_queue)
+    return killed or Outcome.from_activity_error(err, step)
+
+
+async def _stopped_if_killed(task_id: str, attempt: int, task_queue: str) -> Outcome | None:
+    """If a kill came but the activity did not end cancelled: stop the container, say killed.
+
+    None if there was no kill (or the run replays the previous release).
+    """
+    if not (_kill_requested() and workflow.patched(STOP_UNHEARD_KILL_PATCH)):
+        return None
     await stop_attempt(StopInput(task_id=task_id, attempt=attempt), task_queue)
     return Outcome(FinishReason.KILLED, message="killed by request", retryable=False)
 

@@ -622,7 +622,7 @@ class ServiceJobWorkflow:
                     placement.task_queue,
                 )
                 if isinstance(launched, Outcome):
-                    self._finish_task(record, launched)
+                    self._finish_task(record, self._as_killed(record, launched))
                     return
                 record.started_at = launched.started_at
                 if view.id in self._kill_reasons and workflow.patched(LATE_LAUNCH_PATCH):
@@ -635,16 +635,24 @@ class ServiceJobWorkflow:
                 view.healthy = spec.health_check is None  # no check: running is healthy
                 self._changed()
             outcome = await self._supervise(record, spec)
-            reason = self._kill_reasons.get(view.id)
-            if reason is not None:  # the kill reached the attempt as its outcome
-                outcome = Outcome(reason, message=view.message or "killed by request")
-            self._finish_task(record, outcome)
+            self._finish_task(record, self._as_killed(record, outcome))
         except asyncio.CancelledError:
             reason = self._kill_reasons.get(view.id, FinishReason.KILLED)
             self._finish_task(record, Outcome(reason, message=view.message or "killed by request"))
         finally:
             if placed:
                 self._mailbox.release(view.id)
+
+    def _as_killed(self, record: ServiceTaskRecord, outcome: Outcome) -> Outcome:
+        """The outcome of a task that was killed: the kill's reason and message.
+
+        The kill reaches the attempt as its activity's outcome (cancelled, or
+        stopped after it) and says why better than the activity can.
+        """
+        reason = self._kill_reasons.get(record.view.id)
+        if reason is None:
+            return outcome
+        return Outcome(reason, message=record.view.message or "killed by request")
 
     async def _supervise(self, record: ServiceTaskRecord, spec: ServiceJob) -> Outcome:
         """Watch the task's (only) attempt on its agent until it ends."""

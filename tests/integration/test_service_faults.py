@@ -25,17 +25,14 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment
-from temporalio.worker import Worker
-from titus_cluster import Cluster, eventually
+from titus_cluster import Cluster, eventually, fake_agent_worker
 
 from titus_flow import Capacity, Container, Resources, ServiceJob, TcpCheck
 from titus_flow.activities.services import ServiceActivities
-from titus_flow.client import TitusClient, ensure_scheduler, update_id
+from titus_flow.client import TitusClient, update_id
 from titus_flow.config import load_settings
 from titus_flow.contracts import (
-    AgentInfo,
     AttemptExit,
     KillTaskRequest,
     LaunchInput,
@@ -45,7 +42,6 @@ from titus_flow.contracts import (
     ServiceRolloutInput,
     SuperviseInput,
     TaskHealth,
-    agent_task_queue,
 )
 from titus_flow.lifecycle import TaskState
 from titus_flow.spec import DisruptionBudget
@@ -97,27 +93,10 @@ def worker_cluster(cluster_factory: Callable[[], Cluster]) -> Cluster:
 
 @pytest.fixture
 async def fake_agent(worker_cluster: Cluster) -> AsyncIterator[tuple[Client, FakeAgent]]:
-    client = await Client.connect(worker_cluster.address, data_converter=pydantic_data_converter)
     agent = FakeAgent()
-    info = AgentInfo(
-        agent_id=agent.agent_id,
-        task_queue=agent_task_queue(agent.agent_id),
-        resources=Resources(cpu=4, memory=4096, disk="100Gi", network_mbps=100_000),
-    )
-    settings = load_settings(environ=worker_cluster.env)
-
-    async def heartbeat() -> None:
-        while True:
-            await ensure_scheduler(client, settings, info)
-            await asyncio.sleep(10)
-
-    beating = asyncio.create_task(heartbeat())
-    worker = Worker(client, task_queue=info.task_queue, activities=[agent.launch, agent.supervise])
-    try:
-        async with worker:
-            yield client, agent
-    finally:
-        beating.cancel()
+    activities = [agent.launch, agent.supervise]
+    async with fake_agent_worker(worker_cluster, agent.agent_id, activities) as client:
+        yield client, agent
 
 
 def _job(name: str, desired: int = 2, max_unavailable: int = 1) -> ServiceJob:

@@ -12,15 +12,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from titus_flow.client import TitusClient
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from titus_flow.client import TitusClient, ensure_scheduler
 from titus_flow.config import load_settings
+from titus_flow.contracts import AgentInfo, agent_task_queue
 from titus_flow.runtime.base import LABEL_AGENT_ID
 from titus_flow.runtime.process import ProcessDriver
+from titus_flow.spec import Resources
 from titus_flow.views import JobView
 
 
@@ -273,3 +280,32 @@ class Cluster:
 
         await eventually(registered, timeout, f"{count} agents to register")
         return client
+
+
+@asynccontextmanager
+async def fake_agent_worker(
+    cluster: Cluster, agent_id: str, activities: Sequence[Callable[..., Any]]
+) -> AsyncIterator[Client]:
+    """Serve ``activities`` as agent ``agent_id`` (registered, heartbeating) meanwhile.
+
+    For workflow tests that need an agent whose activities they script.
+    """
+    client = await Client.connect(cluster.address, data_converter=pydantic_data_converter)
+    info = AgentInfo(
+        agent_id=agent_id,
+        task_queue=agent_task_queue(agent_id),
+        resources=Resources(cpu=4, memory=4096, disk="100Gi", network_mbps=100_000),
+    )
+    settings = load_settings(environ=cluster.env)
+
+    async def heartbeat() -> None:
+        while True:
+            await ensure_scheduler(client, settings, info)
+            await asyncio.sleep(10)
+
+    beating = asyncio.create_task(heartbeat())
+    try:
+        async with Worker(client, task_queue=info.task_queue, activities=list(activities)):
+            yield client
+    finally:
+        beating.cancel()
