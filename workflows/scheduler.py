@@ -49,6 +49,15 @@ behaviour (re-registration signals as heartbeats, a 15 s tick) until they
 continue as new; the ``renew`` signal (sent by every control worker as it
 starts) makes such a run continue as new at once."""
 
+SHORT_HISTORY_PATCH = "scheduler-short-history"
+"""``workflow.patched`` id of the scheduler continuing as new past
+:data:`HISTORY_EVENTS` events, not only when Temporal suggests it (~4,000 here):
+a worker that must replay the whole history (a restart, a cache eviction, a
+timed-out task) does so within one workflow task's CPU budget of 1 s (issue
+11: 2,300 events with 1,000 agents replayed in 1.3 s). Runs started before it
+continue as new when Temporal suggests it."""
+HISTORY_EVENTS = 1_000
+
 # How often the ledger looks for jobs that ended without releasing capacity.
 GC_EVERY = timedelta(seconds=60)
 # Housekeeping tick; runs before BOUNDED_PATCH: agents re-register every 15 s.
@@ -87,6 +96,7 @@ class SchedulerWorkflow:
             state = state.expand()
         self._ledger = Ledger(state, answer_held=workflow.patched(LEDGER_PATCH))
         self._bounded = workflow.patched(BOUNDED_PATCH)
+        self._history_events = HISTORY_EVENTS if workflow.patched(SHORT_HISTORY_PATCH) else None
         self._dirty = bool(state and state.pending)
         self._renew = False
         self._next_gc = workflow.now() + (GC_EVERY_BOUNDED if self._bounded else GC_EVERY)
@@ -119,9 +129,12 @@ class SchedulerWorkflow:
                 if not self._dirty:
                     workflow.continue_as_new(self._carried())
 
-    @staticmethod
-    def _suggested() -> bool:
-        return workflow.info().is_continue_as_new_suggested()
+    def _suggested(self) -> bool:
+        info = workflow.info()
+        limit = self._history_events
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() > limit
+        )
 
     def _next_wake(self) -> timedelta | None:
         """How long to sleep when nothing happens.

@@ -103,3 +103,30 @@ async def test_a_ledger_past_its_bound_fails_loudly_and_is_never_restarted_empty
         first_run,
         WorkflowExecutionStatus.FAILED,
     )
+
+
+async def test_the_scheduler_continues_as_new_past_its_history_bound_and_keeps_its_agents(
+    cluster_factory: Callable[[], Cluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short history bounds what a worker replays (issue 11: 1 s of CPU at most)."""
+    cluster = cluster_factory()
+    client = await cluster.client()
+    settings = load_settings(environ=cluster.env)
+    monkeypatch.setattr(scheduler, "HISTORY_EVENTS", 30)  # read as each run starts
+    handle = client.temporal.get_workflow_handle(scheduler_workflow_id(cluster.control_queue))
+    names = [f"n{i}" for i in range(12)]
+    async with control_worker(client.temporal, settings):
+        await ensure_scheduler(client.temporal, settings, agent(cluster, names[0]))
+        first_run = (await handle.describe()).run_id
+        for name in names[1:]:  # each registration: a signal and a workflow task
+            await ensure_scheduler(client.temporal, settings, agent(cluster, name))
+
+        async def continued() -> bool:
+            return (await handle.describe()).run_id != first_run
+
+        await eventually(continued, 30, "the scheduler to continue as new")
+        first = client.temporal.get_workflow_handle(handle.id, run_id=first_run)
+        events = [e async for e in first.fetch_history_events()]
+        assert len(events) < 30 + 20, len(events)  # continued soon after the bound
+        listed = sorted(a.agent_id for a in await client.agents())
+        assert listed == sorted(cluster.agent_id(name) for name in names)
