@@ -64,7 +64,13 @@ from titus_flow.contracts import (
     agent_task_queue,
 )
 from titus_flow.converter import client_data_converter
-from titus_flow.errors import ClusterError, ServerUnreachableError, UserError, connection_reason
+from titus_flow.errors import (
+    TLS_HANDSHAKE,
+    ClusterError,
+    ServerUnreachableError,
+    UserError,
+    connection_reason,
+)
 from titus_flow.ids import check_id, split_task_id
 from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
@@ -272,11 +278,12 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     ``runtime``: the Temporal runtime to use (default: the process's default one).
     """
     key = api_key(settings)
+    tls = tls_config(settings, key)
     connecting = Client.connect(
         settings.address,
         namespace=settings.namespace,
         api_key=key,
-        tls=tls_config(settings, key),
+        tls=tls,
         data_converter=client_data_converter(codec_for(settings)),
         connect_timeout=timedelta(seconds=CONNECT_TIMEOUT_SECONDS),
         runtime=runtime,
@@ -286,6 +293,10 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_SECONDS)
     except (RuntimeError, TimeoutError) as err:
         reason = connection_reason(str(err) or "timeout expired")
+        if tls is not False and reason == "connection lost":
+            # In TLS 1.3 a server that refuses the client's certificate (or its lack) does so
+            # after the client has finished its side of the handshake, and hangs up.
+            reason = f"connection closed right after the {TLS_HANDSHAKE}"
         raise ServerUnreachableError(settings.address, reason, local=settings.is_embedded) from err
 
 

@@ -53,21 +53,36 @@ class ClusterError(RuntimeError):
         super().__init__(" ".join(message.split()))
 
 
+TLS_HANDSHAKE = "TLS handshake"
+"""Every reason that names the TLS handshake has this in it (and gets TLS_ADVICE)."""
+TLS_ADVICE = (
+    "check the TLS settings: the server must accept the client certificate and key"
+    " (--tls-cert / --tls-key, TITUS_FLOW_TLS_CERT / TITUS_FLOW_TLS_KEY), and --tls-ca /"
+    " TITUS_FLOW_TLS_CA must hold the CA that signed the server's certificate"
+)
+
+
 class ServerUnreachableError(ClusterError):
     """Temporal at ``address`` cannot be reached, or the connection to it was lost.
 
     ``reason`` says how, briefly (see :func:`connection_reason`); ``local`` is
-    whether the address is one ``titus-flow up`` serves, which decides the advice.
+    whether the address is one ``titus-flow up`` serves, which decides the advice
+    (unless the reason names the TLS handshake: then the advice is the TLS settings).
     """
 
     def __init__(self, address: str, reason: str, *, local: bool) -> None:
-        advice = (
-            "is the server running? start it with `titus-flow up`,"
-            " or set --address / TITUS_FLOW_ADDRESS"
-            if local
-            else "is it up and reachable from here? check --address / TITUS_FLOW_ADDRESS"
-            " and the TLS and API key settings"
-        )
+        if TLS_HANDSHAKE in reason:
+            advice = TLS_ADVICE
+        elif local:
+            advice = (
+                "is the server running? start it with `titus-flow up`,"
+                " or set --address / TITUS_FLOW_ADDRESS"
+            )
+        else:
+            advice = (
+                "is it up and reachable from here? check --address / TITUS_FLOW_ADDRESS"
+                " and the TLS and API key settings"
+            )
         super().__init__(f"cannot reach Temporal at {address} ({reason}): {advice}")
         self.address = address
 
@@ -80,7 +95,7 @@ _BROKEN = (
     (("connection refused",), "connection refused"),
     (("tcp connect error",), "cannot connect"),
     (("dns error", "failed to lookup", "name or service not known"), "unknown host"),
-    (("certificate", "tls", "ssl"), "TLS handshake failed"),
+    (("certificate", "tls", "ssl"), f"{TLS_HANDSHAKE} failed"),
     (
         ("connection reset", "broken pipe", "transport error", "h2 protocol", "connection closed"),
         "connection lost",
