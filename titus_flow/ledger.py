@@ -250,6 +250,14 @@ class Ledger:
         # Keys asked for again by the requester that holds them (see request()).
         self._asked_again: dict[str, PendingRequest] = {}
 
+    def answers_unsent(self) -> bool:
+        """Whether the next iteration owes a requester an answer only this object holds.
+
+        Such answers (a reservation asked for again by its holder) do not travel
+        across continue-as-new; pending requests and evictions do.
+        """
+        return bool(self._asked_again)
+
     def register(self, info: AgentInfo, now: datetime) -> None:
         """Add an agent, or refresh one that registers again (e.g. after a restart)."""
         record = self.state.agents.get(info.agent_id)

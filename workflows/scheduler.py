@@ -97,7 +97,9 @@ class SchedulerWorkflow:
         self._ledger = Ledger(state, answer_held=workflow.patched(LEDGER_PATCH))
         self._bounded = workflow.patched(BOUNDED_PATCH)
         self._history_events = HISTORY_EVENTS if workflow.patched(SHORT_HISTORY_PATCH) else None
-        self._dirty = bool(state and state.pending)
+        # A continued run looks at its carried ledger once (pending requests,
+        # evictions untold): the previous run may have continued mid-change.
+        self._dirty = bool(state and (state.pending or self._history_events is not None))
         self._renew = False
         self._next_gc = workflow.now() + (GC_EVERY_BOUNDED if self._bounded else GC_EVERY)
         self._next_housekeeping = workflow.now() + HOUSEKEEPING_EVERY
@@ -126,8 +128,15 @@ class SchedulerWorkflow:
                 for task in (self._gc, self._liveness):
                     if task is not None and not task.done():
                         task.cancel()  # the next run looks again
-                if not self._dirty:
+                # Changes that came meanwhile are in the ledger, which travels:
+                # the next run iterates first. Runs before SHORT_HISTORY_PATCH
+                # waited for a quiet moment, which a busy cluster may not give
+                # (a run of 1,600 events at 10,000 tasks).
+                if not self._dirty or self._may_continue_mid_change():
                     workflow.continue_as_new(self._carried())
+
+    def _may_continue_mid_change(self) -> bool:
+        return self._history_events is not None and not self._ledger.answers_unsent()
 
     def _suggested(self) -> bool:
         info = workflow.info()
