@@ -11,9 +11,14 @@ from titus_flow.lifecycle import FinishReason, JobState, RolloutPhase, TaskState
 
 
 class View(BaseModel):
-    """Base of views: plain data, JSON-ready."""
+    """Base of views: plain data, JSON-ready.
 
-    model_config = ConfigDict(extra="forbid")
+    Unknown fields are ignored, not refused: a CLI or client of this release
+    reads the views of a newer control plane (which adds fields) as
+    Kubernetes clients do, rather than failing to describe every job.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class AttemptView(View):
