@@ -355,6 +355,10 @@ class TaskQuery(View):
     or only the others (False).
     """
 
+    # A question, not an answer: a filter this release does not know is refused
+    # rather than silently dropped (which would list the wrong tasks).
+    model_config = ConfigDict(extra="forbid")
+
     states: list[str] = Field(default_factory=list)
     failed: bool | None = None
     first: int | None = None  # lowest task index

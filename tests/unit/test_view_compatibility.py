@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pydantic
+import pytest
+
 from titus_flow.lifecycle import JobState, TaskState
-from titus_flow.views import JobView, TaskView
+from titus_flow.views import JobView, TaskQuery, TaskView
 
 
 def test_a_view_with_fields_this_release_does_not_know_still_reads() -> None:
@@ -23,3 +26,8 @@ def test_a_view_with_fields_this_release_does_not_know_still_reads() -> None:
     read = JobView.model_validate(newer)
 
     assert read == view
+
+
+def test_a_task_query_with_an_unknown_filter_is_refused() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        TaskQuery.model_validate({"states": ["Started"], "zone": "us-east-1a"})
