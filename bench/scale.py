@@ -13,7 +13,8 @@ against the smallest, per agent count, from the same run.
 
 Scenarios (issue #11): ``batch`` jobs of each ``--sizes`` on each ``--agents``;
 ``service``: a service job scaled 0 -> 1,000 -> 0; ``many``: 200 jobs of 50
-tasks submitted at once.
+tasks submitted at once; ``process``: a batch job of each ``--sizes`` running
+``true`` as real processes on one process-driver agent, with ``titus-flow run``.
 
 Run: ``.venv/bin/python bench/scale.py [--quick] [--sizes 1000,3000]
 [--agents 100] [--scenarios batch,service,many] [--timeout 900]``.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -51,6 +53,10 @@ TASK_RESOURCES = Resources(cpu=0.1, memory=64, disk=0, network_mbps=0)
 AGENT_CPU, AGENT_MEMORY = "2", "16Gi"
 """Each hollow agent: 20 tasks at once (so a job spreads over many agents); 100
 agents hold a 1,000-task service."""
+PROCESS_AGENT = ("--cpu", "200", "--memory", "400Gi")
+"""The ``process`` scenario's one agent (issue 11's set-up): 10,000 tasks of
+:data:`PROCESS_TASK_RESOURCES` fit in half of it."""
+PROCESS_TASK_RESOURCES = {"cpu": 0.01, "memory": "16Mi", "disk": 0}
 PARTITIONS: int | None = None
 """Task queue partitions of the server (``--partitions``; None: the server's default)."""
 PROFILE_DIR: Path | None = None
@@ -157,11 +163,15 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def fresh_stack(agents: int, partitions: int | None = None) -> AsyncIterator[Stack]:
+async def fresh_stack(
+    agents: int, partitions: int | None = None, *, real_processes: bool = False
+) -> AsyncIterator[Stack]:
     """Start a dev server, a control worker and ``agents`` hollow agents; stop them after.
 
     ``partitions``: task queue partitions the server makes per queue (default: its
     own, 4); an agent's queue needs one, and each costs the server database writes.
+    ``real_processes``: instead, one process-driver agent (tasks are real processes)
+    as big as :data:`PROCESS_AGENT` says.
     """
     home = Path(tempfile.mkdtemp(prefix="titus-scale-"))
     binary = stack.temporal_binary()
@@ -195,9 +205,12 @@ async def fresh_stack(agents: int, partitions: int | None = None) -> AsyncIterat
             record = ["record", "--gil", "-r", "50", "-f", "raw", "-o", str(profile)]
             worker = [str(spy), *record, "--", *worker]
         processes["worker"] = stack.start_process(worker, home / "worker.log", env)
-        hollow = ["agent", "--hollow", str(agents), "--id", "hollow"]
-        hollow += ["--cpu", AGENT_CPU, "--memory", AGENT_MEMORY]
-        processes["agents"] = stack.start_process([*titus_flow, *hollow], home / "agents.log", env)
+        if real_processes:
+            agent = ["agent", "--driver", "process", "--id", "local", *PROCESS_AGENT]
+        else:
+            agent = ["agent", "--hollow", str(agents), "--id", "hollow"]
+            agent += ["--cpu", AGENT_CPU, "--memory", AGENT_MEMORY]
+        processes["agents"] = stack.start_process([*titus_flow, *agent], home / "agents.log", env)
         settings = load_settings(environ=env)
         client = TitusClient(await connect(settings), settings)
         bench = Stack(home, client, processes, env)
@@ -397,6 +410,38 @@ async def run_service(line: Line, timeout: float) -> Line:
         return await measure(line, bench)
 
 
+async def run_processes(line: Line, timeout: float) -> Line:
+    """A batch job of ``line.tasks`` real processes running ``true``, with ``titus-flow run``.
+
+    One process-driver agent; the job file is what a user would write, and the
+    wall time is the ``run`` command's, from submit to its exit.
+    """
+    async with fresh_stack(1, PARTITIONS, real_processes=True) as bench:
+        job_file = bench.home / f"true-{line.tasks}.json"
+        job = {
+            "kind": "batch",
+            "name": f"true-{line.tasks}",
+            "container": {"image": "busybox:latest", "command": ["true"]},
+            "resources": PROCESS_TASK_RESOURCES,
+            "instances": line.tasks,
+        }
+        job_file.write_text(json.dumps({"jobs": [job]}))
+        try:
+            line.seconds = await asyncio.wait_for(
+                bench.cli_seconds("run", str(job_file), "-o", "json"), timeout
+            )
+        except TimeoutError:
+            line.outcome = f"TIMED OUT after {timeout:.0f}s"
+            return await measure(line, bench)
+        (listed,) = await bench.client.list_jobs()  # the stack's only job
+        job_id = str(listed["id"])
+        view = await bench.client.describe(job_id)
+        normal = view.counts().get("Finished/normal", 0)
+        line.outcome = f"{view.state.value}, {normal}/{line.tasks} Finished/normal"
+        line.describe_seconds = await bench.cli_seconds("job", "describe", job_id)
+        return await measure(line, bench)
+
+
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
@@ -459,20 +504,25 @@ async def main() -> None:
         if "many" in scenarios:
             line = Line(f"{args.jobs} jobs x {args.job_tasks}", args.jobs * args.job_tasks, agents)
             await run(line, run_many(line, args.jobs, args.job_tasks, args.timeout))
+    if "process" in scenarios:
+        for tasks in sizes:
+            line = Line(f"process {tasks}", tasks, 1)
+            await run(line, run_processes(line, args.timeout))
     for line in lines:
         if line.payload_where:
             print(f"largest payload of {line.name} on {line.agents}: {line.payload_where}")
         if line.slowest_where:
             print(f"longest workflow task of {line.name} on {line.agents}: {line.slowest_where}")
-    for agents in agent_counts:
-        batch = [b for b in lines if b.name.startswith("batch") and b.agents == agents and b.rate]
-        if len(batch) >= 2:
-            small, large = min(batch, key=lambda b: b.tasks), max(batch, key=lambda b: b.tasks)
-            assert small.rate and large.rate
-            print(
-                f"ratio on {agents} agents: tasks/s at {large.tasks} vs {small.tasks}:"
-                f" {large.rate / small.rate:.2f}x (target >= 0.8x)"
-            )
+    for kind in ("batch", "process"):
+        for agents in agent_counts if kind == "batch" else [1]:
+            same = [b for b in lines if b.name.startswith(kind) and b.agents == agents and b.rate]
+            if len(same) >= 2:
+                small, large = min(same, key=lambda b: b.tasks), max(same, key=lambda b: b.tasks)
+                assert small.rate and large.rate
+                print(
+                    f"ratio of {kind} on {agents} agents: tasks/s at {large.tasks} vs"
+                    f" {small.tasks}: {large.rate / small.rate:.2f}x (target >= 0.8x)"
+                )
 
 
 if __name__ == "__main__":
