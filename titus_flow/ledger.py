@@ -30,29 +30,13 @@ from titus_flow.contracts import (
     full_key,
 )
 from titus_flow.fleet.messages import FleetCapacity, PendingDemand
+from titus_flow.ledger_records import AgentRecord as AgentRecord
+from titus_flow.ledger_records import Reservation as Reservation
 from titus_flow.placement import Snapshots, TaskRequests, Usage, place
 from titus_flow.scheduler import GroupUsage, TaskRequest, Tier
 from titus_flow.scheduler.queries import AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import CapacityGroup, Constraints, Resources
 from titus_flow.spec.capacity_group import DEFAULT_GROUP
-
-
-class AgentRecord(Message):
-    """An agent and what the ledger knows of its health."""
-
-    info: AgentInfo
-    state: str = "active"  # active | draining | lost
-    last_seen: datetime | None = None
-
-
-class Reservation(Message):
-    """Capacity held on an agent for one task."""
-
-    requester: str
-    agent_id: str
-    item: PlacementItem
-    ports: dict[str, int] = Field(default_factory=dict)
-    evicting: bool = False  # its requester was told to move it off a draining agent
 
 
 class PendingRequest(Message):

@@ -8,32 +8,19 @@ it fits), then break ties by agent id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
-from titus_flow.scheduler.dimensions import CPU, MEMORY
+from titus_flow.scheduler.best_fit import best_fit_score as best_fit_score
 from titus_flow.scheduler.filters import matches
 from titus_flow.scheduler.model import TaskRequest
-
-if TYPE_CHECKING:
-    from titus_flow.scheduler.state import AgentSlot
+from titus_flow.scheduler.state import AgentSlot
 
 AgentKey = tuple[int, float, int]
 """Soft violations, best-fit score, agent rank."""
-Entry = tuple[int, float, int, "AgentSlot"]
+Entry = tuple[int, float, int, AgentSlot]
 """An :data:`AgentKey` followed by its agent: a heap entry."""
 RankKey = tuple[int, int, float, int]
 """Soft violations, tasks of the job in the agent's zone, best-fit score, agent rank."""
-
-
-def best_fit_score(free: Sequence[int], inverse_total: Sequence[float]) -> float:
-    """Fractions of the agent's CPU and memory still free, summed: lower is fuller.
-
-    Ranking the fullest agent that fits first is best fit: tasks go where others
-    already run and empty agents stay empty (to take big tasks, or scale down).
-    CPU and memory are what strands capacity; the other dimensions only filter.
-    """
-    return free[CPU] * inverse_total[CPU] + free[MEMORY] * inverse_total[MEMORY]
 
 
 def has_soft_rules(task: TaskRequest) -> bool:

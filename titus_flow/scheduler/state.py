@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from itertools import pairwise
 
+from titus_flow.scheduler.best_fit import best_fit_score
 from titus_flow.scheduler.dimensions import (
     CPU,
     DIMENSIONS,
@@ -28,7 +29,6 @@ from titus_flow.scheduler.model import (
     PlacementRules,
     TaskRequest,
 )
-from titus_flow.scheduler.rankers import best_fit_score
 
 
 class AgentSlot:
