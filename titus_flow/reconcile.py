@@ -122,6 +122,58 @@ async def judge(client: Client, containers: Iterable[ManagedContainer]) -> list[
     return verdicts
 
 
+TOGETHER_SECONDS = 1.0
+"""How long :class:`JudgedTogether` gathers containers of one job before asking it."""
+
+
+class JudgedTogether:
+    """Verdicts on single containers, asking each job once for those asked about together.
+
+    When a service continues as new, every supervise activity of its previous
+    run learns at once that the server forgot it, and each asks whether its
+    container is still wanted. Asked one by one, 1,000 tasks made 1,000 queries
+    to one busy workflow: they expired, the activities held their slots, and
+    the new run's supervise activities timed out waiting for an agent
+    (``bench/scale.py``, service 0 -> 1,000). Gathered for
+    :data:`TOGETHER_SECONDS`, they make one :func:`judge` call per job.
+    """
+
+    def __init__(self, window: float = TOGETHER_SECONDS) -> None:
+        self.window = window
+        self._gathering: dict[str, list[tuple[ManagedContainer, asyncio.Future[Verdict]]]] = {}
+        self._asking: set[asyncio.Task[None]] = set()  # kept referenced until done
+
+    async def verdict(self, client: Client, container: ManagedContainer) -> Verdict:
+        """The verdict on ``container``; raises what :func:`judge` raised."""
+        waiting: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        gathering = self._gathering.get(container.job_id)
+        if gathering is None:
+            gathering = self._gathering[container.job_id] = []
+            asking = asyncio.create_task(self._ask(client, container.job_id))
+            self._asking.add(asking)
+            asking.add_done_callback(self._asking.discard)
+        gathering.append((container, waiting))
+        return await asyncio.shield(waiting)  # one caller's cancel does not end the others'
+
+    async def _ask(self, client: Client, job_id: str) -> None:
+        await asyncio.sleep(self.window)
+        gathered = self._gathering.pop(job_id)
+        try:
+            verdicts = await judge(client, [container for container, _ in gathered])
+        except asyncio.CancelledError:
+            for _, waiting in gathered:
+                waiting.cancel()
+            raise
+        except Exception as err:
+            for _, waiting in gathered:
+                if not waiting.done():
+                    waiting.set_exception(err)
+            return
+        for (_, waiting), verdict in zip(gathered, verdicts, strict=True):
+            if not waiting.done():
+                waiting.set_result(verdict)
+
+
 def _judge_one(container: ManagedContainer, task: tuple[TaskState, int | None] | None) -> Verdict:
     if task is None:
         return Verdict(container, False, f"job {container.job_id} has no task {container.task_id}")
