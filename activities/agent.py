@@ -44,7 +44,7 @@ from titus_flow.contracts import (
 from titus_flow.errors import UserError
 from titus_flow.ids import check_id
 from titus_flow.lifecycle import FinishReason, reason_for_exit
-from titus_flow.reconcile import judge
+from titus_flow.reconcile import JudgedTogether
 from titus_flow.runtime.base import (
     MAX_OUTPUT_BYTES,
     OUTPUT_FILE,
@@ -120,6 +120,8 @@ class AgentActivities:
         self._engine_down_since: dict[str, float] = {}
         self.secrets_dir = secrets_dir
         self.probe_host = probe_host
+        # Supervise activities a job's continue-as-new forgot all ask at once.
+        self._judged = JudgedTogether()
 
     def _task_dir(self, task_id: str) -> Path:
         # Task ids come from workflows and log readers: never let one leave log_dir.
@@ -426,7 +428,7 @@ class AgentActivities:
             agent_id=self.agent_id,
         )
         try:
-            (verdict,) = await judge(activity.client(), [container])
+            verdict = await self._judged.verdict(activity.client(), container)
         except RPCError as err:
             activity.logger.warning("cannot tell if %s is wanted (%s)", info.activity_id, err)
             return None
