@@ -28,6 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from titus_flow.activities.interfaces import AgentActivityInterface, implements
 from titus_flow.client import job_id_of_task
 from titus_flow.contracts import (
     LOGS_MAX_WAIT_SECONDS,
@@ -62,6 +63,7 @@ from titus_flow.runtime.base import (
 )
 from titus_flow.runtime.health import HOST, Health, HealthChange, HealthMonitor
 from titus_flow.secrets import SecretUnavailableError, resolve_secrets
+from titus_flow.workflows.service import ServiceJobWorkflow
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 4096
@@ -95,7 +97,7 @@ def _reason_for(exit_: Exit | None) -> FinishReason:
     return reason_for_exit(exit_.exit_code, exit_.oom_killed)
 
 
-class AgentActivities:
+class AgentActivities(AgentActivityInterface):
     """The activities of one agent, bound to its driver and log directory."""
 
     def __init__(
@@ -138,7 +140,7 @@ class AgentActivities:
     def _exit_path(self, task_id: str, attempt: int) -> Path:
         return self._task_dir(task_id) / f"attempt-{attempt}.exit.json"
 
-    @activity.defn(name="launch")
+    @implements(AgentActivityInterface.launch)
     async def launch(self, request: LaunchInput) -> LaunchResult:
         """Start the attempt's container (adopting one a previous try made).
 
@@ -223,7 +225,7 @@ class AgentActivities:
         activity.logger.info("launch of %s cancelled: removing what it started", name)
         await self.stop_and_remove(name, request.task_id, request.attempt, "killed during launch")
 
-    @activity.defn(name="supervise")
+    @implements(AgentActivityInterface.supervise)
     async def supervise(self, request: SuperviseInput) -> AttemptExit:
         """Heartbeat until the container exits, overruns its limit or turns unhealthy."""
         name = attempt_name(request.task_id, request.attempt)
@@ -309,7 +311,7 @@ class AgentActivities:
         await self.driver.remove(name, log_path)
         return result
 
-    @activity.defn(name="stop")
+    @implements(AgentActivityInterface.stop)
     async def stop(self, request: StopInput) -> None:
         """Stop and remove the attempt's container, keeping its output; a no-op once gone."""
         name = attempt_name(request.task_id, request.attempt)
@@ -322,7 +324,7 @@ class AgentActivities:
             self.stop_and_remove(name, request.task_id, request.attempt, request.message)
         )
 
-    @activity.defn(name="read_logs")
+    @implements(AgentActivityInterface.read_logs)
     async def read_logs(self, request: LogsInput) -> LogsChunk:
         """Read an attempt's output from ``offset``: live while it runs, the kept log after.
 
@@ -508,7 +510,7 @@ class _HealthWatch:
         handle = self._client.get_workflow_handle(self._request.workflow_id)
         try:
             await handle.signal(
-                "task_health",
+                ServiceJobWorkflow.task_health,
                 TaskHealth(
                     task_id=self._request.task_id,
                     attempt=self._request.attempt,

@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         supervise,
     )
     from titus_flow.workflows.common import SchedulerMailbox
+    from titus_flow.workflows.requester import PlacementRequester
 
 CRASH_BACKOFF_INITIAL = timedelta(seconds=2)
 CRASH_BACKOFF_MAX = timedelta(minutes=5)
@@ -135,7 +136,7 @@ def crash_backoff(failures: int) -> timedelta:
 
 
 @workflow.defn(name="ServiceJob")
-class ServiceJobWorkflow:
+class ServiceJobWorkflow(PlacementRequester):
     """Keeps a :class:`~titus_flow.spec.ServiceJob` at its desired healthy size."""
 
     @workflow.init
@@ -732,9 +733,8 @@ class ServiceJobWorkflow:
 
     # --- signals, updates, queries ---------------------------------------------
 
-    @workflow.signal(name="placement_update")
-    def placement_update(self, update: PlacementUpdate) -> None:
-        """The scheduler's answer to this job's capacity requests."""
+    def on_placement_update(self, update: PlacementUpdate) -> None:
+        """The scheduler's answer to this job's capacity requests (``placement_update``)."""
         assert self._mailbox is not None
         self._mailbox.on_update(update)
         for task_id in update.evict:  # its agent is draining
