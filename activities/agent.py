@@ -28,7 +28,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from titus_flow.activities.interfaces import AgentActivityInterface, implements
 from titus_flow.client import job_id_of_task
 from titus_flow.contracts import (
     LOGS_MAX_WAIT_SECONDS,
@@ -63,7 +62,6 @@ from titus_flow.runtime.base import (
 )
 from titus_flow.runtime.health import HOST, Health, HealthChange, HealthMonitor
 from titus_flow.secrets import SecretUnavailableError, resolve_secrets
-from titus_flow.workflows.service import ServiceJobWorkflow
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 4096
@@ -97,7 +95,7 @@ def _reason_for(exit_: Exit | None) -> FinishReason:
     return reason_for_exit(exit_.exit_code, exit_.oom_killed)
 
 
-class AgentActivities(AgentActivityInterface):
+class AgentActivities:
     """The activities of one agent, bound to its driver and log directory."""
 
     def __init__(
@@ -140,7 +138,7 @@ class AgentActivities(AgentActivityInterface):
     def _exit_path(self, task_id: str, attempt: int) -> Path:
         return self._task_dir(task_id) / f"attempt-{attempt}.exit.json"
 
-    @implements(AgentActivityInterface.launch)
+    @activity.defn(name="launch")
     async def launch(self, request: LaunchInput) -> LaunchResult:
         """Start the attempt's container (adopting one a previous try made).
 
@@ -225,7 +223,7 @@ class AgentActivities(AgentActivityInterface):
         activity.logger.info("launch of %s cancelled: removing what it started", name)
         await self.stop_and_remove(name, request.task_id, request.attempt, "killed during launch")
 
-    @implements(AgentActivityInterface.supervise)
+    @activity.defn(name="supervise")
     async def supervise(self, request: SuperviseInput) -> AttemptExit:
         """Heartbeat until the container exits, overruns its limit or turns unhealthy."""
         name = attempt_name(request.task_id, request.attempt)
@@ -311,7 +309,7 @@ class AgentActivities(AgentActivityInterface):
         await self.driver.remove(name, log_path)
         return result
 
-    @implements(AgentActivityInterface.stop)
+    @activity.defn(name="stop")
     async def stop(self, request: StopInput) -> None:
         """Stop and remove the attempt's container, keeping its output; a no-op once gone."""
         name = attempt_name(request.task_id, request.attempt)
@@ -324,7 +322,7 @@ class AgentActivities(AgentActivityInterface):
             self.stop_and_remove(name, request.task_id, request.attempt, request.message)
         )
 
-    @implements(AgentActivityInterface.read_logs)
+    @activity.defn(name="read_logs")
     async def read_logs(self, request: LogsInput) -> LogsChunk:
         """Read an attempt's output from ``offset``: live while it runs, the kept log after.
 
@@ -510,7 +508,7 @@ class _HealthWatch:
         handle = self._client.get_workflow_handle(self._request.workflow_id)
         try:
             await handle.signal(
-                ServiceJobWorkflow.task_health,
+                "task_health",
                 TaskHealth(
                     task_id=self._request.task_id,
                     attempt=self._request.attempt,

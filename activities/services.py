@@ -8,7 +8,6 @@ from collections.abc import Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from titus_flow.activities.interfaces import ServiceActivityInterface, implements
 from titus_flow.client import TitusClient
 from titus_flow.contracts import ServiceRolloutInput, ServiceWaitInput
 from titus_flow.errors import UserError
@@ -17,7 +16,7 @@ from titus_flow.views import JobView
 HEARTBEAT_EVERY = 5.0
 
 
-class ServiceActivities(ServiceActivityInterface):
+class ServiceActivities:
     """Service job updates and waits, for :mod:`titus_flow.flow.services`.
 
     A workflow cannot send an update to another workflow or query it, so these
@@ -27,7 +26,7 @@ class ServiceActivities(ServiceActivityInterface):
     def __init__(self, titus: TitusClient) -> None:
         self.titus = titus
 
-    @implements(ServiceActivityInterface.rollout)
+    @activity.defn(name="service_rollout")
     async def rollout(self, request: ServiceRolloutInput) -> int:
         """Start an update or canary, promote or roll back; the revision it leaves current."""
         titus, job_id = self.titus, request.job_id
@@ -43,7 +42,7 @@ class ServiceActivities(ServiceActivityInterface):
         except UserError as err:  # rejected by the job's validator: retrying will not help
             raise ApplicationError(str(err), type="InvalidRequest", non_retryable=True) from err
 
-    @implements(ServiceActivityInterface.wait)
+    @activity.defn(name="service_wait")
     async def wait(self, request: ServiceWaitInput) -> JobView:
         """Wait as ``request.until`` says; the job's view at that point (or at the timeout)."""
         titus, job_id = self.titus, request.job_id

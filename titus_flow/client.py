@@ -28,7 +28,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar
 
 from pydantic_core import to_jsonable_python
 from temporalio import activity
@@ -44,7 +44,6 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.workflow import UpdateMethodMultiParam
 
 from titus_flow import visibility
 from titus_flow.auth import api_key, tls_config
@@ -76,7 +75,6 @@ from titus_flow.ids import check_id, split_task_id
 from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
 from titus_flow.outcomes import view_of_failure
-from titus_flow.refs import signal_name, update_name
 from titus_flow.scheduler.queries import AGENTS_PAGE, AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
 from titus_flow.views import (
@@ -96,7 +94,6 @@ from titus_flow.workflows.scheduler import SchedulerWorkflow
 from titus_flow.workflows.service import ServiceJobWorkflow
 
 T = TypeVar("T")
-A = TypeVar("A")
 
 FOLLOW_WAIT_SECONDS = 5.0
 """How long one read of a followed attempt waits on the agent for new output."""
@@ -319,6 +316,7 @@ async def ensure_scheduler(
     naming the fix instead.
     """
     workflow_id = scheduler_workflow_id(settings.control_task_queue)
+    signal, args = ("register_agent", [agent]) if agent else ("renew", [])
     try:
         await temporal.start_workflow(
             SchedulerWorkflow.run,
@@ -328,11 +326,8 @@ async def ensure_scheduler(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary="titus-flow capacity ledger and scheduler",
-            # start_signal takes only a name: read from the signal's definition.
-            start_signal=signal_name(
-                SchedulerWorkflow.register_agent if agent else SchedulerWorkflow.renew
-            ),
-            start_signal_args=[agent] if agent else [],
+            start_signal=signal,
+            start_signal_args=args,
             # An agent's heartbeat must fail, and be tried again, rather than hang
             # on an overloaded server: a hung one reads as a silent agent.
             rpc_timeout=SCHEDULER_CALL_TIMEOUT,
@@ -542,14 +537,14 @@ class TitusClient:
         root = await self._root_view(job_id)
         if root.type == "service":
             request = KillTaskRequest(task_id=task_id, shrink=shrink, force=force)
-            return await self._update(job_id, ServiceJobWorkflow.kill_task, request)
+            return await self._update(job_id, "kill_task", str, request)
         owner = job_id
         if root.partitions:  # the partition that holds the task's index
             partition = int(task_id.rpartition("-")[2]) // PARTITION_SIZE
             if partition >= len(root.partitions):
                 raise JobNotFoundError(f"job {job_id} has no task {task_id!r}")
             owner = root.partitions[partition]
-        await self._update(owner, BatchJobWorkflow.kill_task, task_id)  # answers the task's id
+        await self._update(owner, "kill_task", str, task_id)  # answers the task's id
         return "killed"
 
     async def scale(
@@ -564,7 +559,7 @@ class TitusClient:
         Rejected, changing nothing, unless the result keeps min <= desired <= max.
         """
         request = ScaleRequest(desired=desired, min=min, max=max)
-        return await self._update(job_id, ServiceJobWorkflow.scale, request)
+        return await self._update(job_id, "scale", Capacity, request)
 
     async def update_service(self, job_id: str, job: ServiceJob, canary: int | None = None) -> int:
         """Roll out ``job`` as the next revision of service job ``job_id``.
@@ -574,17 +569,16 @@ class TitusClient:
         new revision number.
         """
         if canary is None:
-            return await self._update(job_id, ServiceJobWorkflow.update_job, job)
-        request = CanaryRequest(job=job, tasks=canary)
-        return await self._update(job_id, ServiceJobWorkflow.canary, request)
+            return await self._update(job_id, "update_job", int, job)
+        return await self._update(job_id, "canary", int, CanaryRequest(job=job, tasks=canary))
 
     async def promote(self, job_id: str) -> int:
         """Roll a service job's canary revision out to every task."""
-        return await self._update(job_id, ServiceJobWorkflow.promote)
+        return await self._update(job_id, "promote", int)
 
     async def rollback(self, job_id: str, reason: str = "") -> int:
         """Return a service job to its previous revision; the revision now current."""
-        return await self._update(job_id, ServiceJobWorkflow.rollback, reason)
+        return await self._update(job_id, "rollback", int, reason)
 
     async def wait_rollout(self, job_id: str, timeout: float = 600.0) -> JobView:
         """Wait until a service job's update settles.
@@ -622,25 +616,15 @@ class TitusClient:
                 raise TimeoutError(f"job {job_id}: {progress(view, status)} after {timeout:g}s")
             await asyncio.sleep(0.5)
 
-    @overload
-    async def _update(self, workflow_id: str, update: UpdateMethodMultiParam[[Any], T]) -> T: ...
-
-    @overload
-    async def _update(
-        self, workflow_id: str, update: UpdateMethodMultiParam[[Any, A], T], arg: A, /
-    ) -> T: ...
-
-    async def _update(
-        self, workflow_id: str, update: UpdateMethodMultiParam[..., T], *args: Any
-    ) -> T:
-        """Send ``update`` (a ``@workflow.update`` method) to ``workflow_id``; its answer."""
+    async def _update(self, workflow_id: str, name: str, result_type: type[T], *args: Any) -> T:
         handle = self.temporal.get_workflow_handle(workflow_id)
         try:
             with _not_found_as_no_job(f"no running job {workflow_id!r}"):
                 result: T = await handle.execute_update(
-                    update,
+                    name,
                     args=args,
-                    id=update_id(workflow_id, update_name(update), args),
+                    id=update_id(workflow_id, name, args),
+                    result_type=result_type,
                 )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
@@ -751,7 +735,7 @@ class TitusClient:
         workflow_id = scheduler_workflow_id(self.settings.control_task_queue)
         request = PutCapacityGroup(group=group, expect=expect)
         try:
-            return await self._update(workflow_id, SchedulerWorkflow.put_capacity_group, request)
+            return await self._update(workflow_id, "put_capacity_group", CapacityGroupView, request)
         except JobNotFoundError as err:  # the scheduler workflow is not running
             raise self._no_scheduler(err) from err
 

@@ -15,9 +15,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    # The activities' declarations, not AgentActivities: that module imports
-    # titus_flow.client, which imports this one (see the interfaces' docstring).
-    from titus_flow.activities.interfaces import AgentActivityInterface
     from titus_flow.contracts import (
         AttemptExit,
         LaunchInput,
@@ -105,9 +102,10 @@ async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcom
     """
     cleans_up = workflow.patched(LAUNCH_HEARTBEATS_PATCH)
     try:
-        result = await workflow.execute_activity_method(
-            AgentActivityInterface.launch,
+        result: LaunchResult = await workflow.execute_activity(
+            "launch",
             request,
+            result_type=LaunchResult,
             task_queue=task_queue,
             start_to_close_timeout=timedelta(minutes=5),
             schedule_to_start_timeout=AGENT_LOST_AFTER,
@@ -130,9 +128,10 @@ async def supervise(
 ) -> Outcome:
     """Watch the running attempt until it ends; cancelling this stops the container."""
     try:
-        exit_ = await workflow.execute_activity_method(
-            AgentActivityInterface.supervise,
+        exit_: AttemptExit = await workflow.execute_activity(
+            "supervise",
             request,
+            result_type=AttemptExit,
             task_queue=task_queue,
             start_to_close_timeout=(limit or NO_LIMIT) + KILL_GRACE,
             schedule_to_start_timeout=AGENT_LOST_AFTER,
@@ -184,8 +183,8 @@ async def stop_attempt(request: StopInput, task_queue: str) -> None:
     them as orphans when it comes back (its start-up reconcile). A second kill
     meanwhile does not cancel it: the capacity is released only after it.
     """
-    stopping = workflow.start_activity_method(
-        AgentActivityInterface.stop,
+    stopping = workflow.start_activity(
+        "stop",
         request,
         task_queue=task_queue,
         start_to_close_timeout=KILL_GRACE + timedelta(minutes=5),

@@ -69,7 +69,6 @@ with workflow.unsafe.imports_passed_through():
         supervise,
     )
     from titus_flow.workflows.common import SchedulerMailbox
-    from titus_flow.workflows.requester import PlacementRequester
 
 CRASH_BACKOFF_INITIAL = timedelta(seconds=2)
 CRASH_BACKOFF_MAX = timedelta(minutes=5)
@@ -136,7 +135,7 @@ def crash_backoff(failures: int) -> timedelta:
 
 
 @workflow.defn(name="ServiceJob")
-class ServiceJobWorkflow(PlacementRequester):
+class ServiceJobWorkflow:
     """Keeps a :class:`~titus_flow.spec.ServiceJob` at its desired healthy size."""
 
     @workflow.init
@@ -733,8 +732,9 @@ class ServiceJobWorkflow(PlacementRequester):
 
     # --- signals, updates, queries ---------------------------------------------
 
-    def on_placement_update(self, update: PlacementUpdate) -> None:
-        """The scheduler's answer to this job's capacity requests (``placement_update``)."""
+    @workflow.signal(name="placement_update")
+    def placement_update(self, update: PlacementUpdate) -> None:
+        """The scheduler's answer to this job's capacity requests."""
         assert self._mailbox is not None
         self._mailbox.on_update(update)
         for task_id in update.evict:  # its agent is draining

@@ -58,7 +58,7 @@ from titus_flow.loader import AnyJob, load_jobs
 from titus_flow.spec import BatchJob
 from titus_flow.spec.quantities import parse_duration
 from titus_flow.userflows import check_workflow_input, find_workflow, workflow_name
-from titus_flow.workflows.dag import DagInput, DagResult, JobDagWorkflow
+from titus_flow.workflows.dag import DAG_WORKFLOW, DagInput, DagResult
 
 _err = Console(stderr=True, soft_wrap=True)  # messages stay whole lines for grep
 
@@ -144,8 +144,6 @@ def start(
 
     async def go() -> int:
         client = await TitusClient.connect(settings)
-        # By name: the user's own workflow, named on the command line (allowed
-        # in tests/unit/test_typed_references.py).
         handle = await client.temporal.start_workflow(
             name, args=args, id=workflow_id, task_queue=settings.control_task_queue
         )
@@ -191,7 +189,7 @@ async def start_dag(client: TitusClient, jobs: list[AnyJob], dag_id: str | None 
     """Start the jobs of one file as a DAG workflow; return its id."""
     dag_id = dag_id or new_job_id("dag")
     await client.temporal.start_workflow(
-        JobDagWorkflow.run,
+        DAG_WORKFLOW,
         _dag_input(jobs),
         id=dag_id,
         task_queue=client.settings.control_task_queue,
@@ -262,7 +260,6 @@ def _schedule_action(
         cls = find_workflow(target)
         check_workflow_input(cls, args)
         workflow = workflow_name(cls)
-        # By name, like `start`: the user's workflow (allowed in test_typed_references).
         return ScheduleActionStartWorkflow(
             workflow, args=args, id=run_id, task_queue=settings.control_task_queue
         )
@@ -272,7 +269,7 @@ def _schedule_action(
     # workflow id is only known when it fires, so a wrapper gives its job(s) a
     # proper job id, TitusJobId, submission time and container-safe name.
     return ScheduleActionStartWorkflow(
-        JobDagWorkflow.run,
+        DAG_WORKFLOW,
         _dag_input(load_jobs(Path(target))),
         id=run_id,
         task_queue=settings.control_task_queue,
