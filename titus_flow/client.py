@@ -656,9 +656,19 @@ class TitusClient:
             clauses.append(f"TitusJobState = '{_quote(job_state(state).value)}'")
         if job_type:
             clauses.append(f"TitusJobType = '{_quote(job_type)}'")
-        executions = self.temporal.list_workflows(" AND ".join(clauses))
+        where = " AND ".join(clauses)
+        # Running jobs come newest-started first: the first ``limit`` are enough
+        # (10,000 running jobs were all read, 3.7 s). Ended ones follow by close
+        # time, and their scan stops once nothing older can be among the newest.
+        running = [
+            wf
+            async for wf in self.temporal.list_workflows(
+                f"{where} AND ExecutionStatus = 'Running'", limit=limit
+            )
+        ]
+        ended = self.temporal.list_workflows(f"{where} AND ExecutionStatus != 'Running'")
         jobs: list[dict[str, str | None]] = []
-        for wf in await _newest_started(executions, limit):
+        for wf in await _newest_started(ended, limit, running):
             attrs = wf.typed_search_attributes
             owner = attrs.get(visibility.OWNER)
             jobs.append(
@@ -877,17 +887,23 @@ def job_state(name: str) -> JobState:
 
 
 async def _newest_started(
-    executions: AsyncIterator[WorkflowExecution], limit: int
+    executions: AsyncIterator[WorkflowExecution],
+    limit: int,
+    already: Sequence[WorkflowExecution] = (),
 ) -> list[WorkflowExecution]:
-    """The ``limit`` most recently started of ``executions``, newest first.
+    """The ``limit`` most recently started of ``already`` and ``executions``, newest first.
 
     Visibility on SQL (the dev server's) cannot ORDER BY: it lists running
-    workflows first, then closed ones by close time, newest first (others by
-    start time). A workflow closes after it starts, so once ``limit`` kept
+    workflows first, newest started first, then closed ones by close time,
+    newest first. A workflow closes after it starts, so once ``limit`` kept
     workflows started after the close time the listing has reached, none
     listed later can be newer: the scan stops there instead of reading every job.
     """
     newest: list[tuple[datetime, int, WorkflowExecution]] = []  # min-heap of the kept
+    for position, wf in enumerate(already):
+        heapq.heappush(newest, (wf.start_time, -1 - position, wf))
+        if len(newest) > limit:
+            heapq.heappop(newest)
     position = 0  # breaks ties in start time
     async for wf in executions:
         position += 1

@@ -240,7 +240,11 @@ def execution(job_id: str, started: int, closed: int | None, owner: str) -> Work
 
 
 class FakeVisibility:
-    """Lists like SQL visibility: running first, then closed ones by close time, newest first."""
+    """Lists like SQL visibility: running ones newest started first, closed ones by close time.
+
+    ``executions`` are given in that order (running first); a query on
+    ``ExecutionStatus`` selects the running or the ended ones.
+    """
 
     def __init__(self, executions: list[WorkflowExecution]) -> None:
         self.executions = executions
@@ -252,8 +256,14 @@ class FakeVisibility:
     ) -> AsyncIterator[WorkflowExecution]:
         self.queries.append(query)
 
+        selected = self.executions
+        if "ExecutionStatus = 'Running'" in query:
+            selected = [wf for wf in selected if wf.close_time is None]
+        elif "ExecutionStatus != 'Running'" in query:
+            selected = [wf for wf in selected if wf.close_time is not None]
+
         async def listing() -> AsyncIterator[WorkflowExecution]:
-            for wf in self.executions[:limit]:
+            for wf in selected[:limit]:
                 self.read += 1
                 yield wf
 
@@ -263,8 +273,8 @@ class FakeVisibility:
 async def test_jobs_are_listed_newest_first_and_no_owner_is_null() -> None:
     temporal = FakeVisibility(
         [
-            execution("old-running-1", started=0, closed=None, owner="ops@example.com"),
             execution("new-running-2", started=50, closed=None, owner="-"),
+            execution("old-running-1", started=0, closed=None, owner="ops@example.com"),
             execution("mid-3", started=30, closed=45, owner="-"),
             execution("newer-4", started=40, closed=41, owner="-"),
             execution("oldish-5", started=10, closed=20, owner="-"),
@@ -360,3 +370,15 @@ def test_an_oom_kill_says_which_process_it_hit(exit_code: int, expected: str) ->
     request = SuperviseInput(task_id="t-0", attempt=1, started_at=datetime.now(UTC))
     message = AgentActivities._message(None, Exit(exit_code=exit_code, oom_killed=True), request)
     assert expected in message
+
+
+async def test_many_running_jobs_are_not_all_read() -> None:
+    running = [execution(f"run-{i}", started=1000 - i, closed=None, owner="-") for i in range(50)]
+    ended = [execution("ended-1", started=995, closed=999, owner="-")]
+    temporal = FakeVisibility([*running, *ended])  # running: newest started first
+    client = TitusClient(cast(Client, temporal), cast(Settings, None))
+
+    jobs = await client.list_jobs(limit=3)
+
+    assert [j["id"] for j in jobs] == ["run-0", "run-1", "run-2"]
+    assert temporal.read <= 3 + len(ended)  # not the 50 running ones
