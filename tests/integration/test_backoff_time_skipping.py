@@ -7,6 +7,7 @@ durable timers between attempts can be checked without waiting for them.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -103,11 +104,16 @@ async def test_minutes_long_exponential_backoff_uses_durable_timers() -> None:
                 ),
             )
             started = datetime.now(UTC)
-            view: JobView = await client.execute_workflow(
-                BatchJobWorkflow.run,
-                BatchJobInput(job=job, submitted_at=started),
-                id="slow-backoff-1",
-                task_queue=CONTROL,
+            # Bounded: a time-skipping server that stalls (it did once, in a loaded
+            # full run) must fail this test, not hang the test command.
+            view: JobView = await asyncio.wait_for(
+                client.execute_workflow(
+                    BatchJobWorkflow.run,
+                    BatchJobInput(job=job, submitted_at=started),
+                    id="slow-backoff-1",
+                    task_queue=CONTROL,
+                ),
+                timeout=120,
             )
             wall = datetime.now(UTC) - started
     assert view.state is JobState.SUCCEEDED, view
