@@ -166,6 +166,16 @@ async def _reconcile_every(
             await asyncio.to_thread(prune)
 
 
+RETRY_PAUSE_MAX = 10.0
+
+
+async def retry_pause(stop: asyncio.Event, delay: float) -> float:
+    """Wait ``delay`` seconds (less if ``stop`` is set); the next delay, doubled up to 10 s."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay)
+    return min(delay * 2, RETRY_PAUSE_MAX)
+
+
 async def _reconcile_at_start(
     client: Client, driver: Driver, activities: AgentActivities, stop: asyncio.Event
 ) -> bool:
@@ -182,9 +192,7 @@ async def _reconcile_at_start(
             return True
         except (RPCError, DriverError) as err:
             log.warning("cannot reconcile yet, retrying in %gs: %s", delay, err)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(delay * 2, 10.0)
+        delay = await retry_pause(stop, delay)
     return False
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
@@ -193,12 +194,17 @@ async def stop_attempt(request: StopInput, task_queue: str) -> None:
         retry_policy=LAUNCH_RETRY,
         summary=f"stop {request.task_id} attempt {request.attempt}",
     )
-    while not stopping.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait([stopping])
+    await wait_out(stopping)
     try:
         await stopping
     except ActivityError as err:
         workflow.logger.warning(
             "stop of %s attempt %d failed: %s", request.task_id, request.attempt, err.cause
         )
+
+
+async def wait_out(task: asyncio.Future[Any]) -> None:
+    """Return once ``task`` is done, whatever cancels the caller meanwhile (a second kill)."""
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task])

@@ -44,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         ScaleRequest,
         ServiceJobInput,
         ServiceTaskRecord,
-        StopInput,
         SuperviseInput,
         TaskHealth,
         Unplaced,
@@ -61,13 +60,7 @@ with workflow.unsafe.imports_passed_through():
         TaskView,
         page_tasks,
     )
-    from titus_flow.workflows.attempts import (
-        STOP_UNHEARD_KILL_PATCH,
-        Outcome,
-        launch,
-        stop_attempt,
-        supervise,
-    )
+    from titus_flow.workflows.attempts import Outcome, launch, supervise, wait_out
     from titus_flow.workflows.common import SchedulerMailbox
 
 CRASH_BACKOFF_INITIAL = timedelta(seconds=2)
@@ -672,22 +665,18 @@ class ServiceJobWorkflow:
     async def _stop_late_launch(self, record: ServiceTaskRecord, spec: ServiceJob) -> None:
         """Stop the container of a task killed while its launch was completing.
 
-        The agent's ``stop`` activity removes it. The previous release
-        scheduled a supervise and cancelled it a tick later, which the server
-        withdraws unsent if no agent has picked it up by then; its runs replay so.
+        Only runs of the previous release replay this: since
+        ``stop-after-unheard-kill``, :func:`~titus_flow.workflows.attempts.launch`
+        stops such a container itself and reports the task killed. That release
+        scheduled a supervise and cancelled it a tick later (which the server
+        withdraws unsent if no agent has picked it up by then).
         """
-        assert record.task_queue is not None
-        if workflow.patched(STOP_UNHEARD_KILL_PATCH):
-            await stop_attempt(StopInput(task_id=record.view.id, attempt=1), record.task_queue)
-            return
         supervising = asyncio.create_task(self._supervise(record, spec))
         try:
             await workflow.sleep(TICK, summary=f"stop {record.view.id}: launched after its kill")
         finally:
             supervising.cancel()
-            while not supervising.done():  # a second kill meanwhile changes nothing
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([supervising])
+            await wait_out(supervising)  # a second kill meanwhile changes nothing
 
     def _finish_task(self, record: ServiceTaskRecord, outcome: Outcome) -> None:
         assert self._input is not None

@@ -34,19 +34,15 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.service import RPCError
-from temporalio.worker import Worker
-from titus_cluster import Cluster, eventually
+from titus_cluster import Cluster, eventually, fake_agent_worker
 
 from titus_flow import BatchJob, Container, Resources
-from titus_flow.client import JobNotFoundError, TitusClient, ensure_scheduler
-from titus_flow.config import load_settings
+from titus_flow.client import JobNotFoundError, TitusClient
 from titus_flow.contracts import (
-    AgentInfo,
     AttemptExit,
     LaunchInput,
     LaunchResult,
     SuperviseInput,
-    agent_task_queue,
 )
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 from titus_flow.spec import Retry
@@ -111,15 +107,6 @@ def workflow_task_stats(events: list[HistoryEvent]) -> tuple[list[float], list[s
     return durations, broken, launches
 
 
-async def _heartbeats(cluster: Cluster, agent: AgentInfo) -> None:
-    """Register the fake agent, and again every 10 s as a real agent does."""
-    client = await cluster.client()
-    settings = load_settings(environ=cluster.env)
-    while True:
-        await ensure_scheduler(client.temporal, settings, agent)
-        await asyncio.sleep(10)
-
-
 @contextlib.asynccontextmanager
 async def fake_agent(
     cluster: Cluster,
@@ -129,21 +116,15 @@ async def fake_agent(
     **worker_options: Any,
 ) -> AsyncIterator[None]:
     """A registered, heartbeating agent whose launch and supervise are ``activities``."""
-    agent_id = cluster.agent_id(name)
-    info = AgentInfo(
-        agent_id=agent_id,
-        task_queue=agent_task_queue(agent_id),
+    async with fake_agent_worker(
+        cluster,
+        cluster.agent_id(name),
+        activities,
+        client=client.temporal,
         resources=Resources(cpu=64, memory="64Gi"),
-    )
-    agent = Worker(
-        client.temporal, task_queue=info.task_queue, activities=activities, **worker_options
-    )
-    heartbeats = asyncio.create_task(_heartbeats(cluster, info))
-    try:
-        async with agent:
-            yield
-    finally:
-        heartbeats.cancel()
+        **worker_options,
+    ):
+        yield
 
 
 def large_job(name: str) -> BatchJob:

@@ -16,17 +16,12 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
-from temporalio.worker import Worker
-from titus_cluster import Cluster
+from titus_cluster import Cluster, fake_agent_worker
 
 from titus_flow import Capacity, Container, Resources, ServiceJob, TcpCheck
-from titus_flow.client import ensure_scheduler
-from titus_flow.config import load_settings
 from titus_flow.contracts import (
-    AgentInfo,
     AttemptExit,
     LaunchInput,
     LaunchResult,
@@ -34,7 +29,6 @@ from titus_flow.contracts import (
     ServiceJobInput,
     SuperviseInput,
     TaskHealth,
-    agent_task_queue,
 )
 from titus_flow.lifecycle import FinishReason, JobState
 from titus_flow.views import JobView
@@ -75,19 +69,6 @@ def test_crash_backoff_grows_and_is_capped() -> None:
     assert max(delays) == 300
 
 
-async def _heartbeat_fake_agent(temporal: Client, cluster: Cluster) -> None:
-    """Register the fake agent and re-register it as a real agent heartbeats."""
-    info = AgentInfo(
-        agent_id=AGENT,
-        task_queue=agent_task_queue(AGENT),
-        resources=Resources(cpu=4, memory=4096, disk="100Gi", network_mbps=100_000),
-    )
-    settings = load_settings(environ=cluster.env)
-    while True:
-        await ensure_scheduler(temporal, settings, info)
-        await asyncio.sleep(10)
-
-
 async def _describe(handle: WorkflowHandle[Any, Any]) -> JobView | None:
     """The job's view, or None while a query cannot be answered right now.
 
@@ -109,44 +90,34 @@ async def test_many_replacements_continue_as_new_and_keep_state(
 ) -> None:
     cluster = cluster_factory()
     cluster.start_worker()
-    client = await Client.connect(cluster.address, data_converter=pydantic_data_converter)
-    agent = Worker(
-        client,
-        task_queue=agent_task_queue(AGENT),
-        activities=[launch, supervise_healthy_then_exit],
-    )
-    heartbeat = asyncio.create_task(_heartbeat_fake_agent(client, cluster))
-    try:
-        async with agent:
-            job = ServiceJob(
-                name="churn",
-                container=Container(image="busybox:latest", command="true", ports=["http"]),
-                health_check=TcpCheck(port="http"),  # the fake agent reports healthy
-                resources=Resources(cpu=0.1, memory=64),
-                capacity=Capacity(min=1, desired=4, max=8),
-            )
-            handle = await client.start_workflow(
-                ServiceJobWorkflow.run,
-                ServiceJobInput(job=job, submitted_at=datetime.now(UTC), history_limit=600),
-                id=f"churn-{uuid.uuid4().hex[:8]}",
-                task_queue=cluster.control_queue,
-            )
-            first_run = handle.result_run_id
-            await handle.execute_update(ServiceJobWorkflow.scale, ScaleRequest(desired=6))
-            view: JobView | None = None
-            replaced = 0
-            for _ in range(600):
-                view = await _describe(handle) or view
-                replaced = max((t.index for t in view.tasks), default=0) if view else 0
-                if replaced >= REPLACEMENTS:
-                    break
-                await asyncio.sleep(0.5)
-            else:
-                raise AssertionError(f"only {replaced} tasks started\n{cluster.logs()}")
-            latest = await client.get_workflow_handle(handle.id).describe()
-            await handle.signal(ServiceJobWorkflow.kill)
-    finally:
-        heartbeat.cancel()
+    async with fake_agent_worker(cluster, AGENT, [launch, supervise_healthy_then_exit]) as client:
+        job = ServiceJob(
+            name="churn",
+            container=Container(image="busybox:latest", command="true", ports=["http"]),
+            health_check=TcpCheck(port="http"),  # the fake agent reports healthy
+            resources=Resources(cpu=0.1, memory=64),
+            capacity=Capacity(min=1, desired=4, max=8),
+        )
+        handle = await client.start_workflow(
+            ServiceJobWorkflow.run,
+            ServiceJobInput(job=job, submitted_at=datetime.now(UTC), history_limit=600),
+            id=f"churn-{uuid.uuid4().hex[:8]}",
+            task_queue=cluster.control_queue,
+        )
+        first_run = handle.result_run_id
+        await handle.execute_update(ServiceJobWorkflow.scale, ScaleRequest(desired=6))
+        view: JobView | None = None
+        replaced = 0
+        for _ in range(600):
+            view = await _describe(handle) or view
+            replaced = max((t.index for t in view.tasks), default=0) if view else 0
+            if replaced >= REPLACEMENTS:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"only {replaced} tasks started\n{cluster.logs()}")
+        latest = await client.get_workflow_handle(handle.id).describe()
+        await handle.signal(ServiceJobWorkflow.kill)
     assert view is not None
     assert latest.run_id != first_run  # the history was continued as new
     assert view.state in (JobState.RUNNING, JobState.DEGRADED, JobState.ACCEPTED)

@@ -282,30 +282,42 @@ class Cluster:
         return client
 
 
+FAKE_AGENT_RESOURCES = Resources(cpu=4, memory=4096, disk="100Gi", network_mbps=100_000)
+
+
 @asynccontextmanager
 async def fake_agent_worker(
-    cluster: Cluster, agent_id: str, activities: Sequence[Callable[..., Any]]
+    cluster: Cluster,
+    agent_id: str,
+    activities: Sequence[Callable[..., Any]],
+    *,
+    client: Client | None = None,
+    resources: Resources = FAKE_AGENT_RESOURCES,
+    **worker_options: Any,
 ) -> AsyncIterator[Client]:
     """Serve ``activities`` as agent ``agent_id`` (registered, heartbeating) meanwhile.
 
-    For workflow tests that need an agent whose activities they script.
+    For workflow tests that need an agent whose activities they script. It
+    re-registers every 10 s, as a real agent does; ``client`` (default: a new
+    one) is the connection it serves on, and the one it yields.
     """
-    client = await Client.connect(cluster.address, data_converter=pydantic_data_converter)
-    info = AgentInfo(
-        agent_id=agent_id,
-        task_queue=agent_task_queue(agent_id),
-        resources=Resources(cpu=4, memory=4096, disk="100Gi", network_mbps=100_000),
+    connection = client or await Client.connect(
+        cluster.address, data_converter=pydantic_data_converter
     )
+    info = AgentInfo(agent_id=agent_id, task_queue=agent_task_queue(agent_id), resources=resources)
     settings = load_settings(environ=cluster.env)
 
     async def heartbeat() -> None:
         while True:
-            await ensure_scheduler(client, settings, info)
+            await ensure_scheduler(connection, settings, info)
             await asyncio.sleep(10)
 
     beating = asyncio.create_task(heartbeat())
     try:
-        async with Worker(client, task_queue=info.task_queue, activities=list(activities)):
-            yield client
+        serving = Worker(
+            connection, task_queue=info.task_queue, activities=activities, **worker_options
+        )
+        async with serving:
+            yield connection
     finally:
         beating.cancel()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 
@@ -11,7 +10,13 @@ import click
 from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
-from titus_flow.agent import DEFAULT_AGENT_NETWORK_MBPS, AgentConfig, host_resources, run_agent
+from titus_flow.agent import (
+    DEFAULT_AGENT_NETWORK_MBPS,
+    AgentConfig,
+    host_resources,
+    retry_pause,
+    run_agent,
+)
 from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
 from titus_flow.client import connect
 from titus_flow.config import Settings
@@ -40,9 +45,7 @@ async def _connect_when_up(settings: Settings, stop: asyncio.Event) -> Client:
             if stop.is_set() or loop.time() + delay > deadline:
                 raise
             log.warning("%s; trying again in %gs", err, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(delay * 2, 10.0)
+        delay = await retry_pause(stop, delay)
 
 
 def _logging_runtime() -> Runtime:
