@@ -28,7 +28,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic_core import to_jsonable_python
 from temporalio import activity
@@ -44,6 +44,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from titus_flow import visibility
 from titus_flow.auth import api_key, tls_config
@@ -75,6 +76,7 @@ from titus_flow.ids import check_id, split_task_id
 from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
 from titus_flow.outcomes import view_of_failure
+from titus_flow.refs import signal_name, update_name
 from titus_flow.scheduler.queries import AGENTS_PAGE, AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import BatchJob, Capacity, CapacityGroup, ServiceJob
 from titus_flow.views import (
@@ -94,6 +96,7 @@ from titus_flow.workflows.scheduler import SchedulerWorkflow
 from titus_flow.workflows.service import ServiceJobWorkflow
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 FOLLOW_WAIT_SECONDS = 5.0
 """How long one read of a followed attempt waits on the agent for new output."""
@@ -137,13 +140,32 @@ async def _final_view(handle: WorkflowHandle[Any, JobView]) -> JobView:
         return view
 
 
+def batch_handle(temporal: Client, workflow_id: str) -> WorkflowHandle[BatchJobWorkflow, JobView]:
+    """A handle on a batch job's root or partition workflow, typed for its queries and signals.
+
+    Declared rather than inferred: without the declared type, mypy (cache-less
+    run) can infer ``get_workflow_handle_for(BatchJobWorkflow.run, ...)`` as
+    ``WorkflowHandle[Never, Never]`` and reject the reference.
+    """
+    return temporal.get_workflow_handle_for(BatchJobWorkflow.run, workflow_id)
+
+
+def scheduler_handle(
+    temporal: Client, settings: Settings
+) -> WorkflowHandle[SchedulerWorkflow, None]:
+    """A handle on the cluster's scheduler workflow (see :func:`batch_handle` for the typing)."""
+    return temporal.get_workflow_handle_for(
+        SchedulerWorkflow.run, scheduler_workflow_id(settings.control_task_queue)
+    )
+
+
 async def _view_of(temporal: Client, workflow_id: str) -> JobView:
     """The view a job (or partition) workflow holds.
 
     Its final view once ended (completed, or failed with the view), else what
     its describe query answers.
     """
-    handle = temporal.get_workflow_handle_for(BatchJobWorkflow.run, workflow_id)
+    handle = batch_handle(temporal, workflow_id)
     status = (await handle.describe()).status
     if status in (WorkflowExecutionStatus.COMPLETED, WorkflowExecutionStatus.FAILED):
         with contextlib.suppress(WorkflowFailureError):  # a failure without a view
@@ -177,7 +199,7 @@ async def _partition_page(
     it holds every task ``query`` selects; else the partition's ``tasks``
     query does (for an ended one, the worker replays its history: the slow path).
     """
-    handle = temporal.get_workflow_handle_for(BatchJobWorkflow.run, summary.id)
+    handle = batch_handle(temporal, summary.id)
     if summary.state.is_final:
         with contextlib.suppress(WorkflowFailureError):
             view = await _final_view(handle)
@@ -211,9 +233,7 @@ async def task_page(
     if not view.partitions:
         if view.total_tasks is None:
             return page_tasks(view.tasks, query), view.counts()
-        page = await temporal.get_workflow_handle_for(BatchJobWorkflow.run, view.id).query(
-            BatchJobWorkflow.tasks, query
-        )
+        page = await batch_handle(temporal, view.id).query(BatchJobWorkflow.tasks, query)
         return page, view.counts()
     summaries = _partition_summaries(view)
     all_counts = await asyncio.gather(*(_counts_of(temporal, s) for s in summaries))
@@ -316,7 +336,6 @@ async def ensure_scheduler(
     naming the fix instead.
     """
     workflow_id = scheduler_workflow_id(settings.control_task_queue)
-    signal, args = ("register_agent", [agent]) if agent else ("renew", [])
     try:
         await temporal.start_workflow(
             SchedulerWorkflow.run,
@@ -326,8 +345,11 @@ async def ensure_scheduler(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary="titus-flow capacity ledger and scheduler",
-            start_signal=signal,
-            start_signal_args=args,
+            # start_signal takes only a name: read from the signal's definition.
+            start_signal=signal_name(
+                SchedulerWorkflow.register_agent if agent else SchedulerWorkflow.renew
+            ),
+            start_signal_args=[agent] if agent else [],
             # An agent's heartbeat must fail, and be tried again, rather than hang
             # on an overloaded server: a hung one reads as a silent agent.
             rpc_timeout=SCHEDULER_CALL_TIMEOUT,
@@ -418,7 +440,7 @@ class TitusClient:
         return job_id
 
     def _handle(self, job_id: str) -> WorkflowHandle[BatchJobWorkflow, JobView]:
-        return self.temporal.get_workflow_handle_for(BatchJobWorkflow.run, job_id)
+        return batch_handle(self.temporal, job_id)
 
     async def describe(self, job_id: str, query: TaskQuery | None = None) -> JobView:
         """The job with a page of its tasks and their attempts (running or finished).
@@ -474,7 +496,7 @@ class TitusClient:
         ended = self._ended_partitions.get(workflow_id)
         if ended is not None:
             return ended
-        handle = self.temporal.get_workflow_handle_for(BatchJobWorkflow.run, workflow_id)
+        handle = batch_handle(self.temporal, workflow_id)
         if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
             return await handle.query(BatchJobWorkflow.progress)
         view = await _view_of(self.temporal, workflow_id)
@@ -537,14 +559,14 @@ class TitusClient:
         root = await self._root_view(job_id)
         if root.type == "service":
             request = KillTaskRequest(task_id=task_id, shrink=shrink, force=force)
-            return await self._update(job_id, "kill_task", str, request)
+            return await self._update(job_id, ServiceJobWorkflow.kill_task, request)
         owner = job_id
         if root.partitions:  # the partition that holds the task's index
             partition = int(task_id.rpartition("-")[2]) // PARTITION_SIZE
             if partition >= len(root.partitions):
                 raise JobNotFoundError(f"job {job_id} has no task {task_id!r}")
             owner = root.partitions[partition]
-        await self._update(owner, "kill_task", str, task_id)  # answers the task's id
+        await self._update(owner, BatchJobWorkflow.kill_task, task_id)  # answers the task's id
         return "killed"
 
     async def scale(
@@ -559,7 +581,7 @@ class TitusClient:
         Rejected, changing nothing, unless the result keeps min <= desired <= max.
         """
         request = ScaleRequest(desired=desired, min=min, max=max)
-        return await self._update(job_id, "scale", Capacity, request)
+        return await self._update(job_id, ServiceJobWorkflow.scale, request)
 
     async def update_service(self, job_id: str, job: ServiceJob, canary: int | None = None) -> int:
         """Roll out ``job`` as the next revision of service job ``job_id``.
@@ -569,16 +591,17 @@ class TitusClient:
         new revision number.
         """
         if canary is None:
-            return await self._update(job_id, "update_job", int, job)
-        return await self._update(job_id, "canary", int, CanaryRequest(job=job, tasks=canary))
+            return await self._update(job_id, ServiceJobWorkflow.update_job, job)
+        request = CanaryRequest(job=job, tasks=canary)
+        return await self._update(job_id, ServiceJobWorkflow.canary, request)
 
     async def promote(self, job_id: str) -> int:
         """Roll a service job's canary revision out to every task."""
-        return await self._update(job_id, "promote", int)
+        return await self._update(job_id, ServiceJobWorkflow.promote)
 
     async def rollback(self, job_id: str, reason: str = "") -> int:
         """Return a service job to its previous revision; the revision now current."""
-        return await self._update(job_id, "rollback", int, reason)
+        return await self._update(job_id, ServiceJobWorkflow.rollback, reason)
 
     async def wait_rollout(self, job_id: str, timeout: float = 600.0) -> JobView:
         """Wait until a service job's update settles.
@@ -616,15 +639,25 @@ class TitusClient:
                 raise TimeoutError(f"job {job_id}: {progress(view, status)} after {timeout:g}s")
             await asyncio.sleep(0.5)
 
-    async def _update(self, workflow_id: str, name: str, result_type: type[T], *args: Any) -> T:
+    @overload
+    async def _update(self, workflow_id: str, update: UpdateMethodMultiParam[[Any], T]) -> T: ...
+
+    @overload
+    async def _update(
+        self, workflow_id: str, update: UpdateMethodMultiParam[[Any, A], T], arg: A, /
+    ) -> T: ...
+
+    async def _update(
+        self, workflow_id: str, update: UpdateMethodMultiParam[..., T], *args: Any
+    ) -> T:
+        """Send ``update`` (a ``@workflow.update`` method) to ``workflow_id``; its answer."""
         handle = self.temporal.get_workflow_handle(workflow_id)
         try:
             with _not_found_as_no_job(f"no running job {workflow_id!r}"):
                 result: T = await handle.execute_update(
-                    name,
+                    update,
                     args=args,
-                    id=update_id(workflow_id, name, args),
-                    result_type=result_type,
+                    id=update_id(workflow_id, update_name(update), args),
                 )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
@@ -689,9 +722,7 @@ class TitusClient:
         The page ``query`` asks for; without one, every agent (page after page:
         one answer is bounded, issue 11).
         """
-        handle = self.temporal.get_workflow_handle_for(
-            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
-        )
+        handle = scheduler_handle(self.temporal, self.settings)
         with self._scheduler_answers():
             if query is not None:
                 return await handle.query(SchedulerWorkflow.agents, query)
@@ -704,9 +735,7 @@ class TitusClient:
 
     async def agent_tasks(self, query: AgentTasksQuery) -> AgentTasks:
         """A page of the keys of the tasks holding capacity on one agent."""
-        handle = self.temporal.get_workflow_handle_for(
-            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
-        )
+        handle = scheduler_handle(self.temporal, self.settings)
         with self._scheduler_answers():
             return await handle.query(SchedulerWorkflow.agent_tasks, query)
 
@@ -721,16 +750,12 @@ class TitusClient:
         """Place nothing more on ``agent_id``; its running tasks finish where they are."""
         if agent_id not in {a.agent_id for a in await self.agents()}:
             raise UserError(f"no agent {agent_id!r}; see `titus-flow agents list`")
-        handle = self.temporal.get_workflow_handle_for(
-            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
-        )
+        handle = scheduler_handle(self.temporal, self.settings)
         await handle.signal(SchedulerWorkflow.drain_agent, agent_id)
 
     async def capacity_groups(self) -> list[CapacityGroupView]:
         """Every capacity group (and the implicit ``default``) with what its tasks use now."""
-        handle = self.temporal.get_workflow_handle_for(
-            SchedulerWorkflow.run, scheduler_workflow_id(self.settings.control_task_queue)
-        )
+        handle = scheduler_handle(self.temporal, self.settings)
         with self._scheduler_answers():
             return await handle.query(SchedulerWorkflow.capacity_groups)
 
@@ -745,7 +770,7 @@ class TitusClient:
         workflow_id = scheduler_workflow_id(self.settings.control_task_queue)
         request = PutCapacityGroup(group=group, expect=expect)
         try:
-            return await self._update(workflow_id, "put_capacity_group", CapacityGroupView, request)
+            return await self._update(workflow_id, SchedulerWorkflow.put_capacity_group, request)
         except JobNotFoundError as err:  # the scheduler workflow is not running
             raise self._no_scheduler(err) from err
 

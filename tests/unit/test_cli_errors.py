@@ -135,7 +135,7 @@ class PartitionedJob(TitusClient):
             id=job_id, name="big", type="batch", partitions=[f"{job_id}-p0", f"{job_id}-p1"]
         )
 
-    async def _update(self, workflow_id: str, name: str, result_type: Any, *args: Any) -> Any:
+    async def _update(self, workflow_id: str, update: Any, *args: Any) -> Any:
         self.updated.append((workflow_id, args))
         return args[0]
 

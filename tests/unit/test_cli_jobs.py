@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner, Result
@@ -26,8 +26,7 @@ from titus_flow.contracts import SuperviseInput
 from titus_flow.lifecycle import JobState, TaskState
 from titus_flow.runtime.base import Exit
 from titus_flow.views import JobProgress, JobView, ServiceStatus, TaskQuery, TaskView
-
-T = TypeVar("T")
+from titus_flow.workflows.batch import BatchJobWorkflow
 
 LONG_REASON = (
     "no agent can hold cpu=64 memory=512Gi: the largest has cpu=2 memory=2Gi"
@@ -351,9 +350,13 @@ async def test_killing_a_batch_task_says_killed() -> None:
         async def _root_view(self, job_id: str) -> JobView:
             return JobView(id=job_id, name="b", type="batch", state=JobState.RUNNING)
 
-        async def _update(self, workflow_id: str, name: str, result_type: type[T], *args: Any) -> T:
-            assert (workflow_id, name, args) == ("b-1a2b3c4d", "kill_task", ("b-1a2b3c4d-3",))
-            return cast(T, args[0])  # the batch workflow answers with the task's id
+        async def _update(self, workflow_id: str, update: Any, *args: Any) -> Any:
+            assert (workflow_id, update, args) == (
+                "b-1a2b3c4d",
+                BatchJobWorkflow.kill_task,
+                ("b-1a2b3c4d-3",),
+            )
+            return args[0]  # the batch workflow answers with the task's id
 
     client = BatchJobClient(cast(Client, None), cast(Settings, None))
     assert await client.kill_task("b-1a2b3c4d-3") == "killed"
