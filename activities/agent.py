@@ -44,6 +44,7 @@ from titus_flow.contracts import (
 from titus_flow.errors import UserError
 from titus_flow.ids import check_id
 from titus_flow.lifecycle import FinishReason, reason_for_exit
+from titus_flow.processes import poll_until, write_atomically
 from titus_flow.reconcile import JudgedTogether
 from titus_flow.runtime.base import (
     MAX_OUTPUT_BYTES,
@@ -57,8 +58,6 @@ from titus_flow.runtime.base import (
     LaunchRequest,
     ManagedContainer,
     attempt_name,
-    poll_until,
-    write_atomically,
 )
 from titus_flow.runtime.health import HOST, Health, HealthChange, HealthMonitor
 from titus_flow.secrets import SecretUnavailableError, resolve_secrets

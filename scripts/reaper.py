@@ -36,6 +36,8 @@ import sys
 import time
 from collections.abc import Iterable
 
+from titus_flow.processes import escalate, proc_stat, wait_until
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 RUN_LABEL = "titus.flow.test-run"
@@ -57,15 +59,10 @@ def _descendants(root: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                # The command name is in parentheses and may hold spaces: split after it.
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if fields[0] == "Z":
-            continue  # a zombie holds nothing; reaping it is our wait loop's job
-        children.setdefault(int(fields[1]), []).append(int(entry))
+        stat = proc_stat(int(entry))
+        if stat is None or stat.state == "Z":
+            continue  # gone meanwhile; a zombie holds nothing, reaping it is our wait loop's job
+        children.setdefault(stat.ppid, []).append(int(entry))
     found: list[int] = []
     todo = [root]
     while todo:
@@ -100,16 +97,17 @@ def _reap_zombies() -> None:
 
 def _kill_tree(grace: float) -> None:
     """SIGTERM every descendant, SIGKILL what is left after ``grace`` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+
+    def send(signum: int) -> None:
         for pid in _descendants(os.getpid()):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap_zombies()
-            if not _descendants(os.getpid()):
-                return
-            time.sleep(0.1)
+                os.kill(pid, signum)
+
+    def gone() -> bool:
+        _reap_zombies()
+        return not _descendants(os.getpid())
+
+    escalate(send, lambda seconds: wait_until(gone, seconds, interval=0.1), grace)
 
 
 def _remove_run(run: str) -> None:

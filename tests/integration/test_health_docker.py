@@ -11,8 +11,8 @@ import docker
 import pytest
 
 from titus_flow.config import load_settings
+from titus_flow.processes import poll_until
 from titus_flow.runtime import LABEL_AGENT_ID, LaunchRequest
-from titus_flow.runtime.base import poll_until
 from titus_flow.runtime.docker import DockerDriver
 from titus_flow.runtime.health import Health, HealthMonitor
 from titus_flow.spec import Container, ExecCheck, HttpCheck, Resources

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from titus_flow.processes import poll_until, write_atomically
 from titus_flow.runtime import (
     LABEL_AGENT_ID,
     LABEL_ATTEMPT,
@@ -15,7 +16,6 @@ from titus_flow.runtime import (
     attempt_name,
     make_driver,
 )
-from titus_flow.runtime.base import poll_until, write_atomically
 from titus_flow.runtime.docker import DockerDriver, parse_docker_time
 from titus_flow.runtime.process import ProcessDriver
 from titus_flow.spec import Container, Resources

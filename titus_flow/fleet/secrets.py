@@ -8,14 +8,14 @@ point at; it is never printed, logged, or put in a workflow input.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from titus_flow.processes import write_atomically
 
 
 class SecretFetchError(Exception):
@@ -45,11 +45,4 @@ def fetch_secret(secret_id: str, region: str, endpoint_url: str | None = None) -
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` readable by its owner only, atomically (no partial file)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, [data], private=True)

@@ -9,10 +9,7 @@ attempt's output in a log file that outlives the container.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import os
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -241,31 +238,6 @@ class Driver(Protocol):
 # -- helpers the drivers share -------------------------------------------------
 
 
-async def poll_until(
-    check: Callable[[], bool | Awaitable[bool]],
-    timeout: float,
-    *,
-    interval: float = 0.01,
-    max_interval: float = 0.25,
-) -> bool:
-    """Call ``check`` at a doubling interval until it is true or ``timeout`` passes.
-
-    Returns whether ``check`` became true. ``check`` is always called at least once.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        await asyncio.sleep(min(interval, remaining))
-        interval = min(interval * 2, max_interval)
-
-
 async def run_to_end(work: Awaitable[_T], on_cancel: Callable[[], object] | None = None) -> _T:
     """Await ``work``; cancelled meanwhile, call ``on_cancel``, let ``work`` end, then re-raise.
 
@@ -282,27 +254,3 @@ async def run_to_end(work: Awaitable[_T], on_cancel: Callable[[], object] | None
         if not task.cancelled():
             task.exception()  # retrieved: the cancellation is what the caller sees
         raise
-
-
-def write_atomically(path: Path, chunks: Iterable[bytes], *, durable: bool = False) -> None:
-    """Write ``chunks`` to ``path`` through a temporary file renamed into place.
-
-    A crash leaves either the previous file or the complete new one, never half.
-    ``durable`` also flushes the file and its directory to disk before returning,
-    so the new file survives a crash of the host too.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-        if durable:
-            out.flush()
-            os.fsync(out.fileno())
-    partial.replace(path)
-    if durable:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)

@@ -32,6 +32,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
+from titus_flow.processes import poll_until, write_atomically
 from titus_flow.runtime.base import (
     CONTAINER_OUTPUT_DIR,
     EXEC_TIMED_OUT,
@@ -48,9 +49,7 @@ from titus_flow.runtime.base import (
     LaunchRefusedError,
     LaunchRequest,
     ManagedContainer,
-    poll_until,
     run_to_end,
-    write_atomically,
 )
 from titus_flow.runtime.engine_start import engine_started_at, socket_path
 from titus_flow.runtime.mirror import OutputMirrors, TooManyMirrorsError, mirror_path

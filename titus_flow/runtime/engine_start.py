@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
+
+from titus_flow.processes import started_at
 
 _DEFAULT_SOCKET = "/var/run/docker.sock"
 
@@ -34,16 +35,9 @@ def engine_started_at(path: str) -> datetime | None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(path)
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid = struct.unpack("3i", creds)[0]
-        # Field 22 of stat, after the parenthesised command (which may hold spaces).
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-    except (OSError, ValueError, IndexError, StopIteration):
+    except OSError:
         return None
+    pid = struct.unpack("3i", creds)[0]
     if pid <= 0:  # a peer in another PID namespace
         return None
-    return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+    return started_at(pid)

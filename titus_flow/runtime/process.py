@@ -32,22 +32,24 @@ output is on disk at once and :meth:`ProcessDriver.remove` has little to do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
+import functools
 import grp
-import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import tempfile
 import weakref
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
+from titus_flow.processes import (
+    KILL_WAIT,
+    escalate_async,
+    signal_group,
+    start_ticks,
+    wait_gone,
+)
 from titus_flow.runtime.base import (
     EXEC_TIMED_OUT,
     OUTPUT_FILE,
@@ -56,63 +58,22 @@ from titus_flow.runtime.base import (
     LaunchRefusedError,
     LaunchRequest,
     ManagedContainer,
-    poll_until,
     run_to_end,
 )
-
-# Run as ``sh -c _SUPERVISOR sh <pid file> <exit file> <workdir> <argv...>`` with
-# stdout a pipe to the driver and stderr the log file. A POSIX shell starts in
-# about a millisecond, a Python interpreter in 25 ms of CPU: at hundreds of
-# tasks a second that was most of an agent's work. ``setsid`` (util-linux) puts
-# the command in a session and process group of its own, so the whole group can
-# be signalled. The supervisor prints one line once the command runs (or could
-# not start), then closes the pipe. Files are written as one short line each;
-# a reader trusts a line only once it ends with a newline.
-_SUPERVISOR: Final = r"""
-pid_file=$1 exit_file=$2 workdir=$3
-shift 3
-code=0 error=
-if [ $# -eq 0 ]; then
-    code=127 error="no command (the process driver ignores the image)"
-elif [ -n "$workdir" ] && ! cd "$workdir" 2>/dev/null; then
-    code=127 error="cannot enter the working directory $workdir"
-elif ! command -v "$1" >/dev/null 2>&1; then
-    code=127 error="cannot start '$1': command not found"
-fi
-if [ -n "$error" ]; then
-    echo "titus-flow: $error" >&2
-    echo started
-    echo "$code $error" >"$exit_file"
-    exit 0
-fi
-setsid "$@" 1>&2 &
-child=$!
-# "started" means the command's group can be signalled: wait (briefly, with
-# builtins only) until setsid has made it.
-tries=0
-while ! kill -0 -"$child" 2>/dev/null && kill -0 "$child" 2>/dev/null && [ $tries -lt 5000 ]; do
-    tries=$((tries + 1))
-done
-echo "$child" >"$pid_file"
-trap 'kill -TERM -$child 2>/dev/null' TERM
-trap 'kill -INT -$child 2>/dev/null' INT
-echo started
-exec 1>&2
-while :; do
-    wait "$child" 2>/dev/null  # no "Terminated" line in the task's log
-    code=$?
-    kill -0 "$child" 2>/dev/null || break  # a trapped signal ended the wait, not the child
-done
-kill -KILL -"$child" 2>/dev/null
-echo "$code" >"$exit_file"
-"""
+from titus_flow.runtime.process_attempts import (
+    SUPERVISOR,
+    AttemptFiles,
+    AttemptState,
+    exit_of,
+    is_attempt_name,
+    keep_log,
+    read_state,
+    require_state,
+    running_group,
+    write_state,
+)
 
 _INHERITED_ENV: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
-_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_VANISHED: Final = 255  # exit code reported when the supervisor died without a word
-_START_WAIT: Final = 5.0  # seconds for an adopted supervisor to report its command's pid
-_KILL_WAIT: Final = 5.0  # seconds for a SIGKILLed attempt's supervisor to finish
-_HAVE_PROC: Final = Path("/proc/self/stat").exists()
 
 
 def _refuse_other_user(user: str | None) -> None:
@@ -138,32 +99,6 @@ def _refuse_other_user(user: str | None) -> None:
 def default_state_dir() -> Path:
     """Where the process driver keeps its state unless told otherwise."""
     return Path(tempfile.gettempdir()) / f"titus-flow-{os.getuid()}" / "process"
-
-
-@dataclass(frozen=True)
-class _Files:
-    """The state files of one attempt."""
-
-    state: Path  # JSON written by the driver: the request and the supervisor's pid
-    pid: Path  # the command's pid (and process group), written by the supervisor
-    exit: Path  # JSON exit record, written by the supervisor when the command ends
-    log: Path  # the log when the request names none
-
-
-@dataclass(frozen=True)
-class _State:
-    """What the driver recorded at launch (the state file)."""
-
-    name: str
-    job_id: str
-    task_id: str
-    attempt: int
-    agent_id: str
-    supervisor_pid: int
-    supervisor_started: int | None  # start time in clock ticks: guards against pid reuse
-    log_path: str
-    working_dir: str | None
-    env: dict[str, str]
 
 
 class ProcessDriver:
@@ -193,9 +128,9 @@ class ProcessDriver:
 
     async def _launch(self, request: LaunchRequest) -> None:
         _refuse_other_user(request.container.user)
-        files = self._files(request.name)
+        files = AttemptFiles.of(self._dir, request.name)
         async with self._lock(request.name):
-            state = _read_state(files)
+            state = read_state(files)
             if state is None:
                 await self._spawn(request, files)
             elif state.task_id != request.task_id:
@@ -203,16 +138,16 @@ class ProcessDriver:
 
     async def wait(self, name: str, timeout: float) -> Exit | None:
         """Wait up to ``timeout`` seconds for the attempt's command to exit."""
-        files = self._files(name)
-        state = _require_state(files)
-        await _wait_gone(state.supervisor_pid, state.supervisor_started, timeout)
-        return _exit_of(state, files)
+        files = AttemptFiles.of(self._dir, name)
+        state = require_state(files)
+        await wait_gone(state.supervisor_pid, state.supervisor_started, timeout)
+        return exit_of(state, files)
 
     async def exec(self, name: str, command: list[str], timeout: float) -> int:
         """Run ``command`` on the host with the attempt's environment and directory."""
-        files = self._files(name)
-        state = _require_state(files)
-        if _exit_of(state, files) is not None:
+        files = AttemptFiles.of(self._dir, name)
+        state = require_state(files)
+        if exit_of(state, files) is not None:
             raise DriverError(f"{name} is not running")
         if not command:
             raise DriverError("exec needs a command")
@@ -233,44 +168,45 @@ class ProcessDriver:
         try:
             return _exit_code(await asyncio.wait_for(process.wait(), timeout))
         except TimeoutError:
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             await process.wait()
             return EXEC_TIMED_OUT
 
     async def stop(self, name: str, grace: float) -> None:
         """SIGTERM the attempt's process group, then SIGKILL it after ``grace`` seconds."""
-        files = self._files(name)
-        state = _read_state(files)
+        files = AttemptFiles.of(self._dir, name)
+        state = read_state(files)
         if state is None:
             return
-        group = await _running_group(state, files)
+        group = await running_group(state, files)
         if group is None:
             return
-        _signal_group(group, signal.SIGTERM)
-        if not await _wait_gone(state.supervisor_pid, state.supervisor_started, grace):
-            _signal_group(group, signal.SIGKILL)
-            await _wait_gone(state.supervisor_pid, state.supervisor_started, _KILL_WAIT)
+        await escalate_async(
+            functools.partial(signal_group, group),
+            functools.partial(wait_gone, state.supervisor_pid, state.supervisor_started),
+            grace,
+        )
 
     async def save_output(self, name: str, log_path: Path) -> None:
         """Copy the attempt's log to ``log_path`` unless the command writes there already."""
         async with self._lock(name):
-            state = _read_state(self._files(name))
+            state = read_state(AttemptFiles.of(self._dir, name))
             if state is not None:
-                await _keep_log(state, log_path)
+                await keep_log(state, log_path)
 
     async def remove(self, name: str, log_path: Path | None) -> None:
         """Kill the attempt if it still runs, keep its log at ``log_path``, forget it."""
-        files = self._files(name)
+        files = AttemptFiles.of(self._dir, name)
         async with self._lock(name):
-            state = _read_state(files)
+            state = read_state(files)
             if state is None:
                 return
-            group = await _running_group(state, files)
+            group = await running_group(state, files)
             if group is not None:
-                _signal_group(group, signal.SIGKILL)
-                await _wait_gone(state.supervisor_pid, state.supervisor_started, _KILL_WAIT)
+                signal_group(group, signal.SIGKILL)
+                await wait_gone(state.supervisor_pid, state.supervisor_started, KILL_WAIT)
             if log_path is not None:
-                await _keep_log(state, log_path)
+                await keep_log(state, log_path)
             if log_path != files.log:
                 files.log.unlink(missing_ok=True)
             # Forget the attempt last: a crash part-way leaves it to be removed again.
@@ -280,17 +216,17 @@ class ProcessDriver:
 
     async def live_output(self, name: str, log_path: Path) -> Path | None:
         """The attempt's log file: the command writes straight into it."""
-        state = _read_state(self._files(name))
+        state = read_state(AttemptFiles.of(self._dir, name))
         return None if state is None else Path(state.log_path)
 
     async def list_managed(self) -> list[ManagedContainer]:
         """Every attempt in the state directory, running or not."""
         managed = []
         for path in sorted(self._dir.glob("*.json")):
-            if not _NAME.match(path.stem):
+            if not is_attempt_name(path.stem):
                 continue  # not ours
-            files = self._files(path.stem)
-            state = _read_state(files)
+            files = AttemptFiles.of(self._dir, path.stem)
+            state = read_state(files)
             if state is not None:
                 managed.append(
                     ManagedContainer(
@@ -298,7 +234,7 @@ class ProcessDriver:
                         job_id=state.job_id,
                         task_id=state.task_id,
                         attempt=state.attempt,
-                        running=_exit_of(state, files) is None,
+                        running=exit_of(state, files) is None,
                         agent_id=state.agent_id,
                     )
                 )
@@ -314,16 +250,6 @@ class ProcessDriver:
 
     # -- internals ---------------------------------------------------------------
 
-    def _files(self, name: str) -> _Files:
-        if not _NAME.match(name):
-            raise DriverError(f"invalid attempt name {name!r}")
-        return _Files(
-            state=self._dir / f"{name}.json",
-            pid=self._dir / f"{name}.pid",
-            exit=self._dir / f"{name}.exit",
-            log=self._dir / f"{name}.log",
-        )
-
     def _lock(self, name: str) -> asyncio.Lock:
         # Weakly held: a lock lives while someone is using it, so names don't pile up.
         lock = self._locks.get(name)
@@ -331,7 +257,7 @@ class ProcessDriver:
             lock = self._locks[name] = asyncio.Lock()
         return lock
 
-    async def _spawn(self, request: LaunchRequest, files: _Files) -> None:
+    async def _spawn(self, request: LaunchRequest, files: AttemptFiles) -> None:
         spec = request.container
         argv = [*(spec.entrypoint or []), *(spec.command or [])]
         env = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
@@ -349,7 +275,7 @@ class ProcessDriver:
                 supervisor = await asyncio.create_subprocess_exec(
                     "/bin/sh",
                     "-c",
-                    _SUPERVISOR,
+                    SUPERVISOR,
                     "sh",
                     str(files.pid),
                     str(files.exit),
@@ -364,204 +290,24 @@ class ProcessDriver:
         except OSError as err:
             raise DriverError(f"cannot start a supervisor for {request.name}: {err}") from err
         self._children[request.name] = supervisor
-        state = _State(
+        state = AttemptState(
             name=request.name,
             job_id=request.job_id,
             task_id=request.task_id,
             attempt=request.attempt,
             agent_id=request.agent_id,
             supervisor_pid=supervisor.pid,
-            supervisor_started=_start_ticks(supervisor.pid),
+            supervisor_started=start_ticks(supervisor.pid),
             log_path=str(log_path),
             working_dir=spec.working_dir,
             env=env,
         )
-        _write_private_json(files.state, dataclasses.asdict(state))
+        write_state(files, state)
         assert supervisor.stdout is not None  # stdout=PIPE
         # EOF once the command runs or failed to start: "started" means started.
         await supervisor.stdout.read()
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as err:  # files are written atomically: this is outside tampering
-        raise DriverError(f"corrupt state file {path}: {err}") from err
-
-
-def _read_state(files: _Files) -> _State | None:
-    data = _read_json(files.state)
-    return None if data is None else _State(**data)
-
-
-def _require_state(files: _Files) -> _State:
-    state = _read_state(files)
-    if state is None:
-        raise DriverError(f"no process named {files.state.stem}")
-    return state
-
-
-def _write_private_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` atomically, readable by the owner only (it holds the environment)."""
-    partial = path.with_name(path.name + ".tmp")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out)
-    partial.replace(path)
-
-
-async def _keep_log(state: _State, log_path: Path) -> None:
-    """Copy the attempt's log to ``log_path``, unless it is that file already."""
-    source = Path(state.log_path)
-    if source != log_path and source.exists():
-        await asyncio.to_thread(_copy_file, source, log_path)
-
-
-def _copy_file(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    shutil.copyfile(source, partial)
-    partial.replace(target)
-
-
-def _read_line(path: Path) -> str | None:
-    """A supervisor's one-line file, once completely written (else None)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    return text[:-1] if text.endswith("\n") else None
-
-
-def _mtime(path: Path) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    except FileNotFoundError:
-        return None
-
-
-def _exit_of(state: _State, files: _Files) -> Exit | None:
-    """The attempt's exit, or None while it runs."""
-    # Check liveness before reading the exit record: the supervisor writes the
-    # record and then exits, so a dead supervisor's record is already there.
-    alive = _alive(state.supervisor_pid, state.supervisor_started)
-    record = _read_line(files.exit)
-    if record is not None:
-        code, _, error = record.partition(" ")
-        # The pid file was written as the command started, the record as it ended.
-        return Exit(
-            exit_code=int(code),
-            started_at=_mtime(files.pid),
-            finished_at=_mtime(files.exit),
-            error=error,
-        )
-    if alive:
-        return None
-    return Exit(
-        exit_code=_VANISHED,
-        error="the process supervisor died without recording an exit (host reboot or kill)",
-    )
-
-
-async def _running_group(state: _State, files: _Files) -> int | None:
-    """The process group of the attempt's command while it runs, else None."""
-    group: int | None = None
-
-    def known() -> bool:
-        nonlocal group
-        if _exit_of(state, files) is not None:
-            return True
-        text = _read_line(files.pid)
-        group = int(text) if text else None
-        return group is not None
-
-    # Only an adopted supervisor that is still starting has no pid file yet.
-    await poll_until(known, _START_WAIT)
-    return group if _exit_of(state, files) is None else None
-
-
-def _signal_group(group: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(group, signum)
-
-
 def _exit_code(returncode: int) -> int:
     """Docker's convention: 128 + the signal number for a process a signal ended."""
     return 128 - returncode if returncode < 0 else returncode
-
-
-def _start_ticks(pid: int) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (None without /proc)."""
-    stat = _proc_stat(pid)
-    return None if stat is None else stat[1]
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """State letter and start time of ``pid`` from /proc; None if it does not exist."""
-    if not _HAVE_PROC:
-        return None
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses; it ends at the last ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
-def _alive(pid: int, started: int | None) -> bool:
-    """Whether ``pid`` still runs and is the process that started at ``started``."""
-    if not _HAVE_PROC:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    stat = _proc_stat(pid)
-    return (
-        stat is not None
-        and stat[0] not in ("Z", "X")  # a zombie has exited
-        and (started is None or stat[1] == started)
-    )
-
-
-async def _wait_gone(pid: int, started: int | None, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``pid`` to exit; return whether it did.
-
-    Uses a pidfd where the kernel has them (the loop wakes the moment the
-    process exits, parent or not), else polls.
-    """
-    if not _alive(pid, started):
-        return True
-    if timeout <= 0:
-        return False
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except (AttributeError, OSError):
-        return await poll_until(lambda: not _alive(pid, started), timeout)
-    try:
-        if not _alive(pid, started):  # exited, or the pid was reused, before the open
-            return True
-        loop = asyncio.get_running_loop()
-        exited = loop.create_future()
-        loop.add_reader(pidfd, _resolve, exited)
-        try:
-            await asyncio.wait_for(exited, timeout)
-        except TimeoutError:
-            return False
-        finally:
-            loop.remove_reader(pidfd)
-        return True
-    finally:
-        os.close(pidfd)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from titus_flow.processes import write_atomically
 from titus_flow.runtime.base import (
     DriverError,
     Exit,
     LaunchRequest,
     ManagedContainer,
-    write_atomically,
 )
 
 SIM_RUNTIME_ENV: Final = "TITUS_SIM_RUNTIME"
