@@ -1,0 +1,139 @@
+"""The agent activities' messages: launch, supervise, stop, health changes, logs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, JsonValue
+
+from titus_flow.contracts.base import Message
+from titus_flow.lifecycle import FinishReason
+from titus_flow.spec import BatchJob, Container, HealthCheck, Resources, ServiceJob
+from titus_flow.views import TaskView
+
+
+class LaunchInput(Message):
+    """Start attempt ``attempt`` of task ``task_id`` on the agent."""
+
+    job_id: str
+    task_id: str
+    task_index: int
+    attempt: int
+    container: Container
+    resources: Resources
+    ports: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def for_task(
+        cls,
+        job_id: str,
+        task: TaskView,
+        attempt: int,
+        job: BatchJob | ServiceJob,
+        ports: dict[str, int],
+    ) -> LaunchInput:
+        """Launch ``attempt`` of ``task`` as ``job`` describes it, on its placed ``ports``."""
+        return cls(
+            job_id=job_id,
+            task_id=task.id,
+            task_index=task.index,
+            attempt=attempt,
+            container=job.container,
+            resources=job.resources,
+            ports=ports,
+        )
+
+
+class LaunchResult(Message):
+    """The container runs (or already ran: a retried launch adopts it)."""
+
+    agent_id: str
+    started_at: datetime
+
+
+class SuperviseInput(Message):
+    """Watch a launched attempt until it exits.
+
+    The agent enforces the runtime limit and, for service tasks, the health check.
+    """
+
+    task_id: str
+    attempt: int
+    runtime_limit_seconds: float | None = None
+    started_at: datetime
+    health_check: HealthCheck | None = None
+    ports: dict[str, int] = Field(default_factory=dict)
+    workflow_id: str | None = None  # where health changes are signalled
+
+
+class StopInput(Message):
+    """Stop and remove one attempt's container, keeping its output (a kill).
+
+    Sent when a kill's cancellation never reached the agent that watched the
+    attempt (it died meanwhile): the server does not retry a cancelled
+    activity, so only this stop reaches the container the restarted agent runs.
+    """
+
+    task_id: str
+    attempt: int
+    message: str = "killed by request"
+
+
+class TaskHealth(Message):
+    """A task's health changed (sent by the agent as a ``task_health`` signal)."""
+
+    task_id: str
+    attempt: int
+    healthy: bool
+    message: str = ""
+    at: datetime
+
+
+class AttemptExit(Message):
+    """How an attempt's container ended, with the tail of its output."""
+
+    reason: FinishReason
+    exit_code: int | None = None
+    finished_at: datetime
+    message: str = ""
+    log_tail: list[str] = Field(default_factory=list)
+    output: JsonValue = None  # the task's JSON result, if it wrote one
+    became_healthy: bool = False  # passed its health check at least once
+
+
+LOGS_PAGE_BYTES = 256 * 1024
+"""Most output bytes one read returns: as JSON (escapes included) it stays under
+Temporal's 2 MB payload limit."""
+
+LOGS_MAX_WAIT_SECONDS = 10.0
+"""Longest a read waits for new output (well inside the read's 30 s activity timeout)."""
+
+
+class LogsInput(Message):
+    """Read one attempt's output from byte ``offset`` on (while it runs, too).
+
+    At most ``limit`` bytes (capped at :data:`LOGS_PAGE_BYTES`). With ``wait``,
+    a read that finds nothing new waits up to that many seconds (capped at
+    :data:`LOGS_MAX_WAIT_SECONDS`) for output or for the attempt to end, so a
+    follower need not poll.
+    """
+
+    task_id: str
+    attempt: int
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=LOGS_PAGE_BYTES, ge=1)
+    wait: float = Field(default=0.0, ge=0)
+
+
+class LogsChunk(Message):
+    """Part of an attempt's output, bytes ``[offset, next_offset)``.
+
+    ``complete`` once the attempt has ended and this chunk reaches the end of
+    its output; ``more`` when more output was there already (read again at once).
+    """
+
+    data: str
+    next_offset: int
+    complete: bool
+    more: bool = False
+    attempt: int = 0
