@@ -18,8 +18,8 @@ from titus_flow.contracts import (
 )
 from titus_flow.errors import SpecError, format_validation_error
 from titus_flow.ledger import AgentRecord, Ledger, LedgerState, Reservation
+from titus_flow.ledger.placement import group_usage, place
 from titus_flow.loader import holds_capacity_groups, load_capacity_groups, load_jobs
-from titus_flow.placement import group_usage, place
 from titus_flow.scheduler import CapacityGroup as SchedulerGroup
 from titus_flow.scheduler import GroupUsage, Tier
 from titus_flow.scheduler.from_spec import group_from_spec

@@ -13,7 +13,7 @@ from titus_flow.fleet.messages import FleetCapacity
 from titus_flow.fleet.shapes import FleetOutlook, fleet_capacity, fleet_gone
 from titus_flow.fleet.spec import FleetSpec
 from titus_flow.ledger import AgentRecord, Ledger, Reservation
-from titus_flow.placement import place
+from titus_flow.ledger.placement import place
 from titus_flow.scheduler import ReasonCode, request_from_spec
 from titus_flow.spec import CapacityGroup, Constraints, Resources
 

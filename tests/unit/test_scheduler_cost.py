@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from titus_flow import placement
 from titus_flow.contracts import (
     AgentInfo,
     ItemGroup,
@@ -24,7 +23,7 @@ from titus_flow.contracts import (
     ReleaseRequest,
 )
 from titus_flow.converter import WORKER_DATA_CONVERTER
-from titus_flow.ledger import Ledger
+from titus_flow.ledger import Ledger, placement
 from titus_flow.scheduler import Tier
 from titus_flow.spec import BatchJob, Container, Resources
 

@@ -1,9 +1,8 @@
-"""What the capacity ledger records of each agent and of each reservation.
+"""What the capacity ledger records of each agent, reservation and pending request.
 
-A leaf module: :mod:`titus_flow.ledger` keeps these records in its state and
-:mod:`titus_flow.placement` turns them into scheduler snapshots, so both import
-them from here rather than from each other. :mod:`titus_flow.ledger` still
-exports them under their old names.
+A leaf module: the ledger (:mod:`.core`) keeps these records in its state and
+:mod:`.placement` turns them into scheduler snapshots, so both import them
+from here rather than from each other.
 """
 
 from __future__ import annotations
@@ -31,3 +30,12 @@ class Reservation(Message):
     item: PlacementItem
     ports: dict[str, int] = Field(default_factory=dict)
     evicting: bool = False  # its requester was told to move it off a draining agent
+
+
+class PendingRequest(Message):
+    """A request waiting for capacity; ``reason`` as last told to its requester."""
+
+    requester: str
+    item: PlacementItem
+    reason: str | None = None
+    held_by_group: bool = False  # by its capacity group: more agents would not help

@@ -32,7 +32,7 @@ _K = TypeVar("_K", bound=Hashable)
 if TYPE_CHECKING:
     from titus_flow.contracts import AgentInfo, PlacementItem
     from titus_flow.fleet.messages import FleetCapacity
-    from titus_flow.ledger_records import AgentRecord, Reservation
+    from titus_flow.ledger.records import AgentRecord, Reservation
     from titus_flow.spec import CapacityGroup
 
 
