@@ -24,7 +24,8 @@ from titus_flow.runtime import (
     LaunchRequest,
 )
 from titus_flow.runtime.base import LaunchRefusedError
-from titus_flow.runtime.docker import TASK_CAPABILITIES, DockerDriver
+from titus_flow.runtime.docker import DockerDriver
+from titus_flow.runtime.docker_spec import TASK_CAPABILITIES
 from titus_flow.spec import Container, Resources
 
 IMAGE = "busybox:latest"

@@ -16,7 +16,8 @@ from titus_flow.runtime import (
     attempt_name,
     make_driver,
 )
-from titus_flow.runtime.docker import DockerDriver, parse_docker_time
+from titus_flow.runtime.docker import DockerDriver
+from titus_flow.runtime.docker_exits import parse_docker_time
 from titus_flow.runtime.process import ProcessDriver
 from titus_flow.spec import Container, Resources
 
