@@ -6,32 +6,37 @@ its exit at ``attempt-<n>.exit.json``, so both outlive the container and a
 retried supervise (a restarted agent) can report an exit it did not see.
 While an attempt runs, ``read_logs`` reads the driver's live copy of its output
 (:meth:`~titus_flow.runtime.base.Driver.live_output`) at the same byte offsets.
+
+Beside it: :mod:`~titus_flow.activities.agent_files` (the files an attempt leaves
+and their pruning), :mod:`~titus_flow.activities.agent_outcome` (the finish
+reason and message) and :mod:`~titus_flow.activities.agent_health` (health
+checks beside supervise).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import json
-import os
-import shutil
-import stat
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import JsonValue
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from titus_flow.activities.agent_files import (
+    log_chunk,
+    log_tail,
+    read_output,
+    read_saved_exit,
+    save_exit,
+)
+from titus_flow.activities.agent_health import HealthWatch
+from titus_flow.activities.agent_outcome import exit_message, finish_reason
 from titus_flow.client import job_id_of_task
 from titus_flow.contracts import (
     LOGS_MAX_WAIT_SECONDS,
-    LOGS_PAGE_BYTES,
     AttemptExit,
     LaunchInput,
     LaunchResult,
@@ -39,16 +44,13 @@ from titus_flow.contracts import (
     LogsInput,
     StopInput,
     SuperviseInput,
-    TaskHealth,
 )
 from titus_flow.errors import UserError
 from titus_flow.ids import check_id
-from titus_flow.lifecycle import FinishReason, reason_for_exit
-from titus_flow.processes import poll_until, write_atomically
+from titus_flow.lifecycle import FinishReason
+from titus_flow.processes import poll_until
 from titus_flow.reconcile import JudgedTogether
 from titus_flow.runtime.base import (
-    MAX_OUTPUT_BYTES,
-    OUTPUT_FILE,
     Driver,
     DriverError,
     EngineUnavailableError,
@@ -59,11 +61,9 @@ from titus_flow.runtime.base import (
     ManagedContainer,
     attempt_name,
 )
-from titus_flow.runtime.health import HOST, Health, HealthChange, HealthMonitor
+from titus_flow.runtime.health import HOST
 from titus_flow.secrets import SecretUnavailableError, resolve_secrets
 
-LOG_TAIL_LINES = 20
-LOG_TAIL_BYTES = 4096
 STOP_GRACE_SECONDS = 10.0
 ENGINE_OUTAGE_SECONDS = 300.0  # how long supervise waits out an engine that does not answer
 ENGINE_RETRY_SECONDS = 1.0
@@ -83,15 +83,6 @@ async def _through_outages(call: Callable[[], Awaitable[None]], what: str) -> No
                 raise
             activity.logger.warning("engine unavailable, trying the %s again: %s", what, err)
         await asyncio.sleep(ENGINE_RETRY_SECONDS)
-
-
-def _reason_for(exit_: Exit | None) -> FinishReason:
-    """The finish reason of an attempt whose container ended on its own (or vanished)."""
-    if exit_ is None:
-        return reason_for_exit(137, False)
-    if exit_.lost_by_engine:
-        return FinishReason.SYSTEM_ERROR
-    return reason_for_exit(exit_.exit_code, exit_.oom_killed)
 
 
 class AgentActivities:
@@ -227,7 +218,7 @@ class AgentActivities:
         """Heartbeat until the container exits, overruns its limit or turns unhealthy."""
         name = attempt_name(request.task_id, request.attempt)
         log_path = self.log_path(request.task_id, request.attempt)
-        saved = self._read_saved_exit(request.task_id, request.attempt)
+        saved = read_saved_exit(self._exit_path(request.task_id, request.attempt))
         if saved is not None:
             # A previous try saved the exit, then the agent died before the
             # container was gone: finish the removal, report what it saw.
@@ -236,7 +227,11 @@ class AgentActivities:
         deadline = None
         if request.runtime_limit_seconds is not None:
             deadline = request.started_at.timestamp() + request.runtime_limit_seconds
-        health = _HealthWatch(self, request, name) if request.health_check else None
+        health = (
+            HealthWatch(request, name, driver=self.driver, host=self.probe_host)
+            if request.health_check
+            else None
+        )
         reason: FinishReason | None = None
         message = ""
         try:
@@ -282,10 +277,10 @@ class AgentActivities:
             if health is not None:
                 await health.close()
         result = AttemptExit(
-            reason=reason or _reason_for(exit_),
+            reason=reason or finish_reason(exit_),
             exit_code=exit_.exit_code if exit_ else None,
             finished_at=(exit_.finished_at if exit_ and exit_.finished_at else datetime.now(UTC)),
-            message=message or self._message(reason, exit_, request),
+            message=message or exit_message(reason, exit_, request),
             became_healthy=health is not None and health.became_healthy,
         )
         return await self._keep_and_remove(name, request.task_id, request.attempt, result)
@@ -300,11 +295,11 @@ class AgentActivities:
         """
         log_path = self.log_path(task_id, attempt)
         await self.driver.save_output(name, log_path)
-        result.log_tail = _tail(log_path)
-        result.output, problem = _read_output(self.output_dir(task_id, attempt))
+        result.log_tail = log_tail(log_path)
+        result.output, problem = read_output(self.output_dir(task_id, attempt))
         if problem:
             result.message = f"{result.message}; {problem}" if result.message else problem
-        self._save_exit(task_id, attempt, result)
+        save_exit(self._exit_path(task_id, attempt), result)
         await self.driver.remove(name, log_path)
         return result
 
@@ -312,7 +307,7 @@ class AgentActivities:
     async def stop(self, request: StopInput) -> None:
         """Stop and remove the attempt's container, keeping its output; a no-op once gone."""
         name = attempt_name(request.task_id, request.attempt)
-        if self._read_saved_exit(request.task_id, request.attempt) is not None:
+        if read_saved_exit(self._exit_path(request.task_id, request.attempt)) is not None:
             # It ended on its own: keep that exit, finish a removal a crash cut short.
             await self.driver.remove(name, self.log_path(request.task_id, request.attempt))
             return
@@ -354,17 +349,7 @@ class AgentActivities:
                 raise ApplicationError(str(err), type="DriverError") from err
             if live is not None and live.exists():
                 path = live
-        data, size = _read_page(path, request.offset, min(request.limit, LOGS_PAGE_BYTES))
-        if not (ended and request.offset + len(data) >= size):
-            data = _whole_characters(data)  # the rest of a character cut short comes next time
-        next_offset = request.offset + len(data)
-        return LogsChunk(
-            data=data.decode(errors="replace"),
-            next_offset=next_offset,
-            complete=ended and next_offset >= size,
-            more=next_offset < size,
-            attempt=request.attempt,
-        )
+        return log_chunk(path, request, ended)
 
     async def _wait(self, name: str, timeout: float) -> Exit | None:
         """The container's exit, or None while it runs (or while its engine restarts).
@@ -432,257 +417,3 @@ class AgentActivities:
             activity.logger.warning("cannot tell if %s is wanted (%s)", info.activity_id, err)
             return None
         return None if verdict.current else verdict.reason
-
-    @staticmethod
-    def _message(reason: FinishReason | None, exit_: Exit | None, request: SuperviseInput) -> str:
-        if reason is FinishReason.RUNTIME_LIMIT_EXCEEDED:
-            return f"ran longer than its runtime limit of {request.runtime_limit_seconds:g}s"
-        if exit_ is None:
-            return "container did not report an exit"
-        if exit_.lost_by_engine:
-            return (
-                "the container engine restarted as the container ended and kept no exit code"
-                f" ({exit_.exit_code} is its placeholder): relaunched, not charged to retries"
-            )
-        if exit_.oom_killed and exit_.exit_code == 0:
-            # The engine only says a process of the container hit the limit; the
-            # main one exited 0, so it was a child of it (e.g. a command of a shell).
-            return (
-                "a child process (not the main one, which exited 0) was killed for exceeding"
-                " the memory limit: its work may be incomplete"
-            )
-        if exit_.oom_killed:
-            return (
-                f"killed for exceeding its memory limit (the main process exited with code"
-                f" {exit_.exit_code})"
-            )
-        return "" if exit_.exit_code == 0 else f"exited with code {exit_.exit_code}"
-
-    def _save_exit(self, task_id: str, attempt: int, result: AttemptExit) -> None:
-        """Keep the attempt's exit on disk, whole or not at all, before anything is removed."""
-        write_atomically(
-            self._exit_path(task_id, attempt), [result.model_dump_json().encode()], durable=True
-        )
-
-    def _read_saved_exit(self, task_id: str, attempt: int) -> AttemptExit | None:
-        path = self._exit_path(task_id, attempt)
-        if not path.exists():
-            return None
-        try:
-            return AttemptExit.model_validate(json.loads(path.read_text()))
-        except (ValueError, OSError):
-            return None
-
-
-class _HealthWatch:
-    """Runs a task's health checks beside supervise and reports changes to its job.
-
-    Probes stay on the agent; only state changes travel, as a ``task_health``
-    signal, so a health check every few seconds does not grow the job's history.
-    """
-
-    def __init__(self, agent: AgentActivities, request: SuperviseInput, name: str) -> None:
-        assert request.health_check is not None
-        self.unhealthy: str | None = None
-        self.became_healthy = False
-        self._request = request
-        self._client = activity.client()
-        self._stop = asyncio.Event()
-        monitor = HealthMonitor(
-            request.health_check,
-            ports=request.ports,
-            container_name=name,
-            driver=agent.driver,
-            started_at=request.started_at,
-            host=agent.probe_host,
-        )
-        self._task = asyncio.create_task(monitor.run(self._on_change, self._stop))
-
-    async def _on_change(self, change: HealthChange) -> None:
-        if change.state is Health.UNHEALTHY:
-            self.unhealthy = change.message
-        self.became_healthy = self.became_healthy or change.state is Health.HEALTHY
-        if self._request.workflow_id is None:
-            return
-        handle = self._client.get_workflow_handle(self._request.workflow_id)
-        try:
-            await handle.signal(
-                "task_health",
-                TaskHealth(
-                    task_id=self._request.task_id,
-                    attempt=self._request.attempt,
-                    healthy=change.state is Health.HEALTHY,
-                    message=change.message,
-                    at=change.at,
-                ),
-            )
-        except RPCError as err:  # the job may have ended meanwhile; supervision goes on
-            activity.logger.warning("could not report health of %s: %s", self._request.task_id, err)
-
-    async def close(self) -> None:
-        """Stop probing and wait for the probe loop to end."""
-        self._stop.set()
-        try:
-            await asyncio.wait_for(self._task, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            self._task.cancel()
-
-
-def _read_output(directory: Path) -> tuple[JsonValue, str]:
-    """The task's JSON result, and why it could not be used if so.
-
-    A task that wrote none has none; a broken or oversized one is reported in the
-    attempt's message rather than failing the task. The directory is the task's
-    to write, and the agent may run as root: the file is opened without following
-    a link (a ``result.json`` pointing at ``/etc/shadow`` is refused), only if it
-    is a regular file with no other name (no hard link to a host file), and its
-    size is checked on the open descriptor, so nothing can be swapped in between.
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        dir_fd = os.open(directory, flags | os.O_DIRECTORY)
-    except FileNotFoundError:
-        return None, ""
-    except OSError as err:
-        return None, f"output ignored: cannot open its directory ({err.strerror})"
-    try:
-        try:
-            # O_NONBLOCK: a FIFO planted as result.json must not hang the agent.
-            fd = os.open(OUTPUT_FILE, flags | os.O_NONBLOCK, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return None, ""
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                return None, f"output ignored: {OUTPUT_FILE} is a symbolic link"
-            return None, f"output ignored: cannot open {OUTPUT_FILE} ({err.strerror})"
-    finally:
-        os.close(dir_fd)
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return None, f"output ignored: {OUTPUT_FILE} is not a regular file"
-        if info.st_nlink != 1:
-            return None, f"output ignored: {OUTPUT_FILE} has other names (a hard link)"
-        if info.st_size > MAX_OUTPUT_BYTES:
-            return None, (
-                f"output ignored: {info.st_size} bytes is over the {MAX_OUTPUT_BYTES} byte limit"
-            )
-        data = file.read(MAX_OUTPUT_BYTES + 1)
-    if len(data) > MAX_OUTPUT_BYTES:  # grew after the check
-        return None, f"output ignored: over the {MAX_OUTPUT_BYTES} byte limit"
-    try:
-        value: JsonValue = json.loads(data.decode())
-    except (ValueError, UnicodeDecodeError) as err:
-        return None, f"output ignored: {OUTPUT_FILE} is not valid JSON ({err})"
-    return value, ""
-
-
-@dataclass(frozen=True)
-class _KeptAttempt:
-    """The files an ended attempt left in the log directory."""
-
-    ended: float  # when its exit was saved (seconds since the epoch)
-    size: int  # bytes
-    paths: list[Path]
-
-
-def prune_kept_output(
-    log_dir: Path,
-    *,
-    max_age: float,
-    max_total_bytes: int,
-    min_age: float = 60.0,
-    now: float | None = None,
-) -> int:
-    """Delete what ended attempts left (log, exit, output) beyond an age or a total size.
-
-    An attempt older than ``max_age`` seconds goes; then the oldest go until the
-    rest take at most ``max_total_bytes``. An attempt counts as ended once its
-    exit is saved; none that ended less than ``min_age`` seconds ago is deleted
-    (its job may still be reading its exit). Returns how many attempts went.
-    """
-    now = time.time() if now is None else now
-    kept = sorted(_kept_attempts(log_dir), key=lambda attempt: attempt.ended)
-    total = sum(attempt.size for attempt in kept)
-    removed = 0
-    for attempt in kept:
-        age = now - attempt.ended
-        if age < min_age or (age <= max_age and total <= max_total_bytes):
-            continue
-        for path in attempt.paths:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)  # fd-based: never follows a link
-            else:
-                path.unlink(missing_ok=True)
-        total -= attempt.size
-        removed += 1
-        with contextlib.suppress(OSError):
-            attempt.paths[0].parent.rmdir()  # the task's directory, once empty
-    return removed
-
-
-def _kept_attempts(log_dir: Path) -> list[_KeptAttempt]:
-    found = []
-    for exit_file in log_dir.glob("*/attempt-*.exit.json"):
-        prefix = exit_file.name.removesuffix(".exit.json")
-        try:
-            paths = [
-                path for path in exit_file.parent.iterdir() if path.name.startswith(prefix + ".")
-            ]
-            ended = exit_file.lstat().st_mtime
-        except OSError:
-            continue  # pruned meanwhile
-        found.append(_KeptAttempt(ended, sum(map(_disk_bytes, paths)), paths))
-    return found
-
-
-def _disk_bytes(path: Path) -> int:
-    """Bytes of ``path``, a file or a directory tree (links not followed)."""
-    try:
-        info = path.lstat()
-    except OSError:
-        return 0
-    if not stat.S_ISDIR(info.st_mode):
-        return info.st_size
-    return sum(_disk_bytes(Path(root) / name) for root, _, files in os.walk(path) for name in files)
-
-
-def _read_page(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
-    """Up to ``limit`` bytes of ``path`` from ``offset``, and the file's size (0 if absent)."""
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            f.seek(offset)
-            return f.read(limit), size
-    except FileNotFoundError:
-        return b"", 0
-
-
-def _whole_characters(data: bytes) -> bytes:
-    """``data`` without a UTF-8 character cut short at its end."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 == 0x80:
-            continue  # a continuation byte: the character starts further back
-        if byte >= 0xF0:
-            length = 4
-        elif byte >= 0xE0:
-            length = 3
-        elif byte >= 0xC0:
-            length = 2
-        else:
-            length = 1
-        return data[:-back] if length > back else data
-    return data
-
-
-def _tail(path: Path) -> list[str]:
-    """The last lines of a log file, bounded so they fit in workflow history."""
-    if not path.exists():
-        return []
-    with path.open("rb") as f:
-        f.seek(0, 2)
-        size = f.tell()
-        f.seek(max(0, size - LOG_TAIL_BYTES))
-        data = f.read().decode(errors="replace")
-    return data.splitlines()[-LOG_TAIL_LINES:]

@@ -27,7 +27,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from titus_flow.activities.agent import AgentActivities, prune_kept_output
+from titus_flow.activities.agent import AgentActivities
+from titus_flow.activities.agent_files import prune_kept_output
 from titus_flow.client import ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, agent_task_queue

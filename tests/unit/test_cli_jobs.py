@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowExecution
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from titus_flow import visibility
-from titus_flow.activities.agent import AgentActivities
+from titus_flow.activities.agent_outcome import exit_message
 from titus_flow.cli import _register_commands, job_commands
 from titus_flow.cli.app import cli
 from titus_flow.client import TitusClient
@@ -371,7 +371,7 @@ async def test_killing_a_batch_task_says_killed() -> None:
 )
 def test_an_oom_kill_says_which_process_it_hit(exit_code: int, expected: str) -> None:
     request = SuperviseInput(task_id="t-0", attempt=1, started_at=datetime.now(UTC))
-    message = AgentActivities._message(None, Exit(exit_code=exit_code, oom_killed=True), request)
+    message = exit_message(None, Exit(exit_code=exit_code, oom_killed=True), request)
     assert expected in message
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from titus_flow.activities.agent import _read_output, prune_kept_output
+from titus_flow.activities.agent_files import prune_kept_output, read_output
 from titus_flow.errors import UserError
 from titus_flow.ids import check_id, split_task_id
 from titus_flow.runtime.policy import image_refusal
@@ -53,20 +53,20 @@ def test_output_through_a_symlink_fifo_or_hard_link_is_ignored(tmp_path: Path) -
     link = tmp_path / "link"
     link.mkdir()
     (link / "result.json").symlink_to(secret)
-    assert _read_output(link) == (None, "output ignored: result.json is a symbolic link")
+    assert read_output(link) == (None, "output ignored: result.json is a symbolic link")
     fifo = tmp_path / "fifo"
     fifo.mkdir()
     os.mkfifo(fifo / "result.json")
-    assert _read_output(fifo) == (None, "output ignored: result.json is not a regular file")
+    assert read_output(fifo) == (None, "output ignored: result.json is not a regular file")
     hard = tmp_path / "hard"
     hard.mkdir()
     os.link(secret, hard / "result.json")
-    assert "hard link" in _read_output(hard)[1]
+    assert "hard link" in read_output(hard)[1]
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "result.json").write_text('{"rows": 3}')
-    assert _read_output(plain) == ({"rows": 3}, "")
-    assert _read_output(tmp_path / "absent") == (None, "")
+    assert read_output(plain) == ({"rows": 3}, "")
+    assert read_output(tmp_path / "absent") == (None, "")
 
 
 def _ended_attempt(log_dir: Path, task: str, size: int, ended: float) -> None:
