@@ -40,7 +40,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts import CarriedService, ServiceJobInput, ServiceTaskRecord
-    from titus_flow.lifecycle import FinishReason, JobState, RolloutPhase, TaskState
+    from titus_flow.lifecycle import FinishReason, JobState, TaskState
     from titus_flow.outcomes import end_job
     from titus_flow.service_plan import requests as rules
     from titus_flow.service_plan.model import EndedTask, LiveTask, Plan, Snapshot, StartTask
@@ -57,12 +57,11 @@ __all__ = ["ServiceJobWorkflow", "crash_backoff"]
 # deadlines only": the previous release also woke every RECHECK_EVERY.
 WAKE_ON_CHANGE_PATCH = "service-wakes-on-change"
 # ``workflow.patched`` id of "continue as new whatever the job holds": held
-# kills travel with their tasks, and past HARD_HISTORY_FACTOR times the history
+# kills travel with their tasks, and past rules.HARD_HISTORY_FACTOR times the history
 # limit tasks still launching are stopped (the next run replaces them). The
 # previous release waited for no held kill and no launch in flight, which a
 # degraded service with a held kill never reached.
 CONTINUE_ALWAYS_PATCH = "service-continues-whatever-it-holds"
-HARD_HISTORY_FACTOR = 2
 # ``workflow.patched`` id of "a workflow cancel stops every task, as a kill
 # does": the previous release ended the run and left its tasks running.
 CANCEL_KILLS_PATCH = "service-cancel-kills-tasks"
@@ -72,12 +71,11 @@ CANCEL_KILLS_PATCH = "service-cancel-kills-tasks"
 # Temporal's 2 MB payload limit near 3,300 live tasks.
 COMPACT_CARRY_PATCH = "service-compact-carry"
 # ``workflow.patched`` id of "a run that adopted N tasks continues only past
-# N + max(N / 2, CONTINUE_FLOOR_EVENTS) history events": it schedules N
+# N + max(N / 2, rules.CONTINUE_FLOOR_EVENTS) history events": it schedules N
 # supervise activities before anything else, so with N past the limit (or
 # Temporal's suggestion, ~4,000 events) the previous release continued as new
 # again at once, run after run.
 CONTINUE_FLOOR_PATCH = "service-continue-floor"
-CONTINUE_FLOOR_EVENTS = 200
 
 
 @workflow.defn(name="ServiceJob")
@@ -122,8 +120,8 @@ class ServiceJobWorkflow(ServiceHandlers):
         self._wakes_on_change = workflow.patched(WAKE_ON_CHANGE_PATCH)
         self._continues_always = workflow.patched(CONTINUE_ALWAYS_PATCH)
         self._next_start_at = workflow.now()
-        if request.rollout in (RolloutPhase.ROLLING, RolloutPhase.CANARY):
-            self._update_started_at = workflow.now()  # an update under way: its deadline anew
+        if rules.update_resumes(request.rollout):
+            self._update_started_at = workflow.now()
         assert self._mailbox is not None
         flusher = asyncio.create_task(self._mailbox.run())
         carried = request.tasks
@@ -131,8 +129,7 @@ class ServiceJobWorkflow(ServiceHandlers):
             carried = request.carried.records(self._job_id)
             request.carried = None  # the next carry is made from the live tasks
         if workflow.patched(CONTINUE_FLOOR_PATCH):
-            adopted = len(carried)
-            self._continue_floor = adopted + max(adopted // 2, CONTINUE_FLOOR_EVENTS)
+            self._continue_floor = rules.continue_floor(len(carried))
         for record in carried:  # carried over: adopt, do not relaunch
             self._live[record.view.id] = record
             if record.kill_held:
@@ -275,13 +272,13 @@ class ServiceJobWorkflow(ServiceHandlers):
     def _ready_to_continue(self) -> bool:
         assert self._input is not None
         due = self._should_continue()
-        hard_limit = self._input.history_limit * HARD_HISTORY_FACTOR
         return rules.ready_to_continue(
             due=due,
             launching=bool(due and self._launching()),
             held_kills=bool(self._held_kills),
             always=self._continues_always,
-            past_hard_limit=workflow.info().get_current_history_length() > hard_limit,
+            length=workflow.info().get_current_history_length(),
+            limit=self._input.history_limit,
         )
 
     def _launching(self) -> list[ServiceTaskRecord]:

@@ -290,6 +290,14 @@ def test_held_kill_goes_once_the_budget_allows() -> None:
     assert plan.held_kills == ()
 
 
+def test_a_held_kill_of_a_task_the_pass_already_retired_is_done() -> None:
+    rollout = update_to(job(3), job(3, image="web:2"))
+    tasks = (task(0), task(1), task(2), task(3, revision=2))
+    plan = reconcile(snap(rollout, *tasks, held_kills=("t0",)))
+    assert kills(plan) == [("t0", KILLED, "replaced by rolling update")]
+    assert plan.held_kills == ()
+
+
 def test_held_kill_waits_for_the_budget() -> None:
     tasks = (task(0), task(1), task(2, healthy=False))
     plan = reconcile(snap(job(3), *tasks, held_kills=("t0",)))
@@ -402,16 +410,24 @@ def test_previous_release_rechecked_every_five_seconds_or_at_the_backoff_end() -
     assert rules.recheck_in(NOW, NOW + timedelta(seconds=2)) == timedelta(seconds=2)
 
 
+def test_a_run_resumes_the_update_under_way() -> None:
+    assert rules.update_resumes(RolloutPhase.ROLLING) and rules.update_resumes(RolloutPhase.CANARY)
+    assert not rules.update_resumes(RolloutPhase.ROLLED_OUT)
+
+
 def test_when_a_run_continues_as_new() -> None:
+    assert rules.continue_floor(100) == 300 and rules.continue_floor(1000) == 1500
     assert not rules.continue_due(150, 200, True, 100)  # below the adopted tasks' floor
     assert rules.continue_due(250, 200, True, 10_000)
     assert rules.continue_due(250, 0, False, 200)
     assert not rules.continue_due(150, 0, False, 200)
-    ready = dict(due=True, launching=False, held_kills=False, always=True, past_hard_limit=False)
+    ready: dict[str, Any] = dict(
+        due=True, launching=False, held_kills=False, always=True, length=250, limit=200
+    )
     assert rules.ready_to_continue(**ready)
     assert not rules.ready_to_continue(**{**ready, "due": False})
     assert not rules.ready_to_continue(**{**ready, "launching": True})
-    assert rules.ready_to_continue(**{**ready, "launching": True, "past_hard_limit": True})
+    assert rules.ready_to_continue(**{**ready, "launching": True, "length": 401})
     assert rules.ready_to_continue(**{**ready, "held_kills": True})
     assert not rules.ready_to_continue(**{**ready, "held_kills": True, "always": False})
 

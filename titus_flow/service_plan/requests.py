@@ -25,6 +25,13 @@ CRASH_BACKOFF_INITIAL = timedelta(seconds=2)
 CRASH_BACKOFF_MAX = timedelta(minutes=5)
 # Without a health check, a task that ran this long was serving, not crash-looping.
 MIN_HEALTHY_RUN = timedelta(seconds=10)
+# A run continues as new past this many times its history limit even with
+# launches in flight (CONTINUE_ALWAYS_PATCH): it stops them, the next run
+# starts their replacements.
+HARD_HISTORY_FACTOR = 2
+# A run that adopted N tasks continues only past N + max(N / 2, this) history
+# events (CONTINUE_FLOOR_PATCH): its first N events are their supervise activities.
+CONTINUE_FLOOR_EVENTS = 200
 # The previous release reconciled at least this often, changes or not (about
 # 60 history events a minute for an idle service); its runs still do.
 RECHECK_EVERY = timedelta(seconds=5)
@@ -245,11 +252,25 @@ def launching(state: TaskState, placed: bool) -> bool:
     return not (state is TaskState.STARTED or (state is TaskState.ACCEPTED and not placed))
 
 
+def update_resumes(phase: RolloutPhase) -> bool:
+    """Whether a run starting with the rollout in ``phase`` has an update under way.
+
+    Its new tasks' health deadlines then run anew from the run's start (the
+    start of an update is not carried across continue-as-new).
+    """
+    return phase in (RolloutPhase.ROLLING, RolloutPhase.CANARY)
+
+
+def continue_floor(adopted: int) -> int:
+    """History events before which a run that adopted ``adopted`` tasks does not continue."""
+    return adopted + max(adopted // 2, CONTINUE_FLOOR_EVENTS)
+
+
 def continue_due(length: int, floor: int, suggested: bool, limit: int) -> bool:
     """Whether a history of ``length`` events is long enough to continue as new.
 
     ``floor``: a run that adopted many tasks does not continue before it
-    (its first events are their supervise activities).
+    (:func:`continue_floor`); ``limit``: the job's history limit.
     """
     if length <= floor:
         return False
@@ -257,17 +278,17 @@ def continue_due(length: int, floor: int, suggested: bool, limit: int) -> bool:
 
 
 def ready_to_continue(
-    *, due: bool, launching: bool, held_kills: bool, always: bool, past_hard_limit: bool
+    *, due: bool, launching: bool, held_kills: bool, always: bool, length: int, limit: int
 ) -> bool:
-    """Whether the run continues as new now.
+    """Whether the run continues as new now (``due``: :func:`continue_due`).
 
     ``always`` (``CONTINUE_ALWAYS_PATCH``): held kills travel with their tasks,
     and launches in flight are waited for (they land in seconds), but never
-    past the hard limit. The previous release waited for no held kill and no
-    launch in flight.
+    past :data:`HARD_HISTORY_FACTOR` times the history ``limit``. The previous
+    release waited for no held kill and no launch in flight.
     """
     if not due:
         return False
     if not always:
         return not launching and not held_kills
-    return not launching or past_hard_limit
+    return not launching or length > limit * HARD_HISTORY_FACTOR
