@@ -54,7 +54,6 @@ from titus_flow import (  # noqa: E402
     ServiceJob,
     stack,
 )
-from titus_flow.cli.flow_commands import start_dag, wait_dag  # noqa: E402
 from titus_flow.contracts import BatchJobInput  # noqa: E402
 from titus_flow.fleet.ec2 import ENDPOINT_ENV  # noqa: E402
 from titus_flow.fleet.userdata import agent_environment  # noqa: E402
@@ -191,10 +190,10 @@ async def dag(cluster: Cluster) -> dict[str, str]:
         _job("archive", "true", depends_on=["extract"]),
     ]
     ids = {
-        "dag-succeeded": await start_dag(client, succeeds, f"dag-ok-{cluster.control_queue}"),
-        "dag-node-failed": await start_dag(client, fails, f"dag-ko-{cluster.control_queue}"),
+        "dag-succeeded": await client.start_dag(succeeds, f"dag-ok-{cluster.control_queue}"),
+        "dag-node-failed": await client.start_dag(fails, f"dag-ko-{cluster.control_queue}"),
     }
-    ok, failed = [await asyncio.wait_for(wait_dag(client, i), 120) for i in ids.values()]
+    ok, failed = [await asyncio.wait_for(client.wait_dag(i), 120) for i in ids.values()]
     assert ok.succeeded, ok.message
     assert not failed.succeeded and "report" in failed.skipped, failed.message
     return ids

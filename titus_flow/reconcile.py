@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from titus_flow.client import _view_of
+from titus_flow.client.job_views import view_of
 from titus_flow.lifecycle import TaskState
 from titus_flow.runtime.base import ManagedContainer
 from titus_flow.views import JobView
@@ -66,12 +66,12 @@ async def _task_views(
     them not held by the job (a large view is bounded and may leave rows out).
     """
     try:
-        root = await _view_of(client, job_id)
+        root = await view_of(client, job_id)
         views: list[JobView] = [root]
         if root.partitions:
             wanted = sorted({i // PARTITION_SIZE for i in indexes})
             views = [
-                await _view_of(client, root.partitions[p])
+                await view_of(client, root.partitions[p])
                 for p in wanted
                 if p < len(root.partitions)
             ]

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, TemporalError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from titus_flow.cli import _register_commands, job_commands
+from titus_flow.cli import _register_commands, run_command
 from titus_flow.cli.app import cli, explain_temporal_error
 from titus_flow.client import JobNotFoundError, TitusClient
 from titus_flow.config import Settings
@@ -220,7 +220,7 @@ class FlakyServer:
 
 def run_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kills_work: bool) -> Result:
     _register_commands()
-    monkeypatch.setattr(job_commands, "TitusClient", FlakyServer)
+    monkeypatch.setattr(run_command, "TitusClient", FlakyServer)
     monkeypatch.setattr(FlakyServer, "kills_work", kills_work)
     jobs = [
         {"name": name, "container": {"image": "busybox", "command": "true"}}

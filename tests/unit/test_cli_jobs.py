@@ -18,7 +18,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from titus_flow import visibility
 from titus_flow.activities.agent_outcome import exit_message
-from titus_flow.cli import _register_commands, job_commands
+from titus_flow.cli import _register_commands, job_commands, run_command
 from titus_flow.cli.app import cli
 from titus_flow.client import TitusClient
 from titus_flow.config import Settings
@@ -69,8 +69,8 @@ class FakeClient:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeClient]:
     _register_commands()
-    monkeypatch.setattr(job_commands, "TitusClient", FakeClient)
-    monkeypatch.setattr(job_commands, "PROGRESS_POLL_SECONDS", 0.001, raising=False)
+    monkeypatch.setattr(run_command, "TitusClient", FakeClient)
+    monkeypatch.setattr(run_command, "PROGRESS_POLL_SECONDS", 0.001, raising=False)
     return FakeClient
 
 
@@ -162,7 +162,7 @@ def test_service_run_off_a_terminal_says_what_it_waits_for(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _register_commands()
-    monkeypatch.setattr(job_commands, "TitusClient", FakeServiceClient)
+    monkeypatch.setattr(run_command, "TitusClient", FakeServiceClient)
     waiting = service_view(JobState.ACCEPTED, "", False, LONG_REASON)
     FakeServiceClient.views = [
         waiting,

@@ -25,11 +25,16 @@ def _register_commands() -> None:
         capacity_commands,
         codec_commands,
         fleet_commands,
-        flow_commands,
         job_commands,
         process_commands,
+        replay_command,
+        run_command,
+        schedule_commands,
+        service_commands,
         spec_commands,
         stack_commands,
+        start_command,
+        task_commands,
     )
 
 
