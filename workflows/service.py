@@ -180,7 +180,7 @@ class ServiceJobWorkflow(ServiceHandlers):
             tasks=tuple(
                 LiveTask(
                     id=t.view.id,
-                    index=t.view.index,
+                    number=t.view.index,
                     revision=t.view.revision,
                     healthy=bool(t.view.healthy),
                     launched_at=t.view.attempts[0].launched_at if t.view.attempts else None,

@@ -75,7 +75,7 @@ def job(
 def task(index: int, revision: int = 1, healthy: bool = True, **fields: Any) -> LiveTask:
     """Live task ``t<index>``, placed a minute ago."""
     fields.setdefault("launched_at", NOW - timedelta(minutes=1))
-    return LiveTask(id=f"t{index}", index=index, revision=revision, healthy=healthy, **fields)
+    return LiveTask(id=f"t{index}", number=index, revision=revision, healthy=healthy, **fields)
 
 
 def update_to(old: ServiceJob, new: ServiceJob, *, canary: int | None = None) -> Rollout:
@@ -359,6 +359,16 @@ def test_crash_loop_backoff_holds_starts_and_sets_the_alarm() -> None:
     )
 
 
+def test_the_alarm_is_for_the_earliest_decision_of_the_clock() -> None:
+    rollout = update_to(job(2), job(2, image="web:2"))
+    placed = NOW - timedelta(seconds=299)  # its health deadline passes in a second
+    tasks = (task(0), task(1, revision=2, healthy=False, launched_at=placed))
+    crash = CrashLoop(3, NOW + timedelta(seconds=8), "task t9 Failed: exit 1")
+    plan = reconcile(snap(rollout, *tasks, crash=crash))
+    assert plan.wake == (placed + timedelta(minutes=5) + TICK, "update health deadline")
+    assert plan.starts == []  # the backoff holds the start, its end is later
+
+
 def test_crash_loop_without_a_reason_to_wait_shows_degraded() -> None:
     plan = reconcile(snap(job(1), crash=CrashLoop(1, NOW, "task t0 Failed: exit 1")))
     assert plan.starts == [StartTask(1)]
@@ -586,7 +596,7 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
     tasks = tuple(
         LiveTask(
             id=f"t{index}",
-            index=index,
+            number=index,
             revision=draw(st.sampled_from([1, 2] if updating else [1])),
             healthy=draw(st.booleans()),
             launched_at=NOW - timedelta(minutes=draw(st.integers(0, 8))),

@@ -183,7 +183,7 @@ class _Pass:
         if old:
             floor = desired - update.max_unavailable
             leaving = [t for t in old if t.id not in self.stopping]
-            leaving.sort(key=lambda t: (t.id in self.healthy, t.index))
+            leaving.sort(key=lambda t: (t.id in self.healthy, t.number))
             for victim in leaving[: max(0, len(leaving) - keep_old)]:
                 if victim.id in self.healthy and len(self.healthy) - 1 < floor:
                     self.waiting.append(f"update: {victim.id} stays until new tasks are healthy")
@@ -218,7 +218,7 @@ class _Pass:
 
         # 4. Remove surplus tasks on scale-down: unhealthy first, then newest.
         surplus = len(current) - desired if not old else 0
-        victims = sorted(current, key=lambda t: (t.id in self.healthy, -t.index))
+        victims = sorted(current, key=lambda t: (t.id in self.healthy, -t.number))
         for victim in victims[: max(surplus, 0)]:
             self.disrupt(victim, FinishReason.SCALED_DOWN, "scaled down")
 
