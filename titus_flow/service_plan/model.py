@@ -30,7 +30,7 @@ TICK = timedelta(milliseconds=1)
 
 
 def patch(applies: bool) -> PatchFlag:
-    """A flag already known (tests, and patches the workflow checked up front)."""
+    """A flag whose answer is known: for plans made outside a workflow (tests, tools)."""
     return lambda: applies
 
 
@@ -47,7 +47,9 @@ class Rollout:
         job: the current revision's spec.
         revision: the current revision.
         latest_revision: the highest revision ever started (revisions only go up).
-        previous: the spec an update rolls back to; None when none is under way.
+        previous: the spec a rollback returns to (the one before the latest
+            update, also once it rolled out); None before any update and after
+            a rollback.
         previous_revision: ``previous``'s revision.
         canary: a canary holds this many tasks on the new revision; None otherwise.
         phase: where the latest update is.
