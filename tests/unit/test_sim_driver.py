@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -107,14 +106,13 @@ async def test_thousands_of_attempts_run_on_timers_alone() -> None:
     driver = SimDriver()
     requests = [_request(task=f"job-1-{i}", TITUS_SIM_RUNTIME="0.3") for i in range(5000)]
     threads = threading.active_count()
-    started = time.perf_counter()
     for request in requests:
         await driver.launch(request)
     assert threading.active_count() == threads
     exits = await asyncio.gather(*(driver.wait(r.name, 30.0) for r in requests))
     assert {e.exit_code for e in exits if e is not None} == {0} and None not in exits
-    # All of them end together after their 0.3 s.
-    assert time.perf_counter() - started < 10
+    # No thread per attempt, and every one ended within the 30 s wait: how fast
+    # is for bench/scale.py, not an assertion on a shared machine.
     for request in requests:
         await driver.remove(request.name, None)
     assert await driver.list_managed() == []
