@@ -347,6 +347,8 @@ def test_dependency_on_a_service(tmp_path: Path) -> None:
         ({"a": ["b"], "b": ["c"], "c": ["a"]}, ["a -> b -> c -> a"]),
         ({"x": [], "a": ["x", "b"], "b": ["c"], "c": ["b"]}, ["b -> c -> b"]),
         ({"a": ["b"], "b": ["a"], "c": ["d"], "d": ["c"]}, ["a -> b -> a", "c -> d -> c"]),
+        # Cycles sharing a job are each reported (graphlib finds one at a time).
+        ({"a": ["b", "c"], "b": ["a"], "c": ["a"]}, ["a -> b -> a", "a -> c -> a"]),
     ],
 )
 def test_dependency_cycles(tmp_path: Path, deps: dict[str, list[str]], cycles: list[str]) -> None:
