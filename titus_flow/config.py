@@ -1,9 +1,13 @@
 """Settings: where the state lives and how to reach Temporal.
 
 Precedence, highest first: explicit overrides (CLI flags), ``TITUS_FLOW_*``
-environment variables, Temporal's own ``TEMPORAL_*`` variables, the config
-file (``$TITUS_FLOW_CONFIG`` or ``$TITUS_FLOW_HOME/config.yaml``), defaults.
-The default points at the embedded dev server that ``titus-flow up`` starts.
+environment variables, the config file (``$TITUS_FLOW_CONFIG`` or
+``$TITUS_FLOW_HOME/config.yaml``), then Temporal's own client configuration
+exactly as the Temporal CLI resolves it (:mod:`temporalio.envconfig`: the
+``temporal.toml`` profile chosen by ``TEMPORAL_CONFIG_FILE``/``TEMPORAL_PROFILE``,
+overridden by ``TEMPORAL_ADDRESS``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS*`` ...),
+then defaults. The default points at the embedded dev server that ``titus-flow up``
+starts. :mod:`titus_flow.connect_options` turns the result into ``Client.connect`` options.
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from temporalio.envconfig import ClientConfigProfile
 
 from titus_flow.errors import UserError
 
@@ -30,7 +43,8 @@ class Settings(BaseModel):
     address: str = DEFAULT_ADDRESS
     namespace: str = "default"
     api_key: str | None = None
-    tls: bool = False
+    tls: bool | None = None
+    """TLS on or off; unset: as Temporal's profile says, else on exactly when an API key is used."""
     tls_cert_path: Path | None = None
     tls_key_path: Path | None = None
     tls_ca_path: Path | None = None
@@ -73,6 +87,18 @@ class Settings(BaseModel):
     codec_port: int = Field(default=8234, ge=1, le=65535)
     """Port of the codec server ``titus-flow up`` runs for the Web UI (with a key ring)."""
 
+    _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
+
+    @property
+    def temporal_profile(self) -> ClientConfigProfile:
+        """Temporal's own client configuration (``temporal.toml`` profile and ``TEMPORAL_*``).
+
+        Its address and namespace are already folded into :attr:`address` and
+        :attr:`namespace`; :mod:`titus_flow.auth` falls back on its API key and TLS,
+        :mod:`titus_flow.connect_options` passes its gRPC metadata on.
+        """
+        return self._temporal
+
     @field_validator("allowed_images", mode="before")
     @classmethod
     def _list_from_text(cls, value: Any) -> Any:
@@ -112,15 +138,9 @@ class Settings(BaseModel):
         return f"http://127.0.0.1:{self.ui_port}"
 
 
-# Environment variable -> setting; TITUS_FLOW_* wins over TEMPORAL_* (listed later).
+# Environment variable -> setting. Temporal's TEMPORAL_* variables are not here:
+# temporalio.envconfig reads them (see _temporal_profile).
 _ENV = [
-    ("TEMPORAL_ADDRESS", "address"),
-    ("TEMPORAL_NAMESPACE", "namespace"),
-    ("TEMPORAL_API_KEY", "api_key"),
-    ("TEMPORAL_TLS", "tls"),
-    ("TEMPORAL_TLS_CLIENT_CERT_PATH", "tls_cert_path"),
-    ("TEMPORAL_TLS_CLIENT_KEY_PATH", "tls_key_path"),
-    ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "tls_ca_path"),
     ("TITUS_FLOW_HOME", "home"),
     ("TITUS_FLOW_ADDRESS", "address"),
     ("TITUS_FLOW_NAMESPACE", "namespace"),
@@ -157,6 +177,20 @@ def _config_file(env: dict[str, str]) -> Path:
     return home / "config.yaml"
 
 
+def _temporal_profile(env: dict[str, str]) -> ClientConfigProfile:
+    """Temporal's client configuration, resolved by the SDK as the Temporal CLI does it.
+
+    ``TEMPORAL_CONFIG_FILE`` (default ``~/.config/temporalio/temporal.toml``) and
+    ``TEMPORAL_PROFILE`` (default ``default``) choose the profile; ``TEMPORAL_*``
+    variables override its fields.
+    """
+    try:
+        return ClientConfigProfile.load(override_env_vars=env)
+    except RuntimeError as err:  # the SDK's ConfigError: bad TOML, unknown profile
+        where = env.get("TEMPORAL_CONFIG_FILE", "temporal.toml")
+        raise UserError(f"Temporal client config ({where}, TEMPORAL_* environment): {err}") from err
+
+
 def load_settings(
     overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
@@ -165,7 +199,13 @@ def load_settings(
     Raises :class:`UserError` naming the setting when a value is invalid.
     """
     env = dict(os.environ if environ is None else environ)
-    values: dict[str, Any] = {}
+    temporal = _temporal_profile(env)
+    # Lowest layer: Temporal's address and namespace, so every use of Settings sees them.
+    values: dict[str, Any] = {
+        key: value
+        for key, value in (("address", temporal.address), ("namespace", temporal.namespace))
+        if value
+    }
     path = _config_file(env)
     if path.exists():
         try:
@@ -182,11 +222,13 @@ def load_settings(
     if "home" in values:
         values["home"] = Path(values["home"]).expanduser()
     try:
-        return Settings(**values)
+        settings = Settings(**values)
     except ValidationError as err:
         lines = [
             f"setting {'.'.join(map(str, e['loc']))}: {e['msg']} (from {path}, the"
-            " TITUS_FLOW_*/TEMPORAL_* environment or a flag)"
+            " TITUS_FLOW_* environment, a flag or Temporal's profile/TEMPORAL_* environment)"
             for e in err.errors()
         ]
         raise UserError(lines) from err
+    settings._temporal = temporal
+    return settings

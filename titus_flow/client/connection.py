@@ -8,9 +8,9 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from titus_flow.auth import api_key, tls_config
 from titus_flow.codec import codec_for
 from titus_flow.config import Settings
+from titus_flow.connect_options import connect_options
 from titus_flow.converter import client_data_converter
 from titus_flow.errors import TLS_HANDSHAKE, ServerUnreachableError, connection_reason
 
@@ -24,13 +24,10 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     Gives up after CONNECT_TIMEOUT_SECONDS with :class:`ServerUnreachableError`.
     ``runtime``: the Temporal runtime to use (default: the process's default one).
     """
-    key = api_key(settings)
-    tls = tls_config(settings, key)
+    options = connect_options(settings)
     connecting = Client.connect(
         settings.address,
-        namespace=settings.namespace,
-        api_key=key,
-        tls=tls,
+        **options,
         data_converter=client_data_converter(codec_for(settings)),
         connect_timeout=timedelta(seconds=CONNECT_TIMEOUT_SECONDS),
         runtime=runtime,
@@ -40,7 +37,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_SECONDS)
     except (RuntimeError, TimeoutError) as err:
         reason = connection_reason(str(err) or "timeout expired")
-        if tls is not False and reason == "connection lost":
+        if options["tls"] is not False and reason == "connection lost":
             # In TLS 1.3 a server that refuses the client's certificate (or its lack) does so
             # after the client has finished its side of the handshake, and hangs up.
             reason = f"connection closed right after the {TLS_HANDSHAKE}"
