@@ -6,6 +6,12 @@
 #   scripts/test.sh tests/integration     the integration tests alone
 #   scripts/test.sh tests/unit/test_cli.py -k help   one file, some tests
 #
+# Coverage of the pure modules (scheduler, retry delays, ledger rules, ...: the
+# [tool.coverage.run] list in pyproject.toml) by the unit tests alone is measured
+# in the same run when it holds every unit test (no arguments, or tests/unit),
+# reported after the tests, and fails the run when a module is under 95%
+# (scripts/pure_coverage.py). COVERAGE=0 skips it.
+#
 # Extra arguments go to pytest. Tests run in parallel (pytest-xdist, WORKERS=N to
 # change, WORKERS=0 for one process): integration tests mostly wait on servers
 # and containers, so several run at once even on 2 cores. pytest runs under
@@ -35,14 +41,27 @@ trap 'rm -f "$lint_log"' EXIT
 ) >"$lint_log" 2>&1 &
 lint_pid=$!
 
+# tests/conftest.py pauses coverage outside tests/unit: only unit tests count.
+coverage_args=()
+if [ "${COVERAGE:-1}" != 0 ] && { [ $# = 0 ] || [ "$*" = tests/unit ] || [ "$*" = tests/unit/ ]; }; then
+    rm -f .coverage .coverage.*
+    coverage_args=(--cov --cov-report=)
+fi
+
 status=0
 .venv/bin/python scripts/reaper.py -- \
-    .venv/bin/pytest -n "${WORKERS:-6}" --dist load --maxschedchunk 2 --durations=15 --durations-min=1 "$@" || status=$?
+    .venv/bin/pytest -n "${WORKERS:-6}" --dist load --maxschedchunk 2 --durations=15 --durations-min=1 \
+    ${coverage_args[@]+"${coverage_args[@]}"} "$@" || status=$?
 case $status in
     0) ;;
     5) say "pytest collected no tests (exit 5): that is a failure, not a pass" ;;
     *) say "pytest failed (exit $status)" ;;
 esac
+
+if [ ${#coverage_args[@]} != 0 ] && ! .venv/bin/python scripts/pure_coverage.py; then
+    say "coverage of the pure modules by the unit tests is under 95% (above)"
+    [ "$status" != 0 ] || status=1
+fi
 
 lint=0
 wait "$lint_pid" || lint=1

@@ -43,6 +43,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(int(session.exitstatus))
 
 
+# --- coverage of the pure modules: unit tests alone -------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Pause coverage (``scripts/test.sh`` measures the pure modules) outside tests/unit.
+
+    Setup and teardown included, so only unit tests count; the rest also runs faster.
+    Tests marked ``no_cover`` (pytest-cov pauses their call itself) are left to it.
+    """
+    measuring = sys.modules.get("coverage")  # imported only when a run measures
+    cov = measuring.Coverage.current() if measuring is not None else None
+    unit = Path(__file__).parent / "unit" in item.path.parents
+    if cov is None or unit or item.get_closest_marker("no_cover"):
+        return (yield)
+    cov.stop()
+    try:
+        return (yield)
+    finally:
+        cov.start()
+
+
 # --- markers ----------------------------------------------------------------------------
 
 
