@@ -34,6 +34,7 @@ from titus_flow.activities.agent_files import (
 )
 from titus_flow.activities.agent_health import HealthWatch
 from titus_flow.activities.agent_outcome import exit_message, finish_reason
+from titus_flow.activities.interfaces import AgentActivityInterface, implements
 from titus_flow.client import job_id_of_task
 from titus_flow.contracts import (
     LOGS_MAX_WAIT_SECONDS,
@@ -85,7 +86,7 @@ async def _through_outages(call: Callable[[], Awaitable[None]], what: str) -> No
         await asyncio.sleep(ENGINE_RETRY_SECONDS)
 
 
-class AgentActivities:
+class AgentActivities(AgentActivityInterface):
     """The activities of one agent, bound to its driver and log directory."""
 
     def __init__(
@@ -128,7 +129,7 @@ class AgentActivities:
     def _exit_path(self, task_id: str, attempt: int) -> Path:
         return self._task_dir(task_id) / f"attempt-{attempt}.exit.json"
 
-    @activity.defn(name="launch")
+    @implements(AgentActivityInterface.launch)
     async def launch(self, request: LaunchInput) -> LaunchResult:
         """Start the attempt's container (adopting one a previous try made).
 
@@ -213,7 +214,7 @@ class AgentActivities:
         activity.logger.info("launch of %s cancelled: removing what it started", name)
         await self.stop_and_remove(name, request.task_id, request.attempt, "killed during launch")
 
-    @activity.defn(name="supervise")
+    @implements(AgentActivityInterface.supervise)
     async def supervise(self, request: SuperviseInput) -> AttemptExit:
         """Heartbeat until the container exits, overruns its limit or turns unhealthy."""
         name = attempt_name(request.task_id, request.attempt)
@@ -303,7 +304,7 @@ class AgentActivities:
         await self.driver.remove(name, log_path)
         return result
 
-    @activity.defn(name="stop")
+    @implements(AgentActivityInterface.stop)
     async def stop(self, request: StopInput) -> None:
         """Stop and remove the attempt's container, keeping its output; a no-op once gone."""
         name = attempt_name(request.task_id, request.attempt)
@@ -316,7 +317,7 @@ class AgentActivities:
             self.stop_and_remove(name, request.task_id, request.attempt, request.message)
         )
 
-    @activity.defn(name="read_logs")
+    @implements(AgentActivityInterface.read_logs)
     async def read_logs(self, request: LogsInput) -> LogsChunk:
         """Read an attempt's output from ``offset``: live while it runs, the kept log after.
 

@@ -10,6 +10,7 @@ from temporalio.service import RPCError
 from titus_flow.contracts import SuperviseInput, TaskHealth
 from titus_flow.runtime.base import Driver
 from titus_flow.runtime.health import Health, HealthChange, HealthMonitor
+from titus_flow.workflows.service import ServiceJobWorkflow
 
 
 class HealthWatch:
@@ -46,7 +47,7 @@ class HealthWatch:
         handle = self._client.get_workflow_handle(self._request.workflow_id)
         try:
             await handle.signal(
-                "task_health",
+                ServiceJobWorkflow.task_health,
                 TaskHealth(
                     task_id=self._request.task_id,
                     attempt=self._request.attempt,

@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.exceptions import ApplicationError
 
-from titus_flow.contracts import AgentView
+from titus_flow.activities.interfaces import FleetActivityInterface, implements
 from titus_flow.fleet import ec2
 from titus_flow.fleet.messages import (
     ClusterDemand,
@@ -29,14 +29,13 @@ from titus_flow.fleet.messages import (
     TerminateInput,
 )
 from titus_flow.fleet.spec import FleetSpec
+from titus_flow.refs import query_name
+from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 T = TypeVar("T")
-
-DEMAND_QUERY = "demand"
-"""Scheduler query answering :class:`ClusterDemand` (pending requests and agents)."""
 
 
 def _as_temporal(err: ec2.Ec2Error) -> ApplicationError:
@@ -45,7 +44,7 @@ def _as_temporal(err: ec2.Ec2Error) -> ApplicationError:
     )
 
 
-class FleetActivities:
+class FleetActivities(FleetActivityInterface):
     """EC2 calls (boto3, in a thread) and the scheduler query the fleet needs.
 
     ``make_client`` is swappable so tests can wrap the client (e.g. to inject
@@ -67,22 +66,22 @@ class FleetActivities:
         except ec2.Ec2Error as err:
             raise _as_temporal(err) from err
 
-    @activity.defn(name="fleet_launch")
+    @implements(FleetActivityInterface.launch)
     async def launch(self, request: LaunchInput) -> LaunchOutput:
         """Launch instances (idempotent per launch number; falls back on capacity errors)."""
         return await self._ec2(request.spec, lambda c: ec2.launch(c, request))
 
-    @activity.defn(name="fleet_describe")
+    @implements(FleetActivityInterface.describe)
     async def describe(self, ref: FleetRef) -> list[Instance]:
         """Every instance tagged with the fleet's name."""
         return await self._ec2(ref.spec, lambda c: ec2.describe(c, ref.spec.name))
 
-    @activity.defn(name="fleet_terminate")
+    @implements(FleetActivityInterface.terminate)
     async def terminate(self, request: TerminateInput) -> list[str]:
         """Terminate instances (unknown ids count as terminated)."""
         return await self._ec2(request.spec, lambda c: ec2.terminate(c, request.instance_ids))
 
-    @activity.defn(name="fleet_observe")
+    @implements(FleetActivityInterface.observe)
     async def observe(self, scheduler_id: str) -> ClusterDemand:
         """The scheduler's pending demand and every agent (fleet runs of earlier releases).
 
@@ -91,7 +90,7 @@ class FleetActivities:
         """
         return await self._demand(scheduler_id, None)
 
-    @activity.defn(name="fleet_observe_own")
+    @implements(FleetActivityInterface.observe_own)
     async def observe_own(self, request: ObserveInput) -> ClusterDemand:
         """The scheduler's pending demand, and the agents of ``request.agent_ids`` only."""
         return await self._demand(request.scheduler_id, request.agent_ids)
@@ -101,15 +100,14 @@ class FleetActivities:
         # No argument: every agent, as schedulers of every release answer.
         args = [] if agent_ids is None else [DemandQuery(agent_ids=agent_ids)]
         try:
-            demand: ClusterDemand = await handle.query(
-                DEMAND_QUERY, args=args, result_type=ClusterDemand
-            )
-            return demand
+            return await handle.query(SchedulerWorkflow.demand, args=args)
         except WorkflowQueryFailedError as err:
             if "known queries" not in str(err):
                 raise
-            activity.logger.warning("scheduler has no %r query: demand unknown", DEMAND_QUERY)
-        agents: list[AgentView] = await handle.query("agents", result_type=list[AgentView])
+            activity.logger.warning(
+                "scheduler has no %r query: demand unknown", query_name(SchedulerWorkflow.demand)
+            )
+        agents = await handle.query(SchedulerWorkflow.agents)
         return ClusterDemand(agents=agents)
 
     def all(self) -> list[Callable[..., object]]:

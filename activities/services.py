@@ -8,6 +8,7 @@ from collections.abc import Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from titus_flow.activities.interfaces import ServiceActivityInterface, implements
 from titus_flow.client import TitusClient
 from titus_flow.contracts import ServiceRolloutInput, ServiceWaitInput
 from titus_flow.errors import UserError
@@ -16,7 +17,7 @@ from titus_flow.views import JobView
 HEARTBEAT_EVERY = 5.0
 
 
-class ServiceActivities:
+class ServiceActivities(ServiceActivityInterface):
     """Service job updates and waits, for :mod:`titus_flow.flow.services`.
 
     A workflow cannot send an update to another workflow or query it, so these
@@ -26,7 +27,7 @@ class ServiceActivities:
     def __init__(self, titus: TitusClient) -> None:
         self.titus = titus
 
-    @activity.defn(name="service_rollout")
+    @implements(ServiceActivityInterface.rollout)
     async def rollout(self, request: ServiceRolloutInput) -> int:
         """Start an update or canary, promote or roll back; the revision it leaves current."""
         titus, job_id = self.titus, request.job_id
@@ -42,7 +43,7 @@ class ServiceActivities:
         except UserError as err:  # rejected by the job's validator: retrying will not help
             raise ApplicationError(str(err), type="InvalidRequest", non_retryable=True) from err
 
-    @activity.defn(name="service_wait")
+    @implements(ServiceActivityInterface.wait)
     async def wait(self, request: ServiceWaitInput) -> JobView:
         """Wait as ``request.until`` says; the job's view at that point (or at the timeout)."""
         titus, job_id = self.titus, request.job_id

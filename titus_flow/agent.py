@@ -39,7 +39,7 @@ from titus_flow.spec import Resources
 from titus_flow.spec.constraints import HOST_NETWORK_ATTRIBUTE
 from titus_flow.spot import watch_for_interruption
 from titus_flow.workflows.common import scheduler_workflow_id
-from titus_flow.workflows.scheduler import AGENT_HEARTBEAT
+from titus_flow.workflows.scheduler import AGENT_HEARTBEAT, SchedulerWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -282,10 +282,12 @@ async def _spot_watch(
         return
 
     async def drain_self(notice: str) -> None:
-        scheduler = client.get_workflow_handle(scheduler_workflow_id(settings.control_task_queue))
+        scheduler = client.get_workflow_handle_for(
+            SchedulerWorkflow.run, scheduler_workflow_id(settings.control_task_queue)
+        )
         while not stop.is_set():
             try:
-                await scheduler.signal("drain_agent", config.agent_id)
+                await scheduler.signal(SchedulerWorkflow.drain_agent, config.agent_id)
             except RPCError as err:  # the two minutes matter: keep trying
                 log.warning("could not drain after a spot notice: %s", err.message)
                 await asyncio.sleep(2.0)

@@ -16,6 +16,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    # The activities' declarations, not AgentActivities: that module imports
+    # titus_flow.client, which imports this one (see the interfaces' docstring).
+    from titus_flow.activities.interfaces import AgentActivityInterface
     from titus_flow.contracts import (
         AttemptExit,
         LaunchInput,
@@ -103,10 +106,9 @@ async def launch(request: LaunchInput, task_queue: str) -> LaunchResult | Outcom
     """
     cleans_up = workflow.patched(LAUNCH_HEARTBEATS_PATCH)
     try:
-        result: LaunchResult = await workflow.execute_activity(
-            "launch",
+        result = await workflow.execute_activity_method(
+            AgentActivityInterface.launch,
             request,
-            result_type=LaunchResult,
             task_queue=task_queue,
             start_to_close_timeout=timedelta(minutes=5),
             schedule_to_start_timeout=AGENT_LOST_AFTER,
@@ -129,10 +131,9 @@ async def supervise(
 ) -> Outcome:
     """Watch the running attempt until it ends; cancelling this stops the container."""
     try:
-        exit_: AttemptExit = await workflow.execute_activity(
-            "supervise",
+        exit_ = await workflow.execute_activity_method(
+            AgentActivityInterface.supervise,
             request,
-            result_type=AttemptExit,
             task_queue=task_queue,
             start_to_close_timeout=(limit or NO_LIMIT) + KILL_GRACE,
             schedule_to_start_timeout=AGENT_LOST_AFTER,
@@ -184,8 +185,8 @@ async def stop_attempt(request: StopInput, task_queue: str) -> None:
     them as orphans when it comes back (its start-up reconcile). A second kill
     meanwhile does not cancel it: the capacity is released only after it.
     """
-    stopping = workflow.start_activity(
-        "stop",
+    stopping = workflow.start_activity_method(
+        AgentActivityInterface.stop,
         request,
         task_queue=task_queue,
         start_to_close_timeout=KILL_GRACE + timedelta(minutes=5),

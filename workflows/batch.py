@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from titus_flow.workflows.attempts import Outcome, launch, supervise
     from titus_flow.workflows.common import SchedulerMailbox
+    from titus_flow.workflows.requester import PlacementRequester
 
 # Tasks per workflow history: ~10 events a task keeps a partition far below the
 # 10,240-event warning; a 10,000-task job is 20 partitions.
@@ -82,7 +83,7 @@ class _AttemptFailed(Exception):
 
 
 @workflow.defn(name="BatchJob", sandboxed=False)
-class BatchJobWorkflow:
+class BatchJobWorkflow(PlacementRequester):
     """Runs every task of a :class:`~titus_flow.spec.BatchJob` to a finish."""
 
     @workflow.init
@@ -232,9 +233,8 @@ class BatchJobWorkflow:
 
     # --- signals, updates and queries ------------------------------------
 
-    @workflow.signal(name="placement_update")
-    def placement_update(self, update: PlacementUpdate) -> None:
-        """The scheduler's answer to this job's capacity requests."""
+    def on_placement_update(self, update: PlacementUpdate) -> None:
+        """The scheduler's answer to this job's capacity requests (``placement_update``)."""
         assert self._mailbox is not None
         self._mailbox.on_update(update)
 

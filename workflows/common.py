@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -21,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseRequest,
         Unplaced,
     )
+    from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 
 def scheduler_workflow_id(control_task_queue: str) -> str:
@@ -165,8 +165,8 @@ class SchedulerMailbox:
 
     async def run(self) -> None:
         """Flush queued requests and releases as signals until closed."""
-        scheduler = workflow.get_external_workflow_handle(
-            scheduler_workflow_id(workflow.info().task_queue)
+        scheduler = workflow.get_external_workflow_handle_for(
+            SchedulerWorkflow.run, scheduler_workflow_id(workflow.info().task_queue)
         )
         if not self._in_order:
             await self._run_unordered(scheduler)
@@ -194,19 +194,20 @@ class SchedulerMailbox:
             self._sending = True
             if releases:
                 await scheduler.signal(
-                    "release", ReleaseRequest(requester=self._requester, keys=releases)
+                    SchedulerWorkflow.release,
+                    ReleaseRequest(requester=self._requester, keys=releases),
                 )
             if requests:
                 # Grouped: one spec and compact keys for a job's identical tasks.
                 await scheduler.signal(
-                    "request_placement",
+                    SchedulerWorkflow.request_placement,
                     PlacementRequest(requester=self._requester, groups=ItemGroup.of(requests)),
                 )
             self._sending = False
             if self._placed and not (releases or requests):
                 await workflow.sleep(_NEXT_WORKFLOW_TASK)
 
-    async def _run_unordered(self, scheduler: ExternalWorkflowHandle[Any]) -> None:
+    async def _run_unordered(self, scheduler: ExternalWorkflowHandle[SchedulerWorkflow]) -> None:
         """The mailbox of runs started before :data:`MAILBOX_PATCH`, kept for their replay."""
         while True:
             await workflow.wait_condition(
@@ -217,11 +218,12 @@ class SchedulerMailbox:
             if self._releases:
                 releases, self._releases = self._releases, []
                 await scheduler.signal(
-                    "release", ReleaseRequest(requester=self._requester, keys=releases)
+                    SchedulerWorkflow.release,
+                    ReleaseRequest(requester=self._requester, keys=releases),
                 )
             if self._requests:
                 requests, self._requests = list(self._requests.values()), {}
                 await scheduler.signal(
-                    "request_placement",
+                    SchedulerWorkflow.request_placement,
                     PlacementRequest(requester=self._requester, items=requests),
                 )

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import Field
 from temporalio import workflow
@@ -26,6 +28,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    # The activities' declarations: FleetActivities imports boto3.
+    from titus_flow.activities.interfaces import FleetActivityInterface
     from titus_flow.contracts import AgentView, Message
     from titus_flow.fleet.messages import (
         ClusterDemand,
@@ -34,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
         Instance,
         LaunchInput,
         LaunchOption,
-        LaunchOutput,
         ObserveInput,
         TerminateInput,
     )
@@ -45,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.scheduler.from_spec import resources_from_spec
     from titus_flow.scheduler.model import PlacementRules
     from titus_flow.workflows.common import scheduler_workflow_id
+    from titus_flow.workflows.scheduler import SchedulerWorkflow
+
+A = TypeVar("A")
 
 EC2_TIMEOUT = timedelta(minutes=2)
 EC2_RETRY = RetryPolicy(
@@ -259,17 +265,15 @@ class FleetWorkflow:
             seen = await self._describe()
             # The agents of instances tracked or just seen: nothing _reconcile keeps is missing.
             own = sorted({*self._state.instances, *(i.instance_id for i in seen)})
-            demand = await workflow.execute_activity(
-                "fleet_observe_own",
+            demand = await workflow.execute_activity_method(
+                FleetActivityInterface.observe_own,
                 ObserveInput(scheduler_id=scheduler_id, agent_ids=own),
-                result_type=ClusterDemand,
                 start_to_close_timeout=timedelta(seconds=30),
             )
         else:
-            demand = await workflow.execute_activity(
-                "fleet_observe",
+            demand = await workflow.execute_activity_method(
+                FleetActivityInterface.observe,
                 scheduler_id,
-                result_type=ClusterDemand,
                 start_to_close_timeout=timedelta(seconds=30),
             )
             seen = await self._describe()
@@ -284,14 +288,12 @@ class FleetWorkflow:
         await self._announce(demand.fleets)
 
     async def _describe(self) -> list[Instance]:
-        seen: list[Instance] = await workflow.execute_activity(
-            "fleet_describe",
+        return await workflow.execute_activity_method(
+            FleetActivityInterface.describe,
             FleetRef(spec=self._spec),
-            result_type=list[Instance],
             start_to_close_timeout=EC2_TIMEOUT,
             retry_policy=EC2_RETRY,
         )
-        return seen
 
     def _reconcile(self, seen: list[Instance], agents: list[AgentView]) -> None:
         state, now = self._state, workflow.now()
@@ -370,7 +372,7 @@ class FleetWorkflow:
         tracked = self._state.instances[iid]
         tracked.leaving, tracked.leaving_since = how, workflow.now()
         if how == "drain" and self._input is not None and self._input.scheduler_signals:
-            await self._scheduler_signal("drain_agent", iid)
+            await self._scheduler_signal(SchedulerWorkflow.drain_agent, iid)
         if how == "terminate":
             await self._terminate([iid])
 
@@ -393,10 +395,9 @@ class FleetWorkflow:
 
     async def _terminate(self, ids: list[str]) -> None:
         try:
-            await workflow.execute_activity(
-                "fleet_terminate",
+            await workflow.execute_activity_method(
+                FleetActivityInterface.terminate,
                 TerminateInput(spec=self._spec, instance_ids=ids),
-                result_type=list[str],
                 start_to_close_timeout=EC2_TIMEOUT,
                 retry_policy=EC2_RETRY,
             )
@@ -408,7 +409,7 @@ class FleetWorkflow:
         self._event(f"terminated {', '.join(ids)}")
         if self._input is not None and self._input.scheduler_signals:
             for iid in ids:
-                await self._scheduler_signal("remove_agent", iid)
+                await self._scheduler_signal(SchedulerWorkflow.remove_agent, iid)
 
     async def _announce(self, known: list[FleetCapacity] | None) -> None:
         """Tell the scheduler what this fleet can still launch, when that changed.
@@ -422,19 +423,23 @@ class FleetWorkflow:
         told = next((f for f in known if f.fleet == spec.name), None)
         if self._state.deleting:  # launches nothing more: its shapes hold no task
             if told is not None:
-                await self._scheduler_signal("fleet_capacity", fleet_gone(spec.name, workflow_id))
+                await self._scheduler_signal(
+                    SchedulerWorkflow.fleet_capacity, fleet_gone(spec.name, workflow_id)
+                )
             return
         now = workflow.now()
         live = sum(not m.leaving and not is_dead(m, spec, now) for m in self._members())
         capacity = fleet_capacity(spec, workflow_id, at_max=live >= spec.max)
         if capacity != told:
-            await self._scheduler_signal("fleet_capacity", capacity)
+            await self._scheduler_signal(SchedulerWorkflow.fleet_capacity, capacity)
 
-    async def _scheduler_signal(self, name: str, arg: object) -> None:
-        handle = workflow.get_external_workflow_handle(
-            scheduler_workflow_id(workflow.info().task_queue)
+    async def _scheduler_signal(
+        self, signal: Callable[[SchedulerWorkflow, A], None], arg: A
+    ) -> None:
+        handle = workflow.get_external_workflow_handle_for(
+            SchedulerWorkflow.run, scheduler_workflow_id(workflow.info().task_queue)
         )
-        await handle.signal(name, arg)
+        await handle.signal(signal, arg)
 
     async def _launch(self, launch: Launch) -> None:
         state = self._state
@@ -451,10 +456,9 @@ class FleetWorkflow:
             user_data=user_data(self._spec),
         )
         try:
-            out = await workflow.execute_activity(
-                "fleet_launch",
+            out = await workflow.execute_activity_method(
+                FleetActivityInterface.launch,
                 request,
-                result_type=LaunchOutput,
                 start_to_close_timeout=EC2_TIMEOUT,
                 retry_policy=EC2_RETRY,
             )

@@ -12,6 +12,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from titus_flow.activities.interfaces import AgentActivityInterface
     from titus_flow.contracts import LogsChunk, LogsInput, Message
 
 
@@ -29,13 +30,11 @@ class FetchLogsWorkflow:
     @workflow.run
     async def run(self, request: FetchLogsInput) -> LogsChunk:
         """Return the chunk, or fail fast if the agent does not answer."""
-        chunk: LogsChunk = await workflow.execute_activity(
-            "read_logs",
+        return await workflow.execute_activity_method(
+            AgentActivityInterface.read_logs,
             request.request,
-            result_type=LogsChunk,
             task_queue=request.task_queue,
             schedule_to_start_timeout=timedelta(seconds=10),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
-        return chunk

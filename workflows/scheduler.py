@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from titus_flow.activities.control import ControlActivities
     from titus_flow.contracts import (
         AgentInfo,
         AgentView,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.ledger import CarriedLedger, Ledger, LedgerState
     from titus_flow.scheduler.queries import AgentQuery, AgentTasks, AgentTasksQuery
     from titus_flow.spec.capacity_group import DEFAULT_GROUP
+    from titus_flow.workflows.requester import PlacementRequester
 
 LEDGER_PATCH = "ledger-answers-requests-for-held-keys"
 """``workflow.patched`` id of the ledger answering a request for a key its requester
@@ -193,7 +195,9 @@ class SchedulerWorkflow:
         requesters = list(updates)
         results = await asyncio.gather(
             *(
-                workflow.get_external_workflow_handle(r).signal("placement_update", updates[r])
+                workflow.get_external_workflow_handle(r).signal(
+                    PlacementRequester.placement_update, updates[r]
+                )
                 for r in requesters
             ),
             return_exceptions=True,
@@ -238,10 +242,9 @@ class SchedulerWorkflow:
         answered = True
         for page in self._pages(queues):
             try:
-                polled: dict[str, float] = await workflow.execute_activity(
-                    "agent_pollers",
+                polled = await workflow.execute_activity_method(
+                    ControlActivities.agent_pollers,
                     page,
-                    result_type=dict[str, float],
                     schedule_to_close_timeout=LIVENESS_EVERY,
                     retry_policy=RetryPolicy(maximum_attempts=2),
                     summary="which agents still poll their task queues",
@@ -263,10 +266,9 @@ class SchedulerWorkflow:
         """Free capacity of jobs that ended without releasing it (e.g. terminated)."""
         for page in self._pages(self._ledger.requesters()):
             try:
-                closed: list[str] = await workflow.execute_activity(
-                    "closed_workflows",
+                closed = await workflow.execute_activity_method(
+                    ControlActivities.closed_workflows,
                     page,
-                    result_type=list[str],
                     schedule_to_close_timeout=GC_EVERY,
                     summary="find jobs that ended holding capacity",
                 )

@@ -23,6 +23,7 @@ from titus_flow.errors import ClusterError, UserError
 from titus_flow.fleet import FleetSpec, load_fleet
 from titus_flow.fleet.secrets import SecretFetchError, fetch_secret, write_private
 from titus_flow.fleet.userdata import user_data
+from titus_flow.refs import update_name
 from titus_flow.workflows.fleet import (
     Bounds,
     FleetInput,
@@ -89,11 +90,10 @@ def apply(ctx: Context, file: Path, scheduler_drain: bool, output: str) -> None:
         handle = _handle(client, settings, spec.name)
         if await _running(handle):
             try:
-                status: FleetStatus = await handle.execute_update(
-                    "apply",
+                status = await handle.execute_update(
+                    FleetWorkflow.apply,
                     spec,
-                    id=update_id(handle.id, "apply", [spec]),
-                    result_type=FleetStatus,
+                    id=update_id(handle.id, update_name(FleetWorkflow.apply), [spec]),
                 )
             except WorkflowUpdateFailedError as err:
                 raise UserError(f"fleet {spec.name}: {err.cause or err}") from err
@@ -140,8 +140,7 @@ def status(ctx: Context, name: str, output: str) -> None:
 
     async def go() -> FleetStatus:
         handle = await _running_handle(ctx.settings, name)
-        result: FleetStatus = await handle.query("status", result_type=FleetStatus)
-        return result
+        return await handle.query(FleetWorkflow.status)
 
     result = run_async(go())
     if output == "json":
@@ -165,11 +164,10 @@ def scale(ctx: Context, name: str, min_: int, max_: int, output: str) -> None:
         handle = await _running_handle(ctx.settings, name)
         try:
             bounds = Bounds(min=min_, max=max_)
-            result: FleetStatus = await handle.execute_update(
-                "scale",
+            result = await handle.execute_update(
+                FleetWorkflow.scale,
                 bounds,
-                id=update_id(handle.id, "scale", [bounds]),
-                result_type=FleetStatus,
+                id=update_id(handle.id, update_name(FleetWorkflow.scale), [bounds]),
             )
         except WorkflowUpdateFailedError as err:
             raise UserError(f"fleet {name}: {err.cause or err}") from err
@@ -195,7 +193,7 @@ def delete(ctx: Context, name: str, timeout: float, no_wait: bool) -> None:
 
     async def go() -> bool:
         handle = await _running_handle(ctx.settings, name)
-        await handle.signal("delete")
+        await handle.signal(FleetWorkflow.delete)
         if no_wait:
             return True
         try:
@@ -222,8 +220,7 @@ def user_data_command(ctx: Context, file_or_name: str) -> None:
 
         async def go() -> FleetSpec:
             handle = await _running_handle(ctx.settings, file_or_name)
-            found: FleetSpec = await handle.query("spec", result_type=FleetSpec)
-            return found
+            return await handle.query(FleetWorkflow.current_spec)
 
         spec = run_async(go())
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import weakref
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -16,6 +17,9 @@ from titus_flow.errors import UserError
 from titus_flow.ids import check_id
 from titus_flow.spec import BatchJob, ServiceJob
 from titus_flow.views import JobView
+
+W = TypeVar("W")
+R = TypeVar("R", bound=BaseModel)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -73,21 +77,22 @@ def next_job_id(job: BatchJob | ServiceJob, id: str | None = None) -> str:
 
 
 async def start_job_workflow(
-    workflow_type: str,
+    run: Callable[[W, R], Awaitable[JobView]],
     job: BatchJob | ServiceJob,
-    request: BaseModel,
+    request: R,
     id: str | None,
     parent_close_policy: ParentClosePolicy,
-) -> ChildWorkflowHandle[Any, JobView]:
-    """Start a job's workflow as a child, findable like any job (search attributes)."""
+) -> ChildWorkflowHandle[W, JobView]:
+    """Start a job's workflow (``run``: its ``@workflow.run`` method) as a child.
+
+    The child is findable like any job (search attributes).
+    """
     job_id = next_job_id(job, id)
-    handle: ChildWorkflowHandle[Any, JobView] = await workflow.start_child_workflow(
-        workflow_type,
+    return await workflow.start_child_workflow(
+        run,
         request,
         id=job_id,
-        result_type=JobView,
         parent_close_policy=parent_close_policy,
         search_attributes=visibility.job_search_attributes(job_id, job),
         static_summary=visibility.job_summary(job),
     )
-    return handle

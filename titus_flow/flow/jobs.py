@@ -15,11 +15,13 @@ from titus_flow.contracts import BatchJobInput
 from titus_flow.flow.ids import start_job_workflow
 from titus_flow.lifecycle import FinishReason, JobState
 from titus_flow.outcomes import JOB_FAILED, child_job_view
+from titus_flow.refs import workflow_name
 from titus_flow.spec import BatchJob
 from titus_flow.views import JobView
+from titus_flow.workflows.batch import BatchJobWorkflow
 
 #: The workflow type that runs one batch job (``titus_flow.workflows.batch``).
-BATCH_JOB_WORKFLOW = "BatchJob"
+BATCH_JOB_WORKFLOW = workflow_name(BatchJobWorkflow.run)
 
 
 class JobFailedError(ApplicationError):
@@ -69,7 +71,9 @@ class JobHandle:
         view = await handle  # raises JobFailedError unless Succeeded
     """
 
-    def __init__(self, child: ChildWorkflowHandle[Any, JobView], job: BatchJob) -> None:
+    def __init__(
+        self, child: ChildWorkflowHandle[BatchJobWorkflow, JobView], job: BatchJob
+    ) -> None:
         self._child = child
         self.job = job
 
@@ -101,7 +105,7 @@ class JobHandle:
             await handle.kill()
             view = await handle.result(check=False)  # state Killed
         """
-        await self._child.signal("kill")
+        await self._child.signal(BatchJobWorkflow.kill)
 
     def __await__(self) -> Generator[Any, Any, JobView]:
         return self.result().__await__()
@@ -120,7 +124,7 @@ async def start_job(job: BatchJob, *, id: str | None = None) -> JobHandle:
         views = [await h for h in handles]
     """
     child = await start_job_workflow(
-        BATCH_JOB_WORKFLOW,
+        BatchJobWorkflow.run,
         job,
         BatchJobInput(job=job, submitted_at=workflow.now()),
         id,

@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
+from titus_flow.activities.interfaces import ServiceActivityInterface
 from titus_flow.contracts import (
     CanaryCheckInput,
     ServiceJobInput,
@@ -27,11 +28,13 @@ from titus_flow.contracts import (
 )
 from titus_flow.flow.ids import start_job_workflow
 from titus_flow.lifecycle import RolloutPhase
+from titus_flow.refs import workflow_name
 from titus_flow.spec import ServiceJob
 from titus_flow.views import JobView
+from titus_flow.workflows.service import ServiceJobWorkflow
 
 #: The workflow type that runs one service job (``titus_flow.workflows.service``).
-SERVICE_JOB_WORKFLOW = "ServiceJob"
+SERVICE_JOB_WORKFLOW = workflow_name(ServiceJobWorkflow.run)
 
 #: A user's canary check: an activity (function or registered name) that gets a
 #: :class:`~titus_flow.contracts.CanaryCheckInput` and returns True to promote.
@@ -109,7 +112,7 @@ async def deploy_service(
         ports = [t.ports["http"] for t in view.tasks if t.healthy]
     """
     child = await start_job_workflow(
-        SERVICE_JOB_WORKFLOW,
+        ServiceJobWorkflow.run,
         job,
         ServiceJobInput(job=job, submitted_at=workflow.now()),
         id,
@@ -187,7 +190,9 @@ async def canary(
     if not view.canary_ready:
         return await _rolled_back(job_id, view, revision, "canary unhealthy during hold", timeout)
     if check is not None:
-        check_activity: Any = check  # a function or a name: execute_activity takes both
+        # The user's own activity, a function or the name it is registered under:
+        # a name here is the user's, not ours (allowed in test_typed_references).
+        check_activity: Any = check  # execute_activity takes both
         verdict = await workflow.execute_activity(
             check_activity,
             CanaryCheckInput(job_id=job_id, revision=revision, view=view),
@@ -226,8 +231,8 @@ def _healthy(view: JobView) -> bool:
 
 
 async def _rollout(request: ServiceRolloutInput) -> int:
-    revision: int = await workflow.execute_activity(
-        "service_rollout",
+    return await workflow.execute_activity_method(
+        ServiceActivityInterface.rollout,
         request,
         start_to_close_timeout=timedelta(minutes=1),
         # Bounded: a server that stays unreachable fails the rollout, not loops on it
@@ -237,9 +242,7 @@ async def _rollout(request: ServiceRolloutInput) -> int:
             maximum_interval=timedelta(seconds=30),
             non_retryable_error_types=["InvalidRequest"],
         ),
-        result_type=int,
     )
-    return revision
 
 
 async def _wait(
@@ -248,8 +251,8 @@ async def _wait(
     timeout: timedelta,
     revision: int | None = None,
 ) -> JobView:
-    view: JobView = await workflow.execute_activity(
-        "service_wait",
+    return await workflow.execute_activity_method(
+        ServiceActivityInterface.wait,
         ServiceWaitInput(
             job_id=job_id,
             until=until,
@@ -258,6 +261,4 @@ async def _wait(
         ),
         start_to_close_timeout=timeout + timedelta(minutes=1),
         heartbeat_timeout=timedelta(seconds=30),
-        result_type=JobView,
     )
-    return view

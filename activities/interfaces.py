@@ -1,0 +1,119 @@
+"""The activities workflows call, declared apart from their implementations.
+
+Each class here holds the ``@activity.defn`` of a group of activities: its
+name, argument and result types, and no body. Workflows invoke them by typed
+reference, ``workflow.execute_activity_method(AgentActivityInterface.launch,
+request, ...)``, so the name is never written at the call and mypy checks the
+argument and result types. The implementations subclass these and define each
+method with :func:`implements`, which reads the name from here.
+
+Why apart: the agent's and the service activities import
+:mod:`titus_flow.client`, which imports the job workflows, so a workflow
+importing them would close an import cycle; the fleet's import boto3, which has
+no place in a workflow module. This module imports only message types. (The
+control activities import neither, so the scheduler workflow names
+:class:`~titus_flow.activities.control.ControlActivities` directly.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from temporalio import activity
+
+from titus_flow.contracts import (
+    AttemptExit,
+    LaunchInput,
+    LaunchResult,
+    LogsChunk,
+    LogsInput,
+    ServiceRolloutInput,
+    ServiceWaitInput,
+    StopInput,
+    SuperviseInput,
+)
+from titus_flow.fleet import messages as fleet
+from titus_flow.refs import activity_name
+from titus_flow.views import JobView
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def implements(declared: Callable[..., Any]) -> Callable[[F], F]:
+    """Define the decorated method as the activity ``declared`` declares (same name).
+
+    Example::
+
+        class AgentActivities(AgentActivityInterface):
+            @implements(AgentActivityInterface.launch)
+            async def launch(self, request: LaunchInput) -> LaunchResult: ...
+    """
+    return activity.defn(name=activity_name(declared))
+
+
+class AgentActivityInterface:
+    """The activities of an agent, run on its own task queue (``agent_task_queue``)."""
+
+    @activity.defn(name="launch")
+    async def launch(self, request: LaunchInput) -> LaunchResult:
+        """Start the attempt's container (adopting one a previous try made)."""
+        raise NotImplementedError
+
+    @activity.defn(name="supervise")
+    async def supervise(self, request: SuperviseInput) -> AttemptExit:
+        """Heartbeat until the container exits, overruns its limit or turns unhealthy."""
+        raise NotImplementedError
+
+    @activity.defn(name="stop")
+    async def stop(self, request: StopInput) -> None:
+        """Stop and remove the attempt's container, keeping its output; a no-op once gone."""
+        raise NotImplementedError
+
+    @activity.defn(name="read_logs")
+    async def read_logs(self, request: LogsInput) -> LogsChunk:
+        """Read an attempt's output from ``offset``: live while it runs, the kept log after."""
+        raise NotImplementedError
+
+
+class FleetActivityInterface:
+    """The fleet workflow's EC2 calls and its reading of the scheduler's demand."""
+
+    @activity.defn(name="fleet_launch")
+    async def launch(self, request: fleet.LaunchInput) -> fleet.LaunchOutput:
+        """Launch instances (idempotent per launch number; falls back on capacity errors)."""
+        raise NotImplementedError
+
+    @activity.defn(name="fleet_describe")
+    async def describe(self, ref: fleet.FleetRef) -> list[fleet.Instance]:
+        """Every instance tagged with the fleet's name."""
+        raise NotImplementedError
+
+    @activity.defn(name="fleet_terminate")
+    async def terminate(self, request: fleet.TerminateInput) -> list[str]:
+        """Terminate instances (unknown ids count as terminated)."""
+        raise NotImplementedError
+
+    @activity.defn(name="fleet_observe")
+    async def observe(self, scheduler_id: str) -> fleet.ClusterDemand:
+        """The scheduler's pending demand and every agent (fleet runs of earlier releases)."""
+        raise NotImplementedError
+
+    @activity.defn(name="fleet_observe_own")
+    async def observe_own(self, request: fleet.ObserveInput) -> fleet.ClusterDemand:
+        """The scheduler's pending demand, and the agents of ``request.agent_ids`` only."""
+        raise NotImplementedError
+
+
+class ServiceActivityInterface:
+    """Service job updates and waits, for user workflows (:mod:`titus_flow.flow.services`)."""
+
+    @activity.defn(name="service_rollout")
+    async def rollout(self, request: ServiceRolloutInput) -> int:
+        """Start an update or canary, promote or roll back; the revision it leaves current."""
+        raise NotImplementedError
+
+    @activity.defn(name="service_wait")
+    async def wait(self, request: ServiceWaitInput) -> JobView:
+        """Wait as ``request.until`` says; the job's view at that point (or at the timeout)."""
+        raise NotImplementedError
