@@ -54,14 +54,13 @@ from titus_flow import (  # noqa: E402
     ServiceJob,
     stack,
 )
+from titus_flow.cluster import fleet_workflow_id, scheduler_workflow_id  # noqa: E402
 from titus_flow.contracts import BatchJobInput  # noqa: E402
 from titus_flow.fleet.ec2 import ENDPOINT_ENV  # noqa: E402
 from titus_flow.fleet.userdata import agent_environment  # noqa: E402
 from titus_flow.lifecycle import JobState  # noqa: E402
 from titus_flow.spec.retry import Retry  # noqa: E402
 from titus_flow.workflows.batch import BatchJobWorkflow  # noqa: E402
-from titus_flow.workflows.common import scheduler_workflow_id  # noqa: E402
-from titus_flow.workflows.fleet import fleet_workflow_id  # noqa: E402
 
 SMALL = Resources(cpu=0.1, memory=16, disk=0, network_mbps=0)
 

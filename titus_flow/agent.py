@@ -30,16 +30,16 @@ from temporalio.worker import Worker
 from titus_flow.activities.agent import AgentActivities
 from titus_flow.activities.agent_files import prune_kept_output
 from titus_flow.client import ensure_scheduler
+from titus_flow.cluster import AGENT_HEARTBEAT, agent_task_queue, scheduler_workflow_id
 from titus_flow.config import Settings
-from titus_flow.contracts import AgentInfo, agent_task_queue
+from titus_flow.contracts import AgentInfo
 from titus_flow.reconcile import judge
 from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError
 from titus_flow.spec import Resources
 from titus_flow.spec.constraints import HOST_NETWORK_ATTRIBUTE
 from titus_flow.spot import watch_for_interruption
-from titus_flow.workflows.common import scheduler_workflow_id
-from titus_flow.workflows.scheduler import AGENT_HEARTBEAT, SchedulerWorkflow
+from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 log = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from pydantic import (
 )
 from temporalio.envconfig import ClientConfigProfile
 
+from titus_flow.cluster import CONTROL_TASK_QUEUE
 from titus_flow.errors import UserError
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
-CONTROL_TASK_QUEUE = "titus-control"
 
 
 class Settings(BaseModel):

@@ -25,8 +25,8 @@ from collections.abc import Awaitable
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
-from titus_flow.lifecycle import JobState
-from titus_flow.views import JobView
+from titus_flow.lifecycle import FinishReason, JobState
+from titus_flow.views import JobView, TaskView
 
 #: ``workflow.patched`` id of "a job that did not succeed fails its workflow".
 FAILED_JOBS_FAIL_PATCH = "failed-jobs-fail-their-workflow"
@@ -56,6 +56,27 @@ def job_failure(view: JobView) -> ApplicationError:
         type=_FAILURE_TYPES.get(view.state, JOB_FAILED),
         non_retryable=True,
     )
+
+
+def batch_job_ending(counts: dict[str, int], failed: list[TaskView]) -> tuple[JobState, str]:
+    """A batch job's final state and message, from its tasks (a job not killed).
+
+    ``counts``: the tasks per state; ``failed``: (some of) the failed ones, the
+    first of which the message names. Succeeded only if every task did.
+    """
+    total = sum(counts.values())
+    normal = counts.get(f"Finished/{FinishReason.NORMAL.value}", 0)
+    if normal == total:
+        return JobState.SUCCEEDED, ""
+    message = f"{total - normal} of {total} task(s) failed"
+    first = min(failed, key=lambda t: t.index, default=None)
+    if first is not None:
+        message += (
+            f"; first: task {first.index}"
+            f" {first.reason.value if first.reason else 'unknown'}"
+            + (f": {first.message}" if first.message else "")
+        )
+    return JobState.FAILED, message
 
 
 def end_job(view: JobView) -> JobView:

@@ -29,7 +29,7 @@ from titus_flow.client.job_views import view_of
 from titus_flow.lifecycle import TaskState
 from titus_flow.runtime.base import ManagedContainer
 from titus_flow.views import JobView
-from titus_flow.workflows.batch import PARTITION_SIZE
+from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 
 RECHECK_SECONDS = 2.0  # between the two looks that find a job no longer running
 

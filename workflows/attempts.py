@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     # The activities' declarations, not AgentActivities: that module imports
     # titus_flow.client, which imports this one (see the interfaces' docstring).
     from titus_flow.activities.interfaces import AgentActivityInterface
+    from titus_flow.cluster import AGENT_LOST_AFTER, SUPERVISE_HEARTBEAT_TIMEOUT
     from titus_flow.contracts import (
         AttemptExit,
         LaunchInput,
@@ -27,12 +28,7 @@ with workflow.unsafe.imports_passed_through():
         SuperviseInput,
     )
     from titus_flow.lifecycle import FinishReason
-    from titus_flow.workflows.common import (
-        AGENT_LOST_AFTER,
-        LAUNCH_RETRY,
-        SUPERVISE_HEARTBEAT_TIMEOUT,
-        SUPERVISE_RETRY,
-    )
+    from titus_flow.workflows.common import LAUNCH_RETRY, SUPERVISE_RETRY
 
 # Upper bound on one supervise run when the job sets no runtime limit; a service
 # task outliving it is simply supervised again by a retry.

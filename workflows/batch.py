@@ -12,8 +12,6 @@ in batches through :class:`SchedulerMailbox`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -21,30 +19,14 @@ from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow import visibility
-    from titus_flow.contracts import (
-        BatchJobInput,
-        LaunchInput,
-        Placed,
-        PlacementItem,
-        PlacementUpdate,
-        SuperviseInput,
-        Unplaced,
-    )
-    from titus_flow.lifecycle import (
-        SYSTEM_REASONS,
-        FinishReason,
-        JobState,
-        TaskState,
-        retry_delay,
-    )
-    from titus_flow.outcomes import child_job_view, end_job
+    from titus_flow.contracts import BatchJobInput, PlacementItem, PlacementUpdate, Unplaced
+    from titus_flow.lifecycle import FinishReason, JobState, TaskState
+    from titus_flow.outcomes import batch_job_ending, child_job_view, end_job
     from titus_flow.spec import BatchJob
     from titus_flow.views import (
-        AttemptView,
         CarriedTasks,
         JobProgress,
         JobView,
-        PartitionSummary,
         TaskCarry,
         TaskPage,
         TaskQuery,
@@ -52,13 +34,23 @@ with workflow.unsafe.imports_passed_through():
         bounded_tasks,
         page_tasks,
     )
-    from titus_flow.workflows.attempts import Outcome, launch, supervise
+    from titus_flow.workflows.attempts import Outcome
+    from titus_flow.workflows.batch_partitions import (
+        PARTITION_SIZE,
+        partition_input,
+        partition_summaries,
+        summed_counts,
+    )
+    from titus_flow.workflows.batch_tasks import (
+        backoff,
+        holding,
+        launch_and_supervise,
+        new_attempt,
+        next_attempt_delay,
+        supervise_attempt,
+    )
     from titus_flow.workflows.common import SchedulerMailbox
     from titus_flow.workflows.requester import PlacementRequester
-
-# Tasks per workflow history: ~10 events a task keeps a partition far below the
-# 10,240-event warning; a 10,000-task job is 20 partitions.
-PARTITION_SIZE = 500
 
 BOUNDED_VIEWS_PATCH = "bounded-job-views"
 """``workflow.patched`` id of "a job (or partition) ends with a bounded view": at
@@ -71,15 +63,6 @@ as new when Temporal suggests it or past its input's history limits, carrying it
 tasks (running ones too), and retries a platform failure after a backoff
 (:func:`~titus_flow.lifecycle.platform_retry_delay`), asking to avoid the agent it
 failed on. Runs of the previous release never continued and retried at once."""
-
-
-class _AttemptFailed(Exception):
-    """An attempt ended before its container could be supervised."""
-
-    def __init__(self, reason: FinishReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @workflow.defn(name="BatchJob", sandboxed=False)
@@ -173,24 +156,17 @@ class BatchJobWorkflow(PlacementRequester):
 
     async def _run_partitions(self, request: BatchJobInput, job_id: str) -> None:
         assert self._view is not None
-        instances = request.job.instances
-        starts = range(0, instances, PARTITION_SIZE)
-        self._view.partitions = [f"{job_id}-p{n}" for n in range(len(starts))]
-        self._view.partition_views = [
-            PartitionSummary(id=p, first_index=first, count=min(PARTITION_SIZE, instances - first))
-            for p, first in zip(self._view.partitions, starts, strict=True)
-        ]
+        self._view.partition_views = partition_summaries(job_id, request.job.instances)
+        self._view.partitions = [summary.id for summary in self._view.partition_views]
         self._set_state(JobState.RUNNING)
         for summary in self._view.partition_views:
-            partition_id, first, count = summary.id, summary.first_index, summary.count
+            first, last = summary.first_index, summary.first_index + summary.count - 1
             self._partitions.append(
                 await workflow.start_child_workflow(
                     BatchJobWorkflow.run,
-                    request.model_copy(
-                        update={"job_id": job_id, "first_index": first, "count": count}
-                    ),
-                    id=partition_id,
-                    static_summary=f"tasks {first}-{first + count - 1} of job {job_id}",
+                    partition_input(request, job_id, summary),
+                    id=summary.id,
+                    static_summary=f"tasks {first}-{last} of job {job_id}",
                 )
             )
         if self._job_kill_requested:  # a kill that came while partitions started
@@ -199,10 +175,7 @@ class BatchJobWorkflow(PlacementRequester):
         views = await asyncio.gather(
             *(self._partition_ended(n, p) for n, p in enumerate(self._partitions))
         )
-        counts: dict[str, int] = {}
-        for part in views:
-            for key, n in part.counts().items():
-                counts[key] = counts.get(key, 0) + n
+        counts = summed_counts(part.counts() for part in views)
         failed = [task for part in views for task in part.tasks if task.failed]
         self._finish(counts, failed)
         if workflow.patched(BOUNDED_VIEWS_PATCH):
@@ -315,7 +288,7 @@ class BatchJobWorkflow(PlacementRequester):
         adopt = task.state is TaskState.STARTED and carry.task_queue is not None
         try:
             if not adopt and carry.not_before is not None:  # carried in a backoff
-                await self._backoff(task, carry, carry.not_before - workflow.now())
+                await backoff(task, carry, carry.not_before - workflow.now())
             while True:
                 outcome: Outcome | None = None
                 if adopt:
@@ -331,39 +304,15 @@ class BatchJobWorkflow(PlacementRequester):
                     # reports the cancellation): never retry a killed task.
                     self._finish_task(task, self._kill_reasons[task.id], "killed by request")
                     return
-                if outcome.reason in SYSTEM_REASONS:
-                    carry.system_failures += 1
-                    if self._continues:  # place the retry elsewhere if it can be
-                        carry.avoid_agent = task.agent
-                elif outcome.reason is not FinishReason.NORMAL:
-                    carry.user_failures += 1
-                delay = None
-                if outcome.retryable:
-                    delay = retry_delay(
-                        job.retry,
-                        outcome.reason,
-                        outcome.exit_code,
-                        carry.user_failures,
-                        carry.system_failures,
-                        platform_backoff=self._continues,
-                    )
+                delay = next_attempt_delay(job, task, carry, outcome, self._continues)
                 if delay is None:
                     self._finish_task(task, outcome.reason, outcome.message)
                     return
                 task.state = TaskState.ACCEPTED
-                await self._backoff(task, carry, delay)
+                await backoff(task, carry, delay)
         except asyncio.CancelledError:
             reason = self._kill_reasons.get(task.id, FinishReason.KILLED)
             self._finish_task(task, reason, "killed by request")
-
-    async def _backoff(self, task: TaskView, carry: TaskCarry, delay: timedelta) -> None:
-        """Sleep ``delay`` before the task's next attempt (not at all if not positive)."""
-        if delay <= timedelta(0):
-            return
-        carry.not_before = workflow.now() + delay
-        task.pending_reason = f"retry backoff: next attempt in {delay}"
-        await workflow.sleep(delay, summary=f"backoff before retry of {task.id}")
-        task.pending_reason = carry.not_before = None
 
     async def _run_attempt(self, job: BatchJob, task: TaskView, carry: TaskCarry) -> Outcome | None:
         """Place, launch and supervise the task's next attempt; None if the run hands over first."""
@@ -378,85 +327,17 @@ class BatchJobWorkflow(PlacementRequester):
         if self._handing_over:  # a placement that raced the hold: the next run asks again
             self._mailbox.release(task.id)
             return None
-        attempt = AttemptView(
-            attempt=task.attempt + 1,
-            agent=placement.agent_id,
-            launched_at=workflow.now(),
-        )
-        task.attempts.append(attempt)
-        task.attempt, task.agent = attempt.attempt, placement.agent_id
-        task.state = TaskState.LAUNCHED
-        return await self._holding(
-            task, attempt, self._launch_and_supervise(job, task, attempt, placement, carry)
-        )
+        attempt = new_attempt(task, placement)
+        work = launch_and_supervise(self._job_id, job, task, attempt, placement, carry)
+        return await holding(self._mailbox, task, attempt, work)
 
     async def _adopt(self, job: BatchJob, task: TaskView, carry: TaskCarry) -> Outcome:
         """Supervise the Started attempt a previous run left running (its capacity still held)."""
-        attempt = task.attempts[-1]
-        return await self._holding(task, attempt, self._supervise(job, task, attempt, carry))
-
-    async def _holding(
-        self, task: TaskView, attempt: AttemptView, work: Awaitable[Outcome]
-    ) -> Outcome:
-        """Await ``work`` (the attempt on its agent), record how it ended, release its capacity."""
         assert self._mailbox is not None
-        try:
-            outcome = await work
-        except asyncio.CancelledError:
-            attempt.reason, attempt.finished_at = FinishReason.KILLED, workflow.now()
-            attempt.state = TaskState.FINISHED
-            raise
-        finally:
-            self._mailbox.release(task.id)
-        attempt.state, attempt.reason = TaskState.FINISHED, outcome.reason
-        attempt.exit_code, attempt.message = outcome.exit_code, outcome.message
-        attempt.finished_at = workflow.now()
-        attempt.counts_against_retries = outcome.reason not in SYSTEM_REASONS
-        return outcome
-
-    async def _launch_and_supervise(
-        self,
-        job: BatchJob,
-        task: TaskView,
-        attempt: AttemptView,
-        placement: Placed,
-        carry: TaskCarry,
-    ) -> Outcome:
-        task.state = attempt.state = TaskState.START_INITIATED
-        launched = await launch(
-            LaunchInput.for_task(self._job_id, task, attempt.attempt, job, placement.ports),
-            placement.task_queue,
+        attempt = task.attempts[-1]
+        return await holding(
+            self._mailbox, task, attempt, supervise_attempt(job, task, attempt, carry)
         )
-        if isinstance(launched, Outcome):
-            return launched
-        task.state = attempt.state = TaskState.STARTED
-        attempt.started_at = launched.started_at
-        carry.task_queue, carry.started_at = placement.task_queue, launched.started_at
-        return await self._supervise(job, task, attempt, carry)
-
-    async def _supervise(
-        self, job: BatchJob, task: TaskView, attempt: AttemptView, carry: TaskCarry
-    ) -> Outcome:
-        assert carry.task_queue is not None and carry.started_at is not None
-        limit = job.runtime_limit
-        outcome = await supervise(
-            SuperviseInput(
-                task_id=task.id,
-                attempt=attempt.attempt,
-                runtime_limit_seconds=limit.total_seconds() if limit else None,
-                started_at=carry.started_at,
-            ),
-            carry.task_queue,
-            limit,
-        )
-        carry.task_queue = carry.started_at = None
-        if outcome.exit is not None:
-            # Only a failure's log tail is kept: the view of a 500-task partition
-            # must stay far below Temporal's payload limit.
-            task.output = outcome.exit.output
-            if outcome.reason is not FinishReason.NORMAL:
-                task.log_tail = outcome.exit.log_tail
-        return outcome
 
     # --- continue-as-new ------------------------------------------------------
 
@@ -543,22 +424,10 @@ class BatchJobWorkflow(PlacementRequester):
     def _finish(self, counts: dict[str, int], failed: list[TaskView]) -> None:
         """End the job from its tasks' ``counts`` by state and (some of) its ``failed`` tasks."""
         assert self._view is not None
-        total = sum(counts.values())
-        normal = counts.get(f"Finished/{FinishReason.NORMAL.value}", 0)
         if self._job_kill_requested:
             state, message = JobState.KILLED, "killed by request"
-        elif normal == total:
-            state, message = JobState.SUCCEEDED, ""
         else:
-            first = min(failed, key=lambda t: t.index, default=None)
-            state = JobState.FAILED
-            message = f"{total - normal} of {total} task(s) failed"
-            if first is not None:
-                message += (
-                    f"; first: task {first.index}"
-                    f" {first.reason.value if first.reason else 'unknown'}"
-                    + (f": {first.message}" if first.message else "")
-                )
+            state, message = batch_job_ending(counts, failed)
         self._view.message = message
         self._view.finished_at = workflow.now()
         self._set_state(state)

@@ -11,6 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ExternalWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
+    from titus_flow.cluster import scheduler_workflow_id
     from titus_flow.contracts import (
         ItemGroup,
         Placed,
@@ -22,22 +23,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from titus_flow.workflows.scheduler import SchedulerWorkflow
 
-
-def scheduler_workflow_id(control_task_queue: str) -> str:
-    """Id of the scheduler workflow of the cluster served on ``control_task_queue``.
-
-    One scheduler per control queue, so several clusters (or test runs) can share
-    one Temporal namespace without sharing capacity.
-    """
-    return f"{control_task_queue}-scheduler"
-
-
-# An agent that does not pick up an activity for this long is presumed gone.
-AGENT_LOST_AFTER = timedelta(seconds=30)
-# A supervising agent that stops heartbeating for this long is presumed gone;
-# the supervise activity is then retried (re-adopting the container) on the
-# agent's queue until AGENT_LOST_AFTER passes with nobody picking it up.
-SUPERVISE_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
 LAUNCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TypeVar
 
-from pydantic import Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
@@ -30,7 +29,8 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     # The activities' declarations: FleetActivities imports boto3.
     from titus_flow.activities.interfaces import FleetActivityInterface
-    from titus_flow.contracts import AgentView, Message
+    from titus_flow.cluster import scheduler_workflow_id
+    from titus_flow.contracts import AgentView
     from titus_flow.fleet.messages import (
         ClusterDemand,
         FleetCapacity,
@@ -47,7 +47,13 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.fleet.userdata import user_data
     from titus_flow.scheduler.from_spec import resources_from_spec
     from titus_flow.scheduler.model import PlacementRules
-    from titus_flow.workflows.common import scheduler_workflow_id
+    from titus_flow.workflows.fleet_state import (
+        Bounds,
+        FleetInput,
+        FleetState,
+        FleetStatus,
+        Tracked,
+    )
     from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 A = TypeVar("A")
@@ -68,80 +74,6 @@ OWN_AGENTS_PATCH = "fleet-observes-own-agents"
 then reads the scheduler's demand with only their agents (issue 11: every
 agent of the cluster in each round's activity result grew the fleet's history
 with the cluster). Runs started before it observe first, with every agent."""
-
-
-def fleet_workflow_id(control_task_queue: str, name: str) -> str:
-    """Id of the workflow of fleet ``name`` in the cluster on ``control_task_queue``."""
-    return f"{control_task_queue}-fleet-{name}"
-
-
-class Tracked(Message):
-    """An instance the fleet launched or adopted, and whether it is on its way out."""
-
-    instance: Instance
-    leaving: str | None = None  # "drain" (waiting for tasks to end) | "terminate"
-    leaving_since: datetime | None = None
-
-
-class FleetState(Message):
-    """Everything the fleet carries across continue-as-new."""
-
-    instances: dict[str, Tracked] = Field(default_factory=dict)
-    next_seq: int = 1
-    idle_since: dict[str, datetime] = Field(default_factory=dict)
-    agents: dict[str, AgentView] = Field(default_factory=dict)  # fleet agents, last seen
-    unfit: dict[str, str] = Field(default_factory=dict)
-    deleting: bool = False
-    events: list[str] = Field(default_factory=list)
-
-
-class FleetInput(Message):
-    """Start (or continue) a fleet.
-
-    ``scheduler_signals``: drain agents through the scheduler (``drain_agent``)
-    before terminating their instances, and ``remove_agent`` once they are gone.
-    When false, idle instances are terminated without a drain (a task placed on
-    one in the meantime is lost and rescheduled) and agents of terminated
-    instances go lost after the scheduler's silence timeout.
-    """
-
-    spec: FleetSpec
-    state: FleetState = Field(default_factory=FleetState)
-    scheduler_signals: bool = True
-
-
-class Bounds(Message):
-    """New ``min`` and ``max`` for :meth:`FleetWorkflow.scale`."""
-
-    min: int
-    max: int
-
-
-class InstanceStatus(Message):
-    """One instance in ``fleet status``."""
-
-    instance_id: str
-    state: str
-    instance_type: str
-    zone: str
-    market: str
-    private_ip: str | None
-    agent_id: str | None
-    tasks: list[str]  # keys, from schedulers of earlier releases only: see task_count
-    leaving: str | None
-    task_count: int = 0
-
-
-class FleetStatus(Message):
-    """Answer of the ``status`` query."""
-
-    name: str
-    min: int
-    max: int
-    deleting: bool
-    instances: list[InstanceStatus]
-    unfit: dict[str, str]
-    events: list[str]
 
 
 @workflow.defn(name="Fleet")
@@ -222,30 +154,7 @@ class FleetWorkflow:
     @workflow.query(name="status")
     def status(self) -> FleetStatus:
         """The fleet's instances with their agents and tasks."""
-        state = self._state
-        return FleetStatus(
-            name=self._spec.name,
-            min=self._spec.min,
-            max=self._spec.max,
-            deleting=state.deleting,
-            instances=[
-                InstanceStatus(
-                    instance_id=iid,
-                    state=t.instance.state,
-                    instance_type=t.instance.instance_type,
-                    zone=t.instance.zone,
-                    market=t.instance.market,
-                    private_ip=t.instance.private_ip,
-                    agent_id=iid if iid in state.agents else None,
-                    tasks=state.agents[iid].tasks if iid in state.agents else [],
-                    leaving=t.leaving,
-                    task_count=state.agents[iid].task_count if iid in state.agents else 0,
-                )
-                for iid, t in sorted(state.instances.items())
-            ],
-            unfit=dict(state.unfit),
-            events=list(state.events),
-        )
+        return FleetStatus.of(self._spec, self._state)
 
     # --- one round ---------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.activities.control import ControlActivities
+    from titus_flow.cluster import AGENT_SILENCE, LIVENESS_EVERY
     from titus_flow.contracts import (
         AgentInfo,
         AgentView,
@@ -72,16 +73,6 @@ GC_EVERY = timedelta(seconds=60)
 # Housekeeping tick; runs before BOUNDED_PATCH: agents re-register every 15 s.
 HOUSEKEEPING_EVERY = timedelta(seconds=15)
 
-AGENT_HEARTBEAT = timedelta(minutes=5)
-"""How often an agent registers again (a signal, so its history cost is ~1,000
-agents / 5 min). Liveness does not depend on it: see :data:`AGENT_SILENCE`."""
-
-AGENT_SILENCE = timedelta(seconds=70)
-"""An agent whose task queue has had no activity poll for this long is lost.
-An idle worker long-polls for up to a minute, so the server's last poll time of
-a live agent is up to ~60 s old. Checked every :data:`LIVENESS_EVERY`: a dead
-agent is marked lost within 85 s."""
-LIVENESS_EVERY = timedelta(seconds=15)
 GC_EVERY_BOUNDED = timedelta(minutes=2)
 
 CARRY_WARN_BYTES = 512 * 1024

@@ -20,6 +20,7 @@ from titus_cluster import time_skipping_server
 
 from titus_flow import BatchJob, Container, ExponentialBackoff, Resources, Retry
 from titus_flow.activities.control import ControlActivities
+from titus_flow.cluster import agent_task_queue, scheduler_workflow_id
 from titus_flow.contracts import (
     AgentInfo,
     AttemptExit,
@@ -27,14 +28,12 @@ from titus_flow.contracts import (
     LaunchInput,
     LaunchResult,
     SuperviseInput,
-    agent_task_queue,
 )
 from titus_flow.ledger import LedgerState
 from titus_flow.lifecycle import FinishReason, JobState
 from titus_flow.views import JobView
 from titus_flow.worker import SANDBOX
 from titus_flow.workflows.batch import BatchJobWorkflow
-from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -266,7 +266,7 @@ async def test_large_job_runs_as_partitions_and_reads_as_one(
     cluster_factory: Callable[[], Cluster],
 ) -> None:
     # A process-driver agent keeps 1,200 tasks cheap; 1,200 > PARTITION_SIZE (500).
-    from titus_flow.workflows.batch import PARTITION_SIZE
+    from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 
     c = cluster_factory()
     c.start_worker()

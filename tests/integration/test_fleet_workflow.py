@@ -24,20 +24,20 @@ from titus_cluster import eventually
 
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
+from titus_flow.cluster import agent_task_queue, scheduler_workflow_id
 from titus_flow.contracts import (
     AgentInfo,
     PlacementItem,
     PlacementRequest,
     PlacementUpdate,
     ReleaseRequest,
-    agent_task_queue,
 )
 from titus_flow.fleet.planner import capacity
 from titus_flow.fleet.spec import FleetSpec
 from titus_flow.ledger import LedgerState
 from titus_flow.spec import Resources
-from titus_flow.workflows.common import scheduler_workflow_id
-from titus_flow.workflows.fleet import Bounds, FleetInput, FleetStatus, FleetWorkflow
+from titus_flow.workflows.fleet import FleetWorkflow
+from titus_flow.workflows.fleet_state import Bounds, FleetInput, FleetStatus
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

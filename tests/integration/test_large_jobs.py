@@ -38,6 +38,7 @@ from titus_cluster import Cluster, eventually, fake_agent_worker
 
 from titus_flow import BatchJob, Container, Resources
 from titus_flow.client import JobNotFoundError, TitusClient
+from titus_flow.cluster import scheduler_workflow_id
 from titus_flow.contracts import (
     AttemptExit,
     LaunchInput,
@@ -47,8 +48,8 @@ from titus_flow.contracts import (
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 from titus_flow.spec import Retry
 from titus_flow.views import JobProgress, TaskQuery
-from titus_flow.workflows.batch import PARTITION_SIZE
-from titus_flow.workflows.common import PLACEMENTS_PER_WORKFLOW_TASK, scheduler_workflow_id
+from titus_flow.workflows.batch_partitions import PARTITION_SIZE
+from titus_flow.workflows.common import PLACEMENTS_PER_WORKFLOW_TASK
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

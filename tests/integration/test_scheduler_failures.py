@@ -21,11 +21,11 @@ from titus_cluster import Cluster, eventually
 
 from titus_flow import Resources
 from titus_flow.client import ensure_scheduler
+from titus_flow.cluster import agent_task_queue, scheduler_workflow_id
 from titus_flow.config import load_settings
-from titus_flow.contracts import AgentInfo, agent_task_queue
+from titus_flow.contracts import AgentInfo
 from titus_flow.worker import control_worker
 from titus_flow.workflows import scheduler
-from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 FIX = "temporal workflow reset"  # named by both messages

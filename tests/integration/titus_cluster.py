@@ -23,8 +23,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from titus_flow.client import TitusClient, ensure_scheduler
+from titus_flow.cluster import agent_task_queue
 from titus_flow.config import load_settings
-from titus_flow.contracts import AgentInfo, agent_task_queue
+from titus_flow.contracts import AgentInfo
 from titus_flow.runtime.base import LABEL_AGENT_ID
 from titus_flow.runtime.process import ProcessDriver
 from titus_flow.spec import Resources

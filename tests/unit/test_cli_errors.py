@@ -26,7 +26,7 @@ from titus_flow.errors import (
     connection_reason,
 )
 from titus_flow.views import JobView
-from titus_flow.workflows.batch import PARTITION_SIZE
+from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 
 LOCAL = Settings(address="127.0.0.1:7233")
 REMOTE = Settings(address="temporal.example.com:7233")

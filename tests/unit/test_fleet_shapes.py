@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from titus_flow.contracts import AgentInfo, PlacementItem, PlacementRequest, agent_task_queue
+from titus_flow.cluster import agent_task_queue
+from titus_flow.contracts import AgentInfo, PlacementItem, PlacementRequest
 from titus_flow.fleet import parse_fleet
 from titus_flow.fleet.messages import FleetCapacity
 from titus_flow.fleet.shapes import FleetOutlook, fleet_capacity, fleet_gone

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from titus_flow import Capacity, Container, Resources, ServiceJob, TcpCheck
+from titus_flow.cluster import agent_task_queue
 from titus_flow.contracts import (
     CarriedService,
     ServiceJobInput,
     ServiceTaskRecord,
-    agent_task_queue,
 )
 from titus_flow.converter import WORKER_DATA_CONVERTER
 from titus_flow.history_stats import PAYLOAD_BYTES_WARN

@@ -18,19 +18,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from titus_flow.cli.app import Context, cli, echo_json, output_option, pass_context, run_async
 from titus_flow.client import connect, update_id
+from titus_flow.cluster import fleet_workflow_id
 from titus_flow.config import Settings
 from titus_flow.errors import ClusterError, UserError
 from titus_flow.fleet import FleetSpec, load_fleet
 from titus_flow.fleet.secrets import SecretFetchError, fetch_secret, write_private
 from titus_flow.fleet.userdata import user_data
 from titus_flow.refs import update_name
-from titus_flow.workflows.fleet import (
-    Bounds,
-    FleetInput,
-    FleetStatus,
-    FleetWorkflow,
-    fleet_workflow_id,
-)
+from titus_flow.workflows.fleet import FleetWorkflow
+from titus_flow.workflows.fleet_state import Bounds, FleetInput, FleetStatus
 
 
 @cli.group()

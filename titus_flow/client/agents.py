@@ -13,13 +13,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from titus_flow.client.base import ClientBase, JobNotFoundError, scheduler_handle
+from titus_flow.cluster import scheduler_workflow_id
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, AgentView, CapacityGroupView, PutCapacityGroup
 from titus_flow.errors import ClusterError, UserError
 from titus_flow.refs import signal_name
 from titus_flow.scheduler.queries import AGENTS_PAGE, AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import CapacityGroup
-from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 SCHEDULER_CALL_TIMEOUT = timedelta(seconds=10)

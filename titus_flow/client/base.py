@@ -17,13 +17,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from titus_flow.client.connection import connect
+from titus_flow.cluster import scheduler_workflow_id
 from titus_flow.config import Settings, load_settings
 from titus_flow.errors import UserError
 from titus_flow.ids import split_task_id
 from titus_flow.refs import update_name
 from titus_flow.views import JobView
 from titus_flow.workflows.batch import BatchJobWorkflow
-from titus_flow.workflows.common import scheduler_workflow_id
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 T = TypeVar("T")

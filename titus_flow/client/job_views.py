@@ -16,7 +16,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from titus_flow.client.base import batch_handle
 from titus_flow.outcomes import view_of_failure
 from titus_flow.views import JobView, PartitionSummary, TaskPage, TaskQuery, TaskView, page_tasks
-from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
+from titus_flow.workflows.batch import BatchJobWorkflow
+from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 
 
 async def final_view(handle: WorkflowHandle[Any, JobView]) -> JobView:

@@ -33,7 +33,8 @@ from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
 from titus_flow.spec import BatchJob, ServiceJob
 from titus_flow.views import JobProgress, JobView, TaskPage, TaskQuery, TaskView
-from titus_flow.workflows.batch import PARTITION_SIZE, BatchJobWorkflow
+from titus_flow.workflows.batch import BatchJobWorkflow
+from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 from titus_flow.workflows.service import ServiceJobWorkflow
 
 

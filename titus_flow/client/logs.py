@@ -12,7 +12,8 @@ from temporalio.exceptions import FailureError
 
 from titus_flow.client.base import JobNotFoundError
 from titus_flow.client.jobs import JobsClient
-from titus_flow.contracts import LogsChunk, LogsInput, agent_task_queue
+from titus_flow.cluster import agent_task_queue
+from titus_flow.contracts import LogsChunk, LogsInput
 from titus_flow.errors import UserError
 from titus_flow.workflows.logs import FetchLogsInput, FetchLogsWorkflow
 

@@ -19,7 +19,7 @@ from titus_flow.contracts.agents import (
     SuperviseInput,
     TaskHealth,
 )
-from titus_flow.contracts.base import Message, agent_task_queue
+from titus_flow.contracts.base import Message
 from titus_flow.contracts.jobs import (
     BatchJobInput,
     CanaryCheckInput,
@@ -82,7 +82,6 @@ __all__ = [
     "SuperviseInput",
     "TaskHealth",
     "Unplaced",
-    "agent_task_queue",
     "compact_key",
     "full_key",
 ]

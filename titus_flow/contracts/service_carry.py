@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, JsonValue
 
-from titus_flow.contracts.base import Message, agent_task_queue
+from titus_flow.cluster import agent_task_queue
+from titus_flow.contracts.base import Message
 from titus_flow.lifecycle import TaskState
 from titus_flow.views import AttemptView, Row, TaskView
 from titus_flow.views.carried import as_int, as_list

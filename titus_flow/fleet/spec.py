@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from titus_flow._version import __version__
+from titus_flow.cluster import CONTROL_TASK_QUEUE
 from titus_flow.fleet.catalog import KNOWN_TYPES
 from titus_flow.spec.base import Matches, Name, SpecModel, repeated
 from titus_flow.spec.quantities import Duration, Mebibytes
@@ -218,7 +219,7 @@ class TemporalTarget(SpecModel):
 
     address: Address = Field(description="host:port as seen from the instances.")
     namespace: Namespace = "default"
-    control_task_queue: TaskQueue = "titus-control"
+    control_task_queue: TaskQueue = CONTROL_TASK_QUEUE
     tls: bool = Field(default=False, description="TLS with the system's roots (no client cert).")
     tls_cert: SecretSource | None = Field(default=None, description="mTLS client certificate.")
     tls_key: SecretSource | None = Field(default=None, description="mTLS client private key.")

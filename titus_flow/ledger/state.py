@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from titus_flow.cluster import agent_task_queue
 from titus_flow.contracts import (
     AgentInfo,
     CompactKey,
     Message,
     PlacementItem,
-    agent_task_queue,
     compact_key,
     full_key,
 )

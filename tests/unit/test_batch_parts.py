@@ -1,0 +1,70 @@
+"""The pure parts of the batch job workflow: partitions, retry counting, the job's ending."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from titus_flow.contracts import BatchJobInput
+from titus_flow.lifecycle import FinishReason, JobState, TaskState
+from titus_flow.outcomes import batch_job_ending
+from titus_flow.spec import BatchJob, Container
+from titus_flow.views import TaskCarry, TaskView
+from titus_flow.workflows.attempts import Outcome
+from titus_flow.workflows.batch_partitions import (
+    PARTITION_SIZE,
+    partition_input,
+    partition_summaries,
+    summed_counts,
+)
+from titus_flow.workflows.batch_tasks import next_attempt_delay
+
+NORMAL = f"Finished/{FinishReason.NORMAL.value}"
+FAILED = f"Finished/{FinishReason.FAILED.value}"
+
+
+def _job(instances: int = 1) -> BatchJob:
+    return BatchJob(name="b", instances=instances, container=Container(image="busybox"))
+
+
+def test_a_job_is_sliced_into_partitions_of_at_most_partition_size() -> None:
+    summaries = partition_summaries("j", 2 * PARTITION_SIZE + 1)
+    assert [(s.id, s.first_index, s.count) for s in summaries] == [
+        ("j-p0", 0, PARTITION_SIZE),
+        ("j-p1", PARTITION_SIZE, PARTITION_SIZE),
+        ("j-p2", 2 * PARTITION_SIZE, 1),
+    ]
+    request = BatchJobInput(job=_job(1001), submitted_at=datetime(2026, 1, 1, tzinfo=UTC))
+    part = partition_input(request, "j", summaries[2])
+    assert (part.job_id, part.first_index, part.count) == ("j", 2 * PARTITION_SIZE, 1)
+
+
+def test_partition_counts_add_up() -> None:
+    assert summed_counts([{NORMAL: 2}, {NORMAL: 1, FAILED: 3}, {}]) == {NORMAL: 3, FAILED: 3}
+
+
+def test_a_job_succeeds_only_if_every_task_did() -> None:
+    assert batch_job_ending({NORMAL: 3}, []) == (JobState.SUCCEEDED, "")
+    failed = [
+        TaskView(id="j-7", index=7, state=TaskState.FINISHED, reason=FinishReason.FAILED),
+        TaskView(
+            id="j-2", index=2, state=TaskState.FINISHED, reason=FinishReason.FAILED, message="x"
+        ),
+    ]
+    assert batch_job_ending({NORMAL: 1, FAILED: 2}, failed) == (
+        JobState.FAILED,
+        "2 of 3 task(s) failed; first: task 2 failed: x",
+    )
+    assert batch_job_ending({FAILED: 1}, []) == (JobState.FAILED, "1 of 1 task(s) failed")
+
+
+def test_failures_are_counted_by_whose_fault_they_are() -> None:
+    task, carry = TaskView(id="j-0", index=0, agent="a1"), TaskCarry()
+    next_attempt_delay(_job(), task, carry, Outcome(FinishReason.LOST), avoid_failed_agent=True)
+    assert (carry.system_failures, carry.user_failures, carry.avoid_agent) == (1, 0, "a1")
+    delay = next_attempt_delay(
+        _job(), task, carry, Outcome(FinishReason.FAILED, 1), avoid_failed_agent=False
+    )
+    assert (carry.system_failures, carry.user_failures) == (1, 1)
+    assert delay is None  # the default policy: one attempt for the user's failures
+    unplaced = Outcome(FinishReason.INVALID_REQUEST, retryable=False)
+    assert next_attempt_delay(_job(), task, TaskCarry(), unplaced, avoid_failed_agent=False) is None
