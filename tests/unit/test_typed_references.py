@@ -26,9 +26,20 @@ from pathlib import Path
 
 from temporalio import workflow
 
-from titus_flow.refs import signal_name
+from titus_flow.activities.agent import AgentActivities
+from titus_flow.activities.fleet import FleetActivities
+from titus_flow.activities.interfaces import (
+    AgentActivityInterface,
+    FleetActivityInterface,
+    ServiceActivityInterface,
+)
+from titus_flow.activities.services import ServiceActivities
+from titus_flow.flow import BATCH_JOB_WORKFLOW, SERVICE_JOB_WORKFLOW
+from titus_flow.refs import activity_name, query_name, signal_name, update_name, workflow_name
 from titus_flow.workflows.batch import BatchJobWorkflow
+from titus_flow.workflows.fleet import FleetWorkflow
 from titus_flow.workflows.requester import PlacementRequester
+from titus_flow.workflows.scheduler import SchedulerWorkflow
 from titus_flow.workflows.service import ServiceJobWorkflow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,3 +240,35 @@ def test_batch_and_service_jobs_share_the_schedulers_answer_signal() -> None:
     for cls in (BatchJobWorkflow, ServiceJobWorkflow):
         defn = workflow._Definition.must_from_class(cls)
         assert name in defn.signals, f"{cls.__name__} has no {name!r} signal"
+
+
+def test_names_read_from_definitions_are_the_wire_names() -> None:
+    """``titus_flow.refs`` reads what reaches Temporal; histories depend on these strings."""
+    assert signal_name(SchedulerWorkflow.renew) == "renew"
+    assert signal_name(SchedulerWorkflow.register_agent) == "register_agent"
+    assert query_name(SchedulerWorkflow.demand) == "demand"
+    assert update_name(ServiceJobWorkflow.kill_task) == update_name(BatchJobWorkflow.kill_task)
+    assert update_name(FleetWorkflow.apply) == "apply"
+    assert workflow_name(BatchJobWorkflow.run) == BATCH_JOB_WORKFLOW == "BatchJob"
+    assert workflow_name(ServiceJobWorkflow.run) == SERVICE_JOB_WORKFLOW == "ServiceJob"
+    declared = {
+        AgentActivityInterface.launch: "launch",
+        AgentActivityInterface.read_logs: "read_logs",
+        FleetActivityInterface.observe_own: "fleet_observe_own",
+        ServiceActivityInterface.rollout: "service_rollout",
+    }
+    for ref, name in declared.items():
+        assert activity_name(ref) == name
+
+
+def test_implementations_register_the_declared_activity_names() -> None:
+    """Each implementation's activities carry the names their interface declares."""
+    pairs = [
+        (AgentActivityInterface, AgentActivities),
+        (FleetActivityInterface, FleetActivities),
+        (ServiceActivityInterface, ServiceActivities),
+    ]
+    for interface, implementation in pairs:
+        for attr, member in vars(interface).items():
+            if callable(member) and not attr.startswith("_"):
+                assert activity_name(getattr(implementation, attr)) == activity_name(member)

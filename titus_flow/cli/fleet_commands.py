@@ -34,8 +34,12 @@ def fleet() -> None:
     """EC2 agent fleets: apply, status, scale, delete, user-data, fetch-secret."""
 
 
-def _handle(client: Client, settings: Settings, name: str) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(fleet_workflow_id(settings.control_task_queue, name))
+def _handle(
+    client: Client, settings: Settings, name: str
+) -> WorkflowHandle[FleetWorkflow, FleetStatus]:
+    # Declared: mypy infers get_workflow_handle_for's generics only from a declared type.
+    workflow_id = fleet_workflow_id(settings.control_task_queue, name)
+    return client.get_workflow_handle_for(FleetWorkflow.run, workflow_id)
 
 
 async def _running(handle: WorkflowHandle[Any, Any]) -> bool:
@@ -47,7 +51,9 @@ async def _running(handle: WorkflowHandle[Any, Any]) -> bool:
         raise
 
 
-async def _running_handle(settings: Settings, name: str) -> WorkflowHandle[Any, Any]:
+async def _running_handle(
+    settings: Settings, name: str
+) -> WorkflowHandle[FleetWorkflow, FleetStatus]:
     handle = _handle(await connect(settings), settings, name)
     if not await _running(handle):
         raise UserError(f"no running fleet {name!r} (start it with `titus-flow fleet apply FILE`)")
