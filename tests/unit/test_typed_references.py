@@ -196,7 +196,7 @@ def test_the_scan_reads_the_real_folders_once() -> None:
     files = source_files()
     relative = {p.relative_to(REPO).as_posix() for p in files}
     assert "workflows/batch.py" in relative and "activities/control.py" in relative
-    assert "titus_flow/client.py" in relative
+    assert "titus_flow/cluster.py" in relative
     assert not any(
         r.startswith(("titus_flow/workflows/", "titus_flow/activities/")) for r in relative
     )
