@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
-    from titus_flow import visibility
+    from titus_flow import attempt_machine, visibility
     from titus_flow.contracts import BatchJobInput, PlacementItem, PlacementUpdate, Unplaced
     from titus_flow.lifecycle import FinishReason, JobState, TaskState
     from titus_flow.outcomes import batch_job_ending, child_job_view, end_job
@@ -45,8 +45,6 @@ with workflow.unsafe.imports_passed_through():
         backoff,
         holding,
         launch_and_supervise,
-        new_attempt,
-        next_attempt_delay,
         supervise_attempt,
     )
     from titus_flow.workflows.common import SchedulerMailbox
@@ -304,11 +302,12 @@ class BatchJobWorkflow(PlacementRequester):
                     # reports the cancellation): never retry a killed task.
                     self._finish_task(task, self._kill_reasons[task.id], "killed by request")
                     return
-                delay = next_attempt_delay(job, task, carry, outcome, self._continues)
+                delay = attempt_machine.next_attempt_delay(
+                    job.retry, task, carry, outcome, self._continues
+                )
                 if delay is None:
                     self._finish_task(task, outcome.reason, outcome.message)
                     return
-                task.state = TaskState.ACCEPTED
                 await backoff(task, carry, delay)
         except asyncio.CancelledError:
             reason = self._kill_reasons.get(task.id, FinishReason.KILLED)
@@ -327,7 +326,7 @@ class BatchJobWorkflow(PlacementRequester):
         if self._handing_over:  # a placement that raced the hold: the next run asks again
             self._mailbox.release(task.id)
             return None
-        attempt = new_attempt(task, placement)
+        attempt = attempt_machine.place(task, placement.agent_id, workflow.now())
         work = launch_and_supervise(self._job_id, job, task, attempt, placement, carry)
         return await holding(self._mailbox, task, attempt, work)
 

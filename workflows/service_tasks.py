@@ -15,7 +15,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from titus_flow import visibility
+    from titus_flow import attempt_machine, visibility
     from titus_flow.contracts import (
         LaunchInput,
         PlacementItem,
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.service_plan.model import TICK, CrashLoop, Rollout
     from titus_flow.service_plan.requests import after_crash, crashed
     from titus_flow.spec import Capacity, ServiceJob
-    from titus_flow.views import AttemptView, JobView, ServiceStatus, TaskView
+    from titus_flow.views import JobView, ServiceStatus, TaskView
     from titus_flow.workflows.attempts import Outcome, launch, supervise, wait_out
     from titus_flow.workflows.common import SchedulerMailbox
 
@@ -168,11 +168,9 @@ class ServiceTasks:
                 placed = True
                 record.task_queue, record.ports = placement.task_queue, placement.ports
                 view.ports = dict(placement.ports)
-                view.agent, view.attempt = placement.agent_id, 1
-                view.attempts = [
-                    AttemptView(attempt=1, agent=placement.agent_id, launched_at=workflow.now())
-                ]
-                view.state = view.attempts[0].state = TaskState.START_INITIATED
+                # A new task: its one attempt (a service task is replaced, not retried).
+                attempt = attempt_machine.place(view, placement.agent_id, workflow.now())
+                attempt_machine.launching(view, attempt)
                 if self._wakes_on_change:
                     self._changed()  # during an update its health deadline runs from now
                 launched = await launch(
@@ -188,8 +186,7 @@ class ServiceTasks:
                     # container runs. Stop it as a kill stops a Started task.
                     await self._stop_late_launch(record, spec)
                     raise asyncio.CancelledError
-                view.state = view.attempts[0].state = TaskState.STARTED
-                view.attempts[0].started_at = launched.started_at
+                attempt_machine.started(view, attempt, launched.started_at)
                 view.healthy = spec.health_check is None  # no check: running is healthy
                 self._changed()
             outcome = await self._supervise(record, spec)
@@ -249,10 +246,7 @@ class ServiceTasks:
         view.state, view.reason, view.healthy = TaskState.FINISHED, outcome.reason, False
         view.message = outcome.message
         if view.attempts:
-            attempt = view.attempts[0]
-            attempt.state, attempt.reason = TaskState.FINISHED, outcome.reason
-            attempt.exit_code, attempt.message = outcome.exit_code, outcome.message
-            attempt.finished_at = workflow.now()
+            attempt_machine.ended(view.attempts[0], outcome, workflow.now())
         if outcome.exit is not None and outcome.reason is not FinishReason.NORMAL:
             view.log_tail = outcome.exit.log_tail
         self._live.pop(view.id, None)

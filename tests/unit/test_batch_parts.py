@@ -8,15 +8,13 @@ from titus_flow.contracts import BatchJobInput
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
 from titus_flow.outcomes import batch_job_ending
 from titus_flow.spec import BatchJob, Container
-from titus_flow.views import TaskCarry, TaskView
-from titus_flow.workflows.attempts import Outcome
+from titus_flow.views import TaskView
 from titus_flow.workflows.batch_partitions import (
     PARTITION_SIZE,
     partition_input,
     partition_summaries,
     summed_counts,
 )
-from titus_flow.workflows.batch_tasks import next_attempt_delay
 
 NORMAL = f"Finished/{FinishReason.NORMAL.value}"
 FAILED = f"Finished/{FinishReason.FAILED.value}"
@@ -55,16 +53,3 @@ def test_a_job_succeeds_only_if_every_task_did() -> None:
         "2 of 3 task(s) failed; first: task 2 failed: x",
     )
     assert batch_job_ending({FAILED: 1}, []) == (JobState.FAILED, "1 of 1 task(s) failed")
-
-
-def test_failures_are_counted_by_whose_fault_they_are() -> None:
-    task, carry = TaskView(id="j-0", index=0, agent="a1"), TaskCarry()
-    next_attempt_delay(_job(), task, carry, Outcome(FinishReason.LOST), avoid_failed_agent=True)
-    assert (carry.system_failures, carry.user_failures, carry.avoid_agent) == (1, 0, "a1")
-    delay = next_attempt_delay(
-        _job(), task, carry, Outcome(FinishReason.FAILED, 1), avoid_failed_agent=False
-    )
-    assert (carry.system_failures, carry.user_failures) == (1, 1)
-    assert delay is None  # the default policy: one attempt for the user's failures
-    unplaced = Outcome(FinishReason.INVALID_REQUEST, retryable=False)
-    assert next_attempt_delay(_job(), task, TaskCarry(), unplaced, avoid_failed_agent=False) is None
