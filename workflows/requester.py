@@ -19,11 +19,8 @@ class PlacementRequester:
     """Base of the workflows that ask the scheduler for capacity.
 
     Defines the ``placement_update`` signal handler; each subclass says what
-    it does with the update in :meth:`on_placement_update`. The batch job
-    workflow subclasses it; the service job workflow still defines its own
-    handler under the same name (its module is being reworked apart, issue
-    17): ``tests/unit/test_typed_references.py`` checks both answer to
-    :meth:`placement_update`'s name.
+    it does with the update in :meth:`on_placement_update`. The batch and
+    service job workflows subclass it.
     """
 
     @workflow.signal(name="placement_update")

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.service_plan.reconcile import roll_back
     from titus_flow.spec import Capacity, ServiceJob
     from titus_flow.views import JobView, TaskPage, TaskQuery, page_tasks
+    from titus_flow.workflows.requester import PlacementRequester
     from titus_flow.workflows.service_tasks import ServiceTasks
 
 # ``workflow.patched`` id of "a disruption budget of 0 allows no voluntary
@@ -48,12 +49,11 @@ def zero_budget() -> bool:
     return workflow.patched(ZERO_BUDGET_PATCH)
 
 
-class ServiceHandlers(ServiceTasks):
+class ServiceHandlers(ServiceTasks, PlacementRequester):
     """The signals, updates and queries of a service job."""
 
-    @workflow.signal(name="placement_update")
-    def placement_update(self, update: PlacementUpdate) -> None:
-        """The scheduler's answer to this job's capacity requests."""
+    def on_placement_update(self, update: PlacementUpdate) -> None:
+        """The scheduler's answer to this job's capacity requests (``placement_update``)."""
         assert self._mailbox is not None
         self._mailbox.on_update(update)
         for task_id in update.evict:  # its agent is draining

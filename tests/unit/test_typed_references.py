@@ -238,6 +238,7 @@ def test_batch_and_service_jobs_share_the_schedulers_answer_signal() -> None:
     """The scheduler signals every requester by ``PlacementRequester.placement_update``."""
     name = signal_name(PlacementRequester.placement_update)
     for cls in (BatchJobWorkflow, ServiceJobWorkflow):
+        assert issubclass(cls, PlacementRequester)  # one handler, not two of one name
         defn = workflow._Definition.must_from_class(cls)
         assert name in defn.signals, f"{cls.__name__} has no {name!r} signal"
 
