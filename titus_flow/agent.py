@@ -19,7 +19,8 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,6 +178,27 @@ async def retry_pause(stop: asyncio.Event, delay: float) -> float:
     return min(delay * 2, RETRY_PAUSE_MAX)
 
 
+async def register_every(register: Callable[[], Awaitable[None]], stop: asyncio.Event) -> None:
+    """Register with the scheduler every :data:`AGENT_HEARTBEAT` until ``stop``.
+
+    Registering again refreshes the agent's record in the ledger. A failed
+    registration is tried again within seconds (doubling to 10 s, jittered so
+    a thousand agents refused by a busy server do not come back at once), not
+    after a whole heartbeat: an agent that never registered gets no work.
+    """
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await register()
+        except RPCError as err:
+            log.warning("registering with the scheduler failed, retrying: %s", err.message)
+            delay = await retry_pause(stop, delay * random.uniform(0.5, 1.0))
+            continue
+        delay = 0.5
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), AGENT_HEARTBEAT.total_seconds())
+
+
 async def _reconcile_at_start(
     client: Client, driver: Driver, activities: AgentActivities, stop: asyncio.Event
 ) -> bool:
@@ -258,14 +280,9 @@ async def _serve(
             )
         )
         try:
-            # Registering again is the heartbeat: the ledger marks silent agents lost.
-            while not stop.is_set():
-                try:
-                    await ensure_scheduler(client, settings, config.info())
-                except RPCError as err:
-                    log.warning("heartbeat to the scheduler failed: %s", err.message)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), AGENT_HEARTBEAT.total_seconds())
+            await register_every(
+                functools.partial(ensure_scheduler, client, settings, config.info()), stop
+            )
         finally:
             reconciling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
