@@ -13,6 +13,7 @@ names other code uses through ``stack.`` are re-exported here.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -255,20 +256,53 @@ def _ensure(
                 f"port {port} on 127.0.0.1 is in use by a process `titus-flow up` did not"
                 " start; stop it, or choose other ports (TITUS_FLOW_ADDRESS, TITUS_FLOW_UI_PORT)"
             )
-    report(f"starting {name}")
-    proc = start_process(argv, log_path(home, name), env)
-    start = start_marker(proc.pid)
-    if start is None:
-        raise failure(name, log_path(home, name), f"exited at once with code {proc.wait()}")
-    write_record(pid_file, PidRecord(proc.pid, start, time.time(), argv))
-    if ready is not None:
+    for tries_left in reversed(range(PORT_RACE_TRIES)):
+        report(f"starting {name}")
+        proc = start_process(argv, log_path(home, name), env)
+        start = start_marker(proc.pid)
+        if start is None:
+            raise failure(name, log_path(home, name), f"exited at once with code {proc.wait()}")
+        write_record(pid_file, PidRecord(proc.pid, start, time.time(), argv))
+        if ready is None:
+            return action, proc
+        running = functools.partial(_running, proc)
         try:
-            ready(lambda: proc.poll() is None)
+            ready(running)
+            return action, proc
         except StackError:
-            stop_process_group(proc.pid, lambda: proc.poll() is None)
+            stop_process_group(proc.pid, running)
             pid_file.unlink(missing_ok=True)
-            raise
-    return action, proc
+            if not (tries_left and lost_a_port_race(log_path(home, name), ports)):
+                raise
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+def _running(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.poll() is None
+
+
+PORT_RACE_TRIES = 3
+"""Starts of the dev server when it loses a race for a port it picked itself."""
+
+
+def lost_a_port_race(log: Path, ports: tuple[int, ...]) -> bool:
+    """Whether a process died binding a port other than ``ports`` (the ones we chose).
+
+    The dev server picks its HTTP API and metrics ports itself, as free ones;
+    another process (an outgoing connection's ephemeral port) can take one
+    before it binds, and it exits "address already in use". Starting it again
+    picks other ports. A port the user chose is never retried: it is theirs to fix.
+    """
+    try:
+        with log.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 4096))
+            tail = file.read().decode(errors="replace")
+    except OSError:
+        return False
+    lines = tail.splitlines()
+    last_start = max((i for i, line in enumerate(lines) if line.startswith("--- ")), default=0)
+    failed = [line for line in lines[last_start:] if "address already in use" in line]
+    return bool(failed) and not any(f":{port}:" in line for line in failed for port in ports)
 
 
 def down(settings: Settings, *, progress: Progress | None = None) -> list[str]:
