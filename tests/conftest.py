@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,21 +151,24 @@ def dev_server(temporal_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     Started once per session on a free loopback port, so it never meets a user's
     stack on 7233; its log is in the session's temp dir.
     """
-    address = f"127.0.0.1:{_free_port()}"
-    argv = stack.server_argv(
-        temporal_bin, port=stack.split_address(address)[1], ui_port=None, db_filename=None
-    )
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    argv = stack.server_argv(temporal_bin, port=port, ui_port=None, db_filename=None)
     log = tmp_path_factory.mktemp("dev-server") / "temporal.log"
-    proc = stack.start_process(argv, log)
 
-    def alive() -> bool:
-        return proc.poll() is None
+    def alive(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
+        return lambda: proc.poll() is None
 
+    proc = stack.start_until_bound(
+        lambda: stack.start_process(argv, log),
+        lambda proc: stack.wait_ready(temporal_bin, address, alive(proc), log),
+        log,
+        (port,),
+    )
     try:
-        stack.wait_ready(temporal_bin, address, alive, log)
         yield address
     finally:
-        stack.stop_process_group(proc.pid, alive)
+        stack.stop_process_group(proc.pid, alive(proc))
 
 
 @pytest.fixture(scope="session")

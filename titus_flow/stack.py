@@ -256,23 +256,51 @@ def _ensure(
                 f"port {port} on 127.0.0.1 is in use by a process `titus-flow up` did not"
                 " start; stop it, or choose other ports (TITUS_FLOW_ADDRESS, TITUS_FLOW_UI_PORT)"
             )
-    for tries_left in reversed(range(PORT_RACE_TRIES)):
+    log = log_path(home, name)
+
+    def launch() -> subprocess.Popen[bytes]:
         report(f"starting {name}")
-        proc = start_process(argv, log_path(home, name), env)
+        proc = start_process(argv, log, env)
         start = start_marker(proc.pid)
         if start is None:
-            raise failure(name, log_path(home, name), f"exited at once with code {proc.wait()}")
+            raise failure(name, log, f"exited at once with code {proc.wait()}")
         write_record(pid_file, PidRecord(proc.pid, start, time.time(), argv))
-        if ready is None:
-            return action, proc
-        running = functools.partial(_running, proc)
+        return proc
+
+    if ready is None:
+        return action, launch()
+
+    def serving(proc: subprocess.Popen[bytes]) -> None:
         try:
-            ready(running)
-            return action, proc
+            ready(functools.partial(_running, proc))
         except StackError:
-            stop_process_group(proc.pid, running)
             pid_file.unlink(missing_ok=True)
-            if not (tries_left and lost_a_port_race(log_path(home, name), ports)):
+            raise
+
+    return action, start_until_bound(launch, serving, log, ports)
+
+
+def start_until_bound(
+    launch: Callable[[], subprocess.Popen[bytes]],
+    ready: Callable[[subprocess.Popen[bytes]], None],
+    log: Path,
+    ports: tuple[int, ...],
+) -> subprocess.Popen[bytes]:
+    """``launch`` a process and wait until it is ``ready``; again if it lost a port race.
+
+    A process that fails ``ready`` (raising :class:`StackError`) is stopped; it
+    is started again, up to :data:`PORT_RACE_TRIES` times in all, only when its
+    ``log`` shows it died binding a port other than ``ports``
+    (:func:`lost_a_port_race`).
+    """
+    for tries_left in reversed(range(PORT_RACE_TRIES)):
+        proc = launch()
+        try:
+            ready(proc)
+            return proc
+        except StackError:
+            stop_process_group(proc.pid, functools.partial(_running, proc))
+            if not (tries_left and lost_a_port_race(log, ports)):
                 raise
     raise AssertionError("unreachable: the last try returns or raises")
 
