@@ -6,9 +6,9 @@ one generic: the Temporal binary, a dev server, Docker detection, free ports.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,19 +156,18 @@ def dev_server(temporal_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     argv = stack.server_argv(temporal_bin, port=port, ui_port=None, db_filename=None)
     log = tmp_path_factory.mktemp("dev-server") / "temporal.log"
 
-    def alive(proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
-        return lambda: proc.poll() is None
-
     proc = stack.start_until_bound(
         lambda: stack.start_process(argv, log),
-        lambda proc: stack.wait_ready(temporal_bin, address, alive(proc), log),
+        lambda proc: stack.wait_ready(
+            temporal_bin, address, functools.partial(stack.running, proc), log
+        ),
         log,
         (port,),
     )
     try:
         yield address
     finally:
-        stack.stop_process_group(proc.pid, alive(proc))
+        stack.stop_process_group(proc.pid, functools.partial(stack.running, proc))
 
 
 @pytest.fixture(scope="session")

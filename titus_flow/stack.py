@@ -272,7 +272,7 @@ def _ensure(
 
     def serving(proc: subprocess.Popen[bytes]) -> None:
         try:
-            ready(functools.partial(_running, proc))
+            ready(functools.partial(running, proc))
         except StackError:
             pid_file.unlink(missing_ok=True)
             raise
@@ -299,13 +299,14 @@ def start_until_bound(
             ready(proc)
             return proc
         except StackError:
-            stop_process_group(proc.pid, functools.partial(_running, proc))
+            stop_process_group(proc.pid, functools.partial(running, proc))
             if not (tries_left and lost_a_port_race(log, ports)):
                 raise
     raise AssertionError("unreachable: the last try returns or raises")
 
 
-def _running(proc: subprocess.Popen[bytes]) -> bool:
+def running(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``proc`` (a child of this process) has not exited."""
     return proc.poll() is None
 
 

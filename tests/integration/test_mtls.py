@@ -36,6 +36,7 @@ from tls_proxy import TlsProxy
 from titus_flow.client import TitusClient
 from titus_flow.config import load_settings
 from titus_flow.errors import TLS_ADVICE
+from titus_flow.processes import wait_until
 
 CLIENT_NAME = "titus-flow-test-client"
 
@@ -278,7 +279,4 @@ def test_a_refused_handshake_is_one_clear_line(
     assert proxy.handshakes == []
     # The proxy's thread notes the refusal as the client goes: on a loaded
     # machine that can be after the CLI exited.
-    deadline = time.monotonic() + 10
-    while not proxy.refused and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proxy.refused, "the proxy saw no refused handshake"
+    assert wait_until(lambda: bool(proxy.refused), 10), "the proxy saw no refused handshake"
