@@ -148,6 +148,36 @@ def test_carried_records_read_back_as_they_were() -> None:
     assert decoded.carried.records(JOB) == records
 
 
+def test_times_round_once_and_never_drift_along_rows_or_runs() -> None:
+    """Times off the millisecond (a real clock's) are rounded once: never further
+    than half a millisecond from the truth, however many rows or runs carry them.
+
+    (Deltas from the exact previous time rounded independently added up: after 150
+    rows and a continue-as-new a task read back more than a millisecond late.)
+    """
+    exact = []
+    for index in range(300):
+        record = live(index)
+        attempt = record.view.attempts[0]
+        assert attempt.launched_at is not None and record.started_at is not None
+        jitter = timedelta(microseconds=index * 300 % 1000)  # deltas of n.3 or n-0.7 ms
+        attempt.launched_at += jitter
+        record.started_at += jitter * 2
+        attempt.started_at = record.started_at
+        exact.append(record)
+    records = exact
+    for run in range(5):  # each continue-as-new re-encodes from a base off the millisecond
+        base = BASE + timedelta(days=30, seconds=run, microseconds=123_457 * (run + 1))
+        records = CarriedService.of(records, base).records(JOB)
+        for before, after in zip(exact, records, strict=True):
+            assert before.started_at is not None and after.started_at is not None
+            assert abs(after.started_at - before.started_at) <= timedelta(microseconds=500)
+            launched = before.view.attempts[0].launched_at
+            relaunched = after.view.attempts[0].launched_at
+            assert launched is not None and relaunched is not None
+            assert abs(relaunched - launched) <= timedelta(microseconds=500)
+
+
 def test_an_input_of_the_previous_release_still_decodes() -> None:
     """Whole records under ``tasks``, no ``carried``: what the last release continued with."""
     old = ServiceJobInput(job=SPEC, submitted_at=BASE, tasks=[live(0), live(1)])

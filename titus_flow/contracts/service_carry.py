@@ -66,6 +66,10 @@ class CarriedService(Message):
         def ms(when: datetime, since: datetime) -> int:
             return round((when - since).total_seconds() * 1000)
 
+        # Times are whole milliseconds from a whole-millisecond base, and each delta is
+        # taken from the time records() will rebuild, not the exact one: rounding
+        # happens once per time, never adds up along the rows or across runs.
+        base -= timedelta(microseconds=base.microsecond % 1000)
         rows: list[Row] = []
         previous = base
         for record in records:
@@ -90,7 +94,7 @@ class CarriedService(Message):
             launched: int | None = None
             if attempt is not None and attempt.launched_at is not None:
                 launched = ms(attempt.launched_at, previous)
-                previous = attempt.launched_at
+                previous += timedelta(milliseconds=launched)
             started = None
             if record.started_at is not None:
                 since = base if launched is None else previous
