@@ -26,6 +26,7 @@ def _register_commands() -> None:
         codec_commands,
         fleet_commands,
         job_commands,
+        migrate_commands,
         process_commands,
         replay_command,
         run_command,
