@@ -74,9 +74,10 @@ class JobDagWorkflow:
 
         async def run_one(job: BatchJob) -> None:
             # Dependencies resolve to True (succeeded) or False (failed or skipped).
-            outcomes = [await done[dep] for dep in job.depends_on]
+            names = job.dependency_names()
+            outcomes = [await done[dep] for dep in names]
             if not all(outcomes):
-                failed = [d for d, ok in zip(job.depends_on, outcomes, strict=True) if not ok]
+                failed = [d for d, ok in zip(names, outcomes, strict=True) if not ok]
                 result.skipped[job.name] = f"dependency {', '.join(failed)} did not succeed"
                 done[job.name].set_result(False)
                 return

@@ -20,7 +20,11 @@ SHA = "a" * 64
 
 
 def base_job(kind: str) -> dict[str, Any]:
-    job: dict[str, Any] = {"name": "job", "container": {"image": "busybox", "ports": ["http"]}}
+    job: dict[str, Any] = {
+        "name": "job",
+        "container": {"image": "busybox", "ports": ["http"]},
+        "volumes": [{"name": "data", "scratch": {}}],
+    }
     if kind == "service":
         job["kind"] = "service"
     return job
@@ -61,6 +65,35 @@ VALID: list[tuple[str, str, Any]] = [
     ("batch", "runtime_limit", None),
     ("batch", "depends_on", ["other", "third"]),
     ("batch", "depends_on", []),
+    ("batch", "depends_on", ["other", {"job": "split", "mode": "n_to_n"}, {"job": "x"}]),
+    ("batch", "depends_on", [{"job": "other", "mode": "all"}]),
+    ("batch", "task_order", "sequential"),
+    ("batch", "task_order", "parallel"),
+    ("batch", "security", {}),
+    (
+        "batch",
+        "security",
+        {
+            "iam_role": "arn:aws:iam::123456789012:role/team/app-role",
+            "security_groups": ["sg-0123abcd", "sg-0123456789abcdef0"],
+        },
+    ),
+    ("service", "security.iam_role", "arn:aws-cn:iam::123456789012:role/app"),
+    ("batch", "security.iam_role", None),
+    ("batch", "volumes", []),
+    (
+        "batch",
+        "volumes",
+        [
+            {"name": "data", "host_path": {"path": "/srv/data"}},
+            {"name": "scratch", "scratch": {}},
+            {"name": "fast", "tmpfs": {"size": "64Mi"}},
+            {"name": "tmp", "tmpfs": {}},
+            {"name": "models", "efs": {"file_system_id": "fs-12345678", "path": "/models"}},
+            {"name": "root", "efs": {"file_system_id": "fs-0123456789abcdef0"}},
+        ],
+    ),
+    ("service", "volumes", [{"name": "data", "host_path": {"path": "/"}}]),
     # container
     ("batch", "container.image", "busybox:1.36"),
     ("batch", "container.image", "ghcr.io/org/app:v1.2"),
@@ -85,6 +118,20 @@ VALID: list[tuple[str, str, Any]] = [
     ("service", "container.network", "host"),
     ("batch", "container.read_only_root", True),
     ("batch", "container.read_only_root", False),
+    ("batch", "container.mounts", []),
+    (
+        "batch",
+        "container.mounts",
+        [
+            {"volume": "data", "path": "/data", "read_only": True},
+            {"volume": "data", "path": "/data/again"},
+            {"volume": "data", "path": "/devices"},
+        ],
+    ),
+    ("service", "container.mounts", [{"volume": "data", "path": "/var/lib/app"}]),
+    ("batch", "container.shm_size", "128Mi"),
+    ("batch", "container.shm_size", 64),
+    ("batch", "container.shm_size", None),
     ("batch", "container.secrets", {"DB_PASSWORD": "env_file:/etc/titus/db.env"}),
     ("batch", "container.secrets", {"TOKEN": "env_file:/etc/titus/all.env#API_TOKEN"}),
     (
@@ -197,6 +244,84 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("batch", "depends_on", ["job"], None, "cannot depend on itself"),
     ("batch", "depends_on", ["a", "a"], None, "listed twice"),
     ("batch", "depends_on", "other", None, "valid list"),
+    ("batch", "depends_on", [{"job": "Bad"}], "depends_on[0].job", "invalid name"),
+    ("batch", "depends_on", [{"job": "a", "mode": "n_to_1"}], "depends_on[0].mode", "'n_to_n'"),
+    ("batch", "depends_on", [{"mode": "n_to_n"}], "depends_on[0].job", "missing"),
+    ("batch", "depends_on", ["a", {"job": "a", "mode": "n_to_n"}], None, "listed twice"),
+    ("batch", "depends_on", [{"job": "job"}], None, "cannot depend on itself"),
+    ("batch", "depends_on", [3], "depends_on[0]", "mapping"),
+    ("batch", "task_order", "random", None, "'sequential'"),
+    ("service", "task_order", "sequential", None, "field of kind 'batch'"),
+    ("batch", "security", "arn", None, "mapping"),
+    ("batch", "security.iam_role", "arn:aws:iam::1234:role/app", None, "IAM role ARN"),
+    ("batch", "security.iam_role", "app", None, "arn:aws:iam::<12-digit account>:role/<name>"),
+    ("batch", "security.iam_role", "arn:aws:iam::123456789012:user/app", None, "IAM role ARN"),
+    ("batch", "security.security_groups", ["sg-12"], "security.security_groups[0]", "sg-0123abcd"),
+    ("batch", "security.security_groups", ["sg-0123ABCD"], "security.security_groups[0]", "hex"),
+    ("batch", "security.security_groups", ["sg-0123abcd"] * 2, None, "listed twice"),
+    ("batch", "volumes", {"data": {}}, None, "valid list"),
+    ("batch", "volumes", [{"name": "a", "scratch": {}}] * 2, None, "declared twice"),
+    ("batch", "volumes", [{"name": "a"}], "volumes[0]", "exactly one of host_path"),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "scratch": {}, "tmpfs": {}}],
+        "volumes[0]",
+        "(got scratch, tmpfs)",
+    ),
+    ("batch", "volumes", [{"name": "A", "scratch": {}}], "volumes[0].name", "invalid name"),
+    ("batch", "volumes", [{"name": "a", "nfs": {}}], "volumes[0].nfs", "unknown field"),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "scratch": {"size": 1}}],
+        "volumes[0].scratch.size",
+        "unknown",
+    ),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "host_path": {"path": "srv/data"}}],
+        "volumes[0].host_path.path",
+        "must be an absolute path",
+    ),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "host_path": {"path": "/srv/../etc"}}],
+        "volumes[0].host_path.path",
+        "write '/etc'",
+    ),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "host_path": {"path": "/srv/data/"}}],
+        "volumes[0].host_path.path",
+        "not normalised",
+    ),
+    ("batch", "volumes", [{"name": "a", "host_path": {}}], "volumes[0].host_path.path", "missing"),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "tmpfs": {"size": 0}}],
+        "volumes[0].tmpfs.size",
+        "greater than or equal to 1",
+    ),
+    ("batch", "volumes", [{"name": "a", "tmpfs": {"size": "x"}}], "volumes[0].tmpfs.size", "512Mi"),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "efs": {"file_system_id": "fs-123"}}],
+        "volumes[0].efs.file_system_id",
+        "fs-12345678",
+    ),
+    (
+        "batch",
+        "volumes",
+        [{"name": "a", "efs": {"file_system_id": "fs-12345678", "path": "models"}}],
+        "volumes[0].efs.path",
+        "absolute",
+    ),
     ("batch", "kind", "cron", None, "must be 'batch' (got 'cron')"),
     ("batch", "capacity", {"desired": 2}, None, "field of kind 'service'"),
     ("batch", "instancez", 2, None, "did you mean 'instances'"),
@@ -230,6 +355,66 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("batch", "container.network", "bridged", None, "'bridge', 'host' or 'none'"),
     ("batch", "container.network", "none", "container", "cannot publish ports"),
     ("batch", "container.read_only_root", "yes", None, "valid boolean"),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "x"}],
+        "container.mounts[0].path",
+        "absolute",
+    ),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "/"}],
+        "container.mounts[0].path",
+        "mount below",
+    ),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "/proc"}],
+        "container.mounts[0].path",
+        "/proc",
+    ),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "/sys/fs"}],
+        "container.mounts[0].path",
+        "/sys",
+    ),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "/dev/shm"}],
+        "container.mounts[0].path",
+        "shm_size",
+    ),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "/titus/output"}],
+        "container.mounts[0].path",
+        "output",
+    ),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "/a/../dev"}],
+        "container.mounts[0].path",
+        "not normalised",
+    ),
+    (
+        "batch",
+        "container.mounts",
+        [{"volume": "data", "path": "/a", "read_only": "yes"}],
+        "container.mounts[0].read_only",
+        "valid boolean",
+    ),
+    ("batch", "container.mounts", [{"volume": "data", "path": "/a"}] * 2, None, "used twice"),
+    ("batch", "container.mounts", [{"volume": "data"}], "container.mounts[0].path", "missing"),
+    ("batch", "container.shm_size", 0, None, "greater than or equal to 1"),
+    ("batch", "container.shm_size", "lots", None, "512Mi"),
     ("batch", "container.secrets", {"A": "s3cr3t"}, "container.secrets.A", "env_file:"),
     ("batch", "container.secrets", {"A": "env_file:rel.env"}, "container.secrets.A", "ssm:"),
     ("batch", "container.secrets", {"A": "ssm:"}, "container.secrets.A", "secret reference"),
@@ -522,9 +707,17 @@ def _mentioned(cases: list[Any]) -> set[str]:
     names: set[str] = set()
     for case in cases:
         names.update(case[1].split("."))
-        if isinstance(case[2], dict):
-            names.update(case[2])
+        names.update(_keys(case[2]))
     return names
+
+
+def _keys(value: Any) -> set[str]:
+    """The keys of every mapping in ``value``, also in lists (volumes, mounts)."""
+    if isinstance(value, dict):
+        return set(value).union(*(_keys(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_keys(item) for item in value))
+    return set()
 
 
 @pytest.mark.parametrize("table", [VALID, INVALID], ids=["valid", "invalid"])

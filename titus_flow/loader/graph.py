@@ -9,7 +9,7 @@ from titus_flow.spec import BatchJob, ServiceJob
 
 
 def dependency_errors(jobs: Sequence[BatchJob | ServiceJob], source: str) -> list[str]:
-    """Unknown or service-job ``depends_on`` targets, and dependency cycles."""
+    """Unknown or service-job ``depends_on`` targets, uneven n_to_n pairs, and cycles."""
     by_name = {job.name: job for job in jobs}
     errors = []
     graph: dict[str, list[str]] = {}
@@ -17,7 +17,8 @@ def dependency_errors(jobs: Sequence[BatchJob | ServiceJob], source: str) -> lis
         if not isinstance(job, BatchJob):
             continue
         graph[job.name] = []
-        for index, dep in enumerate(job.depends_on):
+        for index, dependency in enumerate(job.depends_on):
+            dep = dependency.job
             where = f"{source}: {job.name}.depends_on[{index}]"
             target = by_name.get(dep)
             if target is None:
@@ -28,6 +29,12 @@ def dependency_errors(jobs: Sequence[BatchJob | ServiceJob], source: str) -> lis
                 errors.append(
                     f"{where}: {dep!r} is a service job, which never completes;"
                     " depend on batch jobs only"
+                )
+            elif dependency.mode == "n_to_n" and target.instances != job.instances:
+                errors.append(
+                    f"{where}: mode n_to_n pairs task i with task i of {dep!r}, which has"
+                    f" {target.instances} instances, not {job.instances}; give both jobs the"
+                    " same instances or use mode all"
                 )
             else:
                 graph[job.name].append(dep)

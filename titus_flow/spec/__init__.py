@@ -4,6 +4,7 @@ from titus_flow.spec.base import SpecModel
 from titus_flow.spec.capacity_group import CapacityGroup, CapacityGuarantee, CapacityLimit
 from titus_flow.spec.constraints import Constraints, ConstraintSet
 from titus_flow.spec.container import Container
+from titus_flow.spec.dependencies import Dependency, DependencyMode, TaskOrder
 from titus_flow.spec.health import ExecCheck, HealthCheck, HttpCheck, TcpCheck
 from titus_flow.spec.jobs import (
     JOB_ADAPTER,
@@ -18,6 +19,15 @@ from titus_flow.spec.jobs import (
 from titus_flow.spec.quantities import Duration, Mebibytes, parse_duration, parse_mebibytes
 from titus_flow.spec.resources import Resources
 from titus_flow.spec.retry import ExponentialBackoff, FixedBackoff, ImmediateBackoff, Retry
+from titus_flow.spec.security import SecurityProfile
+from titus_flow.spec.volumes import (
+    EfsVolume,
+    HostPathVolume,
+    Mount,
+    ScratchVolume,
+    TmpfsVolume,
+    Volume,
+)
 
 __all__ = [
     "JOB_ADAPTER",
@@ -30,22 +40,32 @@ __all__ = [
     "ConstraintSet",
     "Constraints",
     "Container",
+    "Dependency",
+    "DependencyMode",
     "DisruptionBudget",
     "Duration",
+    "EfsVolume",
     "ExecCheck",
     "ExponentialBackoff",
     "FixedBackoff",
     "HealthCheck",
+    "HostPathVolume",
     "HttpCheck",
     "ImmediateBackoff",
     "Job",
     "Mebibytes",
+    "Mount",
     "Resources",
     "Retry",
     "RollingUpdate",
+    "ScratchVolume",
+    "SecurityProfile",
     "ServiceJob",
     "SpecModel",
+    "TaskOrder",
     "TcpCheck",
+    "TmpfsVolume",
+    "Volume",
     "parse_duration",
     "parse_mebibytes",
 ]

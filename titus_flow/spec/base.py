@@ -149,15 +149,9 @@ class Matches:
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _NAME = re.compile(NAME_PATTERN)
+NAME_HINT = "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit"
 
-Name = Annotated[
-    str,
-    Matches(
-        NAME_PATTERN,
-        "name",
-        "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit",
-    ),
-]
+Name = Annotated[str, Matches(NAME_PATTERN, "name", NAME_HINT)]
 """A DNS-label name: lowercase letters, digits and '-', at most 63 characters."""
 
 RESERVED_LABEL_PREFIX = "titus-flow."

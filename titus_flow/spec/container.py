@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
 from titus_flow.spec.base import LabelKey, Matches, SpecModel, repeated
+from titus_flow.spec.quantities import Mebibytes
+from titus_flow.spec.volumes import Mount
 
 # name[:tag] or name@sha256:<64 hex>, where name is an optional registry host[:port]
 # followed by lowercase path components (the Docker reference grammar, simplified).
@@ -145,6 +147,13 @@ class Container(SpecModel):
             " enters the job's history."
         ),
     )
+    mounts: list[Mount] = Field(
+        default_factory=list,
+        description="The job's volumes at paths in the container (volume, path, read_only).",
+    )
+    shm_size: Mebibytes | None = Field(
+        default=None, ge=1, description='Size of /dev/shm, e.g. "128Mi"; default: the engine\'s.'
+    )
 
     @field_validator("entrypoint", "command", mode="before")
     @classmethod
@@ -167,6 +176,13 @@ class Container(SpecModel):
         if self.network == "none" and self.ports:
             raise ValueError("network 'none' cannot publish ports: remove ports or use bridge")
         return self
+
+    @field_validator("mounts")
+    @classmethod
+    def _check_mount_paths_unique(cls, value: list[Mount]) -> list[Mount]:
+        if duplicates := repeated([mount.path for mount in value]):
+            raise ValueError(f"mount path(s) {duplicates} used twice; mount one volume per path")
+        return value
 
     @field_validator("ports")
     @classmethod

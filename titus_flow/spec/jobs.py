@@ -18,10 +18,13 @@ from pydantic import (
 from titus_flow.spec.base import LabelKey, Name, SpecModel, repeated
 from titus_flow.spec.constraints import Constraints
 from titus_flow.spec.container import Container
+from titus_flow.spec.dependencies import Dependency, TaskOrder
 from titus_flow.spec.health import HealthCheck
 from titus_flow.spec.quantities import Duration, format_duration
 from titus_flow.spec.resources import Resources
 from titus_flow.spec.retry import Retry
+from titus_flow.spec.security import SecurityProfile
+from titus_flow.spec.volumes import Volume, mount_errors
 
 MAX_BATCH_INSTANCES = 10_000
 
@@ -36,6 +39,26 @@ class _JobCommon(SpecModel):
     constraints: Constraints = Field(default_factory=Constraints)
     capacity_group: Name = Field(default="default", description="Capacity group to draw from.")
     labels: dict[LabelKey, str] = Field(default_factory=dict, description="Job labels.")
+    volumes: list[Volume] = Field(
+        default_factory=list, description="Named volumes the container's mounts refer to."
+    )
+    security: SecurityProfile = Field(
+        default_factory=SecurityProfile, description="IAM role and security groups of the tasks."
+    )
+
+    @field_validator("volumes")
+    @classmethod
+    def _unique_volumes(cls, value: list[Volume]) -> list[Volume]:
+        if duplicates := repeated([volume.name for volume in value]):
+            raise ValueError(f"volume name(s) {duplicates} declared twice; name each volume once")
+        return value
+
+    # A model check: mounts (in container) and volumes are both known only here.
+    @model_validator(mode="after")
+    def _mounts_known(self) -> Any:
+        if errors := mount_errors(list(self.volumes), list(self.container.mounts)):
+            raise ValueError("; ".join(errors))
+        return self
 
 
 class BatchJob(_JobCommon):
@@ -60,8 +83,16 @@ class BatchJob(_JobCommon):
     runtime_limit: Duration | None = Field(
         default=None, description="Kill an attempt that runs longer than this."
     )
-    depends_on: list[Name] = Field(
-        default_factory=list, description="Jobs in the same file that must succeed first."
+    depends_on: list[Dependency] = Field(
+        default_factory=list,
+        description=(
+            "Jobs in the same file that must succeed first: a name, or"
+            " {job: name, mode: n_to_n} for task i to wait for task i of that job."
+        ),
+    )
+    task_order: TaskOrder = Field(
+        default="parallel",
+        description="sequential: task i starts only after task i-1 succeeded.",
     )
 
     @field_validator("runtime_limit")
@@ -75,12 +106,17 @@ class BatchJob(_JobCommon):
     # is known: titus_flow.loader. ``name`` is validated first and is in info.data.
     @field_validator("depends_on")
     @classmethod
-    def _check_depends_on(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if info.data.get("name") in value:
+    def _check_depends_on(cls, value: list[Dependency], info: ValidationInfo) -> list[Dependency]:
+        names = [dependency.job for dependency in value]
+        if info.data.get("name") in names:
             raise ValueError(f"job {info.data['name']!r} cannot depend on itself; remove it")
-        if duplicates := repeated(value):
+        if duplicates := repeated(names):
             raise ValueError(f"{duplicates} listed twice; list each job once")
         return value
+
+    def dependency_names(self) -> list[str]:
+        """The names of the jobs this one depends on, in ``depends_on`` order."""
+        return [dependency.job for dependency in self.depends_on]
 
 
 class Capacity(SpecModel):
