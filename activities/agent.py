@@ -34,6 +34,7 @@ from titus_flow.activities.agent_files import (
 )
 from titus_flow.activities.agent_health import HealthWatch
 from titus_flow.activities.agent_outcome import exit_message, finish_reason
+from titus_flow.activities.agent_uploads import UPLOAD_WAIT_SECONDS, LogUploader
 from titus_flow.activities.interfaces import AgentActivityInterface, implements
 from titus_flow.client import job_id_of_task
 from titus_flow.contracts import (
@@ -98,10 +99,12 @@ class AgentActivities(AgentActivityInterface):
         *,
         secrets_dir: Path | None = None,
         probe_host: str = HOST,
+        uploader: LogUploader | None = None,
     ) -> None:
         """``secrets_dir``: the only place ``env_file:`` secrets are read from (None: none).
 
         ``probe_host``: where health checks reach tasks' published ports.
+        ``uploader``: where ended attempts' logs are uploaded (None: they stay here).
         """
         self.agent_id = agent_id
         self.driver = driver
@@ -111,6 +114,7 @@ class AgentActivities(AgentActivityInterface):
         self._engine_down_since: dict[str, float] = {}
         self.secrets_dir = secrets_dir
         self.probe_host = probe_host
+        self.uploader = uploader
         # Supervise activities a job's continue-as-new forgot all ask at once.
         self._judged = JudgedTogether()
 
@@ -293,6 +297,8 @@ class AgentActivities(AgentActivityInterface):
 
         The exit is saved before the container is removed: an agent that dies in
         between leaves both, and the retried supervise reports the saved exit.
+        With an uploader, the kept log then goes to S3 in the background (the
+        exit says where, and whether it got there within UPLOAD_WAIT_SECONDS).
         """
         log_path = self.log_path(task_id, attempt)
         await self.driver.save_output(name, log_path)
@@ -300,8 +306,13 @@ class AgentActivities(AgentActivityInterface):
         result.output, problem = read_output(self.output_dir(task_id, attempt))
         if problem:
             result.message = f"{result.message}; {problem}" if result.message else problem
+        if self.uploader is not None:
+            result.log = self.uploader.ref(task_id, attempt)
         save_exit(self._exit_path(task_id, attempt), result)
         await self.driver.remove(name, log_path)
+        if self.uploader is not None and result.log is not None:  # the log is whole now
+            upload = self.uploader.submit(log_path, task_id, attempt)
+            result.log.uploaded = await self.uploader.settled(upload, UPLOAD_WAIT_SECONDS)
         return result
 
     @implements(AgentActivityInterface.stop)

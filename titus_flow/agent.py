@@ -5,7 +5,8 @@ removes containers of attempts that are no longer current (orphans left by a
 crash), then serves its task queue, and every ``reconcile_seconds`` (setting
 ``TITUS_FLOW_RECONCILE_SECONDS``) removes the orphans that appeared meanwhile
 and prunes the output kept of ended attempts (``log_retention_hours``,
-``log_max_total_mib``).
+``log_max_total_mib``). With ``log_bucket`` set, it uploads each ended
+attempt's log to S3 (:mod:`titus_flow.activities.agent_uploads`).
 
 What tasks may do is the operator's to set (docs/security.md): host networking
 only with ``allow_host_network``, images from ``allowed_images``, ports published
@@ -30,10 +31,12 @@ from temporalio.worker import Worker
 
 from titus_flow.activities.agent import AgentActivities
 from titus_flow.activities.agent_files import prune_kept_output
+from titus_flow.activities.agent_uploads import LogUploader
 from titus_flow.client import ensure_scheduler
 from titus_flow.cluster import AGENT_HEARTBEAT, agent_task_queue, scheduler_workflow_id
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo
+from titus_flow.log_store import S3Store, log_location
 from titus_flow.reconcile import judge
 from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError
@@ -150,9 +153,9 @@ async def _reconcile_every(
     driver: Driver,
     activities: AgentActivities,
     stop: asyncio.Event,
-    prune: Callable[[], None] | None = None,
+    tidy: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Remove orphans (and ``prune``) every ``seconds`` until ``stop`` is set.
+    """Remove orphans (and ``tidy``) every ``seconds`` until ``stop`` is set.
 
     A failed round waits for the next.
     """
@@ -164,8 +167,17 @@ async def _reconcile_every(
             await remove_orphans(client, driver, activities)
         except (RPCError, DriverError) as err:
             log.warning("reconcile failed, retrying in %gs: %s", seconds, err)
-        if prune is not None:
-            await asyncio.to_thread(prune)
+        if tidy is not None:
+            await tidy()
+
+
+async def tidy_logs(settings: Settings, activities: AgentActivities) -> None:
+    """Prune kept output (:func:`prune_logs`), then queue the logs not uploaded yet."""
+    await asyncio.to_thread(prune_logs, settings, activities)
+    if activities.uploader is not None:
+        queued = await activities.uploader.requeue(activities.log_dir)
+        if queued:
+            log.info("queued the logs of %d ended attempt(s) for upload", queued)
 
 
 RETRY_PAUSE_MAX = 10.0
@@ -229,16 +241,21 @@ async def run_agent(
         labels=settings.container_labels,
         **config.driver_options(settings),
     )
+    location = log_location(settings)
+    uploader = None if location is None else LogUploader(S3Store(), location)
     activities = AgentActivities(
         config.agent_id,
         driver,
         Path(settings.home) / "agents" / config.agent_id / "logs",
         secrets_dir=settings.agent_secrets_dir,
         probe_host=probe_host(settings.publish_address),
+        uploader=uploader,
     )
     try:
         await _serve(client, settings, config, driver, activities, stop)
     finally:
+        if uploader is not None:
+            await uploader.close()
         await driver.close()
 
 
@@ -253,7 +270,7 @@ async def _serve(
     """Reconcile, then serve the agent's task queue until ``stop`` is set."""
     if not await _reconcile_at_start(client, driver, activities, stop):
         return
-    await asyncio.to_thread(prune_logs, settings, activities)
+    await tidy_logs(settings, activities)
     worker = Worker(
         client,
         task_queue=agent_task_queue(config.agent_id),
@@ -276,7 +293,7 @@ async def _serve(
                 driver,
                 activities,
                 stop,
-                functools.partial(prune_logs, settings, activities),
+                functools.partial(tidy_logs, settings, activities),
             )
         )
         try:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from titus_flow.lifecycle import SYSTEM_REASONS, FinishReason, TaskState, retry_delay
 from titus_flow.spec.retry import Retry
-from titus_flow.views import AttemptView, TaskCarry, TaskView
+from titus_flow.views import AttemptView, LogRef, TaskCarry, TaskView
 
 
 class End(Protocol):
@@ -56,9 +56,14 @@ def started(task: TaskView, attempt: AttemptView, at: datetime) -> None:
 
 
 def ended(
-    attempt: AttemptView, end: End, now: datetime, *, counts_against_retries: bool | None = None
+    attempt: AttemptView,
+    end: End,
+    now: datetime,
+    *,
+    counts_against_retries: bool | None = None,
+    log: LogRef | None = None,
 ) -> None:
-    """The attempt ended (``end``) at ``now``.
+    """The attempt ended (``end``) at ``now``; ``log``: where its agent uploads its log.
 
     ``counts_against_retries`` is recorded only when given: a batch task's
     retry budget counts the user's failures, not the platform's
@@ -68,6 +73,7 @@ def ended(
     attempt.state, attempt.reason = TaskState.FINISHED, end.reason
     attempt.exit_code, attempt.message = end.exit_code, end.message
     attempt.finished_at = now
+    attempt.log = log
     if counts_against_retries is not None:
         attempt.counts_against_retries = counts_against_retries
 

@@ -13,6 +13,7 @@ starts. :mod:`titus_flow.connect_options` turns the result into ``Client.connect
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from titus_flow.cluster import CONTROL_TASK_QUEUE
 from titus_flow.errors import UserError
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class Settings(BaseModel):
@@ -76,6 +78,11 @@ class Settings(BaseModel):
     """Agents delete the kept output of attempts that ended longer ago than this."""
     log_max_total_mib: int = Field(default=10 * 1024, ge=1)
     """Agents delete the oldest kept output of ended attempts beyond this total."""
+    log_bucket: str | None = None
+    """S3 bucket agents upload each ended attempt's log to (docs/logs.md); unset: no upload.
+    ``task logs`` reads it there when the agent cannot give it."""
+    log_prefix: str = "titus-flow"
+    """Key prefix of the logs in ``log_bucket``: ``<prefix>/<job>/<task>/<attempt>/log.gz``."""
     secrets_dir: Path | None = None
     """The only directory ``env_file:`` secrets may be read from (default: ``<home>/secrets``)."""
     api_key_file: Path | None = None
@@ -106,6 +113,25 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("log_bucket")
+    @classmethod
+    def _bucket_name(cls, value: str | None) -> str | None:
+        """An S3 bucket name, or nothing (an empty value turns uploads off)."""
+        return check_bucket(value) if value else None
+
+    def with_task_logs(self, bucket: str | None, prefix: str | None) -> Settings:
+        """These settings with ``log_bucket``/``log_prefix`` replaced where given (flags).
+
+        Raises :class:`UserError` naming the flag for a bad bucket name.
+        """
+        update: dict[str, str] = {"log_prefix": prefix} if prefix else {}
+        if bucket:
+            try:
+                update["log_bucket"] = check_bucket(bucket)
+            except ValueError as err:
+                raise UserError(f"--log-bucket: {err}") from None
+        return self.model_copy(update=update)
 
     @property
     def agent_secrets_dir(self) -> Path:
@@ -138,6 +164,17 @@ class Settings(BaseModel):
         return f"http://127.0.0.1:{self.ui_port}"
 
 
+def check_bucket(name: str) -> str:
+    """``name`` if it is an S3 bucket name; ValueError saying what one is otherwise."""
+    if not _BUCKET.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not an S3 bucket name: 3-63 lowercase letters, digits, '.' and '-',"
+            " starting and ending with a letter or digit (no s3:// and no /prefix: set"
+            " log_prefix for that)"
+        )
+    return name
+
+
 # Environment variable -> setting. Temporal's TEMPORAL_* variables are not here:
 # temporalio.envconfig reads them (see _temporal_profile).
 _ENV = [
@@ -162,6 +199,8 @@ _ENV = [
     ("TITUS_FLOW_CONTAINER_LOG_MAX_MIB", "container_log_max_mib"),
     ("TITUS_FLOW_LOG_RETENTION_HOURS", "log_retention_hours"),
     ("TITUS_FLOW_LOG_MAX_TOTAL_MIB", "log_max_total_mib"),
+    ("TITUS_FLOW_LOG_BUCKET", "log_bucket"),
+    ("TITUS_FLOW_LOG_PREFIX", "log_prefix"),
     ("TITUS_FLOW_SECRETS_DIR", "secrets_dir"),
     ("TITUS_FLOW_API_KEY_FILE", "api_key_file"),
     ("TITUS_FLOW_CODEC_KEY_FILE", "codec_key_file"),

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         SuperviseInput,
     )
     from titus_flow.lifecycle import FinishReason
+    from titus_flow.views import LogRef
     from titus_flow.workflows.common import LAUNCH_RETRY, SUPERVISE_RETRY
 
 # Upper bound on one supervise run when the job sets no runtime limit; a service
@@ -70,6 +71,11 @@ class Outcome:
         self.message = message
         self.retryable = retryable
         self.exit = exit_
+
+    @property
+    def log(self) -> LogRef | None:
+        """Where the agent uploads the attempt's log, if it said."""
+        return None if self.exit is None else self.exit.log
 
     @classmethod
     def from_exit(cls, exit_: AttemptExit) -> Outcome:

@@ -49,7 +49,9 @@ async def holding(
     finally:
         mailbox.release(task.id)
     counts = attempt_machine.counts_against_retries(outcome.reason)
-    attempt_machine.ended(attempt, outcome, workflow.now(), counts_against_retries=counts)
+    attempt_machine.ended(
+        attempt, outcome, workflow.now(), counts_against_retries=counts, log=outcome.log
+    )
     return outcome
 
 

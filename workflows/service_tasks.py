@@ -246,7 +246,7 @@ class ServiceTasks:
         view.state, view.reason, view.healthy = TaskState.FINISHED, outcome.reason, False
         view.message = outcome.message
         if view.attempts:
-            attempt_machine.ended(view.attempts[0], outcome, workflow.now())
+            attempt_machine.ended(view.attempts[0], outcome, workflow.now(), log=outcome.log)
         if outcome.exit is not None and outcome.reason is not FinishReason.NORMAL:
             view.log_tail = outcome.exit.log_tail
         self._live.pop(view.id, None)

@@ -202,6 +202,10 @@ def _tasks_table(view: JobView) -> Table:
     columns = ["index", "task", "state", "reason", "attempt", "agent", "exit codes"]
     if service is not None:
         columns += ["revision", "healthy"]
+    # Where agents uploaded logs (docs/logs.md): the latest attempt's, only if some task has one.
+    logs = any(task.attempts and task.attempts[-1].log for task in view.tasks)
+    if logs:
+        columns.append("log (latest attempt)")
     table = Table(show_header=True)
     for column in [*columns, "message", "waiting"]:
         table.add_column(column)
@@ -222,6 +226,9 @@ def _tasks_table(view: JobView) -> Table:
             # Held requests name the task they wait to disrupt (e.g. a kill).
             named = re.compile(rf"\b{re.escape(task.id)}\b")
             waiting += [reason for reason in service.waiting if named.search(reason)]
+        if logs:
+            log = task.attempts[-1].log if task.attempts else None
+            cells.append("" if log is None else log.url + ("" if log.uploaded else " (pending)"))
         cells += [task.message, "; ".join(waiting)]
         table.add_row(*(Text(cell) for cell in cells))  # as written: no markup
     return table

@@ -167,6 +167,15 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
     " 127.0.0.1].",
 )
 @click.option(
+    "--log-bucket",
+    help="S3 bucket to upload each ended attempt's log to [default: setting log_bucket;"
+    " unset: logs stay on this host]. AWS credentials and endpoint: boto3's standard chain.",
+)
+@click.option(
+    "--log-prefix",
+    help="Key prefix in --log-bucket [default: setting log_prefix, titus-flow].",
+)
+@click.option(
     "--hollow",
     type=click.IntRange(min=1),
     metavar="N",
@@ -198,6 +207,8 @@ def agent(
     imds_url: str,
     allow_host_network: bool,
     publish_address: str | None,
+    log_bucket: str | None,
+    log_prefix: str | None,
     hollow: int | None,
     zones: str,
 ) -> None:
@@ -208,6 +219,8 @@ def agent(
     settings = ctx.settings
     if publish_address:
         settings = settings.model_copy(update={"publish_address": publish_address})
+    if log_bucket or log_prefix:
+        settings = settings.with_task_logs(log_bucket, log_prefix)
     defaults = HOLLOW_RESOURCES if hollow else host_resources()
     try:
         resources = Resources(

@@ -9,7 +9,7 @@ from pydantic import Field, JsonValue
 from titus_flow.contracts.base import Message
 from titus_flow.lifecycle import FinishReason
 from titus_flow.spec import BatchJob, Container, HealthCheck, Resources, ServiceJob
-from titus_flow.views import TaskView
+from titus_flow.views import LogRef, TaskView
 
 
 class LaunchInput(Message):
@@ -99,6 +99,7 @@ class AttemptExit(Message):
     log_tail: list[str] = Field(default_factory=list)
     output: JsonValue = None  # the task's JSON result, if it wrote one
     became_healthy: bool = False  # passed its health check at least once
+    log: LogRef | None = None  # where the agent uploads its log (agents with a log bucket)
 
 
 LOGS_PAGE_BYTES = 256 * 1024

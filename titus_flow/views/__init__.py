@@ -13,6 +13,7 @@ from titus_flow.views.tasks import (
     PAGE_MAX_TASKS,
     VIEW_TASK_BYTES,
     AttemptView,
+    LogRef,
     TaskView,
     bounded_tasks,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "CarriedTasks",
     "JobProgress",
     "JobView",
+    "LogRef",
     "PartitionSummary",
     "Row",
     "ServiceStatus",

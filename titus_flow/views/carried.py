@@ -13,6 +13,7 @@ from titus_flow.views.tasks import (
     ROW_ATTEMPTS,
     VIEW_TASK_BYTES,
     AttemptView,
+    LogRef,
     TaskView,
     cut_text,
     failed_first,
@@ -55,7 +56,8 @@ class CarriedTasks(View):
     A row is ``[index, state, reason, message, attempt, agent, attempts
     omitted, attempts, output, log tail, carry]``; an attempt ``[attempt,
     agent, state, reason, exit code, message, launched, started, finished,
-    counts against retries]``; a carry (live tasks only) the fields of
+    counts against retries]``, then ``[log url, uploaded]`` if it has a log in
+    S3; a carry (live tasks only) the fields of
     :class:`TaskCarry` in order.
     """
 
@@ -121,6 +123,7 @@ class CarriedTasks(View):
             return None if when is None else round((when - base).total_seconds() * 1000)
 
         def attempt_row(a: AttemptView) -> Row:
+            log: Row = [] if a.log is None else [[a.log.url, int(a.log.uploaded)]]
             return [
                 a.attempt,
                 text(a.agent),
@@ -132,6 +135,9 @@ class CarriedTasks(View):
                 at(a.started_at),
                 at(a.finished_at),
                 int(a.counts_against_retries),
+                # Only attempts with a log in S3 have the 11th entry: rows of
+                # earlier releases (10 entries) read the same.
+                *log,
             ]
 
         rows: list[Row] = []
@@ -203,6 +209,7 @@ class CarriedTasks(View):
                         started_at=at(a[7]),
                         finished_at=at(a[8]),
                         counts_against_retries=bool(a[9]),
+                        log=_log_ref(a[10]) if len(a) > 10 else None,
                     )
                     for a in map(as_list, as_list(attempts))
                 ],
@@ -223,6 +230,14 @@ class CarriedTasks(View):
                 )
             out.append((view, live))
         return out
+
+
+def _log_ref(value: JsonValue) -> LogRef | None:
+    """A carried ``[url, uploaded]`` as the attempt's :class:`LogRef`."""
+    if value is None:
+        return None
+    url, uploaded = as_list(value)
+    return LogRef(url=str(url), uploaded=bool(uploaded))
 
 
 def as_int(value: JsonValue) -> int:

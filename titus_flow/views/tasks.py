@@ -10,6 +10,17 @@ from titus_flow.lifecycle import FinishReason, TaskState
 from titus_flow.views.base import View
 
 
+class LogRef(View):
+    """Where the agent uploads an attempt's log (stdout and stderr, gzip): ``s3://bucket/key``.
+
+    ``uploaded``: the agent saw the upload done before it reported the attempt's
+    end; False means it was still queued or retrying then (it may have landed since).
+    """
+
+    url: str
+    uploaded: bool = False
+
+
 class AttemptView(View):
     """One attempt of one task."""
 
@@ -23,6 +34,7 @@ class AttemptView(View):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     counts_against_retries: bool = True
+    log: LogRef | None = None  # its log in S3, when its agent uploads logs
 
 
 ROW_ATTEMPTS = 5
