@@ -8,6 +8,8 @@ done upload leaves ``attempt-<n>.uploaded`` beside the log; an attempt that
 ended without one (the agent stopped, S3 was down past the last retry) is
 queued again when the agent starts and at each of its reconcile rounds
 (:meth:`LogUploader.requeue`), for as long as the agent keeps the log.
+``titus_flow_log_uploads{result}`` counts the tries: ``uploaded``, ``error``
+(retried), ``gave_up`` (after the last retry), ``gone`` (the log was pruned first).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from temporalio.common import MetricMeter
+
 from titus_flow.errors import UserError
 from titus_flow.log_store import LogFileGoneError, LogLocation, ObjectStore, upload_log
+from titus_flow.metrics import LOG_UPLOADS
 from titus_flow.views import LogRef
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,10 @@ class LogUploader:
         *,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         concurrency: int = CONCURRENT_UPLOADS,
+        meter: MetricMeter = MetricMeter.noop,
     ) -> None:
+        """``meter``: where ``titus_flow_log_uploads{result}`` counts each try (the process's)."""
+        self._tries = meter.create_counter(LOG_UPLOADS, "Tries to upload a task log to S3.")
         self.store = store
         self.location = location
         self.retry_delays = tuple(retry_delays)
@@ -109,12 +117,16 @@ class LogUploader:
                 await asyncio.to_thread(uploaded_marker(log_path).touch)
             except LogFileGoneError as err:
                 log.info("not uploading the log of %s attempt %d: %s", task_id, attempt, err)
+                self._tries.add(1, {"result": "gone"})
                 return False
             except Exception as err:  # any failure of the store: the task's outcome stands
                 log.warning("uploading %s failed (retrying in a while): %s", where, err)
+                self._tries.add(1, {"result": "error"})
                 continue
             log.info("uploaded the log of %s attempt %d to %s", task_id, attempt, where)
+            self._tries.add(1, {"result": "uploaded"})
             return True
+        self._tries.add(1, {"result": "gave_up"})
         log.warning(
             "gave up uploading %s after %d tries; the agent tries again at its next reconcile",
             where,

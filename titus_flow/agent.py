@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -242,7 +243,10 @@ async def run_agent(
         **config.driver_options(settings),
     )
     location = log_location(settings)
-    uploader = None if location is None else LogUploader(S3Store(), location)
+    uploader = None
+    if location is not None:
+        runtime = client.service_client.config.runtime or Runtime.default()
+        uploader = LogUploader(S3Store(), location, meter=runtime.metric_meter)
     activities = AgentActivities(
         config.agent_id,
         driver,

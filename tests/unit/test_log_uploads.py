@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
 
 import pytest
 from click.testing import CliRunner
+from temporalio.common import MetricMeter
 
 from titus_flow.activities.agent import AgentActivities
 from titus_flow.activities.agent_uploads import LogUploader, uploaded_marker
@@ -30,6 +32,7 @@ from titus_flow.log_store import (
     read_log,
     upload_log,
 )
+from titus_flow.metrics import LOG_UPLOADS
 from titus_flow.runtime.base import Driver
 from titus_flow.views import AttemptView, CarriedTasks, LogRef, TaskView
 
@@ -127,12 +130,29 @@ def test_a_missing_or_broken_object_is_an_error(tmp_path: Path) -> None:
 # -- the uploader ----------------------------------------------------------------------
 
 
+class Tries:
+    """A metric meter whose one counter tallies ``result`` labels."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.counts: Counter[str] = Counter()
+
+    def create_counter(self, name: str, description: str | None = None) -> Tries:
+        self.names.append(name)
+        return self
+
+    def add(self, value: int, attributes: dict[str, str]) -> None:
+        self.counts[attributes["result"]] += value
+
+
 async def test_a_failed_upload_is_retried_until_it_lands(tmp_path: Path) -> None:
     log = kept_log(tmp_path, b"hello\n")
     store = FakeStore(failures=2)
-    uploader = LogUploader(store, LOCATION, retry_delays=FAST)
+    tries = Tries()
+    uploader = LogUploader(store, LOCATION, retry_delays=FAST, meter=cast(MetricMeter, tries))
     assert await uploader.submit(log, TASK, 1) is True
     assert store.puts == 3
+    assert tries.names == [LOG_UPLOADS] and tries.counts == {"error": 2, "uploaded": 1}
     assert read_log(store, LOCATION.ref(TASK, 1).url) == b"hello\n"
     assert uploaded_marker(log).exists()
     # Done once: a later submit (or requeue) does not upload it again.
@@ -144,9 +164,11 @@ async def test_a_failed_upload_is_retried_until_it_lands(tmp_path: Path) -> None
 async def test_retries_are_bounded_and_the_next_requeue_tries_again(tmp_path: Path) -> None:
     log = kept_log(tmp_path, b"hello\n")
     store = FakeStore(failures=100)
-    uploader = LogUploader(store, LOCATION, retry_delays=FAST)
+    tries = Tries()
+    uploader = LogUploader(store, LOCATION, retry_delays=FAST, meter=cast(MetricMeter, tries))
     assert await uploader.submit(log, TASK, 1) is False
     assert store.puts == len(FAST) + 1 and not uploaded_marker(log).exists()
+    assert tries.counts == {"error": len(FAST) + 1, "gave_up": 1}
     store.failures = 0  # S3 is back
     assert await uploader.requeue(tmp_path) == 1
     assert await uploader.submit(log, TASK, 1) is True  # joins the requeued upload
