@@ -94,14 +94,13 @@ def _container(job: BatchJob | ServiceJob, dropped: list[Dropped]) -> dict[str, 
         "diskMB": resources.disk,
         "networkMbps": resources.network_mbps,
     }
-    shm_size = getattr(container, "shm_size", None)
-    if shm_size:
-        titus_resources["shmSizeMB"] = shm_size
+    if container.shm_size:
+        titus_resources["shmSizeMB"] = container.shm_size
     if efs := _efs_mounts(job, dropped):
         titus_resources["efsMounts"] = efs
     out: dict[str, Any] = {"resources": titus_resources, "image": image}
-    security = getattr(job, "security", None)
-    if security is not None and (security.iam_role or security.security_groups):
+    security = job.security
+    if security.iam_role or security.security_groups:
         out["securityProfile"] = {
             "iamRole": security.iam_role or "",
             "securityGroups": list(security.security_groups),
@@ -135,11 +134,10 @@ def _split_image(image: str) -> tuple[str, str | None, str | None]:
 
 def _efs_mounts(job: BatchJob | ServiceJob, dropped: list[Dropped]) -> list[dict[str, Any]]:
     """EFS volumes with their mounts as Titus efsMounts; other volume kinds are reported."""
-    volumes = {volume.name: volume for volume in getattr(job, "volumes", [])}
+    volumes = {volume.name: volume for volume in job.volumes}
     mounts: list[dict[str, Any]] = []
-    for index, mount in enumerate(getattr(job.container, "mounts", [])):
-        volume = volumes.get(mount.volume)
-        efs = getattr(volume, "efs", None)
+    for index, mount in enumerate(job.container.mounts):
+        efs = volumes[mount.volume].efs  # the spec checks that every mount names a volume
         if efs is None:
             dropped.append(Dropped(f"container.mounts[{index}]", "Titus mounts only EFS volumes"))
             continue
@@ -152,7 +150,7 @@ def _efs_mounts(job: BatchJob | ServiceJob, dropped: list[Dropped]) -> list[dict
             }
         )
     for index, volume in enumerate(volumes.values()):
-        if getattr(volume, "efs", None) is None:
+        if volume.efs is None:
             dropped.append(
                 Dropped(f"volumes[{index}]", "Titus has no host-path, scratch or tmpfs volumes")
             )
