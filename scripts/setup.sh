@@ -40,7 +40,7 @@ want=$(cksum <pyproject.toml)
 if [ ! -x .venv/bin/titus-flow ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing titus-flow and its dev tools into .venv"
     quietly "$STATE/logs/pip-install.log" \
-        .venv/bin/python -m pip install --disable-pip-version-check -e '.[dev]' \
+        .venv/bin/python -m pip install --disable-pip-version-check --no-compile -e '.[dev]' \
         || die "pip install failed"
     echo "$want" > "$stamp"
 fi

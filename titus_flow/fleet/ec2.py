@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from titus_flow.fleet.messages import Instance, LaunchInput, LaunchOutput
@@ -83,6 +81,10 @@ def endpoint_url(spec: FleetSpec) -> str | None:
 
 def make_client(spec: FleetSpec) -> EC2Client:
     """An EC2 client from the standard credential chain, at the fleet's endpoint."""
+    # Loaded here: boto3 costs every worker, agent and CLI start 0.2 s of CPU otherwise.
+    import boto3
+    from botocore.config import Config
+
     client: EC2Client = boto3.client(
         "ec2",
         region_name=spec.region,
