@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.workflows.attempts import Outcome
     from titus_flow.workflows.batch_partitions import (
         PARTITION_SIZE,
+        kill_partitions,
         partition_input,
         partition_summaries,
         summed_counts,
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         supervise_attempt,
     )
     from titus_flow.workflows.common import SchedulerMailbox
+    from titus_flow.workflows.journal import JobJournal, Journaling
     from titus_flow.workflows.requester import PlacementRequester
 
 BOUNDED_VIEWS_PATCH = "bounded-job-views"
@@ -64,7 +66,7 @@ failed on. Runs of the previous release never continued and retried at once."""
 
 
 @workflow.defn(name="BatchJob", sandboxed=False)
-class BatchJobWorkflow(PlacementRequester):
+class BatchJobWorkflow(PlacementRequester, Journaling):
     """Runs every task of a :class:`~titus_flow.spec.BatchJob` to a finish."""
 
     @workflow.init
@@ -102,6 +104,9 @@ class BatchJobWorkflow(PlacementRequester):
             tasks=tasks,
         )
         self._tasks = {task.id: task for task in self._view.tasks}
+        self.journal = JobJournal(self._job_id, "batch", request.events, request.count is not None)
+        if carried is None:
+            self.journal.accepted(tasks, f"{job.instances} task(s)")
         self._mailbox: SchedulerMailbox | None = SchedulerMailbox(info.workflow_id)
         self._task_runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
@@ -144,7 +149,8 @@ class BatchJobWorkflow(PlacementRequester):
         if not self._continues:
             await asyncio.gather(*self._task_runs.values(), return_exceptions=False)
         elif await self._hand_over(request):
-            workflow.continue_as_new(request.model_copy(update={"carried": self._carried(request)}))
+            carried = {"carried": self._carried(request), "events": self.journal.tail()}
+            workflow.continue_as_new(request.model_copy(update=carried))
         mailbox.close()
         await flusher
         self._finish(view.counts(), [t for t in view.tasks if t.failed])
@@ -156,6 +162,7 @@ class BatchJobWorkflow(PlacementRequester):
         assert self._view is not None
         self._view.partition_views = partition_summaries(job_id, request.job.instances)
         self._view.partitions = [summary.id for summary in self._view.partition_views]
+        self.journal.parts = self._view.partitions
         self._set_state(JobState.RUNNING)
         for summary in self._view.partition_views:
             first, last = summary.first_index, summary.first_index + summary.count - 1
@@ -168,7 +175,7 @@ class BatchJobWorkflow(PlacementRequester):
                 )
             )
         if self._job_kill_requested:  # a kill that came while partitions started
-            await self._kill_partitions()
+            await kill_partitions(self._partitions, BatchJobWorkflow.kill)
         # A partition whose tasks did not all succeed fails, carrying its view.
         views = await asyncio.gather(
             *(self._partition_ended(n, p) for n, p in enumerate(self._partitions))
@@ -191,17 +198,6 @@ class BatchJobWorkflow(PlacementRequester):
         summary.state, summary.counts, summary.message = view.state, view.counts(), view.message
         return view
 
-    async def _kill_partitions(self) -> None:
-        # A partition that has ended cannot be signalled, and needs no kill: its
-        # failure to take the signal must not fail this workflow (it did, and
-        # left the other partitions running).
-        results = await asyncio.gather(
-            *(p.signal(BatchJobWorkflow.kill) for p in self._partitions), return_exceptions=True
-        )
-        for partition, result in zip(self._partitions, results, strict=True):
-            if isinstance(result, Exception):
-                workflow.logger.info("partition %s not killed: %s", partition.id, result)
-
     # --- signals, updates and queries ------------------------------------
 
     def on_placement_update(self, update: PlacementUpdate) -> None:
@@ -217,7 +213,7 @@ class BatchJobWorkflow(PlacementRequester):
             self._kill_task(task_id, FinishReason.KILLED)
         if self._partitions:
             self._set_state(JobState.KILL_INITIATED)
-            await self._kill_partitions()
+            await kill_partitions(self._partitions, BatchJobWorkflow.kill)
 
     @workflow.update(name="kill_task")
     def kill_task(self, task_id: str) -> str:
@@ -276,6 +272,7 @@ class BatchJobWorkflow(PlacementRequester):
         self._kill_reasons[task_id] = reason
         if task.state is not TaskState.FINISHED:
             task.state = TaskState.KILL_INITIATED
+            self.journal.task(task)
         if self._view.state in (JobState.ACCEPTED, JobState.RUNNING) and self._job_kill_requested:
             self._set_state(JobState.KILL_INITIATED)
         run.cancel()
@@ -305,6 +302,7 @@ class BatchJobWorkflow(PlacementRequester):
                 delay = attempt_machine.next_attempt_delay(
                     job.retry, task, carry, outcome, self._continues
                 )
+                self.journal.attempt_ended(task, outcome.reason, delay)
                 if delay is None:
                     self._finish_task(task, outcome.reason, outcome.message)
                     return
@@ -327,6 +325,7 @@ class BatchJobWorkflow(PlacementRequester):
             self._mailbox.release(task.id)
             return None
         attempt = attempt_machine.place(task, placement.agent_id, workflow.now())
+        self.journal.task(task)
         work = launch_and_supervise(self._job_id, job, task, attempt, placement, carry)
         return await holding(self._mailbox, task, attempt, work)
 
@@ -416,6 +415,7 @@ class BatchJobWorkflow(PlacementRequester):
     def _finish_task(self, task: TaskView, reason: FinishReason, message: str) -> None:
         task.state, task.reason, task.message = TaskState.FINISHED, reason, message
         task.pending_reason = None
+        self.journal.task(task, reason, message)
         assert self._view is not None
         if self._view.state is JobState.ACCEPTED:
             self._set_state(JobState.RUNNING)
@@ -436,6 +436,7 @@ class BatchJobWorkflow(PlacementRequester):
         if self._view.state is state:
             return
         self._view.state = state
+        self.journal.job_state(state, self._view.message)
         # Only jobs started with the attribute (all the client starts) keep it
         # current, so the workflow also runs on servers without it registered.
         if workflow.info().typed_search_attributes.get(visibility.JOB_STATE) is not None:

@@ -9,9 +9,12 @@ what each partition is started with, how their counts add up.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from temporalio import workflow
+from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts import BatchJobInput
@@ -47,3 +50,18 @@ def summed_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
         for key, n in part.items():
             total[key] = total.get(key, 0) + n
     return total
+
+
+async def kill_partitions(
+    partitions: Sequence[ChildWorkflowHandle[Any, Any]], kill: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Send the ``kill`` signal (its handler) to each of a root's ``partitions``, ended ones too."""
+    # A partition that has ended cannot be signalled, and needs no kill: its
+    # failure to take the signal must not fail the root (it did, and left the
+    # other partitions running).
+    results = await asyncio.gather(
+        *(partition.signal(kill) for partition in partitions), return_exceptions=True
+    )
+    for partition, result in zip(partitions, results, strict=True):
+        if isinstance(result, Exception):
+            workflow.logger.info("partition %s not killed: %s", partition.id, result)

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.views import AttemptView, TaskCarry, TaskView
     from titus_flow.workflows.attempts import Outcome, launch, supervise
     from titus_flow.workflows.common import SchedulerMailbox
+    from titus_flow.workflows.journal import current_journal
 
 
 async def backoff(task: TaskView, carry: TaskCarry, delay: timedelta) -> None:
@@ -65,6 +66,7 @@ async def launch_and_supervise(
 ) -> Outcome:
     """Start the attempt's container where it was placed, then watch it to its end."""
     attempt_machine.launching(task, attempt)
+    current_journal().task(task)
     launched = await launch(
         LaunchInput.for_task(job_id, task, attempt.attempt, job, placement.ports),
         placement.task_queue,
@@ -72,6 +74,7 @@ async def launch_and_supervise(
     if isinstance(launched, Outcome):
         return launched
     attempt_machine.started(task, attempt, launched.started_at)
+    current_journal().task(task)
     carry.task_queue, carry.started_at = placement.task_queue, launched.started_at
     return await supervise_attempt(job, task, attempt, carry)
 

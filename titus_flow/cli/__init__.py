@@ -24,6 +24,7 @@ def _register_commands() -> None:
         agent_commands,
         capacity_commands,
         codec_commands,
+        event_commands,
         fleet_commands,
         job_commands,
         migrate_commands,

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from titus_flow.contracts.base import Message
 from titus_flow.contracts.service_carry import CarriedService, ServiceTaskRecord
+from titus_flow.events.model import EventTail
 from titus_flow.lifecycle import RolloutPhase
 from titus_flow.spec import BatchJob, Capacity, ServiceJob
 from titus_flow.views import CarriedTasks, JobView, TaskView
@@ -26,6 +27,7 @@ class BatchJobInput(Message):
     count: int | None = None
     # A run that continued as new: its tasks as the previous run left them.
     carried: CarriedTasks | None = None
+    events: EventTail | None = None  # the end of the previous run's event journal
     # Continue as new past this many history events or bytes, whatever the
     # server suggests (tests lower them): Temporal warns at 10,240 events and 10 MB,
     # and results landing while a run hands over add to it (6.8 MB past a 4 MiB

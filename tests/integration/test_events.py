@@ -1,0 +1,92 @@
+"""``titus-flow events``: a job's events followed from before it starts, resumed after a kill.
+
+Real dev server, control worker and a process-driver agent (no Docker). The
+follower is the CLI as users run it (a subprocess), killed midway and started
+again with the cursor of the last event it printed: together the two runs
+print every event of the job once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from titus_cluster import Cluster, eventually
+
+from titus_flow import BatchJob, Container, Resources, Retry
+from titus_flow.spec.retry import FixedBackoff
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# Task 1 fails its first attempt, then succeeds; every task runs a second.
+SCRIPT = '[ "$TITUS_TASK_INDEX" = 1 ] && [ "$TITUS_TASK_ATTEMPT" = 1 ] && exit 3; sleep 1'
+ATTEMPT = ["Launched", "StartInitiated", "Started"]
+
+
+def follow(cluster: Cluster, out: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start ``titus-flow events ARGS --follow -o json`` writing to ``out``."""
+    return subprocess.Popen(
+        [cluster.python, "-m", "titus_flow", "events", *args, "--follow", "-o", "json"],
+        env=cluster.env,
+        stdout=out.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def printed(out: Path) -> list[dict[str, Any]]:
+    """The events ``out`` holds (whole lines only: a killed writer may leave half of one)."""
+    lines = out.read_text().splitlines(keepends=True)
+    return [json.loads(line) for line in lines if line.endswith("\n")]
+
+
+async def test_follow_prints_every_task_change_in_order_and_resumes_from_a_cursor(
+    cluster_factory: Callable[[], Cluster], tmp_path: Path
+) -> None:
+    cluster = cluster_factory()
+    cluster.start_worker()
+    cluster.start_agent("proc", "--driver", "process", "--cpu", "4", "--memory", "4Gi")
+    job_id = f"events-{secrets.token_hex(3)}"
+    first_out, second_out = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first = follow(cluster, first_out, "--job", job_id)  # before the job exists
+    client = await cluster.client()
+    job = BatchJob(
+        name="events",
+        container=Container(image="busybox:latest", command=["sh", "-c", SCRIPT]),
+        resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
+        instances=3,
+        retry=Retry(attempts=2, backoff=FixedBackoff(delay="1s")),
+    )
+    await client.submit(job, job_id)
+
+    async def some_started() -> bool:
+        return any(e["state"] == "Started" for e in printed(first_out))
+
+    await eventually(some_started, 45, "the follower to print a Started task")
+    first.kill()
+    first.wait()
+    before = printed(first_out)
+    second = follow(cluster, second_out, "--job", job_id, "--after", before[-1]["cursor"])
+    assert await asyncio.to_thread(second.wait, 50) == 0, second_out.read_text()
+    after = printed(second_out)
+    assert before and after, "the follower was killed before the job ended, resumed after"
+
+    events = before + after
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # no gap, no repeat
+    assert events[0]["kind"] == "job_accepted"
+    assert (events[-1]["kind"], events[-1]["state"]) == ("job_finished", "Succeeded")
+    for index in range(3):
+        changes = [
+            (e["state"], e["reason"])
+            for e in events
+            if e["task_id"] == f"{job_id}-{index}" and e["kind"] == "task_state"
+        ]
+        attempt = [(state, None) for state in ATTEMPT]
+        retried = [*attempt, ("Accepted", "failed")] if index == 1 else []
+        assert changes == [("Accepted", None), *retried, *attempt, ("Finished", "normal")]

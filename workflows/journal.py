@@ -1,0 +1,148 @@
+"""The event journal a job workflow keeps, and the ``events`` query that reads it.
+
+A job workflow (batch root, partition, service) holds a :class:`JobJournal`
+and subclasses :class:`Journaling`. Its state-change points call the
+journal's methods: each appends a typed event (in memory only: nothing in
+history, no command, so replay rebuilds the same journal) and counts the
+workflow-side metrics of issue #15 (the workflow meter records nothing on
+replay). Readers poll the ``events`` query (:mod:`titus_flow.client.events`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import cast
+
+from temporalio import workflow
+from temporalio.common import MetricCounter, MetricHistogramFloat
+
+with workflow.unsafe.imports_passed_through():
+    from titus_flow.events import (
+        CARRIED_EVENTS,
+        EventKind,
+        EventPage,
+        EventQuery,
+        EventTail,
+        Journal,
+    )
+    from titus_flow.events import metrics as names
+    from titus_flow.lifecycle import FinishReason, JobState, TaskState
+    from titus_flow.views import TaskView
+
+
+class JobJournal(Journal):
+    """A job workflow's journal: job and task events, with their metrics.
+
+    A partition (``part``) journals its tasks only; its job's root journals
+    the job's own events.
+    """
+
+    def __init__(
+        self, job_id: str, job_type: str, tail: EventTail | None = None, part: bool = False
+    ) -> None:
+        super().__init__(job_id, tail)
+        self.job_type = job_type
+        # The job's state as its workflow last set it (carried across continue-as-new).
+        self.state = JobState(tail.state) if tail and tail.state else JobState.ACCEPTED
+        self.parts: list[str] = []  # the workflows of the job's partitions, if any
+        self._part = part
+        self._accepted_at: dict[str, datetime] = {}  # live tasks: when they last became Accepted
+        self._counters: dict[str, MetricCounter] = {}
+
+    def accepted(self, tasks: list[TaskView], message: str) -> None:
+        """A new job (or partition) and its tasks, all Accepted."""
+        now = workflow.now()
+        if not self._part:
+            self.append(now, EventKind.JOB_ACCEPTED, state=JobState.ACCEPTED, message=message)
+            self._count(names.JOBS_SUBMITTED, job_type=self.job_type)
+        for task in tasks:
+            self.task(task)
+
+    def job_state(self, state: JobState, message: str = "") -> None:
+        """The job moved to ``state``."""
+        self.state = state
+        if self._part:
+            return
+        kind = EventKind.JOB_FINISHED if state.is_final else EventKind.JOB_STATE
+        self.append(workflow.now(), kind, state=state, message=message)
+        if state.is_final:
+            self._count(names.JOBS_FINISHED, job_type=self.job_type, state=state.value)
+
+    def task(self, task: TaskView, reason: FinishReason | None = None, message: str = "") -> None:
+        """``task`` moved to the state its view shows (``reason``: why, if it says)."""
+        now = workflow.now()
+        reason = reason or (task.reason if task.state is TaskState.FINISHED else None)
+        self.append(
+            now,
+            EventKind.TASK_STATE,
+            task_id=task.id,
+            state=task.state,
+            reason=reason,
+            attempt=task.attempt or None,
+            agent=task.agent,
+            message=message,
+        )
+        self._count(
+            names.TASK_TRANSITIONS, job_type=self.job_type, state=task.state, reason=reason or ""
+        )
+        self._observe_latency(task, now)
+
+    def attempt_ended(self, task: TaskView, reason: FinishReason, retry: timedelta | None) -> None:
+        """The task's attempt ended for ``reason``; ``retry``: the delay before the next one."""
+        if reason is FinishReason.OOM_KILLED:
+            self._count(names.OOM_KILLS, job_type=self.job_type)
+        if retry is not None:
+            self._count(names.TASK_RETRIES, job_type=self.job_type, reason=reason.value)
+            self.task(task, reason, f"attempt {task.attempt} ended: retry in {retry}")
+
+    def tail(self, count: int = CARRIED_EVENTS) -> EventTail:
+        """The journal's end and the job's state, for the next run."""
+        return super().tail(count).model_copy(update={"state": self.state})
+
+    def _observe_latency(self, task: TaskView, now: datetime) -> None:
+        if task.state is TaskState.ACCEPTED:
+            self._accepted_at[task.id] = now
+        elif task.state is TaskState.LAUNCHED and task.id in self._accepted_at:
+            waited = now - self._accepted_at.pop(task.id)
+            self._observe(names.ACCEPTED_TO_LAUNCHED, waited)
+        elif task.state is TaskState.STARTED and task.attempts:
+            attempt = task.attempts[-1]
+            if attempt.launched_at is not None and attempt.started_at is not None:
+                self._observe(names.LAUNCHED_TO_STARTED, attempt.started_at - attempt.launched_at)
+        elif task.state is TaskState.FINISHED:
+            self._accepted_at.pop(task.id, None)
+
+    def _count(self, name: str, **labels: str) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = workflow.metric_meter().create_counter(name)
+        counter.add(1, names.labels(**labels))
+
+    def _observe(self, transition: str, took: timedelta) -> None:
+        histogram: MetricHistogramFloat = workflow.metric_meter().create_histogram_float(
+            names.TASK_TRANSITION_LATENCY, "seconds between task states", "s"
+        )
+        labels = names.labels(job_type=self.job_type, transition=transition)
+        histogram.record(max(0.0, took.total_seconds()), labels)
+
+
+class Journaling:
+    """Base of the workflows that keep a :class:`JobJournal`: the ``events`` query."""
+
+    journal: JobJournal
+
+    @workflow.query(name="events")
+    def events(self, query: EventQuery) -> EventPage:
+        """The journal's events after ``query.after`` (a page), and whether more will come."""
+        page = self.journal.page(query)
+        page.state, page.ended = self.journal.state, self.journal.state.is_final
+        page.parts = self.journal.parts
+        return page
+
+
+def current_journal() -> JobJournal:
+    """The journal of the workflow this code runs in (for helpers outside its class)."""
+    return cast(Journaling, workflow.instance()).journal
+
+
+__all__ = ["JobJournal", "Journaling", "current_journal"]
