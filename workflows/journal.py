@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.common import MetricCounter, MetricHistogramFloat
 
 with workflow.unsafe.imports_passed_through():
+    from titus_flow import metrics as names
     from titus_flow.events import (
         CARRIED_EVENTS,
         EventKind,
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         EventTail,
         Journal,
     )
-    from titus_flow.events import metrics as names
+    from titus_flow.events.labels import ACCEPTED_TO_LAUNCHED, LAUNCHED_TO_STARTED, bounded_labels
     from titus_flow.lifecycle import FinishReason, JobState, TaskState
     from titus_flow.views import TaskView
 
@@ -85,12 +86,12 @@ class JobJournal(Journal):
         self._count(
             names.TASK_TRANSITIONS, job_type=self.job_type, state=task.state, reason=reason or ""
         )
+        if reason is FinishReason.OOM_KILLED:  # each attempt's end is one event: counted once
+            self._count(names.OOM_KILLS, job_type=self.job_type)
         self._observe_latency(task, now)
 
     def attempt_ended(self, task: TaskView, reason: FinishReason, retry: timedelta | None) -> None:
         """The task's attempt ended for ``reason``; ``retry``: the delay before the next one."""
-        if reason is FinishReason.OOM_KILLED:
-            self._count(names.OOM_KILLS, job_type=self.job_type)
         if retry is not None:
             self._count(names.TASK_RETRIES, job_type=self.job_type, reason=reason.value)
             self.task(task, reason, f"attempt {task.attempt} ended: retry in {retry}")
@@ -104,11 +105,11 @@ class JobJournal(Journal):
             self._accepted_at[task.id] = now
         elif task.state is TaskState.LAUNCHED and task.id in self._accepted_at:
             waited = now - self._accepted_at.pop(task.id)
-            self._observe(names.ACCEPTED_TO_LAUNCHED, waited)
+            self._observe(ACCEPTED_TO_LAUNCHED, waited)
         elif task.state is TaskState.STARTED and task.attempts:
             attempt = task.attempts[-1]
             if attempt.launched_at is not None and attempt.started_at is not None:
-                self._observe(names.LAUNCHED_TO_STARTED, attempt.started_at - attempt.launched_at)
+                self._observe(LAUNCHED_TO_STARTED, attempt.started_at - attempt.launched_at)
         elif task.state is TaskState.FINISHED:
             self._accepted_at.pop(task.id, None)
 
@@ -116,13 +117,13 @@ class JobJournal(Journal):
         counter = self._counters.get(name)
         if counter is None:
             counter = self._counters[name] = workflow.metric_meter().create_counter(name)
-        counter.add(1, names.labels(**labels))
+        counter.add(1, bounded_labels(**labels))
 
     def _observe(self, transition: str, took: timedelta) -> None:
         histogram: MetricHistogramFloat = workflow.metric_meter().create_histogram_float(
-            names.TASK_TRANSITION_LATENCY, "seconds between task states", "s"
+            names.TASK_TRANSITION_LATENCY, "seconds between task states", names.SECONDS
         )
-        labels = names.labels(job_type=self.job_type, transition=transition)
+        labels = bounded_labels(job_type=self.job_type, transition=transition)
         histogram.record(max(0.0, took.total_seconds()), labels)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from titus_flow.events import Cursor, Event, EventKind, EventQuery, Journal, merge
-from titus_flow.events.metrics import labels
+from titus_flow.events.labels import bounded_labels as labels
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 Typed events (:mod:`.model`), the bounded journal each workflow keeps
 (:mod:`.journal`), the cursor and merge a reader uses (:mod:`.cursor`), and
-the names and bounded labels of the workflow-side metrics (:mod:`.metrics`).
+the bounded label values of the workflow-side metrics (:mod:`.labels`).
 """
 
 from titus_flow.events.cursor import Cursor, gap, merge
