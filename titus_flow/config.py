@@ -33,7 +33,9 @@ from titus_flow.cluster import CONTROL_TASK_QUEUE
 from titus_flow.errors import UserError
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+"""What an S3 bucket name is (``log_bucket``, a fleet's ``agent.log_bucket``)."""
+_BUCKET = re.compile(S3_BUCKET_PATTERN)
 
 
 class Settings(BaseModel):

@@ -73,6 +73,17 @@ def test_agent_arguments_and_environment() -> None:
     assert agent_environment(spec)["TITUS_FLOW_ADDRESS"] == "temporal.internal:7233"
 
 
+def test_agents_upload_task_logs_where_the_fleet_says() -> None:
+    assert "TITUS_FLOW_LOG_BUCKET" not in agent_environment(load_fleet(EXAMPLE))
+    spec = parse_fleet(
+        {**_raw(), "agent": {"log_bucket": "my-task-logs", "log_prefix": "prod/batch"}}, "f.yaml"
+    )
+    environment = agent_environment(spec)
+    assert environment["TITUS_FLOW_LOG_BUCKET"] == "my-task-logs"
+    assert environment["TITUS_FLOW_LOG_PREFIX"] == "prod/batch"
+    assert 'Environment="TITUS_FLOW_LOG_BUCKET=my-task-logs"' in user_data(spec)
+
+
 # --- hostile field values (issue 12): refused at load, and refused again at render -------
 
 HOSTILE = [
@@ -89,6 +100,10 @@ HOSTILE = [
     ("agent.attributes", {"pool": "a b"}),
     ("agent.attributes", {"pool": "$(id)"}),
     ("agent.attributes", {"po'ol": "x"}),
+    ("agent.log_bucket", "logs$(id)"),
+    ("agent.log_bucket", "s3://logs"),
+    ("agent.log_prefix", "prod\nExecStartPre=/bin/sh -c id"),
+    ("agent.log_prefix", 'prod" ; id ; "'),
     ("temporal.api_key", {"file": "/etc/k; rm -rf /"}),
     ("temporal.api_key", {"file": "relative/path"}),
     ("temporal.codec_keys", {"secret": "arn:aws:secretsmanager:us-east-1:1:secret:$(id)"}),

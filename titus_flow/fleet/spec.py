@@ -32,6 +32,7 @@ from pydantic import (
 
 from titus_flow._version import __version__
 from titus_flow.cluster import CONTROL_TASK_QUEUE
+from titus_flow.config import S3_BUCKET_PATTERN
 from titus_flow.fleet.catalog import KNOWN_TYPES
 from titus_flow.spec.base import Matches, Name, SpecModel, repeated
 from titus_flow.spec.quantities import Duration, Mebibytes
@@ -60,6 +61,17 @@ Zone = Annotated[
 ]
 Region = Annotated[
     str, Matches(r"^[a-z]{2}(-[a-z]+)+-\d+$", "region", 'use a region like "us-east-1"')
+]
+LogBucket = Annotated[
+    str, Matches(S3_BUCKET_PATTERN, "S3 bucket name", 'use a bucket name like "my-task-logs"')
+]
+LogPrefix = Annotated[
+    str,
+    Matches(
+        r"^[A-Za-z0-9._/-]{0,200}$",
+        "log key prefix",
+        'use letters, digits and "._/-", like "prod/batch"',
+    ),
 ]
 
 
@@ -248,6 +260,12 @@ class AgentBootstrap(SpecModel):
     attributes: dict[AttributeKey, AttributeValue] = Field(
         default_factory=dict, description="Extra agent attributes for constraints."
     )
+    log_bucket: LogBucket | None = Field(
+        default=None,
+        description="S3 bucket the agents upload task logs to (docs/logs.md; the instance"
+        " role needs s3:PutObject under log_prefix); unset: logs leave with the instance.",
+    )
+    log_prefix: LogPrefix = Field(default="titus-flow", description="Key prefix in log_bucket.")
 
     @field_validator("attributes")
     @classmethod

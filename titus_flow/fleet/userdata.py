@@ -95,7 +95,10 @@ def credential_path(name: str, source: SecretSource) -> str:
 
 
 def agent_environment(spec: FleetSpec) -> dict[str, str]:
-    """Environment telling the agent which Temporal service to join and how to authenticate."""
+    """Environment telling the agent which Temporal service to join and how to authenticate.
+
+    And where it uploads task logs, if the fleet says.
+    """
     target = spec.temporal
     env = {
         "TITUS_FLOW_ADDRESS": target.address,
@@ -106,6 +109,9 @@ def agent_environment(spec: FleetSpec) -> dict[str, str]:
         env["TITUS_FLOW_TLS"] = "true"
     for name, source in _credentials(spec):
         env[_CREDENTIALS[name][1]] = credential_path(name, source)
+    if spec.agent.log_bucket is not None:  # task logs to S3 (docs/logs.md)
+        env["TITUS_FLOW_LOG_BUCKET"] = spec.agent.log_bucket
+        env["TITUS_FLOW_LOG_PREFIX"] = spec.agent.log_prefix
     return env
 
 
