@@ -65,6 +65,7 @@ from titus_flow.runtime.base import (
 )
 from titus_flow.runtime.health import HOST
 from titus_flow.secrets import SecretUnavailableError, resolve_secrets
+from titus_flow.telemetry import agent_meters
 
 STOP_GRACE_SECONDS = 10.0
 ENGINE_OUTAGE_SECONDS = 300.0  # how long supervise waits out an engine that does not answer
@@ -175,7 +176,8 @@ class AgentActivities(AgentActivityInterface):
             )
         )
         try:
-            await self._heartbeating(asyncio.shield(launching))
+            with agent_meters().launching(self.driver.name):
+                await self._heartbeating(asyncio.shield(launching))
         except ImageNotFoundError as err:
             raise ApplicationError(str(err), type="ImageNotFound", non_retryable=True) from err
         except LaunchRefusedError as err:
@@ -189,6 +191,7 @@ class AgentActivities(AgentActivityInterface):
                 raise
             await asyncio.shield(self._heartbeating(self._undo_launch(launching, request)))
             raise
+        activity.logger.info("launched %s", attempt_name(request.task_id, request.attempt))
         return LaunchResult(agent_id=self.agent_id, started_at=datetime.now(UTC))
 
     async def _stop_through_outages(self, name: str) -> None:
@@ -239,6 +242,7 @@ class AgentActivities(AgentActivityInterface):
         )
         reason: FinishReason | None = None
         message = ""
+        agent_meters().attempt_running(self.driver.name, +1)
         try:
             while True:
                 timeout = self.heartbeat_every
@@ -279,6 +283,7 @@ class AgentActivities(AgentActivityInterface):
             )
             raise
         finally:
+            agent_meters().attempt_running(self.driver.name, -1)
             if health is not None:
                 await health.close()
         result = AttemptExit(
@@ -288,6 +293,7 @@ class AgentActivities(AgentActivityInterface):
             message=message or exit_message(reason, exit_, request),
             became_healthy=health is not None and health.became_healthy,
         )
+        activity.logger.info("%s exited: %s (code %s)", name, result.reason, result.exit_code)
         return await self._keep_and_remove(name, request.task_id, request.attempt, result)
 
     async def _keep_and_remove(

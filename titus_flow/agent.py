@@ -38,6 +38,7 @@ from titus_flow.cluster import AGENT_HEARTBEAT, agent_task_queue, scheduler_work
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo
 from titus_flow.log_store import S3Store, log_location
+from titus_flow.logs_json import TaskContextInterceptor
 from titus_flow.reconcile import judge
 from titus_flow.runtime import make_driver
 from titus_flow.runtime.base import Driver, DriverError
@@ -285,6 +286,7 @@ async def _serve(
             activities.read_logs,
         ],
         max_concurrent_activities=config.max_concurrent_activities,
+        interceptors=[TaskContextInterceptor()],
     )
     async with worker, _spot_watch(client, settings, config, stop):
         log.info("agent %s serving %s", config.agent_id, agent_task_queue(config.agent_id))

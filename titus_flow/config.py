@@ -31,6 +31,7 @@ from temporalio.envconfig import ClientConfigProfile
 
 from titus_flow.cluster import CONTROL_TASK_QUEUE
 from titus_flow.errors import UserError
+from titus_flow.telemetry import check_metrics_address
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -95,6 +96,9 @@ class Settings(BaseModel):
     """The same keys inline, comma-separated (e.g. from ``TITUS_FLOW_CODEC_KEYS``)."""
     codec_port: int = Field(default=8234, ge=1, le=65535)
     """Port of the codec server ``titus-flow up`` runs for the Web UI (with a key ring)."""
+    metrics_address: str | None = None
+    """``HOST:PORT`` a worker, agent or codec server serves Prometheus ``/metrics`` on
+    (:mod:`titus_flow.telemetry`); unset: no metrics endpoint."""
 
     _temporal: ClientConfigProfile = PrivateAttr(default_factory=ClientConfigProfile)
 
@@ -134,6 +138,17 @@ class Settings(BaseModel):
             except ValueError as err:
                 raise UserError(f"--log-bucket: {err}") from None
         return self.model_copy(update=update)
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        """``HOST:PORT``, checked where every other setting is."""
+        if value is None:
+            return None
+        try:
+            return check_metrics_address(value, "address")
+        except UserError as err:
+            raise ValueError(str(err)) from None
 
     @property
     def agent_secrets_dir(self) -> Path:
@@ -208,6 +223,7 @@ _ENV = [
     ("TITUS_FLOW_CODEC_KEY_FILE", "codec_key_file"),
     ("TITUS_FLOW_CODEC_KEYS", "codec_keys"),
     ("TITUS_FLOW_CODEC_PORT", "codec_port"),
+    ("TITUS_FLOW_METRICS_ADDRESS", "metrics_address"),
 ]
 
 

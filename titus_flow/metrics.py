@@ -7,16 +7,18 @@ instruments under these names, and the Grafana dashboard in
 Names follow kube-state-metrics and Nomad: ``titus_flow_<thing>`` with bounded
 labels only. A label value is never a task, job, agent or workflow id.
 
-The Prometheus exporter adds ``_total`` to counters and the unit suffix to
-histograms (``_seconds``) as it exports them; :func:`exported_names` lists the
-names a scrape shows.
+The Prometheus exporter (:mod:`titus_flow.telemetry`) adds ``_total`` to
+counters and no unit suffix (histograms are in seconds, as their names say
+nothing else); :func:`exported_names` lists the names a scrape shows, and
+:func:`parse_scrape` reads one.
 
 Pure constants: workflows import this module directly (it is sandbox-safe).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import re
+from typing import Final, NamedTuple
 
 PREFIX: Final = "titus_flow_"
 
@@ -79,6 +81,22 @@ GAUGES: Final[frozenset[str]] = frozenset(
 )
 ALL: Final[frozenset[str]] = COUNTERS | HISTOGRAMS | GAUGES
 
+# The temporalio SDK's own metrics the dashboard shows (served on the same endpoint).
+SDK_COUNTERS: Final[frozenset[str]] = frozenset(
+    {"temporal_workflow_completed", "temporal_workflow_failed", "temporal_request_failure"}
+)
+SDK_HISTOGRAMS: Final[frozenset[str]] = frozenset(
+    {
+        "temporal_workflow_task_schedule_to_start_latency",
+        "temporal_activity_schedule_to_start_latency",
+        "temporal_workflow_task_execution_latency",
+    }
+)
+SDK_GAUGES: Final[frozenset[str]] = frozenset(
+    {"temporal_worker_task_slots_used", "temporal_worker_task_slots_available"}
+)
+SDK: Final[frozenset[str]] = SDK_COUNTERS | SDK_HISTOGRAMS | SDK_GAUGES
+
 # Label keys: the only ones titus-flow's own metrics use (bounded values each).
 LABEL_KEYS: Final[frozenset[str]] = frozenset(
     {
@@ -101,21 +119,51 @@ SECONDS: Final = "s"
 
 
 def exported_names(name: str) -> frozenset[str]:
-    """The series names a Prometheus scrape shows for metric ``name``."""
-    if name in COUNTERS:
+    """The series names a Prometheus scrape shows for metric ``name`` (ours or the SDK's)."""
+    if name in COUNTERS or name in SDK_COUNTERS:
         return frozenset({name, f"{name}_total"})
-    if name in HISTOGRAMS:
-        return frozenset(
-            f"{base}{suffix}"
-            for base in (name, f"{name}_seconds")
-            for suffix in ("_bucket", "_sum", "_count")
-        )
+    if name in HISTOGRAMS or name in SDK_HISTOGRAMS:
+        return frozenset(f"{name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
     return frozenset({name})
 
 
-def defined_name(series: str) -> str | None:
-    """The titus-flow metric a scraped or queried series name belongs to, if any."""
-    for name in ALL:
+def defined_name(series: str, *, sdk: bool = False) -> str | None:
+    """The titus-flow metric (or with ``sdk``, also SDK metric) a series belongs to, if any."""
+    for name in ALL | SDK if sdk else ALL:
         if series in exported_names(name):
             return name
     return None
+
+
+class Sample(NamedTuple):
+    """One line of a Prometheus text exposition: series name, labels, value."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_scrape(text: str) -> list[Sample]:
+    """The samples of a ``/metrics`` answer (text format 0.0.4), comments skipped."""
+    samples = []
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or line.startswith("#"):
+            continue
+        name, labels, value = match.groups()
+        pairs = {key: raw.replace('\\"', '"') for key, raw in _LABEL.findall(labels or "")}
+        samples.append(Sample(name, pairs, float(value)))
+    return samples
+
+
+def total(samples: list[Sample], series: str, **labels: str) -> float:
+    """Sum of the ``series`` samples whose labels include ``labels``."""
+    return sum(
+        s.value
+        for s in samples
+        if s.name == series and all(s.labels.get(k) == v for k, v in labels.items())
+    )

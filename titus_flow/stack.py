@@ -14,6 +14,7 @@ names other code uses through ``stack.`` are re-exported here.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 import socket
@@ -60,6 +61,8 @@ __all__ = [
     "down",
     "is_managed",
     "log_path",
+    "metrics_address_in",
+    "running_metrics_address",
     "server_argv",
     "split_address",
     "start_process",
@@ -75,6 +78,7 @@ Action = Literal["started", "restarted", "running"]
 
 Progress = Callable[[str], None]
 
+METRICS_FLAG = "--metrics-address"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _ALIVE_CHECK = 1.0
 
@@ -88,6 +92,8 @@ class ProcessStatus:
     pid: int | None
     uptime_seconds: float | None
     log_path: Path
+    metrics_url: str | None = None
+    """Where it serves Prometheus metrics (its ``--metrics-address``), if it does."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -97,6 +103,7 @@ class ProcessStatus:
             "pid": self.pid,
             "uptime_seconds": None if self.uptime_seconds is None else round(self.uptime_seconds),
             "log": str(self.log_path),
+            "metrics": self.metrics_url,
         }
 
 
@@ -334,6 +341,20 @@ def lost_a_port_race(log: Path, ports: tuple[int, ...]) -> bool:
     return bool(failed) and not any(f":{port}:" in line for line in failed for port in ports)
 
 
+def metrics_address_in(argv: Sequence[str]) -> str | None:
+    """The ``--metrics-address`` a component's command line gives, if any."""
+    for flag, value in itertools.pairwise(argv):
+        if flag == METRICS_FLAG:
+            return value
+    return None
+
+
+def running_metrics_address(home: Path, name: str) -> str | None:
+    """The metrics address of component ``name`` if it runs with one (``up`` keeps it)."""
+    record = read_record(pid_path(home, name))
+    return metrics_address_in(record.argv) if record is not None and record.alive() else None
+
+
 def down(settings: Settings, *, progress: Progress | None = None) -> list[str]:
     """Stop every process ``up`` started (components first); return the names stopped.
 
@@ -372,6 +393,7 @@ def status(settings: Settings, expected: Sequence[str] = ()) -> StackStatus:
     for name in [*recorded, *sorted(set(expected) - set(recorded))]:
         record = read_record(pid_path(home, name))
         alive = record is not None and record.alive()
+        metrics = metrics_address_in(record.argv) if record is not None and alive else None
         processes.append(
             ProcessStatus(
                 name=name,
@@ -379,6 +401,7 @@ def status(settings: Settings, expected: Sequence[str] = ()) -> StackStatus:
                 pid=record.pid if record is not None and alive else None,
                 uptime_seconds=now - record.started_at if record is not None and alive else None,
                 log_path=log_path(home, name),
+                metrics_url=f"http://{metrics}/metrics" if metrics else None,
             )
         )
     return StackStatus(

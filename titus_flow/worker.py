@@ -17,6 +17,7 @@ from titus_flow.activities.services import ServiceActivities
 from titus_flow.client import TitusClient, ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.converter import worker_data_converter
+from titus_flow.logs_json import TaskContextInterceptor
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.dag import JobDagWorkflow
 from titus_flow.workflows.fleet import FleetWorkflow
@@ -66,6 +67,7 @@ def control_worker(
             *options.pop("activities", []),
         ],
         workflow_runner=SANDBOX,
+        interceptors=[TaskContextInterceptor(), *options.pop("interceptors", [])],
         max_concurrent_workflow_tasks=options.pop("max_concurrent_workflow_tasks", 50),
         **options,
     )

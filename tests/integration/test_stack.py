@@ -24,6 +24,7 @@ import pytest
 
 from titus_flow import stack, visibility
 from titus_flow.config import Settings, load_settings
+from titus_flow.metrics import PROCESS_INFO, parse_scrape, total
 
 REPEAT = 3  # exit codes are checked over repeated runs (see sdk-python #300 in DESIGN.md)
 
@@ -155,6 +156,7 @@ def test_status_before_up_exits_1(fresh_env: Env) -> None:
             "pid": None,
             "uptime_seconds": None,
             "log": str(env.home / "logs" / "temporal.log"),
+            "metrics": None,
         }
 
 
@@ -220,6 +222,35 @@ def test_status_reports_running(env: Env) -> None:
         assert server["uptime_seconds"] >= 0
     text = expect(env, 0, "status").stdout
     assert f"pid {pid}" in text and env.address in text
+
+
+@needs_stack
+@pytest.mark.usefixtures("running")
+def test_up_serves_metrics_and_keeps_their_ports(env: Env) -> None:
+    served = {
+        p["name"]: p["metrics"]
+        for p in json.loads(expect(env, 0, "status", "-o", "json").stdout)["processes"]
+    }
+    assert served["temporal"] is None
+    for name, role in (("worker", "worker"), ("agent", "agent")):
+        url = served[name]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+        deadline = time.monotonic() + 20
+        while True:  # the process may still be starting its runtime
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    samples = parse_scrape(answer.read().decode())
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert total(samples, PROCESS_INFO, role=role) == 1
+    again = json.loads(expect(env, 0, "up", "-o", "json").stdout)
+    assert (again["actions"]["worker"], again["actions"]["agent"]) == ("running", "running")
+    text = expect(env, 0, "status").stdout
+    assert "\nMetrics    " in text and f" worker  {served['worker']}\n" in text
+    assert f"Logs       JSON lines, one file per process in {env.home / 'logs'}" in text
 
 
 def process(env: Env, name: str) -> stack.ProcessStatus:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from titus_flow.errors import (
     broken_connection,
     connection_reason,
 )
+from titus_flow.logs_json import configure_logging
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -44,10 +44,7 @@ class Context:
         """Settings, resolved on first use (so `--help` never reads config)."""
         if self._settings is None:
             self._settings = load_settings(self._overrides)
-            logging.basicConfig(
-                level=self._settings.log_level.upper(),
-                format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-            )
+            configure_logging(self._settings.log_level)
         return self._settings
 
 

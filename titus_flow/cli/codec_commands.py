@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 
 from titus_flow.cli.app import Context, cli, pass_context
+from titus_flow.cli.process_options import process_options, process_settings
 from titus_flow.codec import codec_for, new_key_line
 from titus_flow.codec_server import LOOPBACK_HOSTS, CodecServer, ui_origins
 from titus_flow.errors import UserError
+from titus_flow.telemetry import process_runtime
 
 
 @cli.command("codec-key")
@@ -50,17 +52,26 @@ def _is_loopback(host: str) -> bool:
     help="File holding a bearer token that callers must send (Authorization: Bearer ...);"
     " required to bind a non-loopback address.",
 )
+@process_options
 @pass_context
 def codec_server(
-    ctx: Context, host: str, port: int | None, origins: tuple[str, ...], token_file: Path | None
+    ctx: Context,
+    host: str,
+    port: int | None,
+    origins: tuple[str, ...],
+    token_file: Path | None,
+    metrics_address: str | None,
+    log_level: str | None,
 ) -> None:
     """Serve Temporal's remote codec protocol (POST /encode, /decode) with the key ring.
 
     Point the Web UI (`temporal server start-dev --ui-codec-endpoint URL`; `titus-flow
     up` does it when a key ring is configured) or the CLI (`temporal workflow show
-    --codec-endpoint URL`) at it to read encrypted payloads.
+    --codec-endpoint URL`) at it to read encrypted payloads. With --metrics-address
+    it serves Prometheus /metrics too (titus_flow_process_info only: it is no
+    Temporal worker).
     """
-    settings = ctx.settings
+    settings = process_settings(ctx.settings, metrics_address, log_level)
     codec = codec_for(settings)
     if codec is None:
         raise UserError(
@@ -86,6 +97,7 @@ def codec_server(
     except OSError as err:
         raise UserError(f"cannot listen on {host}:{port}: {err.strerror}") from err
 
+    process_runtime(settings.metrics_address, "codec")
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _signum, _frame: stopping.set())

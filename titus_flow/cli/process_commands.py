@@ -8,7 +8,6 @@ import socket
 
 import click
 from temporalio.client import Client
-from temporalio.runtime import Runtime, TelemetryConfig
 
 from titus_flow.agent import (
     DEFAULT_AGENT_NETWORK_MBPS,
@@ -18,23 +17,30 @@ from titus_flow.agent import (
     run_agent,
 )
 from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
+from titus_flow.cli.process_options import process_options, process_settings
 from titus_flow.client import connect
 from titus_flow.config import Settings
 from titus_flow.errors import ServerUnreachableError, UserError
 from titus_flow.hollow import DEFAULT_ZONES, HOLLOW_RESOURCES, HollowFleet, run_hollow_agents
 from titus_flow.spec import Resources, parse_mebibytes
 from titus_flow.spot import IMDS_URL
+from titus_flow.telemetry import process_runtime
 
 log = logging.getLogger(__name__)
 
 
-async def _connect_when_up(settings: Settings, stop: asyncio.Event) -> Client:
+async def _connect_when_up(settings: Settings, stop: asyncio.Event, role: str) -> Client:
     """Connect, waiting up to ``server_wait_seconds`` for a server that is not up yet.
 
     A worker or agent is a daemon: started beside its server, or again while the
     server restarts, it waits for it (logging each try) rather than exit at once.
+    It connects with the process's runtime (:func:`~titus_flow.telemetry.process_runtime`),
+    which logs the core's warnings (the CLI's default one does not) and serves
+    ``/metrics`` when ``settings.metrics_address`` is set.
     """
-    runtime = _logging_runtime()
+    runtime = process_runtime(settings.metrics_address, role)
+    if settings.metrics_address:
+        log.info("%s serves metrics on http://%s/metrics", role, settings.metrics_address)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.server_wait_seconds
     delay = 1.0
@@ -48,15 +54,6 @@ async def _connect_when_up(settings: Settings, stop: asyncio.Event) -> Client:
         delay = await retry_pause(stop, delay)
 
 
-def _logging_runtime() -> Runtime:
-    """A Temporal runtime that logs the core's warnings (the CLI's default one does not).
-
-    A long-running process keeps going through a lost server, and its log
-    should show the retries.
-    """
-    return Runtime(telemetry=TelemetryConfig())
-
-
 @cli.command()
 @click.option(
     "--workflows",
@@ -65,8 +62,11 @@ def _logging_runtime() -> Runtime:
     metavar="PATH",
     help="A .py file, folder or module of your own @workflow.defn classes (repeatable).",
 )
+@process_options
 @pass_context
-def worker(ctx: Context, workflow_refs: tuple[str, ...]) -> None:
+def worker(
+    ctx: Context, workflow_refs: tuple[str, ...], metrics_address: str | None, log_level: str | None
+) -> None:
     """Run a control worker: the job, scheduler and log workflows, plus your own.
 
     Activities defined in the --workflows files (e.g. a canary check) are
@@ -75,7 +75,7 @@ def worker(ctx: Context, workflow_refs: tuple[str, ...]) -> None:
     from titus_flow.userflows import load_activities, load_workflows, workflow_name
     from titus_flow.worker import CONTROL_WORKFLOWS, run_control_worker
 
-    settings = ctx.settings
+    settings = process_settings(ctx.settings, metrics_address, log_level)
     # Loaded before connecting, so a bad file fails fast with exit 2.
     extra = load_workflows(workflow_refs, reserved=map(workflow_name, CONTROL_WORKFLOWS))
     activities = load_activities(workflow_refs)
@@ -83,7 +83,7 @@ def worker(ctx: Context, workflow_refs: tuple[str, ...]) -> None:
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        client = await _connect_when_up(settings, stop)
+        client = await _connect_when_up(settings, stop, "worker")
         await run_control_worker(client, settings, stop, extra, activities)
 
     run_async(go())
@@ -192,6 +192,7 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="With --hollow: zones spread round-robin over the agents (attribute zone).",
 )
+@process_options
 @pass_context
 def agent(
     ctx: Context,
@@ -211,12 +212,14 @@ def agent(
     log_prefix: str | None,
     hollow: int | None,
     zones: str,
+    metrics_address: str | None,
+    log_level: str | None,
 ) -> None:
     """Run an agent: registers this host's capacity and runs the tasks placed on it.
 
     With --hollow N, run N simulated agents for tests and benchmarks instead.
     """
-    settings = ctx.settings
+    settings = process_settings(ctx.settings, metrics_address, log_level)
     if publish_address:
         settings = settings.model_copy(update={"publish_address": publish_address})
     if log_bucket or log_prefix:
@@ -246,7 +249,7 @@ def agent(
         async def go_hollow() -> None:
             stop = asyncio.Event()
             install_stop_signals(stop)
-            client = await _connect_when_up(settings, stop)
+            client = await _connect_when_up(settings, stop, "hollow")
             await run_hollow_agents(client, settings, fleet, stop)
 
         run_async(go_hollow())
@@ -264,6 +267,7 @@ def agent(
     async def go() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await run_agent(await _connect_when_up(settings, stop), settings, config, stop)
+        client = await _connect_when_up(settings, stop, "agent")
+        await run_agent(client, settings, config, stop)
 
     run_async(go())

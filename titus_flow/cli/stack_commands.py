@@ -14,6 +14,7 @@ from titus_flow.cli.app import EXIT_FAILED, Context, cli, echo_json, output_opti
 from titus_flow.codec import codec_for
 from titus_flow.config import Settings
 from titus_flow.errors import UserError
+from titus_flow.telemetry import check_metrics_address, free_loopback_address
 
 # Components run as `python -m titus_flow ...` with the Python of this CLI, so they
 # use the same installation whatever PATH the user's shell has.
@@ -27,26 +28,46 @@ def _codec_endpoint(settings: Settings) -> str | None:
     return f"http://127.0.0.1:{settings.codec_port}"
 
 
+def _metrics_flag(settings: Settings, name: str, first: str | None, offset: int) -> list[str]:
+    """``--metrics-address`` for component ``name``.
+
+    ``first``'s port + ``offset``; else the one it runs with (so a running
+    component keeps its command line, and ``up`` leaves it alone); else a free one.
+    """
+    if first is not None:
+        host, _, port = first.rpartition(":")
+        address = f"{host}:{int(port) + offset}"
+    else:
+        address = stack.running_metrics_address(settings.home, name) or free_loopback_address()
+    return [stack.METRICS_FLAG, address]
+
+
 def _components(
-    workflows: Sequence[Path], settings: Settings | None = None
+    workflows: Sequence[Path], settings: Settings, metrics_address: str | None = None
 ) -> list[tuple[str, list[str]]]:
-    """List the worker, local agent and codec server components this install runs."""
+    """List the worker, local agent and codec server components this install runs.
+
+    Each serves /metrics: from ``metrics_address`` on (worker, agent, codec server
+    on consecutive ports), else on free loopback ports.
+    """
     components: list[tuple[str, list[str]]] = []
-    if settings is not None and _codec_endpoint(settings) is not None:
+    if _codec_endpoint(settings) is not None:
         # Without a token: the dev server's UI cannot send one. Loopback only.
         port = str(settings.codec_port)
-        components.append(("codec", [*_SELF, "codec-server", "--port", port]))
+        argv = [*_SELF, "codec-server", "--port", port]
+        components.append(("codec", argv + _metrics_flag(settings, "codec", metrics_address, 2)))
     if "worker" in cli.commands:
         argv = [*_SELF, "worker"]
         for path in workflows:
             # Absolute, so the worker finds them whatever its cwd, and so the command
             # line (which decides whether `up` restarts the worker) is stable.
             argv += ["--workflows", str(path.resolve())]
-        components.append(("worker", argv))
+        components.append(("worker", argv + _metrics_flag(settings, "worker", metrics_address, 0)))
     elif workflows:
         raise UserError("--workflows needs the `worker` command, which this version lacks")
     if "agent" in cli.commands:
-        components.append(("agent", [*_SELF, "agent", "--id", "local"]))
+        argv = [*_SELF, "agent", "--id", "local"]
+        components.append(("agent", argv + _metrics_flag(settings, "agent", metrics_address, 1)))
     return components
 
 
@@ -71,6 +92,10 @@ def _echo_status(status: stack.StackStatus, actions: dict[str, stack.Action] | N
         )
     click.echo(f"Temporal   {status.address}  (namespace {status.namespace})")
     click.echo(f"Web UI     {status.ui_url}")
+    served = [(p.name, p.metrics_url) for p in status.processes if p.metrics_url]
+    for i, (name, url) in enumerate(served):
+        click.echo(f"{'Metrics' if i == 0 else '':<10} {name:<7} {url}")
+    click.echo(f"Logs       JSON lines, one file per process in {status.home / 'logs'}")
 
 
 @cli.command("up")
@@ -80,16 +105,26 @@ def _echo_status(status: stack.StackStatus, actions: dict[str, stack.Action] | N
     type=click.Path(exists=True, path_type=Path),
     help="File or folder of your own workflows for the worker to load (repeatable).",
 )
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help="Serve the worker's /metrics there, the agent's and codec server's on the next"
+    " ports [default: free loopback ports; `status` shows them].",
+)
 @output_option
 @pass_context
-def up_command(ctx: Context, workflows: tuple[Path, ...], output: str) -> None:
+def up_command(
+    ctx: Context, workflows: tuple[Path, ...], metrics_address: str | None, output: str
+) -> None:
     """Start the local stack: Temporal dev server (with Web UI), worker and agent.
 
     Safe to run again: what already runs is left alone. State and logs live in the
     home directory (--home, default ~/.titus-flow).
     """
     settings = ctx.settings
-    components = _components(workflows, settings)
+    if metrics_address is not None:
+        check_metrics_address(metrics_address)
+    components = _components(workflows, settings, metrics_address)
     console = Console(stderr=True)
     try:
         with console.status("starting the stack") as spinner:
@@ -108,7 +143,7 @@ def up_command(ctx: Context, workflows: tuple[Path, ...], output: str) -> None:
     _echo_status(status, actions)
     steps = [
         (f"open {status.ui_url}", "watch workflows in the Web UI"),
-        ("titus-flow status", "what runs, with log files"),
+        ("titus-flow status", "what runs, with log files and metrics addresses"),
         ("titus-flow down", "stop the stack (state is kept)"),
     ]
     if "run" in cli.commands:  # advertise only commands this installation has
