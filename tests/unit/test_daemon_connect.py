@@ -26,7 +26,7 @@ async def test_a_daemon_waits_for_the_server_then_connects(monkeypatch: pytest.M
     """Restarted while the server restarts, an agent exited for good (the chaos suite)."""
     calls: list[int] = []
     monkeypatch.setattr(process_commands, "connect", _flaky_connect(2, calls))
-    monkeypatch.setattr(process_commands, "_logging_runtime", lambda: None)
+    monkeypatch.setattr(process_commands, "process_runtime", lambda *_: None)
     waits: list[float] = []
 
     async def no_wait(awaitable: Any, timeout: float) -> None:
@@ -35,7 +35,7 @@ async def test_a_daemon_waits_for_the_server_then_connects(monkeypatch: pytest.M
         raise TimeoutError
 
     monkeypatch.setattr(process_commands.asyncio, "wait_for", no_wait)
-    client = await process_commands._connect_when_up(Settings(), asyncio.Event())
+    client = await process_commands._connect_when_up(Settings(), asyncio.Event(), "agent")
     assert client == "client" and len(calls) == 3
     assert waits == [1.0, 2.0]  # backing off between tries
 
@@ -43,7 +43,9 @@ async def test_a_daemon_waits_for_the_server_then_connects(monkeypatch: pytest.M
 async def test_a_daemon_gives_up_after_server_wait_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     monkeypatch.setattr(process_commands, "connect", _flaky_connect(99, calls))
-    monkeypatch.setattr(process_commands, "_logging_runtime", lambda: None)
+    monkeypatch.setattr(process_commands, "process_runtime", lambda *_: None)
     with pytest.raises(ServerUnreachableError):
-        await process_commands._connect_when_up(Settings(server_wait_seconds=0), asyncio.Event())
+        await process_commands._connect_when_up(
+            Settings(server_wait_seconds=0), asyncio.Event(), "worker"
+        )
     assert len(calls) == 1
