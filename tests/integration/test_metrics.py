@@ -2,7 +2,8 @@
 
 The worker and a process-driver agent run as processes with --metrics-address
 on free loopback ports; the test scrapes both while a small job runs and after
-it ends, and checks that no label value is a job, task or agent id. Logs of
+it ends (the finished counts equal `job describe`'s), and checks that no label
+value is a job, task or agent id. Logs of
 both processes are JSON lines carrying the task's context.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -24,6 +26,9 @@ from titus_flow.metrics import Sample, parse_scrape, total
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TASKS = 3
+SDK_LABELS = {"service_name", "namespace", "task_queue", "workflow_type", "le"}
+"""What the SDK adds to titus-flow's series (workflow metrics: the control queue and type;
+histograms: their buckets)."""
 
 
 async def scrape(address: str) -> list[Sample]:
@@ -86,7 +91,7 @@ async def test_worker_and_agent_metrics_follow_a_batch_job(
         BatchJob(
             name="metered",
             instances=TASKS,
-            container=Container(image="busybox:latest", command=["sh", "-c", "sleep 2"]),
+            container=Container(image="busybox:latest", command=["sh", "-c", "sleep 3"]),
             resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
         )
     )
@@ -96,6 +101,9 @@ async def test_worker_and_agent_metrics_follow_a_batch_job(
         return total(await scrape(agent_at), running, driver="process") >= 1
 
     await eventually(tasks_running, 30, "the agent to report running tasks")
+    transitions = f"{m.TASK_TRANSITIONS}_total"
+    during = await scrape(worker_at)
+    assert total(during, transitions, job_type="batch", state="Launched") >= 1
     view = await cluster.wait_for(job_id, timeout=40)
     assert view.state is JobState.SUCCEEDED, view
 
@@ -106,10 +114,23 @@ async def test_worker_and_agent_metrics_follow_a_batch_job(
 
     await eventually(settled, 15, f"{TASKS} launches counted and none running")
     worker, agent = await scrape(worker_at), await scrape(agent_at)
+    # The finished counts are those `job describe` shows, reason by reason.
+    described = await asyncio.to_thread(cluster.cli, "job", "describe", job_id, "-o", "json")
+    assert described.returncode == 0, described.stderr
+    finished = Counter(
+        t["reason"] for t in json.loads(described.stdout)["tasks"] if t["state"] == "Finished"
+    )
+    assert finished == {"normal": TASKS}
+    for reason, count in finished.items():
+        assert total(worker, transitions, state="Finished", reason=reason) == count
+    assert total(worker, transitions, state="Finished") == TASKS
+    # A task still ran at the scrape during the job: its finish came after.
+    assert total(during, transitions, state="Finished") < TASKS
+    assert total(worker, f"{m.JOBS_FINISHED}_total", job_type="batch", state="Succeeded") == 1
     ids = {job_id, cluster.agent_id("proc"), *(t.id for t in view.tasks)}
     assert id_labels(worker + agent, ids) == []
     assert {key for s in worker + agent if s.name.startswith(m.PREFIX) for key in s.labels} <= (
-        m.LABEL_KEYS | {"service_name"}
+        m.LABEL_KEYS | SDK_LABELS
     )
 
     lines = (cluster.home / "logs" / "agent-proc.log").read_text().splitlines()
