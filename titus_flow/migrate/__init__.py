@@ -60,7 +60,9 @@ def _is_titus(doc: Mapping[str, Any]) -> bool:
 
 
 def _is_aws_batch(doc: Mapping[str, Any]) -> bool:
-    return "jobDefinitionName" in doc or "containerProperties" in doc or "nodeProperties" in doc
+    # A bare RegisterJobDefinition, or aws_batch's {jobDefinition(s), submitJob(s)} pair.
+    keys = ("jobDefinitionName", "containerProperties", "nodeProperties", "jobDefinition")
+    return any(key in doc for key in (*keys, "jobDefinitions", "submitJob", "submitJobs"))
 
 
 def _is_k8s(doc: Mapping[str, Any]) -> bool:
