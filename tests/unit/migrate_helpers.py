@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from titus_flow.errors import SpecError
 from titus_flow.loader.validation import AnyJob, job_entries, validate_jobs
+from titus_flow.migrate import import_definition
 from titus_flow.migrate.exit_codes import decisions_of
 from titus_flow.migrate.report import Translation
 from titus_flow.spec import BatchJob
@@ -49,3 +53,18 @@ def assert_carried(
     """Field by field: each carried field of ``before`` equals that of ``after``."""
     for name, read in fields.items():
         assert read(before) == read(after), name
+
+
+def expectation(fixture: Path) -> dict[str, Any]:
+    """The sidecar ``<name>.expect.yaml`` of a corpus fixture (tests/fixtures/import/README.md)."""
+    loaded: dict[str, Any] = yaml.safe_load(fixture.with_suffix(".expect.yaml").read_text())
+    return loaded
+
+
+def assert_as_expected(fixture: Path, source: str) -> None:
+    """The import of ``fixture`` gives the sidecar's job mapping and dropped paths."""
+    expected = expectation(fixture)
+    imported = import_definition(fixture.read_bytes(), source)
+    assert imported.translation.document == expected["job"]
+    assert sorted(item.path for item in imported.dropped) == sorted(expected["dropped"])
+    assert all(item.reason for item in imported.dropped)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from migrate_helpers import assert_carried, jobs_of, mounted, paths, retry_rule
+from migrate_helpers import assert_as_expected, assert_carried, jobs_of, mounted, paths, retry_rule
 
 from titus_flow.migrate import aws_batch
 from titus_flow.migrate.report import MigrateInputError
@@ -384,3 +384,24 @@ def test_export_import_of_a_titus_flow_job_carries_every_field() -> None:
     assert translation.dropped == []
     (again,) = jobs_of(aws_batch.import_document(translation.document))
     assert_carried(job, again, CARRIED)
+
+
+def test_export_gives_back_the_fields_of_the_original_definition() -> None:
+    """Field by field against the input itself, for what the import carries unchanged."""
+    original = json.loads((FIXTURES / "aws-batch-volumes-linux.json").read_text())["jobDefinition"]
+    (job,) = jobs_of(aws_batch.import_document(copy.deepcopy({"jobDefinition": original})))
+    exported = aws_batch.export_job(job).document["jobDefinition"]
+    given, back = original["containerProperties"], exported["containerProperties"]
+    for key in ("image", "resourceRequirements", "volumes", "readonlyRootFilesystem"):
+        assert back[key] == given[key], key
+    assert back["mountPoints"] == [{"sourceVolume": "scratch", "containerPath": "/scratch"}]
+    assert back["linuxParameters"] == {
+        "sharedMemorySize": 64,
+        "tmpfs": [{"containerPath": "/fast", "size": 16}],
+    }
+    assert back["command"][2] == given["command"][2].replace("Ref::frames", "4")
+
+
+@pytest.mark.parametrize("fixture", BATCH_FIXTURES, ids=lambda path: path.stem)
+def test_the_corpus_imports_as_its_sidecar_expects(fixture: Path) -> None:
+    assert_as_expected(fixture, "aws-batch")

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
-from migrate_helpers import assert_carried, jobs_of, mounted, paths, retry_rule
+from migrate_helpers import assert_as_expected, assert_carried, jobs_of, mounted, paths, retry_rule
 
 from titus_flow.migrate import k8s
 from titus_flow.migrate.report import MigrateInputError, Translation
 from titus_flow.spec import BatchJob, ServiceJob
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "import"
-K8S_FIXTURES = sorted(FIXTURES.glob("k8s-*.yaml"))
+K8S_FIXTURES = sorted(p for p in FIXTURES.glob("k8s-*.yaml") if not p.name.endswith(".expect.yaml"))
 
 
 def job_object(spec: dict[str, Any] | None = None, **container: Any) -> dict[str, Any]:
@@ -491,3 +491,30 @@ def test_export_reports_what_kubernetes_cannot_express() -> None:
         "constraints.hard.attributes",
     ):
         assert path in dropped, path
+
+
+def test_export_gives_back_the_fields_of_the_original_objects() -> None:
+    """Field by field against the input itself, for what the import carries unchanged."""
+    for name, keys in [
+        ("k8s-indexed-job.yaml", ("completions", "completionMode", "backoffLimitPerIndex")),
+        ("k8s-deployment-probes.yaml", ("replicas", "progressDeadlineSeconds", "selector")),
+    ]:
+        original = yaml.safe_load((FIXTURES / name).read_text())
+        (job,) = jobs_of(k8s.import_document(copy.deepcopy(original)))
+        exported = k8s.export_job(job).document
+        assert exported["metadata"]["labels"] == original["metadata"]["labels"]
+        for key in keys:
+            assert exported["spec"][key] == original["spec"][key], (name, key)
+        given = original["spec"]["template"]["spec"]["containers"][0]
+        back = exported["spec"]["template"]["spec"]["containers"][0]
+        for key in ("image", "command", "args"):
+            assert back.get(key) == given.get(key), (name, key)
+        if "readinessProbe" in given:  # every field given is given back (defaults are added)
+            probe = given["readinessProbe"]
+            assert {field: back["readinessProbe"][field] for field in probe} == probe
+        assert back["resources"]["requests"] == given["resources"]["requests"]
+
+
+@pytest.mark.parametrize("fixture", K8S_FIXTURES, ids=lambda path: path.stem)
+def test_the_corpus_imports_as_its_sidecar_expects(fixture: Path) -> None:
+    assert_as_expected(fixture, "k8s")
