@@ -480,13 +480,13 @@ def test_export_reports_what_kubernetes_cannot_express() -> None:
     for path in (
         "owner",
         "depends_on",
-        "container.secrets.S",
+        "container.secrets",
         "container.user",
         "container.shm_size",
         "volumes[0]",
         "retry.backoff",
         "runtime_limit",
-        "security.iam_role",
+        "security",
         "constraints.hard.unique_host",
         "constraints.hard.attributes",
     ):

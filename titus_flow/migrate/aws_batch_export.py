@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from titus_flow.migrate.common import unexpressed
 from titus_flow.migrate.exit_codes import FAILURE_CODES, decisions_of, exit_code_globs
+from titus_flow.migrate.fields import uncarried
 from titus_flow.migrate.report import Dropped, MigrateInputError, Translation
 from titus_flow.spec import BatchJob, Container, Resources, Retry, ServiceJob
 
@@ -20,24 +20,46 @@ MAX_ATTEMPTS = 10
 MAX_EXIT_RULES = 5
 """The most evaluateOnExit entries AWS Batch accepts."""
 
-_JOB_REASONS = {
+TARGET = "AWS Batch"
+
+# Fields of a titus-flow batch job the pair carries (a path covers what is under it);
+# every other field set away from its default is reported (titus_flow.migrate.fields).
+_CARRIED = {
+    "name",
+    "capacity_group",
+    "labels",
+    "instances",
+    "runtime_limit",
+    "depends_on",
+    "task_order",
+    "volumes",
+    "security.iam_role",
+    "retry.attempts",
+    "retry.retry_on_exit_codes",
+    "retry.never_retry_on_exit_codes",
+    "resources.cpu",
+    "resources.memory",
+    "resources.gpu",
+    *(
+        f"container.{name}"
+        for name in ("image", "command", "env", "secrets", "user", "read_only_root")
+    ),
+    "container.mounts",
+    "container.shm_size",
+}
+_REASONS = {
     "owner": "AWS Batch has no owner field (put it in tags)",
     "constraints": "AWS Batch places by compute environment, not per job",
-}
-_CONTAINER_REASONS = {
-    "entrypoint": "containerProperties has no entrypoint: put it in front of command",
-    "working_dir": "containerProperties has no working directory",
-    "ports": "AWS Batch jobs publish no ports",
-    "labels": "containerProperties has no container labels",
-    "network": "AWS Batch sets the network mode in the compute environment",
-}
-_RESOURCE_REASONS = {
-    "disk": "EC2 job definitions have no disk size (the compute environment's volume)",
-    "network_mbps": "AWS Batch reserves no network bandwidth",
-}
-_RETRY_REASONS = {
-    "backoff": "AWS Batch retries at once",
-    "retry_on_runtime_limit": "AWS Batch never retries an attempt that timed out",
+    "container.entrypoint": "containerProperties has no entrypoint: put it in front of command",
+    "container.working_dir": "containerProperties has no working directory",
+    "container.ports": "AWS Batch jobs publish no ports",
+    "container.labels": "containerProperties has no container labels",
+    "container.network": "AWS Batch sets the network mode in the compute environment",
+    "resources.disk": "EC2 job definitions have no disk size (the compute environment's volume)",
+    "resources.network_mbps": "AWS Batch reserves no network bandwidth",
+    "security.security_groups": "AWS Batch sets them in the compute environment",
+    "retry.backoff": "AWS Batch retries at once",
+    "retry.retry_on_runtime_limit": "AWS Batch never retries an attempt that timed out",
 }
 
 
@@ -47,7 +69,7 @@ def export_job(job: BatchJob | ServiceJob) -> Translation:
         raise MigrateInputError(
             "kind", "AWS Batch runs batch jobs only: export a service job to k8s"
         )
-    dropped = unexpressed(job, "", _JOB_REASONS)
+    dropped = uncarried(job, _CARRIED, _REASONS, TARGET)
     container, container_dropped = _container(job)
     dropped += container_dropped
     definition: dict[str, Any] = {
@@ -88,8 +110,7 @@ def export_job(job: BatchJob | ServiceJob) -> Translation:
 
 def _container(job: BatchJob) -> tuple[dict[str, Any], list[Dropped]]:
     spec: Container = job.container
-    dropped = unexpressed(spec, "container.", _CONTAINER_REASONS)
-    dropped += unexpressed(job.resources, "resources.", _RESOURCE_REASONS)
+    dropped: list[Dropped] = []
     properties: dict[str, Any] = {"image": spec.image}
     if spec.command is not None:
         properties["command"] = list(spec.command)
@@ -126,10 +147,6 @@ def _container(job: BatchJob) -> tuple[dict[str, Any], list[Dropped]]:
         properties["linuxParameters"] = linux
     if job.security.iam_role:
         properties["jobRoleArn"] = job.security.iam_role
-    if job.security.security_groups:
-        dropped.append(
-            Dropped("security.security_groups", "AWS Batch sets them in the compute environment")
-        )
     return properties, dropped
 
 
@@ -182,7 +199,7 @@ def _volumes(
 
 def _retry(retry: Retry) -> tuple[dict[str, Any], list[Dropped]]:
     """``retryStrategy``: attempts, and exit-code rules as ``evaluateOnExit`` globs."""
-    dropped = unexpressed(retry, "retry.", _RETRY_REASONS)
+    dropped: list[Dropped] = []
     strategy: dict[str, Any] = {}
     if retry.attempts > 1:
         strategy["attempts"] = retry.attempts

@@ -10,14 +10,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 
-from pydantic import BaseModel
-
 from titus_flow.migrate.reader import Reader
 from titus_flow.migrate.report import Dropped
-from titus_flow.spec.base import is_name
 from titus_flow.spec.quantities import format_duration, format_mebibytes
 
-_NOT_NAME = re.compile(r"[^a-z0-9-]+")
+_NOT_NAME = re.compile(r"[^a-z0-9]+")
 
 
 def job_name(reader: Reader, key: str) -> str:
@@ -35,13 +32,11 @@ def job_name(reader: Reader, key: str) -> str:
 
 
 def convert_name(given: str) -> str:
-    """``given`` as a titus-flow name (lowercase letters, digits, '-'); '' if nothing is left."""
-    return _NOT_NAME.sub("-", given.lower()).strip("-")[:63].strip("-")
+    """``given`` as a titus-flow name: lowercased, each run of other characters one '-'.
 
-
-def as_name(given: str) -> str | None:
-    """``given`` itself if it is already a valid titus-flow name."""
-    return given if is_name(given) else None
+    '' if no letter or digit is left.
+    """
+    return _NOT_NAME.sub("-", given.lower()).strip("-")[:63].rstrip("-")
 
 
 def seconds(value: int) -> str:
@@ -77,18 +72,3 @@ def drop_all(reader: Reader, reasons: Mapping[str, str]) -> None:
     """Report each present key of ``reasons`` as not carried, with its reason."""
     for key, reason in reasons.items():
         reader.drop(key, reason)
-
-
-def changed(model: BaseModel, field: str) -> bool:
-    """Whether ``field`` of ``model`` differs from its default (so dropping it loses something)."""
-    info = type(model).model_fields[field]
-    return bool(getattr(model, field) != info.get_default(call_default_factory=True))
-
-
-def unexpressed(model: BaseModel, prefix: str, reasons: Mapping[str, str]) -> list[Dropped]:
-    """A :class:`Dropped` for each field of ``reasons`` that ``model`` sets to a non-default."""
-    return [
-        Dropped(f"{prefix}{field}", reason)
-        for field, reason in reasons.items()
-        if changed(model, field)
-    ]

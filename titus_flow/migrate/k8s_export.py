@@ -10,8 +10,8 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from titus_flow.migrate.common import unexpressed
 from titus_flow.migrate.exit_codes import FAILURE_CODES, decisions_of
+from titus_flow.migrate.fields import uncarried
 from titus_flow.migrate.report import Dropped, Translation
 from titus_flow.spec import BatchJob, ServiceJob
 from titus_flow.spec.health import ExecCheck, HttpCheck
@@ -22,29 +22,54 @@ FIRST_PORT = 8080
 SELECTOR_LABEL = "app"
 """The pod label a Deployment selects its pods by (its value: the job name)."""
 
-_COMMON_REASONS = {
+TARGET = "Kubernetes"
+
+# Fields of a titus-flow job a Job or Deployment carries (a path covers what is under
+# it); every other field set away from its default is reported (titus_flow.migrate.fields).
+_CARRIED = {
+    "name",
+    "labels",
+    "volumes",
+    "constraints.hard.attributes",
+    *(
+        f"container.{name}"
+        for name in ("image", "entrypoint", "command", "env", "ports", "working_dir", "user")
+    ),
+    *(f"container.{name}" for name in ("read_only_root", "labels", "mounts", "network")),
+    *(f"resources.{name}" for name in ("cpu", "memory", "disk", "gpu")),
+    # batch jobs
+    "instances",
+    "runtime_limit",
+    "retry.attempts",
+    "retry.retry_on_exit_codes",
+    "retry.never_retry_on_exit_codes",
+    # service jobs
+    "capacity",
+    "update",
+    "health_check",
+}
+_REASONS = {
     "owner": "Kubernetes objects have no owner field (put it in a label)",
     "capacity_group": "Kubernetes has no capacity groups (use a namespace ResourceQuota)",
-}
-_BATCH_REASONS = {
+    "constraints.soft": "Kubernetes has no soft constraints (use preferred node affinity)",
+    "constraints.hard.unique_host": "use a pod anti-affinity on kubernetes.io/hostname",
+    "constraints.hard.zone_balance": "use topologySpreadConstraints on the zone label",
+    "container.secrets": "create a Kubernetes Secret and refer to it with valueFrom.secretKeyRef",
+    "container.shm_size": "mount an emptyDir (medium: Memory) at /dev/shm",
+    "resources.network_mbps": "Kubernetes reserves no network bandwidth",
+    "security": "use a ServiceAccount bound to the IAM role (IRSA) and the VPC CNI's"
+    " SecurityGroupPolicy",
     "depends_on": "Kubernetes Jobs have no dependencies (use a workflow engine)",
     "task_order": "Kubernetes Jobs have no task order",
-}
-_SERVICE_REASONS = {
+    "retry.backoff": "Kubernetes backs off exponentially from 10 s, capped at 6 minutes",
+    "retry.retry_on_runtime_limit": "a pod past activeDeadlineSeconds is never retried",
     "disruption_budget": "create a PodDisruptionBudget next to the Deployment",
-}
-_RETRY_REASONS = {
-    "backoff": "Kubernetes backs off exponentially from 10 s, capped at 6 minutes",
-    "retry_on_runtime_limit": "a pod past activeDeadlineSeconds is never retried",
 }
 
 
 def export_job(job: BatchJob | ServiceJob) -> Translation:
     """``job`` as a Kubernetes Job (batch) or Deployment (service)."""
-    dropped = unexpressed(job, "", _COMMON_REASONS)
-    dropped += unexpressed(job.constraints, "constraints.", {"soft": "no soft constraints"})
-    dropped += unexpressed(job.constraints.hard, "constraints.hard.", _HARD_REASONS)
-    dropped += unexpressed(job.security, "security.", _SECURITY_REASONS)
+    dropped = uncarried(job, _CARRIED, _REASONS, TARGET)
     pod, pod_dropped = _pod(job)
     dropped += pod_dropped
     metadata: dict[str, Any] = {"name": job.name}
@@ -64,19 +89,7 @@ def export_job(job: BatchJob | ServiceJob) -> Translation:
     return Translation(document, dropped)
 
 
-_HARD_REASONS = {
-    "unique_host": "use a pod anti-affinity on kubernetes.io/hostname",
-    "zone_balance": "use topologySpreadConstraints on topology.kubernetes.io/zone",
-}
-_SECURITY_REASONS = {
-    "iam_role": "use a ServiceAccount bound to the role (IRSA)",
-    "security_groups": "use SecurityGroupPolicy of the VPC CNI",
-}
-
-
 def _job_spec(job: BatchJob, pod: dict[str, Any], dropped: list[Dropped]) -> dict[str, Any]:
-    dropped += unexpressed(job, "", _BATCH_REASONS)
-    dropped += unexpressed(job.retry, "retry.", _RETRY_REASONS)
     indexed = job.instances > 1
     spec: dict[str, Any] = {}
     if indexed:
@@ -105,7 +118,6 @@ def _job_spec(job: BatchJob, pod: dict[str, Any], dropped: list[Dropped]) -> dic
 def _deployment_spec(
     job: ServiceJob, pod: dict[str, Any], dropped: list[Dropped]
 ) -> dict[str, Any]:
-    dropped += unexpressed(job, "", _SERVICE_REASONS)
     capacity = job.capacity
     if capacity.min != 0 or capacity.max != max(capacity.desired, 10):
         dropped.append(
@@ -169,13 +181,6 @@ def _pod(job: BatchJob | ServiceJob) -> tuple[dict[str, Any], list[Dropped]]:
         env.append({"name": "PORT", "value": str(FIRST_PORT)})
     if env:
         container["env"] = env
-    for name in spec.secrets:
-        dropped.append(
-            Dropped(
-                f"container.secrets.{name}",
-                "create a Kubernetes Secret and refer to it with env valueFrom.secretKeyRef",
-            )
-        )
     container["resources"] = _resources(job)
     security: dict[str, Any] = {}
     if spec.read_only_root:
@@ -190,10 +195,6 @@ def _pod(job: BatchJob | ServiceJob) -> tuple[dict[str, Any], list[Dropped]]:
             dropped.append(Dropped("container.user", "Kubernetes takes a numeric uid[:gid]"))
     if security:
         container["securityContext"] = security
-    if spec.shm_size is not None:
-        dropped.append(
-            Dropped("container.shm_size", "mount an emptyDir (medium: Memory) at /dev/shm")
-        )
     pod: dict[str, Any] = {"containers": [container]}
     volumes, mounts = _volumes(job, dropped)
     if mounts:

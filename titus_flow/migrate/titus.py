@@ -13,6 +13,7 @@ import math
 import re
 from typing import Any
 
+from titus_flow.migrate.common import convert_name as _dns_label
 from titus_flow.migrate.reader import Reader
 from titus_flow.migrate.report import MigrateInputError, Translation
 from titus_flow.migrate.titus_export import export_job
@@ -37,7 +38,6 @@ BUDGET_RATES = (
 MOUNT_PERMS = {"RO": "RO", "WO": "WO", "RW": "RW", 0: "RO", 1: "WO", 2: "RW"}
 MAX_RETRIES = 99  # titus-flow allows 100 attempts in all
 
-_NOT_NAME = re.compile(r"[^a-z0-9]+")
 _LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 _HOSTILE = ("${", "{", "}")
 
@@ -81,10 +81,6 @@ def _refuse_hostile(reader: Reader, key: str, name: str) -> None:
         raise MigrateInputError(
             f"{reader.at(key)}.{name}", "'${', '{' and '}' are not accepted in a key here"
         )
-
-
-def _dns_label(text: str) -> str:
-    return _NOT_NAME.sub("-", text.lower()).strip("-")[:63].rstrip("-")
 
 
 def _job_name(root: Reader) -> str:
