@@ -38,3 +38,12 @@ async def test_an_n_to_n_pair_runs_task_by_task(cluster: Cluster, tmp_path: Path
     for before, after in zip(split, process, strict=True):
         finished = datetime.fromisoformat(before["attempts"][-1]["finished_at"])
         assert datetime.fromisoformat(after["attempts"][0]["started_at"]) >= finished
+    # Exported back by job id: the pair's own fields, and the same job as a k8s Indexed Job.
+    exported = cluster.cli("export", views["process"]["id"], "--to", "aws-batch")
+    assert exported.returncode == 0, exported.stderr
+    submit = json.loads(exported.stdout)["submitJob"]
+    assert submit["arrayProperties"] == {"size": 3}
+    assert submit["dependsOn"] == [{"jobId": "split", "type": "N_TO_N"}]
+    kube = cluster.cli("export", views["split"]["id"], "--to", "k8s", "-o", "json")
+    assert kube.returncode == 0, kube.stderr
+    assert json.loads(kube.stdout)["spec"]["completions"] == 3
