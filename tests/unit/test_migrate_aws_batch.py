@@ -405,3 +405,12 @@ def test_export_gives_back_the_fields_of_the_original_definition() -> None:
 @pytest.mark.parametrize("fixture", BATCH_FIXTURES, ids=lambda path: path.stem)
 def test_the_corpus_imports_as_its_sidecar_expects(fixture: Path) -> None:
     assert_as_expected(fixture, "aws-batch")
+
+
+def test_a_json_key_of_a_secret_is_reported_and_the_whole_secret_kept() -> None:
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"
+    secret = {"name": "PASSWORD", "valueFrom": arn + ":password::"}
+    translation = aws_batch.import_document(definition(secrets=[secret]))
+    (job,) = jobs_of(translation)
+    assert job.container.secrets == {"PASSWORD": arn}
+    assert "JSON key" in paths(translation)["containerProperties.secrets[0].valueFrom"]

@@ -250,9 +250,20 @@ def _secrets(reader: Reader) -> dict[str, str]:
     for entry in reader.children("secrets"):
         name = entry.required_text("name")
         source = entry.required_text("valueFrom")
+        parts = source.split(":")
+        if source.startswith("arn:") and parts[2:3] == ["secretsmanager"] and len(parts) > 7:
+            # name:json-key:version-stage:version-id: titus-flow passes the whole secret.
+            source = ":".join(parts[:7])
+            entry.drop_path(entry.at("valueFrom"), _JSON_KEY)
         # A bare name (not an ARN) is an SSM parameter of the same account and region.
         secrets[name] = source if source.startswith("arn:") else "ssm:" + source
     return secrets
+
+
+_JSON_KEY = (
+    "the JSON key and version after the secret's ARN are dropped: the variable gets the"
+    " whole SecretString (the current version)"
+)
 
 
 def _resources(reader: Reader) -> dict[str, Any]:
