@@ -18,7 +18,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import pydantic
 from pydantic.fields import FieldInfo
 
-from titus_flow.spec import HealthCheck, Job, SpecModel
+from titus_flow.spec import HealthCheck, Job, Policy, SpecModel
 from titus_flow.spec.retry import Backoff
 
 
@@ -162,7 +162,7 @@ def _spec_models() -> Iterator[type[SpecModel]]:
 
 
 # The unions whose member ``kind`` picks: fields of one member are unknown to another.
-_TAGGED_UNIONS = (Job, Backoff, HealthCheck)
+_TAGGED_UNIONS = (Job, Backoff, HealthCheck, Policy)
 
 
 def _root_type(err: pydantic.ValidationError) -> Any:

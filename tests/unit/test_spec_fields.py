@@ -17,6 +17,14 @@ from titus_flow.errors import format_validation_error
 from titus_flow.spec import BatchJob, ServiceJob
 
 SHA = "a" * 64
+AS_TARGET = {"name": "t", "kind": "target_tracking", "metric": "cpu_utilization", "target": 60}
+AS_STEP = {
+    "name": "s",
+    "kind": "step",
+    "metric": "requests_per_task",
+    "threshold": 100,
+    "steps": [{"upper": 0, "adjustment": -1}, {"lower": 0, "upper": 50, "adjustment": 1}],
+}
 
 
 def base_job(kind: str) -> dict[str, Any]:
@@ -206,6 +214,39 @@ VALID: list[tuple[str, str, Any]] = [
     ("service", "disruption_budget.max_unavailable", 3),
     ("service", "disruption_budget.max_unavailable", "25%"),
     ("service", "disruption_budget.max_unavailable", "100%"),
+    ("service", "autoscaling", None),
+    ("service", "autoscaling", {"policies": [], "scheduled": [], "paused": True}),
+    ("service", "autoscaling.policies", [AS_TARGET, {**AS_STEP, "name": "s"}]),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_TARGET,
+                "scale_out_cooldown": "30s",
+                "scale_in_cooldown": 0,
+                "disable_scale_in": True,
+                "metric": "custom:queue.depth",
+            }
+        ],
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_STEP,
+                "adjustment_type": "percent_change_in_capacity",
+                "cooldown": "1m",
+                "min_adjustment_magnitude": 2,
+            }
+        ],
+    ),
+    (
+        "service",
+        "autoscaling.scheduled",
+        [{"name": "am", "cron": "0 8 * * mon-fri", "min": 1, "desired": 2, "max": 3}],
+    ),
 ]
 
 HTTP = {"kind": "http", "port": "http"}
@@ -675,6 +716,140 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("service", "disruption_budget.max_unavailable", "25", None, "percentage"),
     ("service", "disruption_budget.max_unavailable", "25%\n", None, "percentage"),
     ("service", "disruption_budget.max_unavailable", 2.5, None, "count like 1"),
+    ("service", "autoscaling", [], None, "must be a mapping"),
+    ("service", "autoscaling.paused", "yes", None, "boolean"),
+    ("batch", "autoscaling", {}, None, "unknown field 'autoscaling'"),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "kind": "x"}],
+        "autoscaling.policies[0]",
+        "kind",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "name": "A"}],
+        "autoscaling.policies[0].name",
+        "invalid name",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "metric": "mem"}],
+        "autoscaling.policies[0].metric",
+        "cpu_utilization, requests_per_task or custom:<name>",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "target": 0}],
+        "autoscaling.policies[0].target",
+        "greater than 0",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "scale_out_cooldown": "x"}],
+        "autoscaling.policies[0].scale_out_cooldown",
+        "invalid duration",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "scale_in_cooldown": -1}],
+        "autoscaling.policies[0].scale_in_cooldown",
+        "invalid duration",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "disable_scale_in": "no"}],
+        "autoscaling.policies[0].disable_scale_in",
+        "boolean",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_STEP, "threshold": "high"}],
+        "autoscaling.policies[0].threshold",
+        "number",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_STEP, "adjustment_type": "percent"}],
+        "autoscaling.policies[0].adjustment_type",
+        "percent_change_in_capacity",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_STEP, "cooldown": "soon"}],
+        "autoscaling.policies[0].cooldown",
+        "invalid duration",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_STEP, "min_adjustment_magnitude": 2}],
+        "autoscaling.policies[0]",
+        "percent_change_in_capacity only",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_STEP, "steps": [{"lower": 1, "upper": 0, "adjustment": 1}]}],
+        "autoscaling.policies[0].steps[0]",
+        "must be below upper",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_STEP,
+                "steps": [{"lower": 0, "upper": 9, "adjustment": 1}, {"lower": 5, "adjustment": 2}],
+            }
+        ],
+        "autoscaling.policies[0].steps",
+        "overlap",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_STEP, "steps": [{"lower": 0, "adjustment": 1.5}]}],
+        "autoscaling.policies[0].steps[0].adjustment",
+        "integer",
+    ),
+    (
+        "service",
+        "autoscaling.scheduled",
+        [{"name": "a", "cron": "0 8 * *", "min": 1}],
+        "autoscaling.scheduled[0].cron",
+        "needs 5",
+    ),
+    (
+        "service",
+        "autoscaling.scheduled",
+        [{"name": "a", "cron": "* * * * *", "min": -1}],
+        "autoscaling.scheduled[0].min",
+        "greater than or equal to 0",
+    ),
+    (
+        "service",
+        "autoscaling.scheduled",
+        [{"name": "a", "cron": "* * * * *", "desired": 2, "max": 1}],
+        "autoscaling.scheduled[0]",
+        "need min <= desired <= max",
+    ),
+    (
+        "service",
+        "autoscaling.scheduled",
+        [{"name": "a", "cron": "* * * * *"}],
+        "autoscaling.scheduled[0]",
+        "give at least one",
+    ),
 ]
 
 

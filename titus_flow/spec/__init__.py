@@ -1,5 +1,13 @@
 """The job spec: typed, immutable models validated once at the edge."""
 
+from titus_flow.spec.autoscaling import (
+    Autoscaling,
+    Policy,
+    ScheduledAction,
+    StepAdjustment,
+    StepPolicy,
+    TargetTrackingPolicy,
+)
 from titus_flow.spec.base import SpecModel
 from titus_flow.spec.capacity_group import CapacityGroup, CapacityGuarantee, CapacityLimit
 from titus_flow.spec.constraints import Constraints, ConstraintSet
@@ -32,6 +40,7 @@ from titus_flow.spec.volumes import (
 __all__ = [
     "JOB_ADAPTER",
     "MAX_BATCH_INSTANCES",
+    "Autoscaling",
     "BatchJob",
     "Capacity",
     "CapacityGroup",
@@ -55,13 +64,18 @@ __all__ = [
     "Job",
     "Mebibytes",
     "Mount",
+    "Policy",
     "Resources",
     "Retry",
     "RollingUpdate",
+    "ScheduledAction",
     "ScratchVolume",
     "SecurityProfile",
     "ServiceJob",
     "SpecModel",
+    "StepAdjustment",
+    "StepPolicy",
+    "TargetTrackingPolicy",
     "TaskOrder",
     "TcpCheck",
     "TmpfsVolume",

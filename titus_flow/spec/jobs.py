@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from titus_flow.spec.autoscaling import Autoscaling
 from titus_flow.spec.base import LabelKey, Name, SpecModel, repeated
 from titus_flow.spec.constraints import Constraints
 from titus_flow.spec.container import Container
@@ -231,6 +232,9 @@ class ServiceJob(_JobCommon):
     health_check: HealthCheck | None = None
     update: RollingUpdate = Field(default_factory=RollingUpdate)
     disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Scaling policies and scheduled actions (not evaluated yet)."
+    )
 
     # A field validator (not a model one) so the error's path is health_check; the
     # container is validated first (fields validate in order) and is in info.data.
