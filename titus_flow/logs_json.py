@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -54,7 +55,10 @@ _TEMPORAL_KEYS = {
     ("temporal_activity", "attempt"): "activity_attempt",
 }
 JOB_WORKFLOW_TYPES = frozenset({"BatchJob", "ServiceJob"})
-"""Workflow types whose workflow id is the job id."""
+"""Workflow types whose workflow id is the job id (but for a large job's partitions)."""
+_PARTITION_ID = re.compile(r".+-p[0-9]+")
+"""A partition of a large batch job runs as ``<job id>-p<n>``: its lines keep only that
+``workflow_id`` (a job id of that shape is possible too, so none is guessed)."""
 
 _context: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "titus_flow_log_context", default=None
@@ -91,6 +95,12 @@ def _activity_context() -> dict[str, Any]:
     }
 
 
+def _is_job_id(found: Mapping[str, Any]) -> bool:
+    """Whether the job workflow's id in ``found`` is a job id (not a partition's)."""
+    workflow_id = found.get("workflow_id")
+    return workflow_id is not None and not _PARTITION_ID.fullmatch(str(workflow_id))
+
+
 def record_context(record: logging.LogRecord) -> dict[str, Any]:
     """The context keys of ``record``: extra first, then the block's and activity's."""
     found: dict[str, Any] = {**_activity_context(), **(_context.get() or {})}
@@ -106,7 +116,7 @@ def record_context(record: logging.LogRecord) -> dict[str, Any]:
         if "task_id" in found:
             with contextlib.suppress(UserError):
                 found["job_id"] = split_task_id(str(found["task_id"]))[0]
-        elif found.get("workflow_type") in JOB_WORKFLOW_TYPES and "workflow_id" in found:
+        elif found.get("workflow_type") in JOB_WORKFLOW_TYPES and _is_job_id(found):
             found["job_id"] = found["workflow_id"]
     return found
 

@@ -73,8 +73,11 @@ def test_a_job_workflow_s_id_is_the_job_id(logged: tuple[logging.Logger, io.Stri
     details = {"workflow_id": "svc-9f", "run_id": "r", "workflow_type": "ServiceJob"}
     logger.info("scaled", extra={"temporal_workflow": details})
     logger.info("placed", extra={"temporal_workflow": {**details, "workflow_type": "Scheduler"}})
-    first, second = lines(stream)
+    partition = {**details, "workflow_id": "big-1a2b3c4d-p3", "workflow_type": "BatchJob"}
+    logger.info("partition", extra={"temporal_workflow": partition})
+    first, second, third = lines(stream)
     assert first["job_id"] == "svc-9f" and "job_id" not in second
+    assert third["workflow_id"] == "big-1a2b3c4d-p3" and "job_id" not in third
 
 
 def test_log_context_reaches_every_line_in_the_block(
