@@ -66,7 +66,7 @@ failed on. Runs of the previous release never continued and retried at once."""
 
 
 @workflow.defn(name="BatchJob", sandboxed=False)
-class BatchJobWorkflow(PlacementRequester, Journaling):
+class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
     """Runs every task of a :class:`~titus_flow.spec.BatchJob` to a finish."""
 
     @workflow.init

@@ -11,7 +11,7 @@ replay). Readers poll the ``events`` query (:mod:`titus_flow.client.events`).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Generic, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import MetricCounter, MetricHistogramFloat
@@ -31,7 +31,31 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.views import TaskView
 
 
-class JobJournal(Journal):
+class MeteredJournal(Journal):
+    """A journal whose workflow also emits metrics (bounded labels only)."""
+
+    def __init__(self, job_id: str | None = None, tail: EventTail | None = None) -> None:
+        super().__init__(job_id, tail)
+        self._counters: dict[str, MetricCounter] = {}
+
+    def _count(self, name: str, **labels: str) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = workflow.metric_meter().create_counter(name)
+        counter.add(1, bounded_labels(**labels))
+
+    def _observe(self, name: str, took: timedelta, **labels: str) -> None:
+        histogram: MetricHistogramFloat = workflow.metric_meter().create_histogram_float(
+            name, "seconds", names.SECONDS
+        )
+        histogram.record(max(0.0, took.total_seconds()), bounded_labels(**labels))
+
+    def _gauge(self, name: str, value: float, **labels: str) -> None:
+        gauge = workflow.metric_meter().create_gauge_float(name)
+        gauge.set(value, bounded_labels(**labels))
+
+
+class JobJournal(MeteredJournal):
     """A job workflow's journal: job and task events, with their metrics.
 
     A partition (``part``) journals its tasks only; its job's root journals
@@ -48,7 +72,6 @@ class JobJournal(Journal):
         self.parts: list[str] = []  # the workflows of the job's partitions, if any
         self._part = part
         self._accepted_at: dict[str, datetime] = {}  # live tasks: when they last became Accepted
-        self._counters: dict[str, MetricCounter] = {}
 
     def accepted(self, tasks: list[TaskView], message: str) -> None:
         """A new job (or partition) and its tasks, all Accepted."""
@@ -90,11 +113,36 @@ class JobJournal(Journal):
             self._count(names.OOM_KILLS, job_type=self.job_type)
         self._observe_latency(task, now)
 
+    def health(self, task: TaskView) -> None:
+        """``task``'s health check passed or failed (``task.healthy``, ``task.message``)."""
+        healthy = bool(task.healthy)
+        self.append(
+            workflow.now(),
+            EventKind.TASK_HEALTH,
+            task_id=task.id,
+            state="healthy" if healthy else "unhealthy",
+            attempt=task.attempt or None,
+            agent=task.agent,
+            message=task.message,
+        )
+        if not healthy:
+            self._count(names.HEALTH_CHECK_FAILURES, job_type=self.job_type)
+
+    def scaling(self, message: str) -> None:
+        """A scaling decision: a new desired size, or tasks the job starts or stops."""
+        self.append(workflow.now(), EventKind.SCALING, message=message)
+
     def attempt_ended(self, task: TaskView, reason: FinishReason, retry: timedelta | None) -> None:
         """The task's attempt ended for ``reason``; ``retry``: the delay before the next one."""
         if retry is not None:
             self._count(names.TASK_RETRIES, job_type=self.job_type, reason=reason.value)
             self.task(task, reason, f"attempt {task.attempt} ended: retry in {retry}")
+
+    def page(self, query: EventQuery) -> EventPage:
+        """A page of events, with the job's state, whether it ended, and its partitions."""
+        page = super().page(query)
+        page.state, page.ended, page.parts = self.state, self.state.is_final, self.parts
+        return page
 
     def tail(self, count: int = CARRIED_EVENTS) -> EventTail:
         """The journal's end and the job's state, for the next run."""
@@ -105,45 +153,36 @@ class JobJournal(Journal):
             self._accepted_at[task.id] = now
         elif task.state is TaskState.LAUNCHED and task.id in self._accepted_at:
             waited = now - self._accepted_at.pop(task.id)
-            self._observe(ACCEPTED_TO_LAUNCHED, waited)
+            self._latency(ACCEPTED_TO_LAUNCHED, waited)
         elif task.state is TaskState.STARTED and task.attempts:
             attempt = task.attempts[-1]
             if attempt.launched_at is not None and attempt.started_at is not None:
-                self._observe(LAUNCHED_TO_STARTED, attempt.started_at - attempt.launched_at)
+                self._latency(LAUNCHED_TO_STARTED, attempt.started_at - attempt.launched_at)
         elif task.state is TaskState.FINISHED:
             self._accepted_at.pop(task.id, None)
 
-    def _count(self, name: str, **labels: str) -> None:
-        counter = self._counters.get(name)
-        if counter is None:
-            counter = self._counters[name] = workflow.metric_meter().create_counter(name)
-        counter.add(1, bounded_labels(**labels))
-
-    def _observe(self, transition: str, took: timedelta) -> None:
-        histogram: MetricHistogramFloat = workflow.metric_meter().create_histogram_float(
-            names.TASK_TRANSITION_LATENCY, "seconds between task states", names.SECONDS
-        )
-        labels = bounded_labels(job_type=self.job_type, transition=transition)
-        histogram.record(max(0.0, took.total_seconds()), labels)
+    def _latency(self, transition: str, took: timedelta) -> None:
+        name = names.TASK_TRANSITION_LATENCY
+        self._observe(name, took, job_type=self.job_type, transition=transition)
 
 
-class Journaling:
-    """Base of the workflows that keep a :class:`JobJournal`: the ``events`` query."""
+J = TypeVar("J", bound=Journal)
 
-    journal: JobJournal
+
+class Journaling(Generic[J]):
+    """Base of the workflows that keep a journal (of type ``J``): the ``events`` query reads it."""
+
+    journal: J
 
     @workflow.query(name="events")
     def events(self, query: EventQuery) -> EventPage:
         """The journal's events after ``query.after`` (a page), and whether more will come."""
-        page = self.journal.page(query)
-        page.state, page.ended = self.journal.state, self.journal.state.is_final
-        page.parts = self.journal.parts
-        return page
+        return self.journal.page(query)
 
 
 def current_journal() -> JobJournal:
-    """The journal of the workflow this code runs in (for helpers outside its class)."""
-    return cast(Journaling, workflow.instance()).journal
+    """The job journal of the workflow this code runs in (for helpers outside its class)."""
+    return cast(Journaling[JobJournal], workflow.instance()).journal
 
 
 __all__ = ["JobJournal", "Journaling", "current_journal"]

@@ -37,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.ledger import CarriedLedger, Ledger, LedgerState
     from titus_flow.scheduler.queries import AgentQuery, AgentTasks, AgentTasksQuery
     from titus_flow.spec.capacity_group import DEFAULT_GROUP
+    from titus_flow.workflows.cluster_journal import ClusterJournal
+    from titus_flow.workflows.journal import Journaling
     from titus_flow.workflows.requester import PlacementRequester
 
 LEDGER_PATCH = "ledger-answers-requests-for-held-keys"
@@ -84,7 +86,7 @@ ledger): ~100,000 reserved tasks in the compact form."""
 
 
 @workflow.defn(name="Scheduler", sandboxed=False)
-class SchedulerWorkflow:
+class SchedulerWorkflow(Journaling[ClusterJournal]):
     """Owns the capacity ledger and runs scheduling iterations."""
 
     @workflow.init
@@ -92,6 +94,7 @@ class SchedulerWorkflow:
         # From the input here, not in run(): signals that come with the first
         # workflow task (an agent's signal-with-start, requests right after a
         # continue-as-new) are handled before run() starts.
+        self.journal = ClusterJournal(state.events if isinstance(state, CarriedLedger) else None)
         if isinstance(state, CarriedLedger):
             state = state.expand()
         self._ledger = Ledger(state, answer_held=workflow.patched(LEDGER_PATCH))
@@ -162,6 +165,7 @@ class SchedulerWorkflow:
     def _carried(self) -> CarriedLedger:
         """The ledger to continue with, in compact form; fails the run if too large."""
         carried = self._ledger.state.compact()
+        carried.events = self.journal.tail()
         size = workflow.payload_converter().to_payloads([carried])[0].ByteSize()
         if size > CARRY_LIMIT_BYTES:
             # Loudly, with the ledger intact in this run's state: continuing
@@ -183,6 +187,7 @@ class SchedulerWorkflow:
 
     async def _iterate(self) -> None:
         updates = self._ledger.iterate()
+        self.journal.placed(updates)
         requesters = list(updates)
         results = await asyncio.gather(
             *(
@@ -201,6 +206,7 @@ class SchedulerWorkflow:
                 self._dirty = True
 
     def _housekeeping(self) -> None:
+        self.journal.gauges(self._ledger.state)
         if self._bounded:
             if self._ledger.state.agents and not _running(self._liveness):
                 self._liveness = asyncio.create_task(self._check_liveness())
@@ -213,6 +219,7 @@ class SchedulerWorkflow:
 
     def _mark_silent(self, silence: timedelta) -> None:
         lost = self._ledger.mark_silent_agents_lost(workflow.now(), silence)
+        self.journal.lost(lost)
         if lost:
             workflow.logger.warning("agents lost (no heartbeat): %s", ", ".join(lost))
 
@@ -283,6 +290,7 @@ class SchedulerWorkflow:
     def drain_agent(self, agent_id: str) -> None:
         """Place nothing more on an agent; its service tasks move elsewhere."""
         self._ledger.set_agent_state(agent_id, "draining")
+        self.journal.drained(agent_id)
         self._dirty = True  # the next iteration tells the jobs to move their tasks
 
     @workflow.signal(name="remove_agent")
@@ -318,6 +326,8 @@ class SchedulerWorkflow:
     @workflow.signal(name="register_agent")
     def register_agent(self, info: AgentInfo) -> None:
         """An agent (re)joins the cluster."""
+        known = self._ledger.state.agents.get(info.agent_id)
+        self.journal.registered(info, known.state if known else None)
         self._ledger.register(info, workflow.now())
         self._dirty = True
 
@@ -325,12 +335,14 @@ class SchedulerWorkflow:
     def request_placement(self, request: PlacementRequest) -> None:
         """A job asks capacity for a batch of tasks."""
         self._ledger.request(request)
+        self.journal.requested(request)
         self._dirty = True
 
     @workflow.signal(name="release")
     def release(self, request: ReleaseRequest) -> None:
         """A job gives capacity back (or withdraws requests)."""
         self._ledger.release(request)
+        self.journal.released(request)
         self._dirty = True
 
     @workflow.query(name="agents")

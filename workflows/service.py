@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.service_plan.requests import crash_backoff
     from titus_flow.views import JobView
     from titus_flow.workflows.common import SchedulerMailbox
+    from titus_flow.workflows.journal import JobJournal
     from titus_flow.workflows.service_handlers import ServiceHandlers, zero_budget
     from titus_flow.workflows.service_tasks import FINISHED_TASKS_KEPT
 
@@ -107,6 +108,9 @@ class ServiceJobWorkflow(ServiceHandlers):
         self._wake_at: tuple[datetime, str] | None = None  # next clock-driven decision, and why
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: tuple[datetime, str] | None = None
+        self.journal = JobJournal(self._job_id, "service", request.events)
+        if request.events is None and workflow.info().continued_run_id is None:  # a new job
+            self.journal.accepted([], f"desired {self._capacity.desired} task(s)")
 
     # --- the run --------------------------------------------------------------
 
@@ -146,7 +150,8 @@ class ServiceJobWorkflow(ServiceHandlers):
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     self._mailbox.close()
                     await flusher
-                    workflow.continue_as_new(self._carry_over())
+                    events = {"events": self.journal.tail()}
+                    workflow.continue_as_new(self._carry_over().model_copy(update=events))
         except asyncio.CancelledError:
             if not workflow.patched(CANCEL_KILLS_PATCH):
                 raise
@@ -202,6 +207,8 @@ class ServiceJobWorkflow(ServiceHandlers):
     def _apply(self, plan: Plan) -> None:
         """Act on a plan: start and kill tasks in its order, keep what it decided."""
         self._rollout, self._crash = plan.rollout, plan.crash
+        if plan.actions:
+            self.journal.scaling(f"start {len(plan.starts)} task(s), stop {len(plan.kills)}")
         for action in plan.actions:
             if isinstance(action, StartTask):
                 self._start_task(action.revision)

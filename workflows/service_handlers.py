@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.service_plan.reconcile import roll_back
     from titus_flow.spec import Capacity, ServiceJob
     from titus_flow.views import JobView, TaskPage, TaskQuery, page_tasks
+    from titus_flow.workflows.journal import JobJournal, Journaling
     from titus_flow.workflows.requester import PlacementRequester
     from titus_flow.workflows.service_tasks import ServiceTasks
 
@@ -49,7 +50,7 @@ def zero_budget() -> bool:
     return workflow.patched(ZERO_BUDGET_PATCH)
 
 
-class ServiceHandlers(ServiceTasks, PlacementRequester):
+class ServiceHandlers(ServiceTasks, PlacementRequester, Journaling[JobJournal]):
     """The signals, updates and queries of a service job."""
 
     def on_placement_update(self, update: PlacementUpdate) -> None:
@@ -71,6 +72,7 @@ class ServiceHandlers(ServiceTasks, PlacementRequester):
         record.view.healthy = health.healthy
         record.view.message = health.message
         record.was_healthy = record.was_healthy or health.healthy
+        self.journal.health(record.view)
         if health.healthy:
             self._crash = rules.healed(self._crash)  # a healthy task ends a crash loop
         self._changed()
@@ -86,6 +88,8 @@ class ServiceHandlers(ServiceTasks, PlacementRequester):
         """Change desired/min/max; surplus tasks go as the disruption budget allows."""
         assert self._input is not None
         self._input.capacity = self._scaled(request)
+        capacity = self._input.capacity
+        self.journal.scaling(f"desired {capacity.desired} (min {capacity.min}, max {capacity.max})")
         self._changed()
         return self._input.capacity
 

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.views import JobView, ServiceStatus, TaskView
     from titus_flow.workflows.attempts import Outcome, launch, supervise, wait_out
     from titus_flow.workflows.common import SchedulerMailbox
+    from titus_flow.workflows.journal import JobJournal
 
 FINISHED_TASKS_KEPT = 20
 # ``workflow.patched`` id of "a launch that completes after its task was killed
@@ -61,6 +62,7 @@ class ServiceTasks:
     _next_start_at: datetime | None
     _update_started_at: datetime | None
     _wakes_on_change: bool  # WAKE_ON_CHANGE_PATCH: this release, or a replay of the last
+    journal: JobJournal  # the job's events (the ``events`` query)
 
     # --- state shortcuts ----------------------------------------------------
 
@@ -137,6 +139,7 @@ class ServiceTasks:
         self._input.next_index += 1
         view = TaskView(id=f"{self._job_id}-{index}", index=index, revision=revision, healthy=False)
         record = ServiceTaskRecord(view=view)
+        self.journal.task(view)
         self._live[view.id] = record
         self._runs[view.id] = asyncio.create_task(self._run_task(record, adopt=False))
 
@@ -148,6 +151,7 @@ class ServiceTasks:
         self._kill_reasons[task_id] = reason
         record.view.state = TaskState.KILL_INITIATED
         record.view.healthy = False  # being stopped: no longer serving
+        self.journal.task(record.view)
         run.cancel()
 
     async def _run_task(self, record: ServiceTaskRecord, adopt: bool) -> None:
@@ -170,7 +174,9 @@ class ServiceTasks:
                 view.ports = dict(placement.ports)
                 # A new task: its one attempt (a service task is replaced, not retried).
                 attempt = attempt_machine.place(view, placement.agent_id, workflow.now())
+                self.journal.task(view)
                 attempt_machine.launching(view, attempt)
+                self.journal.task(view)
                 if self._wakes_on_change:
                     self._changed()  # during an update its health deadline runs from now
                 launched = await launch(
@@ -187,6 +193,7 @@ class ServiceTasks:
                     await self._stop_late_launch(record, spec)
                     raise asyncio.CancelledError
                 attempt_machine.started(view, attempt, launched.started_at)
+                self.journal.task(view)
                 view.healthy = spec.health_check is None  # no check: running is healthy
                 self._changed()
             outcome = await self._supervise(record, spec)
@@ -245,6 +252,7 @@ class ServiceTasks:
         view = record.view
         view.state, view.reason, view.healthy = TaskState.FINISHED, outcome.reason, False
         view.message = outcome.message
+        self.journal.task(view, outcome.reason, outcome.message)
         if view.attempts:
             attempt_machine.ended(view.attempts[0], outcome, workflow.now(), log=outcome.log)
         if outcome.exit is not None and outcome.reason is not FinishReason.NORMAL:
@@ -315,5 +323,6 @@ class ServiceTasks:
         if self._state is state:
             return
         self._state = state
+        self.journal.job_state(state, message)
         if workflow.info().typed_search_attributes.get(visibility.JOB_STATE) is not None:
             workflow.upsert_search_attributes([visibility.JOB_STATE.value_set(state.value)])

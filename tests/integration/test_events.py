@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from titus_cluster import Cluster, eventually
 
-from titus_flow import BatchJob, Container, Resources, Retry
+from titus_flow import BatchJob, Capacity, Container, Resources, Retry, ServiceJob
+from titus_flow.events import Event, EventKind
 from titus_flow.spec.retry import FixedBackoff
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -90,3 +91,56 @@ async def test_follow_prints_every_task_change_in_order_and_resumes_from_a_curso
         attempt = [(state, None) for state in ATTEMPT]
         retried = [*attempt, ("Accepted", "failed")] if index == 1 else []
         assert changes == [("Accepted", None), *retried, *attempt, ("Finished", "normal")]
+
+    # The cluster's stream: the agent, the job's placements, and the job from visibility.
+    result = await asyncio.to_thread(cluster.cli, "events", "-o", "json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    cluster_events = [json.loads(line) for line in result.stdout.splitlines()]
+    kinds = {(e["kind"], e["job_id"] or e["agent"]) for e in cluster_events}
+    assert ("agent_registered", cluster.agent_id("proc")) in kinds
+    assert {("placement", job_id), ("job_accepted", job_id), ("job_finished", job_id)} <= kinds
+    finished = next(e for e in cluster_events if e["kind"] == "job_finished")
+    assert finished["state"] == "Succeeded"
+    resumed = await asyncio.to_thread(
+        cluster.cli, "events", "-o", "json", "--after", cluster_events[-1]["cursor"], timeout=60
+    )
+    assert resumed.returncode == 0 and resumed.stdout == "", resumed
+
+
+async def test_service_job_events_show_scaling_task_changes_and_the_kill(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    cluster = cluster_factory()
+    cluster.start_worker()
+    cluster.start_agent("proc", "--driver", "process", "--cpu", "4", "--memory", "4Gi")
+    client = await cluster.client()
+    service = ServiceJob(
+        name="evsvc",
+        container=Container(image="busybox:latest", command=["sh", "-c", "sleep 300"]),
+        resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
+        capacity=Capacity(desired=1, min=0, max=3),
+    )
+    job_id = await client.submit(service)
+
+    async def events_of() -> list[Event]:
+        return [event async for event in client.job_events(job_id)]
+
+    async def started(count: int) -> bool:
+        return sum(e.state == "Started" for e in await events_of()) >= count
+
+    await eventually(lambda: started(1), 45, "the first task to start")
+    await client.scale(job_id, desired=2)
+    await eventually(lambda: started(2), 45, "the second task to start")
+    await client.kill(job_id)
+    events = [event async for event in client.job_events(job_id, follow=True)]
+    assert events[0].kind is EventKind.JOB_ACCEPTED
+    assert (events[-1].kind, events[-1].state) == (EventKind.JOB_FINISHED, "Killed")
+    assert any(e.kind is EventKind.SCALING and "desired 2" in e.message for e in events)
+    for index in range(2):
+        task_id = f"{job_id}-{index}"
+        changes = [
+            (e.state, e.reason) for e in events if e.task_id == task_id and e.kind == "task_state"
+        ]
+        attempt = [(state, None) for state in ATTEMPT]
+        # A job kill cancels its tasks at once (no KillInitiated of their own).
+        assert changes == [("Accepted", None), *attempt, ("Finished", "killed")], task_id

@@ -1,4 +1,4 @@
-"""``titus-flow events``: a job's events, printed as they happen, resumable from a cursor."""
+"""``titus-flow events``: a job's (or the cluster's) events as they happen, resumable."""
 
 from __future__ import annotations
 
@@ -13,25 +13,33 @@ from titus_flow.events import Event
 
 
 @cli.command("events")
-@click.option("--job", "job_id", required=True, help="The job whose events to print.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing until the job ends.")
+@click.option("--job", "job_id", help="The job whose events to print (default: the cluster's).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing (with --job: until it ends).")
 @click.option("--after", metavar="CURSOR", help="Resume after this cursor (-o json prints them).")
 @output_option
 @pass_context
-def events(ctx: Context, job_id: str, follow: bool, after: str | None, output: str) -> None:
-    """Print a job's events: job accepted/finished, each task's state changes with reason.
+def events(ctx: Context, job_id: str | None, follow: bool, after: str | None, output: str) -> None:
+    """Print events: a job's, or without --job the cluster's.
 
-    Events come in order per workflow of the job (a partitioned job's
-    partitions are merged in time order). With --follow (may start before
-    the job does): waits for more until the job has ended. -o json prints one
-    object per line, each with the `cursor` to resume after it: `--after
-    CURSOR` prints every later event once. An event of kind `gap` says how many
-    events fell off a journal before they were read.
+    A job's: accepted/state/finished, each task's state changes with reason,
+    health changes and scaling decisions, in order per workflow of the job (a
+    partitioned job's partitions are merged in time order); --follow (may
+    start before the job does) waits for more until the job has ended. The
+    cluster's: agents registered/lost/drained, placements, jobs accepted and
+    finished (from visibility; by default from an hour ago); --follow never
+    ends. -o json prints one object per line, each with the `cursor` to resume
+    after it: `--after CURSOR` prints every later event once. An event of kind
+    `gap` says how many events fell off a journal before they were read.
     """
 
     async def go() -> None:
         client = await TitusClient.connect(ctx.settings)
-        async for event in client.job_events(job_id, after=after, follow=follow):
+        stream = (
+            client.job_events(job_id, after=after, follow=follow)
+            if job_id
+            else client.cluster_events(after=after, follow=follow)
+        )
+        async for event in stream:
             click.echo(json.dumps(to_jsonable_python(event)) if output == "json" else line(event))
 
     run_async(go())

@@ -47,6 +47,7 @@ class ServiceJobInput(Message):
     previous_revision: int | None = None
     capacity: Capacity | None = None  # after scaling; None: the spec's
     tasks: list[ServiceTaskRecord] = Field(default_factory=list)  # the previous release's carry
+    events: EventTail | None = None  # the end of the previous run's event journal
     finished: list[TaskView] = Field(default_factory=list)  # the latest few, as bounded rows
     # Live tasks carried by this release (``tasks`` stays empty): compact rows.
     carried: CarriedService | None = None

@@ -45,7 +45,8 @@ class Journal:
 
     def append(self, at: datetime, kind: EventKind, **fields: str | int | None) -> Event:
         """Record an event of ``kind`` at ``at`` (``fields``: those of :class:`Event`)."""
-        event = Event(seq=self._next, at=at, kind=kind, job_id=self.job_id, **fields)  # type: ignore[arg-type]
+        fields.setdefault("job_id", self.job_id)
+        event = Event(seq=self._next, at=at, kind=kind, **fields)  # type: ignore[arg-type]
         self._events.append(event)
         self._next += 1
         return event

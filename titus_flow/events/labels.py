@@ -18,7 +18,7 @@ RESOURCES = ("cpu_millicores", "memory_mib", "disk_mib", "gpu", "network_mbps")
 ALLOWED: Mapping[str, frozenset[str]] = {
     "job_type": frozenset({"batch", "service"}),
     "state": frozenset(
-        {s.value for s in TaskState} | {s.value for s in JobState} | {"active", "draining"}
+        {s.value for s in TaskState} | {s.value for s in JobState} | {"active", "draining", "lost"}
     ),
     "reason": frozenset({r.value for r in FinishReason} | {""}),
     "transition": frozenset({ACCEPTED_TO_LAUNCHED, LAUNCHED_TO_STARTED}),

@@ -16,6 +16,7 @@ from titus_flow.contracts import (
     compact_key,
     full_key,
 )
+from titus_flow.events.model import EventTail
 from titus_flow.fleet.messages import FleetCapacity
 from titus_flow.ledger.records import AgentRecord, PendingRequest, Reservation
 from titus_flow.spec import CapacityGroup
@@ -69,6 +70,7 @@ class CarriedLedger(Message):
     capacity_groups: dict[str, CapacityGroup] = Field(default_factory=dict)
     fleets: dict[str, FleetCapacity] = Field(default_factory=dict)
     agent_silence_seconds: float = 45.0
+    events: EventTail | None = None  # the end of the scheduler's event journal
 
     @classmethod
     def of(cls, ledger: LedgerState) -> CarriedLedger:
