@@ -90,7 +90,8 @@ class ClusterJournal(MeteredJournal):
         by_state = {"active": 0, "draining": 0, "lost": 0}
         total = reserved = Resources.model_construct(cpu=0, memory=0, disk=0, network_mbps=0, gpu=0)
         for record in state.agents.values():
-            by_state[record.state] = by_state.get(record.state, 0) + 1
+            if record.state in by_state:  # bounded: a state of a later release is not a label
+                by_state[record.state] += 1
             if record.state != "lost":
                 total = _add(total, record.info.resources)
         for reservation in state.reservations.values():
