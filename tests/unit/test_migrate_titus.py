@@ -152,6 +152,17 @@ def test_json_output_holds_the_job_and_the_report(tmp_path: Path) -> None:
     assert "dropped: disruptionBudget.relocationLimit:" in result.stderr
 
 
+def test_stdin_is_read_with_a_dash(tmp_path: Path) -> None:
+    _register_commands()
+    result = CliRunner().invoke(
+        cli,
+        ["--home", str(tmp_path / "home"), "import", "-", "-o", "json"],
+        input=(FIXTURES / "titus-batch-exponential.json").read_text(),
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["job"]["name"] == "reports"
+
+
 def test_an_image_digest_is_carried_and_a_tag_beside_it_reported() -> None:
     digest = "sha256:" + "a" * 64
     document = json.loads((FIXTURES / "titus-batch-exponential.json").read_text())
@@ -159,6 +170,21 @@ def test_an_image_digest_is_carried_and_a_tag_beside_it_reported() -> None:
     translation = import_document(document)
     assert translation.document["container"]["image"] == f"busybox@{digest}"
     assert [d.path for d in translation.dropped] == ["container.image.tag"]
+
+
+def test_a_titus_job_as_its_api_returns_it_is_imported_by_its_descriptor() -> None:
+    descriptor = json.loads((FIXTURES / "titus-batch-delayed.json").read_text())
+    api_job = {
+        "id": "8a1f4a9e-0000-4000-8000-000000000001",
+        "jobDescriptor": descriptor,
+        "status": {"state": "Finished", "reasonCode": "normal", "timestamp": "1615574101371"},
+        "statusHistory": [{"state": "Accepted", "timestamp": "1615574100000"}],
+    }
+    imported = import_definition(json.dumps(api_job).encode())
+    assert imported.job == import_definition(json.dumps(descriptor).encode()).job
+    paths = [item.path for item in imported.dropped]
+    assert {"id", "status", "statusHistory"} <= set(paths)
+    assert "jobDescriptor.disruptionBudget.relocationLimit" in paths
 
 
 # -- hostile and broken input: exit 2 naming the field, never a traceback -------------------
@@ -201,7 +227,10 @@ def _broken(change: str, value: Any) -> dict[str, Any]:
         ("container/resources", {"cpu": "lots"}, "container.resources.cpu: expected a number"),
         ("batch/retryPolicy", {"immediate": {"retries": 1000}}, "retries: at most 99"),
         ("disruptionBudget", {"weekendsOnly": {}}, "disruptionBudget.weekendsOnly: unknown key"),
-        ("service", {}, "immediate"[:0] + "batch and service are exclusive"),
+        ("service", {}, "batch and service are exclusive"),
+        ("container", None, "container: missing: this field is required"),
+        ("container", "busybox", "container: expected a mapping"),
+        ("attributes", {"team": 7}, "attributes.team: expected a string"),
     ],
 )
 def test_bad_input_exits_2_naming_the_field(

@@ -54,6 +54,8 @@ class Source:
 
 
 def _is_titus(doc: Mapping[str, Any]) -> bool:
+    if isinstance(doc.get("jobDescriptor"), Mapping):  # a Titus Job, as its API returns it
+        return True
     return isinstance(doc.get("container"), Mapping) and (
         "applicationName" in doc or "jobGroupInfo" in doc or "batch" in doc or "service" in doc
     )

@@ -13,11 +13,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 
 from titus_flow.migrate.report import NO_COUNTERPART, Dropped, MigrateInputError
 
-_T = TypeVar("_T")
 _INTEGER_TEXT = re.compile(r"^-?[0-9]{1,20}$")
 _NUMBER_TEXT = re.compile(r"^-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][-+]?[0-9]{1,3})?$")
 
@@ -275,10 +274,3 @@ class Reader:
         if chosen is None:
             raise MigrateInputError(self.path, f"missing: set one of {', '.join(sorted(choices))}")
         return chosen
-
-
-def checked(value: _T | None, reader: Reader, key: str) -> _T:
-    """``value``, which must not be None (``key`` of ``reader`` was required)."""
-    if value is None:
-        raise reader.fail(key, "missing: this field is required")
-    return value

@@ -43,8 +43,22 @@ _HOSTILE = ("${", "{", "}")
 
 
 def import_document(document: dict[str, Any]) -> Translation:
-    """A Titus JobDescriptor as a titus-flow job mapping, with every field not carried."""
-    root = Reader(document)
+    """A Titus JobDescriptor as a titus-flow job mapping, with every field not carried.
+
+    A Titus ``Job`` as the API returns it (``{id, jobDescriptor, status, ...}``)
+    is accepted too: its descriptor is translated, its state reported.
+    """
+    top = Reader(document)
+    if "jobDescriptor" not in document:
+        return Translation(_descriptor(top), top.report())
+    top.drop("id", "the Titus job id: titus-flow gives the job an id of its own")
+    for key in ("status", "statusHistory"):
+        top.drop(key, "the state of the Titus job, not part of its definition")
+    return Translation(_descriptor(_child(top, "jobDescriptor")), top.report())
+
+
+def _descriptor(root: Reader) -> dict[str, Any]:
+    """The JobDescriptor read by ``root`` as a titus-flow job mapping."""
     kind = root.required_oneof(("batch", "service"), exclusive=False)
     job: dict[str, Any] = {"name": _job_name(root), "kind": kind}
     owner = root.child("owner")
@@ -54,10 +68,7 @@ def import_document(document: dict[str, Any]) -> Translation:
         job["capacity_group"] = _dns_label(group) or "default"
     if labels := _labels(root, "attributes"):
         job["labels"] = labels
-    container = root.child("container")
-    if container is None:
-        raise MigrateInputError("container", "missing: a JobDescriptor needs a container")
-    _container(container, root, job)
+    _container(_child(root, "container"), job)
     if kind == "batch":
         _batch(_child(root, "batch"), job)
         _batch_budget(root)
@@ -65,13 +76,13 @@ def import_document(document: dict[str, Any]) -> Translation:
         _service(_child(root, "service"), job)
         _service_budget(root, job)
     root.drop("volumes", "Titus volumes are shared between a task's containers; a task runs one")
-    return Translation(job, root.report())
+    return job
 
 
 def _child(reader: Reader, key: str) -> Reader:
     child = reader.child(key)
     if child is None:
-        raise reader.fail(key, "missing")
+        raise reader.fail(key, "missing: this field is required")
     return child
 
 
@@ -112,7 +123,7 @@ def _labels(reader: Reader, key: str) -> dict[str, str]:
     return labels
 
 
-def _container(container: Reader, root: Reader, job: dict[str, Any]) -> None:
+def _container(container: Reader, job: dict[str, Any]) -> None:
     spec: dict[str, Any] = {"image": _image(_child(container, "image"))}
     for key, field in (("entryPoint", "entrypoint"), ("command", "command")):
         if values := container.strings(key):
