@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from titus_flow.errors import format_validation_error
 from titus_flow.spec import JOB_ADAPTER, ServiceJob, StepPolicy, TargetTrackingPolicy
 from titus_flow.spec.autoscaling import cron_errors
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SERVICE: dict[str, Any] = {
     "kind": "service",
@@ -221,3 +228,40 @@ def test_good_cron(expression: str) -> None:
 def test_bad_cron(expression: str, error: str) -> None:
     (message,) = cron_errors(expression)
     assert error in message
+
+
+def run_validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "titus_flow", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_validate_exits_2_on_a_bad_policy_and_warns_on_a_good_one(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump({**SERVICE, "autoscaling": {"policies": [{**TARGET, "target": 0}]}})
+    )
+    result = run_validate(bad)
+    assert result.returncode == 2
+    assert "web.autoscaling.policies[0].target: must be greater than 0" in result.stderr
+    assert "Traceback" not in result.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**SERVICE, "autoscaling": {"policies": [TARGET]}}))
+    result = run_validate(good)
+    assert result.returncode == 0, result.stderr
+    assert "ok  service  web" in result.stdout
+    assert "warning: job 'web': autoscaling policies are validated but not evaluated yet" in (
+        result.stderr
+    )
+
+
+def test_the_worked_example_in_the_docs_is_valid() -> None:
+    text = (ROOT / "docs" / "services.md").read_text()
+    (example,) = re.findall(r"```yaml\n(# worked example.*?)```", text, re.DOTALL)
+    job = JOB_ADAPTER.validate_python(yaml.safe_load(example))
+    assert isinstance(job, ServiceJob) and job.autoscaling is not None
+    assert [p.kind for p in job.autoscaling.policies] == ["target_tracking"]
+    assert job.autoscaling.scheduled

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
+from titus_flow.autoscaling.notice import not_evaluated_warnings
 from titus_flow.cli.app import cli, echo_json, output_option
 from titus_flow.errors import SpecError, UserError
 from titus_flow.fleet.load import load_fleet
@@ -84,7 +85,10 @@ def validate(paths: tuple[Path, ...], output: str) -> None:
         else:
             job_files.append(path)
     try:
-        checked += [{"kind": j.kind, "name": j.name} for j in load_many(job_files)]
+        jobs = load_many(job_files)
+        checked += [{"kind": j.kind, "name": j.name} for j in jobs]
+        for warning in not_evaluated_warnings(jobs):
+            click.echo(f"warning: {warning}", err=True)
     except SpecError as err:
         errors += err.messages
     if output == "json":
