@@ -18,7 +18,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow import metrics as names
-    from titus_flow.contracts import AgentInfo, PlacementRequest, PlacementUpdate, ReleaseRequest
+    from titus_flow.contracts import (
+        AgentInfo,
+        CapacityGroupView,
+        PlacementRequest,
+        PlacementUpdate,
+        ReleaseRequest,
+    )
     from titus_flow.events import EventKind, EventTail
     from titus_flow.ledger.state import LedgerState
     from titus_flow.spec import Resources
@@ -85,8 +91,8 @@ class ClusterJournal(MeteredJournal):
                 message += f"; {len(update.pending)} wait: {update.pending[0].reason}"
             self.append(now, EventKind.PLACEMENT, job_id=job_id, message=message)
 
-    def gauges(self, state: LedgerState) -> None:
-        """Agents by state, and their capacity and reservations by resource, as gauges."""
+    def gauges(self, state: LedgerState, groups: list[CapacityGroupView]) -> None:
+        """Agents by state, capacity and reservations by resource, pending tasks, groups."""
         by_state = {"active": 0, "draining": 0, "lost": 0}
         total = reserved = Resources.model_construct(cpu=0, memory=0, disk=0, network_mbps=0, gpu=0)
         for record in state.agents.values():
@@ -101,6 +107,27 @@ class ClusterJournal(MeteredJournal):
         for name, resources in ((names.AGENT_CAPACITY, total), (names.AGENT_RESERVED, reserved)):
             for resource, value in _by_resource(resources).items():
                 self._gauge(name, value, resource=resource)
+        held = sum(1 for request in state.pending.values() if request.held_by_group)
+        self._gauge(names.PENDING_TASKS, len(state.pending) - held, reason="capacity")
+        self._gauge(names.PENDING_TASKS, held, reason="capacity_group")
+        self._group_gauges(groups)
+
+    def _group_gauges(self, groups: list[CapacityGroupView]) -> None:
+        """Each capacity group's usage and guarantee, by resource."""
+        for view in groups:
+            group, guarantee = view.group.name, view.group.guarantee
+            usage = {"cpu_millicores": view.used_cpu * 1000, "memory_mib": view.used_memory}
+            promised = {
+                "cpu_millicores": guarantee.cpu * 1000 if guarantee else 0.0,
+                "memory_mib": guarantee.memory if guarantee else 0,
+            }
+            pairs = (
+                (names.CAPACITY_GROUP_USAGE, usage),
+                (names.CAPACITY_GROUP_GUARANTEE, promised),
+            )
+            for name, values in pairs:
+                for resource, value in values.items():
+                    self._gauge(name, value, capacity_group=group, resource=resource)
 
 
 def _add(a: Resources, b: Resources) -> Resources:

@@ -206,7 +206,7 @@ class SchedulerWorkflow(Journaling[ClusterJournal]):
                 self._dirty = True
 
     def _housekeeping(self) -> None:
-        self.journal.gauges(self._ledger.state)
+        self.journal.gauges(self._ledger.state, self._ledger.capacity_group_views())
         if self._bounded:
             if self._ledger.state.agents and not _running(self._liveness):
                 self._liveness = asyncio.create_task(self._check_liveness())

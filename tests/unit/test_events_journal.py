@@ -89,3 +89,4 @@ def test_metric_labels_take_bounded_values_only() -> None:
         labels(job_type="batch", task_id="job-1-0")
     with pytest.raises(ValueError, match="unbounded"):
         labels(state="job-1-0")
+    assert labels(reason="capacity_group", capacity_group="prod")  # operators name groups

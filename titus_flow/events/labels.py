@@ -14,13 +14,18 @@ from titus_flow.lifecycle import FinishReason, JobState, TaskState
 ACCEPTED_TO_LAUNCHED = "accepted_to_launched"
 LAUNCHED_TO_STARTED = "launched_to_started"
 RESOURCES = ("cpu_millicores", "memory_mib", "disk_mib", "gpu", "network_mbps")
+PENDING_REASONS = ("capacity", "capacity_group")
+"""Why tasks wait, as ``titus_flow_pending_tasks`` counts them: no agent has room, or
+their capacity group holds them back (the full reason is on each task)."""
+CONFIGURED = frozenset({"capacity_group"})
+"""Labels whose values are names an operator defines (a handful), not ids: any is taken."""
 
 ALLOWED: Mapping[str, frozenset[str]] = {
     "job_type": frozenset({"batch", "service"}),
     "state": frozenset(
         {s.value for s in TaskState} | {s.value for s in JobState} | {"active", "draining", "lost"}
     ),
-    "reason": frozenset({r.value for r in FinishReason} | {""}),
+    "reason": frozenset({r.value for r in FinishReason} | {"", *PENDING_REASONS}),
     "transition": frozenset({ACCEPTED_TO_LAUNCHED, LAUNCHED_TO_STARTED}),
     "resource": frozenset(RESOURCES),
     "phase": frozenset({"updated", "remaining"}),
@@ -31,6 +36,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
 def bounded_labels(**values: str) -> dict[str, str]:
     """The label set ``values``, checked to be bounded; ValueError on an unknown label or value."""
     for name, value in values.items():
+        if name in CONFIGURED:
+            continue
         allowed = ALLOWED.get(name)
         if allowed is None or value not in allowed:
             raise ValueError(f"unbounded metric label {name}={value!r}")
