@@ -13,15 +13,20 @@ import json
 import secrets
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from titus_cluster import Cluster, eventually
+from temporalio import activity
+from titus_cluster import Cluster, eventually, fake_agent_worker
 
 from titus_flow import BatchJob, Capacity, Container, Resources, Retry, ServiceJob
-from titus_flow.events import Event, EventKind
+from titus_flow.contracts import AttemptExit, LaunchInput, LaunchResult, SuperviseInput
+from titus_flow.events import Cursor, Event, EventKind
+from titus_flow.lifecycle import FinishReason
 from titus_flow.spec.retry import FixedBackoff
+from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -144,3 +149,50 @@ async def test_service_job_events_show_scaling_task_changes_and_the_kill(
         attempt = [(state, None) for state in ATTEMPT]
         # A job kill cancels its tasks at once (no KillInitiated of their own).
         assert changes == [("Accepted", None), *attempt, ("Finished", "killed")], task_id
+
+
+@activity.defn(name="launch")
+async def instant_launch(request: LaunchInput) -> LaunchResult:
+    return LaunchResult(agent_id="fake", started_at=datetime.now(UTC))
+
+
+@activity.defn(name="supervise")
+async def instant_success(request: SuperviseInput) -> AttemptExit:
+    return AttemptExit(reason=FinishReason.NORMAL, exit_code=0, finished_at=datetime.now(UTC))
+
+
+async def test_a_partitioned_job_streams_every_partition_once_from_any_cursor(
+    cluster_factory: Callable[[], Cluster],
+) -> None:
+    cluster = cluster_factory()
+    cluster.start_worker()
+    client = await cluster.client()
+    tasks = PARTITION_SIZE + 20  # two partitions
+    agent = cluster.agent_id("fake")
+    async with fake_agent_worker(cluster, agent, [instant_launch, instant_success]):
+        job_id = await client.submit(
+            BatchJob(
+                name="evparts",
+                container=Container(image="busybox:latest", command="true"),
+                resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
+                instances=tasks,
+            )
+        )
+        events = [event async for event in client.job_events(job_id, follow=True)]
+    assert (events[0].kind, events[-1].kind) == (EventKind.JOB_ACCEPTED, EventKind.JOB_FINISHED)
+    assert len(Cursor.parse(events[-1].cursor).seqs) == 3  # the root and two partitions
+    by_task: dict[str, list[str | None]] = {}
+    for event in events:
+        if event.kind is EventKind.TASK_STATE and event.task_id:
+            by_task.setdefault(event.task_id, []).append(event.state)
+    assert len(by_task) == tasks
+    assert set(map(tuple, by_task.values())) == {("Accepted", *ATTEMPT, "Finished")}
+    middle = len(events) // 2
+    rest = [e async for e in client.job_events(job_id, after=events[middle].cursor)]
+
+    # The same events (partitions interleave by time within each round of pages).
+    def key(e: Event) -> tuple[str, int, str]:
+        return (e.task_id or e.kind, e.seq, e.kind)
+
+    assert sorted(map(key, rest)) == sorted(map(key, events[middle + 1 :]))
+    assert len(set(map(key, events))) == len(events)  # none twice
