@@ -49,6 +49,7 @@ OFFLINE = {
     ("codec-key",): "prints a new key",
     ("codec-server",): "encodes and decodes payloads locally; never calls Temporal",
     ("fleet", "fetch-secret"): "reads AWS Secrets Manager on an instance at boot, not Temporal",
+    ("import",): "translates a file offline",
 }
 
 
@@ -107,6 +108,11 @@ def _server_commands(tmp: Path) -> list[tuple[tuple[str, ...], list[str], int]]:
         (("job", "rollback"), [job_id], 1),
         (("task", "kill"), [task_id], 1),
         (("task", "logs"), [task_id, "--follow"], 1),
+        (("events",), [], 1),
+        (("events",), ["--job", job_id, "--follow"], 1),
+        (("events",), ["--after", "not-a-cursor"], 2),
+        (("export",), [job_id, "--to", "titus"], 1),
+        (("export",), [job_id, "--to", "nomad"], 2),
         (("agents", "list"), [], 1),
         (("agents", "drain"), ["local"], 1),
         (("agents", "tasks"), ["local"], 1),

@@ -10,12 +10,27 @@ from pydantic_core import to_jsonable_python
 from titus_flow.cli.app import Context, cli, output_option, pass_context, run_async
 from titus_flow.client import TitusClient
 from titus_flow.events import Event
+from titus_flow.events.cursor import Cursor
+
+
+def _check_cursor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A malformed cursor is bad input: exit 2 before anything is sent."""
+    try:
+        Cursor.parse(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    return value
 
 
 @cli.command("events")
 @click.option("--job", "job_id", help="The job whose events to print (default: the cluster's).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing (with --job: until it ends).")
-@click.option("--after", metavar="CURSOR", help="Resume after this cursor (-o json prints them).")
+@click.option(
+    "--after",
+    metavar="CURSOR",
+    callback=_check_cursor,
+    help="Resume after this cursor (-o json prints them).",
+)
 @output_option
 @pass_context
 def events(ctx: Context, job_id: str | None, follow: bool, after: str | None, output: str) -> None:
