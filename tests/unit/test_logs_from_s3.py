@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from click.testing import CliRunner
 from test_log_uploads import FakeStore
 
+from titus_flow.cli import _register_commands, job_commands
+from titus_flow.cli.app import cli
 from titus_flow.client.logs import AgentLogsUnavailableError, LogsClient, _LogSource
 from titus_flow.config import Settings
 from titus_flow.contracts import LogsChunk
 from titus_flow.errors import ClusterError
-from titus_flow.lifecycle import FinishReason, TaskState
+from titus_flow.lifecycle import FinishReason, JobState, TaskState
 from titus_flow.log_store import LogLocation
-from titus_flow.views import AttemptView, LogRef, TaskView
+from titus_flow.views import AttemptView, JobView, LogRef, TaskView
 
 TASK = "job-1a2b-0"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -158,3 +163,37 @@ async def test_an_attempt_the_row_no_longer_lists_is_read_from_the_readers_bucke
     logs = client(monkeypatch, bucket="mine", attempts=7)  # the row lists attempt 7 only
     assert await read(logs, attempt=1) == "from mine\n"
     assert logs.fetches == 0
+
+
+def test_job_describe_shows_where_the_latest_attempt_s_log_went(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pending = LogRef(url=DERIVED.url, uploaded=False)
+    view = JobView(
+        id="job-1a2b",
+        name="job",
+        type="batch",
+        state=JobState.SUCCEEDED,
+        tasks=[ended_task(RECORDED), ended_task(pending).model_copy(update={"index": 1})],
+    )
+
+    class Describing:
+        @classmethod
+        async def connect(cls, settings: Settings) -> Describing:
+            return cls()
+
+        async def describe(self, job_id: str, query: object = None) -> JobView:
+            return view
+
+    _register_commands()
+    monkeypatch.setattr(job_commands, "TitusClient", Describing)
+    runner = CliRunner()
+    home = ["--home", str(tmp_path), "--address", "127.0.0.1:9"]
+    env = {"TITUS_FLOW_CONFIG": str(tmp_path / "none.yaml")}
+    table = runner.invoke(cli, [*home, "job", "describe", "job-1a2b"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "log (latest attempt)" in table.stdout
+    assert RECORDED.url in table.stdout and f"{DERIVED.url} (pending)" in table.stdout
+    as_json = runner.invoke(cli, [*home, "job", "describe", "job-1a2b", "-o", "json"], env=env)
+    attempts = [task["attempts"][0]["log"] for task in json.loads(as_json.stdout)["tasks"]]
+    assert attempts == [RECORDED.model_dump(), pending.model_dump()]
