@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -45,6 +44,7 @@ from titus_flow.runtime.base import Driver, DriverError
 from titus_flow.spec import Resources
 from titus_flow.spec.constraints import HOST_NETWORK_ATTRIBUTE
 from titus_flow.spot import watch_for_interruption
+from titus_flow.telemetry import process_meter
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 log = logging.getLogger(__name__)
@@ -244,10 +244,7 @@ async def run_agent(
         **config.driver_options(settings),
     )
     location = log_location(settings)
-    uploader = None
-    if location is not None:
-        runtime = client.service_client.config.runtime or Runtime.default()
-        uploader = LogUploader(S3Store(), location, meter=runtime.metric_meter)
+    uploader = None if location is None else LogUploader(S3Store(), location, meter=process_meter())
     activities = AgentActivities(
         config.agent_id,
         driver,

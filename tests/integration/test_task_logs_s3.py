@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import urllib.request
 from collections.abc import Callable
 
 import boto3
@@ -22,6 +23,7 @@ from titus_cluster import Cluster, eventually
 from titus_flow import BatchJob, Container, Resources
 from titus_flow.lifecycle import FinishReason
 from titus_flow.log_store import LogLocation, parse_url
+from titus_flow.metrics import LOG_UPLOADS, parse_scrape, total
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session")]
 
@@ -29,15 +31,28 @@ LINES = [f"line {n} of the output" for n in range(50)]
 SCRIPT = "; ".join(f"echo '{line}'" for line in LINES) + "; echo 'to stderr' >&2"
 
 
-def s3_cluster(make: Callable[[], Cluster], endpoint: str, bucket: str) -> Cluster:
+def s3_cluster(make: Callable[[], Cluster], endpoint: str, bucket: str, metrics_at: str) -> Cluster:
     """A worker and a process-driver agent that uploads logs to ``bucket`` at ``endpoint``."""
     cluster = make()
     cluster.env.update(AWS_ENV, AWS_ENDPOINT_URL_S3=endpoint, TITUS_FLOW_LOG_BUCKET=bucket)
     cluster.start_worker()
     cluster.start_agent(
-        "local", "--driver", "process", "--cpu", "2", "--memory", "2Gi", "--log-prefix", "runs"
+        "local",
+        *("--driver", "process", "--cpu", "2", "--memory", "2Gi", "--log-prefix", "runs"),
+        *("--metrics-address", metrics_at),
     )
     return cluster
+
+
+async def uploads_counted(metrics_at: str, result: str) -> float:
+    """The agent's ``titus_flow_log_uploads{result}`` as its /metrics shows it now."""
+
+    def get() -> str:
+        with urllib.request.urlopen(f"http://{metrics_at}/metrics", timeout=5) as answer:
+            return str(answer.read().decode())
+
+    scraped = parse_scrape(await asyncio.to_thread(get))
+    return total(scraped, f"{LOG_UPLOADS}_total", result=result)
 
 
 async def run_job(cluster: Cluster) -> tuple[str, str]:
@@ -58,11 +73,13 @@ async def run_job(cluster: Cluster) -> tuple[str, str]:
 async def test_task_logs_reads_s3_once_the_agent_has_no_copy(
     cluster_factory: Callable[[], Cluster],
     moto: Moto,
+    free_port: Callable[[], int],
 ) -> None:
     bucket = "task-logs"
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto.url)
     s3.create_bucket(Bucket=bucket)
-    cluster = s3_cluster(cluster_factory, moto.url, bucket)
+    metrics_at = f"127.0.0.1:{free_port()}"
+    cluster = s3_cluster(cluster_factory, moto.url, bucket, metrics_at)
     job_id, task_id = await run_job(cluster)
     expected = "\n".join([*LINES, "to stderr"]) + "\n"
 
@@ -77,6 +94,7 @@ async def test_task_logs_reads_s3_once_the_agent_has_no_copy(
         return bool(s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount"))
 
     await eventually(uploaded, 30, f"s3://{bucket}/{key}")
+    assert await uploads_counted(metrics_at, "uploaded") == 1
 
     # The agent runs but pruned its copy: read from S3.
     logs_dir = cluster.home / "agents" / cluster.agent_id("local") / "logs"
@@ -109,7 +127,8 @@ async def test_an_s3_that_does_not_answer_fails_no_task(
     aws_env: None,
 ) -> None:
     unreachable = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    cluster = s3_cluster(cluster_factory, unreachable, "task-logs")
+    metrics_at = f"127.0.0.1:{free_port()}"
+    cluster = s3_cluster(cluster_factory, unreachable, "task-logs", metrics_at)
     job_id, task_id = await run_job(cluster)
     described = await asyncio.to_thread(cluster.cli, "job", "describe", job_id, "-o", "json")
     log = json.loads(described.stdout)["tasks"][0]["attempts"][0]["log"]
@@ -120,3 +139,4 @@ async def test_an_s3_that_does_not_answer_fails_no_task(
     assert kept.stdout.splitlines()[0] == LINES[0]
     agent_log = (cluster.home / "logs" / "agent-local.log").read_text()
     assert "uploading s3://task-logs/" in agent_log and "failed" in agent_log
+    assert await uploads_counted(metrics_at, "error") >= 1
