@@ -143,6 +143,14 @@ def test_export_reports_what_titus_cannot_express(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["service"]["capacity"] == {"min": 1, "desired": 3, "max": 6}
 
 
+def test_export_reports_autoscaling_which_titus_sets_elsewhere() -> None:
+    job = import_definition((FIXTURES / "titus-service-unhealthy.json").read_bytes()).job
+    scaled = type(job).model_validate({**job.model_dump(), "autoscaling": {"paused": True}})
+    dropped = export_job(scaled, "titus").dropped
+    assert [item.path for item in dropped] == ["autoscaling"]
+    assert "autoscaling API" in dropped[0].reason
+
+
 def test_json_output_holds_the_job_and_the_report(tmp_path: Path) -> None:
     result = invoke(tmp_path, "import", str(FIXTURES / "titus-batch-delayed.json"), "-o", "json")
     assert result.exit_code == 0, result.output

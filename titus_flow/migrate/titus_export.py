@@ -45,6 +45,7 @@ _CARRIED = {
 _REASONS = {
     "health_check": "a JobDescriptor has no health check (Titus asks containerHealthProviders)",
     "update": "Titus updates a service by a new job (server group), not in place",
+    "autoscaling": "Titus scales a job through its autoscaling API, not the JobDescriptor",
     "depends_on": "Titus jobs do not depend on each other",
     "task_order": "Titus starts a batch job's tasks together",
     "container.ports": "Titus gives each task its own IP; ports are not declared",
