@@ -518,3 +518,9 @@ def test_export_gives_back_the_fields_of_the_original_objects() -> None:
 @pytest.mark.parametrize("fixture", K8S_FIXTURES, ids=lambda path: path.stem)
 def test_the_corpus_imports_as_its_sidecar_expects(fixture: Path) -> None:
     assert_as_expected(fixture, "k8s")
+
+
+def test_export_reports_autoscaling_as_a_horizontal_pod_autoscaler() -> None:
+    job = jobs_of_raw({"kind": "service", "name": "w", "container": {"image": "busybox:latest"}})
+    scaled = type(job).model_validate({**job.model_dump(), "autoscaling": {"paused": True}})
+    assert "HorizontalPodAutoscaler" in paths(k8s.export_job(scaled))["autoscaling"]

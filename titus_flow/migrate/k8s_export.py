@@ -64,6 +64,7 @@ _REASONS = {
     "retry.backoff": "Kubernetes backs off exponentially from 10 s, capped at 6 minutes",
     "retry.retry_on_runtime_limit": "a pod past activeDeadlineSeconds is never retried",
     "disruption_budget": "create a PodDisruptionBudget next to the Deployment",
+    "autoscaling": "create a HorizontalPodAutoscaler next to the Deployment",
 }
 
 
