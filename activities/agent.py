@@ -172,6 +172,8 @@ class AgentActivities(AgentActivityInterface):
                     log_path=self.log_path(request.task_id, request.attempt),
                     output_dir=output_dir,
                     secret_env=secret_env,
+                    volumes=tuple(request.volumes),
+                    security=request.security,
                 )
             )
         )

@@ -10,7 +10,8 @@ attempt's log to S3 (:mod:`titus_flow.activities.agent_uploads`).
 
 What tasks may do is the operator's to set (docs/security.md): host networking
 only with ``allow_host_network``, images from ``allowed_images``, ports published
-on ``publish_address``, ``env_file:`` secrets only from ``secrets_dir``.
+on ``publish_address``, ``env_file:`` secrets only from ``secrets_dir``, host path
+volumes only under ``allowed_host_paths``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo
 from titus_flow.log_store import S3Store, log_location
 from titus_flow.logs_json import TaskContextInterceptor
-from titus_flow.reconcile import judge
+from titus_flow.reconcile import jobs_running, judge
 from titus_flow.runtime import make_driver
-from titus_flow.runtime.base import Driver, DriverError
+from titus_flow.runtime.base import Driver, DriverError, ScratchVolumes
 from titus_flow.spec import Resources
 from titus_flow.spec.constraints import HOST_NETWORK_ATTRIBUTE
 from titus_flow.spot import watch_for_interruption
@@ -80,6 +81,8 @@ class AgentConfig:
     spot_notice_url: str | None = None
     # Whether tasks may ask for the host's network (and so reach its loopback).
     allow_host_network: bool = False
+    # Host directories host_path volumes may lie under, beside the settings' own.
+    allowed_host_paths: tuple[str, ...] = ()
 
     def info(self) -> AgentInfo:
         """The registration message; host networking shows as an attribute constraints match."""
@@ -105,6 +108,9 @@ class AgentConfig:
             "allowed_images": settings.allowed_images,
             "pids_limit": settings.task_pids_limit,
             "log_max_mib": settings.container_log_max_mib,
+            "allowed_host_paths": (*settings.allowed_host_paths, *self.allowed_host_paths),
+            # Never mounted into a task: the agent's state, logs and secrets.
+            "protected_paths": (str(settings.home), str(settings.agent_secrets_dir)),
         }
 
 
@@ -146,6 +152,24 @@ async def remove_orphans(client: Client, driver: Driver, activities: AgentActivi
             log.warning("could not remove orphan %s: %s", name, err)
             continue
         removed += 1
+    if isinstance(driver, ScratchVolumes):
+        await remove_ended_scratch_volumes(client, driver)
+    return removed
+
+
+async def remove_ended_scratch_volumes(client: Client, driver: ScratchVolumes) -> int:
+    """Remove the scratch volumes on this host of jobs that no longer run; return how many.
+
+    Any agent of the host may: the volume is the job's, not an agent's. One a
+    container still uses (a task being removed) stays for the next round.
+    """
+    volumes = [(name, job_id) for name, job_id in await driver.scratch_volumes() if job_id]
+    running = await jobs_running(client, {job_id for _, job_id in volumes})
+    removed = 0
+    for name, job_id in volumes:
+        if running.get(job_id) is False and await driver.remove_scratch_volume(name):
+            log.info("removed scratch volume %s: job %s is no longer running", name, job_id)
+            removed += 1
     return removed
 
 

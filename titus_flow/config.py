@@ -69,6 +69,9 @@ class Settings(BaseModel):
     """Images agents run: empty allows any; else each entry is a registry (``host[:port]``,
     ``docker.io`` for bare names), a repository prefix ending in ``/`` or a full name,
     or a digest (``sha256:...``), and an image must match one."""
+    allowed_host_paths: list[str] = Field(default_factory=list)
+    """Host directories ``host_path`` volumes may lie under (symlinks resolved); empty
+    allows none. The agent's ``--allow-host-path`` adds to them (docs/volumes.md)."""
     publish_address: str = "127.0.0.1"
     """Host address agents publish tasks' named ports on (bridge network)."""
     task_network: str = "titus-flow-tasks"
@@ -112,7 +115,7 @@ class Settings(BaseModel):
         """
         return self._temporal
 
-    @field_validator("allowed_images", mode="before")
+    @field_validator("allowed_images", "allowed_host_paths", mode="before")
     @classmethod
     def _list_from_text(cls, value: Any) -> Any:
         """Accept ``a,b`` as the environment variable gives it."""
@@ -154,6 +157,14 @@ class Settings(BaseModel):
     def agent_secrets_dir(self) -> Path:
         """Where agents read ``env_file:`` secrets from."""
         return self.secrets_dir or self.home / "secrets"
+
+    @field_validator("allowed_host_paths")
+    @classmethod
+    def _absolute_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r} must be an absolute path, e.g. /srv/data")
+        return value
 
     @field_validator("container_labels", mode="before")
     @classmethod
@@ -210,6 +221,7 @@ _ENV = [
     ("TITUS_FLOW_RECONCILE_SECONDS", "reconcile_seconds"),
     ("TITUS_FLOW_SERVER_WAIT_SECONDS", "server_wait_seconds"),
     ("TITUS_FLOW_ALLOWED_IMAGES", "allowed_images"),
+    ("TITUS_FLOW_ALLOWED_HOST_PATHS", "allowed_host_paths"),
     ("TITUS_FLOW_PUBLISH_ADDRESS", "publish_address"),
     ("TITUS_FLOW_TASK_NETWORK", "task_network"),
     ("TITUS_FLOW_TASK_PIDS_LIMIT", "task_pids_limit"),

@@ -57,6 +57,19 @@ async def _running(client: Client, workflow_id: str) -> bool | None:
     return status == WorkflowExecutionStatus.RUNNING
 
 
+async def jobs_running(client: Client, job_ids: Iterable[str]) -> dict[str, bool | None]:
+    """Whether each job's workflow runs; None for a job the server cannot answer for now."""
+    running = {job_id: await _running(client, job_id) for job_id in job_ids}
+    # "Not running" removes containers, so it must be said twice, a moment apart:
+    # a server just restarted on its database once answered it for a running
+    # service (the chaos suite), and its containers were removed. One wait a round.
+    gone = [job_id for job_id, answer in running.items() if answer is False]
+    if gone:
+        await asyncio.sleep(RECHECK_SECONDS)
+        running.update({job_id: await _running(client, job_id) for job_id in gone})
+    return running
+
+
 async def _task_views(
     client: Client, job_id: str, indexes: set[int]
 ) -> tuple[dict[str, tuple[TaskState, int | None]], bool] | None:
@@ -92,14 +105,7 @@ async def judge(client: Client, containers: Iterable[ManagedContainer]) -> list[
     by_job: dict[str, list[ManagedContainer]] = defaultdict(list)
     for container in containers:
         by_job[container.job_id].append(container)
-    running = {job_id: await _running(client, job_id) for job_id in by_job}
-    # "Not running" removes containers, so it must be said twice, a moment apart:
-    # a server just restarted on its database once answered it for a running
-    # service (the chaos suite), and its containers were removed. One wait a round.
-    gone = [job_id for job_id, answer in running.items() if answer is False]
-    if gone:
-        await asyncio.sleep(RECHECK_SECONDS)
-        running.update({job_id: await _running(client, job_id) for job_id in gone})
+    running = await jobs_running(client, by_job)
     verdicts: list[Verdict] = []
     for job_id, held in by_job.items():
         if running[job_id] is None:

@@ -102,6 +102,7 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
             submitted_at=request.submitted_at,
             total_tasks=job.instances if self._partitioned else None,
             tasks=tasks,
+            security=job.security if job.security.is_set else None,
         )
         self._tasks = {task.id: task for task in self._view.tasks}
         self.journal = JobJournal(self._job_id, "batch", request.events, request.count is not None)

@@ -302,6 +302,7 @@ class ServiceTasks:
             state=self._state,
             message=self._message,
             submitted_at=self._input.submitted_at,
+            security=self._spec.security if self._spec.security.is_set else None,
             tasks=self._task_views(),
             service=ServiceStatus(
                 desired=capacity.desired,

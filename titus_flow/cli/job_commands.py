@@ -182,6 +182,8 @@ def _count_lines(view: JobView, query: TaskQuery) -> list[str]:
 def _describe_lines(view: JobView) -> list[str]:
     """The job's state and, for a service, its size, revision, update and what waits."""
     lines = [f"state: {view.state.value}" + (f" - {view.message}" if view.message else "")]
+    if view.security is not None:
+        lines.append(view.security.describe())
     status = view.service
     if status is None:
         return lines

@@ -162,6 +162,16 @@ def _attributes(pairs: tuple[str, ...]) -> dict[str, str]:
     ),
 )
 @click.option(
+    "--allow-host-path",
+    "allow_host_paths",
+    multiple=True,
+    metavar="PREFIX",
+    help=(
+        "Let tasks mount host_path volumes under this absolute directory (repeatable;"
+        " symlinks are resolved first; adds to setting allowed_host_paths). None by default."
+    ),
+)
+@click.option(
     "--publish-address",
     help="Host address to publish tasks' named ports on [default: setting publish_address,"
     " 127.0.0.1].",
@@ -207,6 +217,7 @@ def agent(
     spot_notices: bool,
     imds_url: str,
     allow_host_network: bool,
+    allow_host_paths: tuple[str, ...],
     publish_address: str | None,
     log_bucket: str | None,
     log_prefix: str | None,
@@ -232,6 +243,9 @@ def agent(
             disk=parse_mebibytes(disk),
             network_mbps=network_mbps,
         )
+        for prefix in allow_host_paths:
+            if not prefix.startswith("/"):
+                raise ValueError(f"--allow-host-path {prefix!r}: give an absolute path")
         low, _, high = ports.partition("-")
         port_range = (int(low), int(high))
     except ValueError as err:
@@ -262,6 +276,7 @@ def agent(
         port_range=port_range,
         spot_notice_url=imds_url.rstrip("/") if spot_notices else None,
         allow_host_network=allow_host_network,
+        allowed_host_paths=allow_host_paths,
     )
 
     async def go() -> None:

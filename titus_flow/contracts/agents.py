@@ -8,7 +8,15 @@ from pydantic import Field, JsonValue
 
 from titus_flow.contracts.base import Message
 from titus_flow.lifecycle import FinishReason
-from titus_flow.spec import BatchJob, Container, HealthCheck, Resources, ServiceJob
+from titus_flow.spec import (
+    BatchJob,
+    Container,
+    HealthCheck,
+    Resources,
+    SecurityProfile,
+    ServiceJob,
+    Volume,
+)
 from titus_flow.views import LogRef, TaskView
 
 
@@ -22,6 +30,8 @@ class LaunchInput(Message):
     container: Container
     resources: Resources
     ports: dict[str, int] = Field(default_factory=dict)
+    volumes: list[Volume] = Field(default_factory=list)  # the job's; container.mounts use them
+    security: SecurityProfile = Field(default_factory=SecurityProfile)
 
     @classmethod
     def for_task(
@@ -41,6 +51,8 @@ class LaunchInput(Message):
             container=job.container,
             resources=job.resources,
             ports=ports,
+            volumes=job.volumes,
+            security=job.security,
         )
 
 

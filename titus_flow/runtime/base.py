@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
-from titus_flow.spec import Container, Resources
+from titus_flow.spec import Container, Resources, SecurityProfile, Volume
+from titus_flow.spec.volumes import OUTPUT_MOUNT_PATH
 
 # Labels on every container titus-flow makes; the agent reconciles by them.
 LABEL_JOB_ID = "titus-flow.job-id"
@@ -47,6 +48,9 @@ class LaunchRequest:
     # exist only in the agent's memory and the container's environment: never
     # printed (repr), logged or sent back through Temporal.
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    volumes: tuple[Volume, ...] = ()  # the job's volumes; container.mounts refer to them
+    # Carried for the metadata proxy and networking (not used by the drivers yet).
+    security: SecurityProfile = field(default_factory=SecurityProfile)
 
     @property
     def name(self) -> str:
@@ -92,7 +96,7 @@ class LaunchRequest:
 # A task's JSON result: written by the task to $TITUS_OUTPUT_PATH, read by the agent
 # after exit and returned through Temporal, so it must stay small.
 OUTPUT_FILE = "result.json"
-CONTAINER_OUTPUT_DIR = "/titus/output"
+CONTAINER_OUTPUT_DIR = OUTPUT_MOUNT_PATH  # the spec refuses mounts there
 MAX_OUTPUT_BYTES = 64 * 1024
 
 
@@ -153,6 +157,19 @@ class ImagePullError(DriverError):
 
     A platform fault: the launch is retried, and the user's retry budget is not charged.
     """
+
+
+@runtime_checkable
+class ScratchVolumes(Protocol):
+    """A driver that keeps scratch volumes on its host (the docker driver)."""
+
+    async def scratch_volumes(self) -> list[tuple[str, str]]:
+        """(volume name, job id) of every scratch volume on this host."""
+        ...
+
+    async def remove_scratch_volume(self, name: str) -> bool:
+        """Remove volume ``name``; False while a container still uses it."""
+        ...
 
 
 class Driver(Protocol):

@@ -50,6 +50,12 @@ from titus_flow.runtime.base import (
 from titus_flow.runtime.docker_exits import ContainerExits
 from titus_flow.runtime.docker_images import image_exists, pull_image
 from titus_flow.runtime.docker_spec import NETWORK_MODES, TASK_NETWORK, ContainerPolicy, TaskNetwork
+from titus_flow.runtime.docker_volumes import (
+    VolumePolicy,
+    create_scratch_volumes,
+    list_scratch_volumes,
+    remove_scratch_volume,
+)
 from titus_flow.runtime.mirror import OutputMirrors, TooManyMirrorsError, mirror_path
 
 _T = TypeVar("_T")
@@ -93,6 +99,8 @@ class DockerDriver:
         api_timeout: float = 60.0,
         max_waits: int = 256,
         extra_labels: Mapping[str, str] | None = None,
+        allowed_host_paths: Sequence[str] = (),
+        protected_paths: Sequence[str] = (),
     ) -> None:
         """Configure the driver; the daemon is first contacted on the first call.
 
@@ -106,7 +114,9 @@ class DockerDriver:
         caps the output the engine keeps per container. ``max_waits`` bounds
         the calls that block for seconds (``wait``, ``stop``, ``remove``)
         running at once; more queue. ``extra_labels`` go on every container,
-        under titus-flow's own.
+        under titus-flow's own. ``host_path`` volumes are mounted only under
+        ``allowed_host_paths`` and never hold a ``protected_paths`` entry (nor
+        the engine's socket): see :mod:`~titus_flow.runtime.docker_volumes`.
         """
         if network_mode is not None and network_mode not in NETWORK_MODES:
             raise ValueError(
@@ -126,6 +136,7 @@ class DockerDriver:
             allowed_images=tuple(allowed_images),
             allow_host_network=allow_host_network,
             extra_labels=dict(extra_labels or {}),
+            volumes=VolumePolicy.of(allowed_host_paths, protected_paths),
         )
         self._network = TaskNetwork(task_network, self._api)
         self._exits = ContainerExits(self._api, base_url)
@@ -202,6 +213,14 @@ class DockerDriver:
     async def image_exists(self, image: str) -> bool:
         """Whether ``image`` is present locally."""
         return await self._call("image check", self._image_exists, image)
+
+    async def scratch_volumes(self) -> list[tuple[str, str]]:
+        """(volume name, job id) of every scratch volume on this host."""
+        return await self._call("volume list", lambda: list_scratch_volumes(self._api()))
+
+    async def remove_scratch_volume(self, name: str) -> bool:
+        """Remove scratch volume ``name``; False while a container still uses it."""
+        return await self._call("volume remove", lambda: remove_scratch_volume(self._api(), name))
 
     async def close(self) -> None:
         """Close the API connections and the thread pool.
@@ -290,6 +309,7 @@ class DockerDriver:
     def _create(self, request: LaunchRequest) -> bool:
         """Create the container; False if the name is taken (by an earlier launch)."""
         api = self._api()
+        create_scratch_volumes(api, request)
         try:
             api.create_container(**self._policy.create_args(api, request, self._network.id))
         except docker.errors.APIError as err:

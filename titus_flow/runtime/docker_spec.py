@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from titus_flow.runtime.base import CONTAINER_OUTPUT_DIR, OUTPUT_FILE, LaunchRequest
+from titus_flow.runtime.docker_volumes import VolumePolicy, docker_mounts
 from titus_flow.runtime.policy import image_refusal
 
 NETWORK_MODES: Final = ("host", "none")
@@ -59,6 +60,7 @@ class ContainerPolicy:
     allowed_images: tuple[str, ...] = ()
     allow_host_network: bool = False
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    volumes: VolumePolicy = field(default_factory=VolumePolicy)
 
     def refusal(self, request: LaunchRequest) -> str | None:
         """Why this agent must not run ``request`` (None: it may)."""
@@ -74,7 +76,7 @@ class ContainerPolicy:
                 "network 'host' is not allowed on this agent (start it with"
                 " --allow-host-network to allow it); use the default bridge network"
             )
-        return None
+        return self.volumes.refusal(request)
 
     def create_args(
         self, api: Any, request: LaunchRequest, task_network: Callable[[], str]
@@ -90,6 +92,9 @@ class ContainerPolicy:
         memory = max(request.resources.memory, _MIN_MEMORY_MIB) * 1024 * 1024
         network = self.network_mode or spec.network
         ports = list(request.ports.values()) if network == "bridge" else []
+        mounts = docker_mounts(request)
+        # A task's own mount at /tmp replaces the tmpfs a read-only root gets there.
+        tmp_mounted = any(mount.path == "/tmp" for mount in spec.mounts)
         host_config = api.create_host_config(
             network_mode=task_network() if network == "bridge" else network,
             # The task listens on its host port number inside its own namespace,
@@ -104,7 +109,13 @@ class ContainerPolicy:
             security_opt=["no-new-privileges"],
             read_only=spec.read_only_root,
             # /tmp stays writable on a read-only root; it counts against the memory limit.
-            tmpfs=({"/tmp": f"{_TMPFS_OPTIONS},size={memory}"} if spec.read_only_root else None),
+            tmpfs=(
+                {"/tmp": f"{_TMPFS_OPTIONS},size={memory}"}
+                if spec.read_only_root and not tmp_mounted
+                else None
+            ),
+            mounts=mounts or None,
+            shm_size=spec.shm_size * 1024 * 1024 if spec.shm_size else None,
             log_config=self.log_config,
             # A tiny init as PID 1 forwards SIGTERM (a shell or server running as
             # PID 1 ignores it, so every stop waited out its grace) and reaps zombies.

@@ -128,6 +128,11 @@ class ProcessDriver:
 
     async def _launch(self, request: LaunchRequest) -> None:
         _refuse_other_user(request.container.user)
+        if request.container.mounts:
+            raise LaunchRefusedError(
+                "the process driver runs tasks as host processes and cannot mount volumes:"
+                " run this job on a docker agent, or drop container.mounts"
+            )
         files = AttemptFiles.of(self._dir, request.name)
         async with self._lock(request.name):
             state = read_state(files)

@@ -53,6 +53,16 @@ class SecurityProfile(SpecModel):
         default_factory=list, description="EC2 security group ids of the tasks' network."
     )
 
+    @property
+    def is_set(self) -> bool:
+        """Whether a role or any group is given (an empty profile is not recorded)."""
+        return self.iam_role is not None or bool(self.security_groups)
+
+    def describe(self) -> str:
+        """One line for ``job describe``: the role and groups."""
+        groups = ", ".join(self.security_groups) or "-"
+        return f"security: iam_role {self.iam_role or '-'}; security_groups {groups}"
+
     @field_validator("security_groups")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from titus_flow.lifecycle import JobState, RolloutPhase, TaskState
+from titus_flow.spec import SecurityProfile
 from titus_flow.views.base import View
 from titus_flow.views.tasks import VIEW_TASK_BYTES, TaskView, bounded_tasks
 
@@ -60,6 +61,8 @@ class JobView(View):
     total_tasks: int | None = None
     task_counts: dict[str, int] = Field(default_factory=dict)
     partition_views: list[PartitionSummary] = Field(default_factory=list)
+    # The job's IAM role and security groups (issue #16), passed to its agents.
+    security: SecurityProfile | None = None
 
     def counts(self) -> dict[str, int]:
         """Number of tasks per state (Finished split by reason), for progress displays."""
