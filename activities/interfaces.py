@@ -33,6 +33,7 @@ from titus_flow.contracts import (
     StopInput,
     SuperviseInput,
 )
+from titus_flow.contracts.task_gates import FinishedTasks, FinishedTasksInput
 from titus_flow.fleet import messages as fleet
 from titus_flow.refs import activity_name
 from titus_flow.views import JobView
@@ -116,4 +117,13 @@ class ServiceActivityInterface:
     @activity.defn(name="service_wait")
     async def wait(self, request: ServiceWaitInput) -> JobView:
         """Wait as ``request.until`` says; the job's view at that point (or at the timeout)."""
+        raise NotImplementedError
+
+
+class TaskGateActivityInterface:
+    """What gated batch tasks ask of other jobs (:mod:`titus_flow.workflows.batch_gates`)."""
+
+    @activity.defn(name="finished_tasks")
+    async def finished_tasks(self, request: FinishedTasksInput) -> FinishedTasks:
+        """Which of the asked tasks of another job have finished, and how."""
         raise NotImplementedError

@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
 from titus_flow.activities.services import ServiceActivities
+from titus_flow.activities.task_gates import TaskGateActivities
 from titus_flow.client import TitusClient, ensure_scheduler
 from titus_flow.config import Settings
 from titus_flow.converter import worker_data_converter
@@ -64,6 +65,7 @@ def control_worker(
             *ControlActivities(client).all(),
             *FleetActivities(client).all(),
             *ServiceActivities(TitusClient(client, settings)).all(),
+            *TaskGateActivities(client).all(),
             *options.pop("activities", []),
         ],
         workflow_runner=SANDBOX,

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         page_tasks,
     )
     from titus_flow.workflows.attempts import Outcome
+    from titus_flow.workflows.batch_gates import TaskGates
     from titus_flow.workflows.batch_partitions import (
         PARTITION_SIZE,
         kill_partitions,
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         backoff,
         holding,
         launch_and_supervise,
+        should_continue,
         supervise_attempt,
     )
     from titus_flow.workflows.common import SchedulerMailbox
@@ -108,6 +110,7 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
         self.journal = JobJournal(self._job_id, "batch", request.events, request.count is not None)
         if carried is None:
             self.journal.accepted(tasks, f"{job.instances} task(s)")
+        self._gates = TaskGates(request, self._job_id, self._view.tasks)
         self._mailbox: SchedulerMailbox | None = SchedulerMailbox(info.workflow_id)
         self._task_runs: dict[str, asyncio.Task[None]] = {}
         self._kill_reasons: dict[str, FinishReason] = {}
@@ -285,6 +288,10 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
         try:
             if not adopt and carry.not_before is not None:  # carried in a backoff
                 await backoff(task, carry, carry.not_before - workflow.now())
+            gated = self._gates.active and not task.attempts  # sequential, n_to_n
+            if gated and (why := await self._gates.blocked(task)):
+                self._finish_task(task, FinishReason.FAILED, why)
+                return
             while True:
                 outcome: Outcome | None = None
                 if adopt:
@@ -340,14 +347,6 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
 
     # --- continue-as-new ------------------------------------------------------
 
-    def _should_continue(self, request: BatchJobInput) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > request.history_limit
-            or info.get_current_history_size() > request.history_bytes_limit
-        )
-
     async def _hand_over(self, request: BatchJobInput) -> bool:
         """Wait for every task to finish (False), or for the moment to continue as new (True).
 
@@ -362,7 +361,7 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
         assert self._mailbox is not None
         runs = list(self._task_runs.values())
         await workflow.wait_condition(
-            lambda: all(run.done() for run in runs) or self._should_continue(request)
+            lambda: all(run.done() for run in runs) or should_continue(request)
         )
         if all(run.done() for run in runs):
             return False

@@ -4,7 +4,7 @@ The root workflow of a job of more than :data:`PARTITION_SIZE` tasks runs no
 task itself: it starts one partition (a
 :class:`~titus_flow.workflows.batch.BatchJobWorkflow` child) per slice of task
 indexes and sums up their ends. These are the pure parts: how a job is sliced,
-what each partition is started with, how their counts add up.
+what each partition is started with, how their counts add up, and their kill.
 """
 
 from __future__ import annotations

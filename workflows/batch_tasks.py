@@ -19,7 +19,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow import attempt_machine
-    from titus_flow.contracts import LaunchInput, Placed, SuperviseInput
+    from titus_flow.contracts import BatchJobInput, LaunchInput, Placed, SuperviseInput
     from titus_flow.lifecycle import FinishReason
     from titus_flow.spec import BatchJob
     from titus_flow.views import AttemptView, TaskCarry, TaskView
@@ -103,3 +103,13 @@ async def supervise_attempt(
         if outcome.reason is not FinishReason.NORMAL:
             task.log_tail = outcome.exit.log_tail
     return outcome
+
+
+def should_continue(request: BatchJobInput) -> bool:
+    """Whether a batch run should hand over to a new run: suggested, or past its limits."""
+    info = workflow.info()
+    return (
+        info.is_continue_as_new_suggested()
+        or info.get_current_history_length() > request.history_limit
+        or info.get_current_history_size() > request.history_bytes_limit
+    )

@@ -6,6 +6,12 @@ killed) job skips everything that depends on it, directly or not; the other
 branches still run to their end, then the DAG fails with a message naming the
 failed and the skipped jobs. The loader already rejected unknown names and
 cycles, so every job here is reachable.
+
+A ``mode: n_to_n`` dependency does not wait for the whole job: the dependent
+job starts once that job has started (and its other dependencies succeeded),
+and each of its tasks waits for its own upstream task
+(:mod:`~titus_flow.workflows.batch_gates`); it is skipped only if that job
+never started.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.views import JobView
 
 DAG_WORKFLOW = "JobDag"
+
+ARRAY_DEPENDENCIES_PATCH = "dag-n-to-n"
+"""``workflow.patched`` id of starting a job with ``n_to_n`` dependencies once those
+jobs started (not ended); the previous release had no such dependencies."""
 
 DAG_TASK_BYTES = 256 * 1024
 """Most JSON bytes of task rows the DAG's result (or failure) carries, over all its jobs."""
@@ -68,20 +78,39 @@ class JobDagWorkflow:
         """Run every job once its dependencies succeeded; fail if any job did not run or failed."""
         result = self._result
         by_name = {job.name: job for job in request.jobs}
-        done: dict[str, asyncio.Future[bool]] = {
-            name: asyncio.get_running_loop().create_future() for name in by_name
-        }
+        loop = asyncio.get_running_loop()
+        # Each job resolves these: done, True once it succeeded (False: failed or
+        # skipped); started, True once it started (False: skipped).
+        done: dict[str, asyncio.Future[bool]] = {name: loop.create_future() for name in by_name}
+        started: dict[str, asyncio.Future[bool]] = {name: loop.create_future() for name in by_name}
+        dag_id = workflow.info().workflow_id
+
+        def skip(job: BatchJob, why: str) -> None:
+            result.skipped[job.name] = why
+            done[job.name].set_result(False)
+            started[job.name].set_result(False)
 
         async def run_one(job: BatchJob) -> None:
-            # Dependencies resolve to True (succeeded) or False (failed or skipped).
-            names = job.dependency_names()
+            array = [dep.job for dep in job.depends_on if dep.mode == "n_to_n"]
+            if array and not workflow.patched(ARRAY_DEPENDENCIES_PATCH):
+                array = []
+            names = [name for name in job.dependency_names() if name not in array]
             outcomes = [await done[dep] for dep in names]
             if not all(outcomes):
                 failed = [d for d, ok in zip(names, outcomes, strict=True) if not ok]
-                result.skipped[job.name] = f"dependency {', '.join(failed)} did not succeed"
-                done[job.name].set_result(False)
+                skip(job, f"dependency {', '.join(failed)} did not succeed")
                 return
-            handle = await start_job(job, id=dag_job_id(workflow.info().workflow_id, job.name))
+            runs = [await started[dep] for dep in array]
+            if not all(runs):
+                missing = [d for d, ok in zip(array, runs, strict=True) if not ok]
+                skip(job, f"dependency {', '.join(missing)} did not run")
+                return
+            handle = await start_job(
+                job,
+                id=dag_job_id(dag_id, job.name),
+                upstream={dep: dag_job_id(dag_id, dep) for dep in array},
+            )
+            started[job.name].set_result(True)
             view = await handle.result(check=False)
             # Each job's share of the budget keeps the result below Temporal's limits.
             result.views[job.name] = view.bounded(DAG_TASK_BYTES // len(request.jobs))

@@ -34,6 +34,9 @@ class BatchJobInput(Message):
     # start in a loaded CI run of 500 loud failures: hence 2 MiB).
     history_limit: int = 6_000
     history_bytes_limit: int = 2 * 1024 * 1024
+    # Job ids of the jobs this one depends on with mode n_to_n, by name (the DAG
+    # workflow sets them; see titus_flow.workflows.batch_gates).
+    upstream: dict[str, str] = Field(default_factory=dict)
 
 
 class ServiceJobInput(Message):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from pydantic import JsonValue
@@ -111,12 +111,17 @@ class JobHandle:
         return self.result().__await__()
 
 
-async def start_job(job: BatchJob, *, id: str | None = None) -> JobHandle:
+async def start_job(
+    job: BatchJob, *, id: str | None = None, upstream: Mapping[str, str] | None = None
+) -> JobHandle:
     """Start ``job`` as a child ``BatchJob`` workflow; a handle to wait for it later.
 
     ``id`` defaults to :func:`child_job_id`. The job carries the TitusJob* search
     attributes, so it shows in ``titus-flow jobs list``. If the calling workflow
     ends first, the job is asked to stop (cancelled), not left running.
+    ``upstream`` gives the job ids of the jobs ``job`` depends on with
+    ``mode: n_to_n``, by name (the job-file DAG passes them): without one, that
+    dependency does not gate the job's tasks.
 
     Example::
 
@@ -126,7 +131,7 @@ async def start_job(job: BatchJob, *, id: str | None = None) -> JobHandle:
     child = await start_job_workflow(
         BatchJobWorkflow.run,
         job,
-        BatchJobInput(job=job, submitted_at=workflow.now()),
+        BatchJobInput(job=job, submitted_at=workflow.now(), upstream=dict(upstream or {})),
         id,
         ParentClosePolicy.REQUEST_CANCEL,
     )
