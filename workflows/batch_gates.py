@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.lifecycle import FinishReason, TaskState
     from titus_flow.spec import BatchJob
     from titus_flow.views import TaskView
+    from titus_flow.workflows.batch_partitions import PARTITION_SIZE, partition_id
 
 TASK_GATES_PATCH = "batch-task-gates"
 """``workflow.patched`` id of gating task starts on ``task_order: sequential`` and
@@ -66,10 +67,11 @@ class _OtherJob:
         return self.ended[index]
 
     async def _watch(self) -> None:
-        while self._waited:
+        # Waiters learn of an end only when they next run: skip what already ended.
+        while waited := [index for index in self._waited if index not in self.ended]:
             found = await workflow.execute_activity_method(
                 TaskGateActivityInterface.finished_tasks,
-                FinishedTasksInput(job_id=self.job_id, ranges=as_ranges(self._waited)),
+                FinishedTasksInput(job_id=self.job_id, ranges=as_ranges(waited)),
                 start_to_close_timeout=timedelta(minutes=2),
                 heartbeat_timeout=timedelta(seconds=20),
                 summary=f"finished tasks of {self.job_id}",
@@ -84,6 +86,10 @@ class TaskGates:
     def __init__(self, request: BatchJobInput, job_id: str, tasks: list[TaskView]) -> None:
         job: BatchJob = request.job
         self._job_id = job_id
+        # A job of more than a partition's tasks: ask the partition holding the
+        # task, not the root (which would ask every partition for its counts).
+        # n_to_n pairs jobs of equal instances, so both are partitioned alike.
+        self._partitioned = job.instances > PARTITION_SIZE
         self._sequential = job.task_order == "sequential"
         # n_to_n dependencies whose job id the DAG passed (none outside a DAG).
         self._upstream = [
@@ -125,5 +131,6 @@ class TaskGates:
         if local is not None:
             await workflow.wait_condition(lambda: local.state is TaskState.FINISHED)
             return (local.reason or FinishReason.FAILED).value
-        other = self._others.setdefault(job_id, _OtherJob(job_id))
+        holder = partition_id(job_id, index) if self._partitioned else job_id
+        other = self._others.setdefault(holder, _OtherJob(holder))
         return await other.reason(index)

@@ -25,11 +25,18 @@ with workflow.unsafe.imports_passed_through():
 PARTITION_SIZE = 500
 
 
+def partition_id(job_id: str, index: int) -> str:
+    """The id of the partition of job ``job_id`` that runs task ``index``."""
+    return f"{job_id}-p{index // PARTITION_SIZE}"
+
+
 def partition_summaries(job_id: str, instances: int) -> list[PartitionSummary]:
     """The partitions of job ``job_id`` (ids ``<job>-p<n>``), each with its range of indexes."""
     return [
         PartitionSummary(
-            id=f"{job_id}-p{n}", first_index=first, count=min(PARTITION_SIZE, instances - first)
+            id=partition_id(job_id, first),
+            first_index=first,
+            count=min(PARTITION_SIZE, instances - first),
         )
         for n, first in enumerate(range(0, instances, PARTITION_SIZE))
     ]

@@ -9,6 +9,7 @@ from titus_flow.contracts.task_gates import FinishedTasks, as_ranges, in_ranges
 from titus_flow.spec import BatchJob, Container
 from titus_flow.views import TaskView
 from titus_flow.workflows.batch_gates import TaskGates
+from titus_flow.workflows.batch_partitions import partition_id, partition_summaries
 
 
 def test_ranges_compress_and_expand() -> None:
@@ -42,3 +43,11 @@ def test_the_input_of_a_job_without_array_dependencies_reads_as_before() -> None
     job = BatchJob(name="b", container=Container(image="busybox"))
     recorded = {"job": job.model_dump(mode="json"), "submitted_at": "2026-01-01T00:00:00Z"}
     assert BatchJobInput.model_validate(recorded).upstream == {}
+
+
+def test_a_task_is_asked_of_the_partition_that_runs_it() -> None:
+    assert partition_id("j", 0) == "j-p0"
+    assert partition_id("j", 499) == "j-p0"
+    assert partition_id("j", 500) == "j-p1"
+    summaries = partition_summaries("j", 10_000)
+    assert [s.id for s in summaries] == [partition_id("j", s.first_index) for s in summaries]
