@@ -221,7 +221,7 @@ async def test_fleet_grows_for_a_job_stops_at_max_then_shrinks_to_zero(
 
         async def forgotten() -> bool:  # by the fleet, and by the scheduler once terminated
             status = cli_json(cluster, "fleet", "status", spec.name)
-            return status["instances"] == [] and cli_json(cluster, "agents", "list") == []
+            return status["instances"] == [] and await client.agents() == []
 
         await eventually(back_to_zero, 60, "the fleet back at 0 instances")
         await eventually(forgotten, 20, "no instance in fleet status, no agent in the scheduler")
@@ -263,7 +263,7 @@ async def test_instance_terminated_behind_the_fleets_back_is_replaced_and_its_ta
         # The fleet saw the instance die: its agent leaves the scheduler at once (no
         # waiting for the 45 s heartbeat silence that marks an unknown agent lost).
         async def agent_gone() -> bool:
-            return victim not in {a["agent_id"] for a in cli_json(cluster, "agents", "list")}
+            return victim not in {a.agent_id for a in await client.agents()}
 
         await eventually(agent_gone, 30, "the dead instance's agent out of the scheduler")
 
