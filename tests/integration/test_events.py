@@ -104,7 +104,10 @@ async def test_follow_prints_every_task_change_in_order_and_resumes_from_a_curso
     kinds = {(e["kind"], e["job_id"] or e["agent"]) for e in cluster_events}
     assert ("agent_registered", cluster.agent_id("proc")) in kinds
     assert {("placement", job_id), ("job_accepted", job_id), ("job_finished", job_id)} <= kinds
-    finished = next(e for e in cluster_events if e["kind"] == "job_finished")
+    # Visibility lists every job of the namespace: other tests' jobs share this server.
+    finished = next(
+        e for e in cluster_events if e["kind"] == "job_finished" and e["job_id"] == job_id
+    )
     assert finished["state"] == "Succeeded"
     resumed = await asyncio.to_thread(
         cluster.cli, "events", "-o", "json", "--after", cluster_events[-1]["cursor"], timeout=60

@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
+from test_fleet_moto import REGION, Moto, aws_env, moto  # noqa: F401  (fixtures)
 from titus_cluster import Cluster
 
 from titus_flow.client import TitusClient
@@ -28,6 +30,10 @@ CORPUS = sorted(
     if path.suffix in (".json", ".yaml", ".yml") and not path.name.endswith(".expect.yaml")
 )
 ENDS = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED}
+NEEDS_AWS = [
+    path for path in CORPUS if "aws" in yaml.safe_load(path.with_suffix(".expect.yaml").read_text())
+]
+"""Definitions whose secrets AWS resolves: run on an agent whose AWS is a moto server."""
 
 
 def expectation(fixture: Path) -> dict[str, Any]:
@@ -47,13 +53,13 @@ def imported(fixture: Path) -> AnyJob | None:
 
 
 async def run_to_its_end(
-    client: TitusClient, cluster: Cluster, fixture: Path, job: AnyJob | None
+    client: TitusClient, cluster: Cluster, fixture: Path, job: AnyJob | None, aws: bool = False
 ) -> str:
     """Submit ``job`` and wait for ``fixture``'s expected end; the job id ("" if refused)."""
     expected = expectation(fixture)
     end = expected["end"]
-    if job is None or end == "imported":  # imported and validated only: not run
-        return ""
+    if job is None or end == "imported" or (fixture in NEEDS_AWS and not aws):
+        return ""  # imported and validated only, or run by the test with AWS on moto
     try:
         job_id = await client.submit(job)
     except (UserError, MigrateInputError) as err:
@@ -74,6 +80,8 @@ async def run_to_its_end(
         assert view.state is not JobState.SUCCEEDED and expected["reason"] in said, view
     else:
         assert view.state is ENDS[end], f"{fixture.name}: {view.model_dump_json(indent=1)}"
+    if "exit_code" in expected:
+        assert view.tasks[0].attempts[-1].exit_code == expected["exit_code"], view
     return job_id
 
 
@@ -115,3 +123,43 @@ async def test_every_definition_of_the_corpus_runs_to_its_expected_end(
     descriptor = json.loads(exported.stdout)
     assert descriptor["container"]["command"] == original["container"]["command"]
     assert descriptor["batch"]["retryPolicy"] == original["batch"]["retryPolicy"]
+
+
+async def test_definitions_whose_secrets_aws_resolves_run_with_them(
+    dev_server: str,
+    tmp_path: Path,
+    moto: Moto,  # noqa: F811  (the fixture)
+) -> None:
+    """Secrets Manager and SSM references, as AWS Batch definitions carry them, resolved
+    by the agent from a moto server holding the sidecar's values."""
+    assert NEEDS_AWS, "no fixture needs AWS: the corpus lost its secrets case"
+    for fixture in NEEDS_AWS:
+        values = expectation(fixture)["aws"]
+        for name, value in values.get("secrets", {}).items():
+            boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto.url).create_secret(
+                Name=name, SecretString=value
+            )
+        for name, value in values.get("parameters", {}).items():
+            boto3.client("ssm", region_name=REGION, endpoint_url=moto.url).put_parameter(
+                Name=name, Value=value, Type="SecureString"
+            )
+    cluster = Cluster.create(
+        dev_server,
+        tmp_path,
+        AWS_ENDPOINT_URL=moto.url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+    )
+    try:
+        cluster.start_worker()
+        cluster.start_agent("local", "--cpu", "2", "--memory", "2Gi")
+        client = await cluster.client()
+        await asyncio.gather(
+            *(
+                run_to_its_end(client, cluster, fixture, imported(fixture), aws=True)
+                for fixture in NEEDS_AWS
+            )
+        )
+    finally:
+        await asyncio.to_thread(cluster.stop_all)
