@@ -42,8 +42,9 @@ CAPACITY_GROUP_USAGE: Final = "titus_flow_capacity_group_usage"  # gauge {capaci
 CAPACITY_GROUP_GUARANTEE: Final = (
     "titus_flow_capacity_group_guarantee"  # gauge {capacity_group, resource}
 )
-ROLLING_UPDATE_TASKS: Final = "titus_flow_rolling_update_tasks"  # counter {phase}
-FLEET_INSTANCES: Final = "titus_flow_fleet_instances"  # gauge {state}
+# counter {phase}: started, retired, rolled_back
+ROLLING_UPDATE_TASKS: Final = "titus_flow_rolling_update_tasks"
+FLEET_INSTANCES: Final = "titus_flow_fleet_instances"  # gauge {fleet, state}
 
 # --- emitted by processes and activities (helper `metrics`) -----------------
 AGENT_TASKS_RUNNING: Final = "titus_flow_agent_tasks_running"  # gauge {driver}
@@ -106,6 +107,7 @@ LABEL_KEYS: Final[frozenset[str]] = frozenset(
         "transition",
         "resource",
         "capacity_group",
+        "fleet",
         "phase",
         "driver",
         "result",

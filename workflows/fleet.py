@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -27,10 +28,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from titus_flow import metrics as names
+
     # The activities' declarations: FleetActivities imports boto3.
     from titus_flow.activities.interfaces import FleetActivityInterface
     from titus_flow.cluster import scheduler_workflow_id
     from titus_flow.contracts import AgentView
+    from titus_flow.events.labels import FLEET_INSTANCE_STATES, bounded_labels
     from titus_flow.fleet.messages import (
         ClusterDemand,
         FleetCapacity,
@@ -100,6 +104,7 @@ class FleetWorkflow:
         self._input = request
         for _ in range(ROUNDS_PER_RUN):
             await self._round()
+            self._count_instances()
             if self._state.deleting and not self._state.instances:
                 return self.status()
             if workflow.info().is_continue_as_new_suggested():
@@ -167,6 +172,15 @@ class FleetWorkflow:
         workflow.logger.info("fleet %s: %s", self._spec.name, text)
         stamped = f"{workflow.now().isoformat(timespec='seconds')} {text}"
         self._state.events = [*self._state.events, stamped][-MAX_EVENTS:]
+
+    def _count_instances(self) -> None:
+        """``titus_flow_fleet_instances{fleet, state}`` (the meter records nothing on replay)."""
+        gauge = workflow.metric_meter().create_gauge(names.FLEET_INSTANCES)
+        counts = Counter(
+            FLEET_INSTANCE_STATES.get(t.leaving, "running") for t in self._state.instances.values()
+        )
+        for state in FLEET_INSTANCE_STATES.values():
+            gauge.set(counts[state], bounded_labels(fleet=self._spec.name, state=state))
 
     async def _round(self) -> None:
         scheduler_id = scheduler_workflow_id(workflow.info().task_queue)

@@ -38,11 +38,11 @@ class MeteredJournal(Journal):
         super().__init__(job_id, tail)
         self._counters: dict[str, MetricCounter] = {}
 
-    def _count(self, name: str, **labels: str) -> None:
+    def _count(self, name: str, n: int = 1, **labels: str) -> None:
         counter = self._counters.get(name)
         if counter is None:
             counter = self._counters[name] = workflow.metric_meter().create_counter(name)
-        counter.add(1, bounded_labels(**labels))
+        counter.add(n, bounded_labels(**labels))
 
     def _observe(self, name: str, took: timedelta, **labels: str) -> None:
         histogram: MetricHistogramFloat = workflow.metric_meter().create_histogram_float(
@@ -127,6 +127,11 @@ class JobJournal(MeteredJournal):
         )
         if not healthy:
             self._count(names.HEALTH_CHECK_FAILURES, job_type=self.job_type)
+
+    def rolling_update(self, phase: str, tasks: int = 1) -> None:
+        """Count ``tasks`` in a rolling update's ``phase`` (started, retired, rolled_back)."""
+        if tasks:
+            self._count(names.ROLLING_UPDATE_TASKS, tasks, phase=phase)
 
     def scaling(self, message: str) -> None:
         """A scaling decision: a new desired size, or tasks the job starts or stops."""

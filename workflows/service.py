@@ -40,7 +40,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts import CarriedService, ServiceJobInput, ServiceTaskRecord
-    from titus_flow.lifecycle import FinishReason, JobState, TaskState
+    from titus_flow.lifecycle import FinishReason, JobState, RolloutPhase, TaskState
     from titus_flow.outcomes import end_job
     from titus_flow.service_plan import requests as rules
     from titus_flow.service_plan.model import EndedTask, LiveTask, Plan, Snapshot, StartTask
@@ -209,6 +209,7 @@ class ServiceJobWorkflow(ServiceHandlers):
         self._rollout, self._crash = plan.rollout, plan.crash
         if plan.actions:
             self.journal.scaling(f"start {len(plan.starts)} task(s), stop {len(plan.kills)}")
+        self._count_update(plan)
         for action in plan.actions:
             if isinstance(action, StartTask):
                 self._start_task(action.revision)
@@ -224,6 +225,22 @@ class ServiceJobWorkflow(ServiceHandlers):
             self._changed()
         if plan.state is not None:
             self._set_state(*plan.state)
+
+    def _count_update(self, plan: Plan) -> None:
+        """Metrics of a rolling update (or canary): its tasks started and retired, a rollback."""
+        rollout = plan.rollout
+        if plan.rolled_back:
+            self.journal.rolling_update("rolled_back")
+        if rollout.phase not in (RolloutPhase.ROLLING, RolloutPhase.CANARY):
+            return
+        new = sum(1 for a in plan.starts if a.revision == rollout.revision)
+        old = sum(
+            1
+            for a in plan.kills
+            if a.task_id in self._live and self._live[a.task_id].view.revision != rollout.revision
+        )
+        self.journal.rolling_update("started", new)
+        self.journal.rolling_update("retired", old)
 
     # --- waiting for the next change --------------------------------------------
 

@@ -17,18 +17,25 @@ RESOURCES = ("cpu_millicores", "memory_mib", "disk_mib", "gpu", "network_mbps")
 PENDING_REASONS = ("capacity", "capacity_group")
 """Why tasks wait, as ``titus_flow_pending_tasks`` counts them: no agent has room, or
 their capacity group holds them back (the full reason is on each task)."""
-CONFIGURED = frozenset({"capacity_group"})
+FLEET_INSTANCE_STATES = {None: "running", "drain": "draining", "terminate": "terminating"}
+"""A fleet instance's ``state`` label, by how it is leaving (None: it is not)."""
+UPDATE_PHASES = ("started", "retired", "rolled_back")
+"""``titus_flow_rolling_update_tasks`` phases: tasks an update started on its revision, old
+tasks it stopped, and updates rolled back."""
+CONFIGURED = frozenset({"capacity_group", "fleet"})
 """Labels whose values are names an operator defines (a handful), not ids: any is taken."""
 
 ALLOWED: Mapping[str, frozenset[str]] = {
     "job_type": frozenset({"batch", "service"}),
     "state": frozenset(
-        {s.value for s in TaskState} | {s.value for s in JobState} | {"active", "draining", "lost"}
+        {s.value for s in TaskState}
+        | {s.value for s in JobState}
+        | {"active", "draining", "lost", *FLEET_INSTANCE_STATES.values()}
     ),
     "reason": frozenset({r.value for r in FinishReason} | {"", *PENDING_REASONS}),
     "transition": frozenset({ACCEPTED_TO_LAUNCHED, LAUNCHED_TO_STARTED}),
     "resource": frozenset(RESOURCES),
-    "phase": frozenset({"updated", "remaining"}),
+    "phase": frozenset(UPDATE_PHASES),
 }
 """Every label a workflow metric may carry, and the values it may take."""
 
