@@ -172,6 +172,23 @@ class ScratchVolumes(Protocol):
         ...
 
 
+@runtime_checkable
+class CpuUsage(Protocol):
+    """A driver that can tell how much CPU an attempt used (docker, process).
+
+    Agents sample it for the ``cpu_utilization`` metric of autoscaled services
+    (:mod:`titus_flow.activities.agent_usage`); a driver without it reports none.
+    """
+
+    async def cpu_seconds(self, name: str) -> float | None:
+        """CPU seconds (user + system) attempt ``name`` used since it started.
+
+        None when it does not run (or not yet). A counter: two readings a period
+        apart give the use over the period.
+        """
+        ...
+
+
 class Driver(Protocol):
     """A container runtime on one agent host."""
 

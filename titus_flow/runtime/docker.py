@@ -50,6 +50,7 @@ from titus_flow.runtime.base import (
 from titus_flow.runtime.docker_exits import ContainerExits
 from titus_flow.runtime.docker_images import image_exists, pull_image
 from titus_flow.runtime.docker_spec import NETWORK_MODES, TASK_NETWORK, ContainerPolicy, TaskNetwork
+from titus_flow.runtime.docker_usage import DockerCpu
 from titus_flow.runtime.docker_volumes import (
     VolumePolicy,
     create_scratch_volumes,
@@ -147,6 +148,7 @@ class DockerDriver:
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
         self._mirrors = OutputMirrors()  # live output of running containers, while read
+        self._cpu = DockerCpu(self._api)
 
     # -- the Driver interface ----------------------------------------------------
 
@@ -205,6 +207,10 @@ class DockerDriver:
         except TooManyMirrorsError as err:
             raise DriverError(f"cannot read the live output of {name}: {err}") from err
         return path
+
+    async def cpu_seconds(self, name: str) -> float | None:
+        """CPU seconds the container used so far (see :mod:`~titus_flow.runtime.docker_usage`)."""
+        return await self._call("cpu usage", self._cpu.seconds, name)
 
     async def list_managed(self) -> list[ManagedContainer]:
         """Containers in any state that carry titus-flow's task label."""
@@ -418,6 +424,7 @@ class DockerDriver:
                 raise
             self._wait_gone(name)
         self._mirrors.stop(name)  # none can start now that the container is gone
+        self._cpu.forget(name)
         if log_path is not None:  # the kept log replaces the live copy
             mirror_path(log_path).unlink(missing_ok=True)
 

@@ -72,6 +72,7 @@ from titus_flow.runtime.process_attempts import (
     running_group,
     write_state,
 )
+from titus_flow.runtime.usage import session_cpu_seconds
 
 _INHERITED_ENV: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -223,6 +224,16 @@ class ProcessDriver:
         """The attempt's log file: the command writes straight into it."""
         state = read_state(AttemptFiles.of(self._dir, name))
         return None if state is None else Path(state.log_path)
+
+    async def cpu_seconds(self, name: str) -> float | None:
+        """CPU seconds of the attempt's session so far (see :mod:`~titus_flow.runtime.usage`)."""
+        files = AttemptFiles.of(self._dir, name)
+        state = read_state(files)
+        group = None if state is None else await running_group(state, files)
+        if group is None:
+            return None
+        # The command leads its own session (setsid): its pid is the session id.
+        return await asyncio.to_thread(session_cpu_seconds, group)
 
     async def list_managed(self) -> list[ManagedContainer]:
         """Every attempt in the state directory, running or not."""
