@@ -49,7 +49,8 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.views import JobView
     from titus_flow.workflows.common import SchedulerMailbox
     from titus_flow.workflows.journal import JobJournal
-    from titus_flow.workflows.service_handlers import ServiceHandlers, zero_budget
+    from titus_flow.workflows.service_autoscaling import ServiceAutoscaling
+    from titus_flow.workflows.service_handlers import zero_budget
     from titus_flow.workflows.service_tasks import FINISHED_TASKS_KEPT
 
 __all__ = ["ServiceJobWorkflow", "crash_backoff"]
@@ -80,7 +81,7 @@ CONTINUE_FLOOR_PATCH = "service-continue-floor"
 
 
 @workflow.defn(name="ServiceJob")
-class ServiceJobWorkflow(ServiceHandlers):
+class ServiceJobWorkflow(ServiceAutoscaling):
     """Keeps a :class:`~titus_flow.spec.ServiceJob` at its desired healthy size."""
 
     @workflow.init
@@ -109,6 +110,7 @@ class ServiceJobWorkflow(ServiceHandlers):
         self._alarm: asyncio.Task[None] | None = None
         self._alarm_at: tuple[datetime, str] | None = None
         self.journal = JobJournal(self._job_id, "service", request.events)
+        self._init_autoscaling(request)
         if request.events is None and workflow.info().continued_run_id is None:  # a new job
             self.journal.accepted([], f"desired {self._capacity.desired} task(s)")
 
@@ -337,6 +339,7 @@ class ServiceJobWorkflow(ServiceHandlers):
                     "tasks": [],
                     "finished": [t.bounded() for t in finished],
                     "carried": CarriedService.of(started, workflow.now()),
+                    "autoscaling": self._autoscaling_carry(),
                 }
             )
         return self._input.model_copy(

@@ -9,15 +9,17 @@ from titus_flow.autoscaling.models import Sample, Situation, Vote
 
 
 def window_average(samples: Sequence[Sample], now: datetime, window: timedelta) -> float | None:
-    """Mean of the samples taken in ``(now - window, now]``; None when there are none.
+    """Mean of the samples taken in ``(now - window, now]``, weighted; None when there are none.
 
+    Each sample counts ``weight`` times (the tasks its value averages).
     Samples from the future (clock skew of a pusher) are ignored rather than
     trusted.
     """
-    values = [sample.value for sample in samples if now - window < sample.at <= now]
-    if not values:
+    recent = [sample for sample in samples if now - window < sample.at <= now]
+    total_weight = sum(sample.weight for sample in recent)
+    if total_weight <= 0:
         return None
-    return sum(values) / len(values)
+    return sum(sample.value * sample.weight for sample in recent) / total_weight
 
 
 def describe_value(metric: str, value: float, window: timedelta) -> str:

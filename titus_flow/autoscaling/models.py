@@ -18,10 +18,17 @@ VoteKind = Literal["out", "in", "hold", "abstain"]
 
 @dataclass(frozen=True)
 class Sample:
-    """One value of a metric at a time (an average per task for the built-in metrics)."""
+    """One value of a metric at a time (an average per task for the built-in metrics).
+
+    ``weight`` is how many tasks (or reports) the value stands for: window
+    averages weigh each sample by it, so the averages of several pushers, or
+    of a time bucket of a :class:`~titus_flow.autoscaling.buffer.MetricBuffer`,
+    combine as if every value had been seen.
+    """
 
     at: datetime
     value: float
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,15 @@ Example::
 
 :class:`TitusClient` is composed of one part per concept: jobs (:mod:`.jobs`,
 with views assembled across partitions in :mod:`.job_views`), service jobs
-(:mod:`.services`), the scheduler's agents and capacity groups
-(:mod:`.agents`), task logs (:mod:`.logs`), job events (:mod:`.events`), users'
-workflows, DAGs and schedules (:mod:`.flows`), over a shared base (:mod:`.base`) and the
-connection (:mod:`.connection`).
+(:mod:`.services`) and their autoscaling (:mod:`.autoscaling`), the
+scheduler's agents and capacity groups (:mod:`.agents`), task logs
+(:mod:`.logs`), job events (:mod:`.events`), users' workflows, DAGs and
+schedules (:mod:`.flows`), over a shared base (:mod:`.base`) and the connection
+(:mod:`.connection`).
 """
 
 from titus_flow.client.agents import ensure_scheduler
+from titus_flow.client.autoscaling import AutoscalingClient
 from titus_flow.client.base import JobNotFoundError, job_id_of_task, new_job_id, update_id
 from titus_flow.client.connection import connect
 from titus_flow.client.events import EventsClient
@@ -34,7 +36,7 @@ from titus_flow.client.logs import LogsClient
 from titus_flow.client.services import ServicesClient
 
 
-class TitusClient(ServicesClient, LogsClient, FlowsClient, EventsClient):
+class TitusClient(ServicesClient, AutoscalingClient, LogsClient, FlowsClient, EventsClient):
     """Submit and manage jobs on a titus-flow cluster."""
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from titus_flow.contracts.autoscaling import AutoscalingCarry
 from titus_flow.contracts.base import Message
 from titus_flow.contracts.service_carry import CarriedService, ServiceTaskRecord
 from titus_flow.events.model import EventTail
@@ -61,6 +62,8 @@ class ServiceJobInput(Message):
     canary: int | None = None  # a canary holds this many tasks on the new revision
     # Continue as new past this many history events (tests lower it).
     history_limit: int = 10_000
+    # The autoscaling state (metric buffer, latest decisions, pause) of the previous run.
+    autoscaling: AutoscalingCarry | None = None
 
 
 class ScaleRequest(Message):

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from titus_flow.spec.base import Name, SpecModel, repeated
-from titus_flow.spec.quantities import Duration
+from titus_flow.spec.quantities import Duration, format_duration
 
 MAX_TASKS = 10_000
 """Bound of the capacities a scheduled action sets, like ``Capacity``."""
@@ -303,16 +303,46 @@ class ScheduledAction(SpecModel):
         return self
 
 
+_DEFAULT_INTERVAL = timedelta(seconds=15)
+_DEFAULT_WINDOW = timedelta(seconds=60)
+_MIN_INTERVAL = timedelta(seconds=1)
+
+
 class Autoscaling(SpecModel):
     """How a service job's desired capacity follows its metrics and the clock.
 
-    The policies are accepted and validated; titus-flow does not evaluate them
-    yet (see ``docs/services.md``, "Not yet").
+    The job's workflow evaluates the policies every ``interval`` on the
+    metric samples of the last ``window`` (see ``docs/services.md``).
     """
 
     policies: list[Policy] = Field(default_factory=list, max_length=20)
     scheduled: list[ScheduledAction] = Field(default_factory=list, max_length=50)
     paused: StrictBool = Field(default=False, description="Keep the policies but make no change.")
+    interval: Duration = Field(
+        default=_DEFAULT_INTERVAL, description="How often the policies are evaluated; >= 1s."
+    )
+    window: Duration = Field(
+        default=_DEFAULT_WINDOW,
+        description="Samples of this last period are averaged into a metric's value; >= interval.",
+    )
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics the policies read, each once, in policy order."""
+        return list(dict.fromkeys(policy.metric for policy in self.policies))
+
+    @model_validator(mode="after")
+    def _periods_fit(self) -> Autoscaling:
+        if self.interval < _MIN_INTERVAL:
+            got = format_duration(self.interval)
+            raise ValueError(f"interval must be at least 1s (got {got}); e.g. 15s")
+        if self.window < self.interval:
+            raise ValueError(
+                f"window ({format_duration(self.window)}) must be at least interval"
+                f" ({format_duration(self.interval)}):"
+                " each evaluation averages the samples of one window"
+            )
+        return self
 
     @field_validator("policies")
     @classmethod

@@ -1,0 +1,111 @@
+"""What a service job's autoscaling keeps, carries over and shows.
+
+The decisions it records (:class:`AutoscalingDecision`), the state carried on
+continue-as-new (:class:`AutoscalingCarry`: the metric buffer, the latest
+decisions, a pause set at run time) and the ``autoscaling`` query's answer
+(:class:`AutoscalingView`). All bounded: the buffer by its buckets, the
+decisions by :data:`DECISIONS_KEPT`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from titus_flow.autoscaling.buffer import MetricBuffer
+from titus_flow.autoscaling.models import Decision
+from titus_flow.contracts.base import Message
+
+DECISIONS_KEPT = 50
+"""The latest decisions a job keeps (and shows); older ones are in the event journal."""
+
+
+class AutoscalingDecision(Message):
+    """One evaluation of the policies (or one scheduled action), recorded.
+
+    ``new_desired`` is None when desired stayed; ``policy`` names the winning
+    policy, or ``scheduled:<action>`` for a scheduled action.
+    """
+
+    at: datetime
+    old_desired: int
+    new_desired: int | None = None
+    policy: str | None = None
+    metric_value: float | None = None
+    reason: str = Field(max_length=2000)
+
+    @classmethod
+    def of(cls, decision: Decision) -> AutoscalingDecision:
+        """The record of the engine's ``decision``."""
+        return cls(
+            at=decision.at,
+            old_desired=decision.old_desired,
+            new_desired=decision.new_desired,
+            policy=decision.policy,
+            metric_value=decision.metric_value,
+            reason=decision.reason[:2000],
+        )
+
+    def engine(self) -> Decision:
+        """The engine's form (the history its cooldowns read)."""
+        return Decision(
+            self.at,
+            self.old_desired,
+            self.new_desired,
+            self.policy,
+            self.metric_value,
+            self.reason,
+        )
+
+    @property
+    def changed(self) -> bool:
+        """Whether this decision changed desired."""
+        return self.new_desired is not None and self.new_desired != self.old_desired
+
+
+class AutoscalingCarry(Message):
+    """A service job's autoscaling state, carried from one run to the next."""
+
+    buffer: MetricBuffer | None = None
+    decisions: list[AutoscalingDecision] = Field(default_factory=list, max_length=DECISIONS_KEPT)
+    paused: bool | None = None  # set by autoscaling_control; None: the spec's ``paused``
+
+
+class PolicyView(Message):
+    """One policy, as the view names it."""
+
+    name: str
+    kind: str
+    metric: str
+    summary: str  # e.g. "target 60" or "threshold 70, 2 step(s)"
+
+
+class ScheduledActionView(Message):
+    """One scheduled action and the Temporal Schedule that runs it."""
+
+    name: str
+    cron: str
+    min: int | None = None
+    desired: int | None = None
+    max: int | None = None
+    schedule_id: str
+
+
+class AutoscalingView(Message):
+    """The ``autoscaling`` query's answer: policies, metrics, decisions, schedules."""
+
+    job_id: str
+    enabled: bool  # the job has policies or scheduled actions
+    paused: bool  # paused by the spec or by autoscaling_control
+    held: str | None = None  # why no policy may act now (pause, update, canary), if so
+    interval: timedelta | None = None
+    window: timedelta | None = None
+    min: int
+    desired: int
+    max: int
+    policies: list[PolicyView] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)  # window averages, metrics with data
+    decisions: list[AutoscalingDecision] = Field(default_factory=list)  # oldest first
+    scheduled: list[ScheduledActionView] = Field(default_factory=list)
+    next_evaluation: datetime | None = None
