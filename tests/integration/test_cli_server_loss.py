@@ -26,6 +26,7 @@ from typing import IO
 import click
 import pytest
 import yaml
+from cli_fork import run_cli
 
 from titus_flow import stack
 from titus_flow.cli import _register_commands
@@ -211,13 +212,11 @@ def test_every_command_with_no_server_exits_1_in_one_line(
         command: tuple[str, ...], args: list[str], address: str
     ) -> tuple[subprocess.CompletedProcess[str], float]:
         started = time.monotonic()
-        result = subprocess.run(
-            [*_titus(address, tmp_path / "home"), *command, *args],
-            capture_output=True,
-            text=True,
+        result = run_cli(  # fail fast: no retrying for minutes
+            [*_titus(address, tmp_path / "home")[3:], *command, *args],
             env=env,
             cwd=tmp_path,
-            timeout=60,  # fail fast: no retrying for minutes
+            timeout=60,
         )
         return result, time.monotonic() - started
 

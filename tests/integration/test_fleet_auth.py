@@ -10,10 +10,10 @@ import os
 import secrets
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
+from cli_fork import run_cli
 from test_fleet_moto import AWS_ENV, REGION, Moto, aws_env, moto  # noqa: F401  (fixtures)
 
 from titus_flow.fleet import ec2
@@ -58,10 +58,9 @@ def test_instances_require_imdsv2_with_hop_limit_one(moto: Moto) -> None:
 
 
 def _fetch(moto: Moto, secret_id: str, path: Path) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "titus_flow", "fleet", "fetch-secret"]
-    argv += ["--region", REGION, "--endpoint-url", moto.url, secret_id, str(path)]
+    args = ["fleet", "fetch-secret", "--region", REGION, "--endpoint-url", moto.url]
     env = {**os.environ, **AWS_ENV, "TITUS_FLOW_HOME": str(path.parent / "home")}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    return run_cli([*args, secret_id, str(path)], env=env, timeout=60)
 
 
 def test_fetch_secret_writes_an_owner_only_file_and_never_prints_it(

@@ -8,12 +8,12 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_fork import run_cli
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -45,10 +45,8 @@ class Tiny:
 
 def replay(history: Path, target: str, *options: str) -> subprocess.CompletedProcess[str]:
     """``titus-flow replay HISTORY TARGET [OPTIONS]`` outside any cluster."""
-    return subprocess.run(
-        [sys.executable, "-m", "titus_flow", "replay", str(history), target, *options],
-        capture_output=True,
-        text=True,
+    return run_cli(
+        ["replay", str(history), target, *options],
         timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("TITUS_FLOW_")},
     )

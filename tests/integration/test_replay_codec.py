@@ -15,10 +15,10 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_fork import run_cli
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -61,13 +61,8 @@ async def shout(name: str) -> str:
 
 def replay(history: Path, target: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``titus-flow replay HISTORY TARGET`` outside any cluster, with settings ``env``."""
-    return subprocess.run(
-        [sys.executable, "-m", "titus_flow", "replay", str(history), target],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("TITUS_FLOW_")}, **env},
-    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TITUS_FLOW_")}
+    return run_cli(["replay", str(history), target], env={**clean, **env}, timeout=60)
 
 
 async def run_and_record(

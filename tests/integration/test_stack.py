@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_fork import run_cli
 
 from titus_flow import stack, visibility
 from titus_flow.config import Settings, load_settings
@@ -57,14 +58,7 @@ def make_env(home: Path, port: int, ui_port: int) -> Env:
 
 
 def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "titus_flow", *args],
-        env=env.vars,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_cli(args, env=env.vars, timeout=180)
 
 
 def expect(env: Env, code: int, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_fork import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +27,6 @@ def test_cli_uses_the_temporal_profile(dev_server: str, tmp_path: Path) -> None:
         TEMPORAL_CONFIG_FILE=str(toml),
         TEMPORAL_PROFILE="dev",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "titus_flow", "jobs", "list", "-o", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli(["jobs", "list", "-o", "json"], env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert isinstance(json.loads(done.stdout), list)

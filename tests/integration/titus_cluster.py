@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli_fork import run_cli
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -236,14 +237,7 @@ class Cluster:
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the CLI against this cluster; returns the completed process."""
-        return subprocess.run(
-            [self.python, "-m", "titus_flow", *args],
-            env=self.env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_cli(args, env=self.env, cwd=self.cwd, timeout=timeout, python=self.python)
 
     def logs(self) -> str:
         """Everything the cluster's processes printed (for failure messages)."""
