@@ -35,6 +35,7 @@ from titus_flow.activities.agent_files import (
 from titus_flow.activities.agent_health import HealthWatch
 from titus_flow.activities.agent_outcome import exit_message, finish_reason
 from titus_flow.activities.agent_uploads import UPLOAD_WAIT_SECONDS, LogUploader
+from titus_flow.activities.agent_usage import CpuReporter
 from titus_flow.activities.interfaces import AgentActivityInterface, implements
 from titus_flow.client import job_id_of_task
 from titus_flow.contracts import (
@@ -118,6 +119,7 @@ class AgentActivities(AgentActivityInterface):
         self.uploader = uploader
         # Supervise activities a job's continue-as-new forgot all ask at once.
         self._judged = JudgedTogether()
+        self._cpu = CpuReporter(agent_id, driver)  # for jobs that scale on cpu_utilization
 
     def _task_dir(self, task_id: str) -> Path:
         # Task ids come from workflows and log readers: never let one leave log_dir.
@@ -245,6 +247,7 @@ class AgentActivities(AgentActivityInterface):
         reason: FinishReason | None = None
         message = ""
         agent_meters().attempt_running(self.driver.name, +1)
+        self._cpu.watch(request, name)
         try:
             while True:
                 timeout = self.heartbeat_every
@@ -285,6 +288,7 @@ class AgentActivities(AgentActivityInterface):
             )
             raise
         finally:
+            self._cpu.unwatch(request, name)
             agent_meters().attempt_running(self.driver.name, -1)
             if health is not None:
                 await health.close()

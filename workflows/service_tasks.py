@@ -17,6 +17,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from titus_flow import attempt_machine, visibility
     from titus_flow.contracts import (
+        CpuReporting,
         LaunchInput,
         PlacementItem,
         ServiceJobInput,
@@ -227,6 +228,7 @@ class ServiceTasks:
                 health_check=spec.health_check,
                 ports=record.ports,
                 workflow_id=self._job_id,
+                cpu_report=CpuReporting.for_job(spec),
             ),
             record.task_queue,
         )

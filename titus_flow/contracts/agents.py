@@ -63,6 +63,33 @@ class LaunchResult(Message):
     started_at: datetime
 
 
+CPU_METRIC = "cpu_utilization"
+MIN_CPU_REPORT_SECONDS = 5.0
+"""Shortest period of an agent's CPU reports: each is a signal in the job's history."""
+
+
+class CpuReporting(Message):
+    """What an agent needs to report a service task's CPU use to its job.
+
+    Set on :class:`SuperviseInput` for a job with a policy on ``cpu_utilization``:
+    the agent then sends the job one report per ``period_seconds`` for all of
+    the job's tasks it runs (see :mod:`titus_flow.activities.agent_usage`).
+    """
+
+    period_seconds: float = Field(gt=0)
+    cpu: float = Field(gt=0)  # the task's CPU request in cores: what 100 % stands for
+
+    @classmethod
+    def for_job(cls, job: ServiceJob) -> CpuReporting | None:
+        """How ``job``'s tasks report: every max(interval / 2, 5 s); None if no policy asks."""
+        scaling = job.autoscaling
+        if scaling is None or all(policy.metric != CPU_METRIC for policy in scaling.policies):
+            return None
+        # Half the evaluation interval: every evaluation sees a fresh sample.
+        half = scaling.interval.total_seconds() / 2
+        return cls(period_seconds=max(half, MIN_CPU_REPORT_SECONDS), cpu=job.resources.cpu)
+
+
 class SuperviseInput(Message):
     """Watch a launched attempt until it exits.
 
@@ -75,7 +102,8 @@ class SuperviseInput(Message):
     started_at: datetime
     health_check: HealthCheck | None = None
     ports: dict[str, int] = Field(default_factory=dict)
-    workflow_id: str | None = None  # where health changes are signalled
+    workflow_id: str | None = None  # where health changes (and CPU reports) are signalled
+    cpu_report: CpuReporting | None = None  # set when the job scales on cpu_utilization
 
 
 class StopInput(Message):
