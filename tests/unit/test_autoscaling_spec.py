@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cli_fork import run_cli
 from pydantic import ValidationError
 
 from titus_flow.errors import format_validation_error
@@ -231,12 +231,7 @@ def test_bad_cron(expression: str, error: str) -> None:
 
 
 def run_validate(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "titus_flow", "validate", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(["validate", str(path)], timeout=60)
 
 
 def test_validate_exits_2_on_a_bad_policy_and_warns_on_a_good_one(tmp_path: Path) -> None:

@@ -5,11 +5,11 @@ for the cluster would say "cannot reach" instead)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_fork import run_cli
 
 from titus_flow import CapacityGroup
 from titus_flow.cli.capacity_commands import _build, _parse
@@ -19,12 +19,7 @@ NOWHERE = "127.0.0.1:9"
 
 
 def titus(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "titus_flow", "--address", NOWHERE, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(["--address", NOWHERE, *args], timeout=60)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import click
 import jsonschema
 import pytest
 import yaml
+from cli_fork import run_cli
 from click.testing import CliRunner
 
 from titus_flow import __version__
@@ -25,13 +25,7 @@ EXAMPLES = sorted(
 
 
 def titus(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "titus_flow", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=60,
-    )
+    return run_cli(args, cwd=cwd, timeout=60)
 
 
 def test_version() -> None:
@@ -73,12 +67,7 @@ def test_run_with_bad_input_submits_nothing_and_exits_2(tmp_path: Path) -> None:
     bad.write_text("name: x\ncontainer: {image: busybox}\ninstances: 0\n")
     # The address points nowhere: reaching Temporal would fail differently (exit 1
     # with "cannot reach"); validation must stop it first.
-    result = subprocess.run(
-        [sys.executable, "-m", "titus_flow", "--address", "127.0.0.1:9", "run", str(bad)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli(["--address", "127.0.0.1:9", "run", str(bad)], timeout=60)
     assert result.returncode == 2
     assert "instances" in result.stderr and "cannot reach" not in result.stderr
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_fork import run_cli
 
 from titus_flow import BatchJob, Container, flow
 from titus_flow.errors import SpecError, UserError
@@ -25,13 +26,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI, pointed at a port nothing listens on: these checks must fail before connecting."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TITUS_FLOW_")}
     env["TITUS_FLOW_ADDRESS"] = "127.0.0.1:9"
-    return subprocess.run(
-        [sys.executable, "-m", "titus_flow", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return run_cli(args, timeout=60, env=env)
 
 
 def view(*tasks: tuple[FinishReason, object]) -> JobView:

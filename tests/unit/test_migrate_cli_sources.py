@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_fork import run_cli
 from click.testing import CliRunner, Result
 
 from titus_flow.cli import _register_commands
@@ -130,13 +129,8 @@ def test_bad_input_exits_2_naming_the_field(
 def test_a_10_mb_document_exits_2_without_a_traceback() -> None:
     command = ["x" * (10 << 20)]
     document = {"jobDefinitionName": "j", "containerProperties": {"image": "b", "command": command}}
-    result = subprocess.run(
-        [sys.executable, "-m", "titus_flow", "import", "-", "--from", "aws-batch"],
-        input=json.dumps(document),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
+    result = run_cli(
+        ["import", "-", "--from", "aws-batch"], input=json.dumps(document), cwd=ROOT, timeout=60
     )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cli_fork import run_cli
 from click.testing import CliRunner, Result
 
 from titus_flow.cli import _register_commands
@@ -269,10 +268,8 @@ def test_a_10_mb_document_is_refused_before_parsing(tmp_path: Path) -> None:
 def test_the_command_line_exits_2_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "titus.json"
     path.write_text(json.dumps(_broken("batch/retryPolicy", {"sometimes": {"retries": 1}})))
-    done = subprocess.run(
-        [sys.executable, "-m", "titus_flow", "import", str(path)],
-        capture_output=True,
-        text=True,
+    done = run_cli(
+        ["import", str(path)],
         timeout=60,
         env={
             "TITUS_FLOW_CONFIG": str(tmp_path / "none.yaml"),

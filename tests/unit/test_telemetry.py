@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_fork import run_cli
 from click.testing import CliRunner
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -50,9 +49,7 @@ def test_every_process_command_checks_the_flag(command: str) -> None:
 
 def test_a_bad_setting_exits_2_without_a_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "TITUS_FLOW_HOME": str(tmp_path), "TITUS_FLOW_METRICS_ADDRESS": "9464"}
-    done = subprocess.run(
-        [sys.executable, "-m", "titus_flow", "worker"], env=env, capture_output=True, text=True
-    )
+    done = run_cli(["worker"], env=env, timeout=60)
     assert done.returncode == 2, done
     assert "setting metrics_address" in done.stderr and "HOST:PORT" in done.stderr
     assert "Traceback" not in done.stderr
