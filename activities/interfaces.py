@@ -33,6 +33,13 @@ from titus_flow.contracts import (
     StopInput,
     SuperviseInput,
 )
+from titus_flow.contracts.load_balancers import (
+    GroupInfo,
+    RegisteredTarget,
+    RegisterInput,
+    TargetsInput,
+    TargetView,
+)
 from titus_flow.contracts.task_gates import FinishedTasks, FinishedTasksInput
 from titus_flow.fleet import messages as fleet
 from titus_flow.refs import activity_name
@@ -126,4 +133,33 @@ class TaskGateActivityInterface:
     @activity.defn(name="finished_tasks")
     async def finished_tasks(self, request: FinishedTasksInput) -> FinishedTasks:
         """Which of the asked tasks of another job have finished, and how."""
+        raise NotImplementedError
+
+
+class LoadBalancerActivityInterface:
+    """The elbv2 calls of a service's targets (:mod:`titus_flow.workflows.service_targets`)."""
+
+    @activity.defn(name="describe_target_groups")
+    async def describe_groups(self, target_groups: list[str]) -> list[GroupInfo]:
+        """Each group's target type and deregistration delay."""
+        raise NotImplementedError
+
+    @activity.defn(name="register_endpoints")
+    async def register_endpoints(self, request: RegisterInput) -> list[TargetView]:
+        """Register tasks (their agents' addresses looked up); the targets registered."""
+        raise NotImplementedError
+
+    @activity.defn(name="register_targets")
+    async def register_targets(self, request: TargetsInput) -> None:
+        """Register targets whose addresses are known (drift repair)."""
+        raise NotImplementedError
+
+    @activity.defn(name="deregister_targets")
+    async def deregister_targets(self, request: TargetsInput) -> None:
+        """Deregister targets (AWS starts their drain)."""
+        raise NotImplementedError
+
+    @activity.defn(name="registered_targets")
+    async def registered_targets(self, target_group: str) -> list[RegisteredTarget]:
+        """The targets AWS holds in a group, draining ones marked."""
         raise NotImplementedError

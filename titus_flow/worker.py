@@ -13,6 +13,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
+from titus_flow.activities.load_balancers import LoadBalancerActivities
 from titus_flow.activities.services import ServiceActivities
 from titus_flow.activities.task_gates import TaskGateActivities
 from titus_flow.client import TitusClient, ensure_scheduler
@@ -64,6 +65,7 @@ def control_worker(
         activities=[
             *ControlActivities(client).all(),
             *FleetActivities(client).all(),
+            *LoadBalancerActivities(client).all(),
             *ServiceActivities(TitusClient(client, settings)).all(),
             *TaskGateActivities(client).all(),
             *options.pop("activities", []),

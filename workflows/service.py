@@ -142,12 +142,14 @@ class ServiceJobWorkflow(ServiceAutoscaling):
                 self._held_kills[record.view.id] = None
             adopt = record.view.state is TaskState.STARTED
             self._runs[record.view.id] = asyncio.create_task(self._run_task(record, adopt))
+        self._targets_changed()  # a job with load balancers starts their loop
         try:
             while not self._killed:
                 self._apply(reconcile(self._snapshot()))
                 await self._wait_for_change()
                 self._dirty = False
                 if self._ready_to_continue():
+                    await self._targets_settled()
                     await self._stop_launching()
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     self._mailbox.close()
@@ -170,6 +172,7 @@ class ServiceJobWorkflow(ServiceAutoscaling):
         assert self._mailbox is not None
         self._set_state(JobState.KILL_INITIATED, "kill requested")
         self._set_alarm(None)
+        await self._drain_all_targets()
         for run in self._runs.values():
             run.cancel()
         await asyncio.gather(*self._runs.values(), return_exceptions=True)

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.workflows.attempts import Outcome, launch, supervise, wait_out
     from titus_flow.workflows.common import SchedulerMailbox
     from titus_flow.workflows.journal import JobJournal
+    from titus_flow.workflows.service_targets import ServiceTargets
 
 FINISHED_TASKS_KEPT = 20
 # ``workflow.patched`` id of "a launch that completes after its task was killed
@@ -42,7 +43,7 @@ FINISHED_TASKS_KEPT = 20
 LATE_LAUNCH_PATCH = "service-stop-late-launch"
 
 
-class ServiceTasks:
+class ServiceTasks(ServiceTargets):
     """What a service job holds, and the coroutine that runs each of its tasks."""
 
     _input: ServiceJobInput | None
@@ -90,6 +91,7 @@ class ServiceTasks:
 
     def _changed(self) -> None:
         self._dirty = True
+        self._targets_changed()
 
     @property
     def _rollout(self) -> Rollout:
@@ -153,7 +155,7 @@ class ServiceTasks:
         record.view.state = TaskState.KILL_INITIATED
         record.view.healthy = False  # being stopped: no longer serving
         self.journal.task(record.view)
-        run.cancel()
+        self._stop_task_run(task_id, run)  # out of its load balancers first
 
     async def _run_task(self, record: ServiceTaskRecord, adopt: bool) -> None:
         assert self._mailbox is not None

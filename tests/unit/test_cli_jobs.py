@@ -18,11 +18,17 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from titus_flow import visibility
 from titus_flow.activities.agent_outcome import exit_message
-from titus_flow.cli import _register_commands, job_commands, run_command
+from titus_flow.cli import _register_commands, job_commands, load_balancer_commands, run_command
 from titus_flow.cli.app import cli
 from titus_flow.client import TitusClient
 from titus_flow.config import Settings
 from titus_flow.contracts import SuperviseInput
+from titus_flow.contracts.load_balancers import (
+    LoadBalancersView,
+    TargetGroupView,
+    TargetState,
+    TargetView,
+)
 from titus_flow.lifecycle import JobState, TaskState
 from titus_flow.runtime.base import Exit
 from titus_flow.views import JobProgress, JobView, ServiceStatus, TaskQuery, TaskView
@@ -39,6 +45,7 @@ class FakeClient:
 
     progress_script: list[JobProgress] = []
     final: JobView | None = None
+    targets = LoadBalancersView(groups=[])
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
@@ -51,6 +58,9 @@ class FakeClient:
 
     async def submit(self, job: object, job_id: str | None = None) -> str:
         return "stuck-1a2b3c4d"
+
+    async def load_balancers(self, job_id: str) -> LoadBalancersView:
+        return self.targets
 
     async def progress(self, job_id: str) -> JobProgress:
         answer = self._progress.pop(0) if len(self._progress) > 1 else self._progress[0]
@@ -326,6 +336,39 @@ def test_describe_of_a_service_shows_revision_health_and_a_held_kill(
     assert "revision" in header and "healthy" in header
     row = next(line for line in lines if line.lstrip("│ ").startswith("0 "))
     assert "yes" in row and held in row
+
+
+def test_describe_of_a_service_shows_each_tasks_registration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    view = service_view(JobState.RUNNING, "", True, None)
+    target = TargetView(
+        task_id="web-1a2b3c4d-0", target="127.0.0.1", port=31000, state=TargetState.DRAINING
+    )
+    group = TargetGroupView(target_group="local:web", drain=timedelta(seconds=2), targets=[target])
+
+    class DescribingClient(FakeClient):
+        targets = LoadBalancersView(groups=[group])
+
+        async def describe(self, job_id: str, query: TaskQuery | None = None) -> JobView:
+            return view
+
+    _register_commands()
+    monkeypatch.setattr(job_commands, "TitusClient", DescribingClient)
+    monkeypatch.setattr(load_balancer_commands, "TitusClient", DescribingClient)
+
+    result = invoke(tmp_path, "job", "describe", "web-1a2b3c4d")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "load balancers" in next(line for line in lines if "index" in line)
+    assert "draining" in next(line for line in lines if line.lstrip("│ ").startswith("0 "))
+
+    shown = json.loads(invoke(tmp_path, "job", "describe", "web-1a2b3c4d", "-o", "json").stdout)
+    assert shown["load_balancers"]["groups"][0]["targets"][0]["state"] == "draining"
+
+    listed = invoke(tmp_path, "job", "load-balancers", "web-1a2b3c4d", "-o", "json")
+    assert listed.exit_code == 0, listed.output
+    assert LoadBalancersView.model_validate_json(listed.stdout).groups == [group]
 
 
 def test_status_before_up_lists_every_component_of_the_stack(tmp_path: Path) -> None:

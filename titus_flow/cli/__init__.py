@@ -27,6 +27,7 @@ def _register_commands() -> None:
         event_commands,
         fleet_commands,
         job_commands,
+        load_balancer_commands,
         migrate_commands,
         process_commands,
         replay_command,

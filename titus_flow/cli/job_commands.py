@@ -18,8 +18,10 @@ from titus_flow.cli.app import (
     stdout_console,
 )
 from titus_flow.client import TitusClient, job_state
+from titus_flow.contracts.load_balancers import LoadBalancersView
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
+from titus_flow.load_balancers.rules import registration_states
 from titus_flow.views import PAGE_MAX_TASKS, JobView, TaskQuery
 
 
@@ -140,12 +142,17 @@ def job_describe(
             states=list(states), first=first, last=last, offset=offset, limit=limit or 100
         )
 
-    async def go() -> JobView:
-        return await (await TitusClient.connect(ctx.settings)).describe(job_id, query)
+    async def go() -> tuple[JobView, LoadBalancersView | None]:
+        client = await TitusClient.connect(ctx.settings)
+        view = await client.describe(job_id, query)
+        return view, await _targets_of(client, view)
 
-    view = run_async(go())
+    view, targets = run_async(go())
     if output == "json":
-        echo_json(view.model_dump(mode="json"))
+        shown = view.model_dump(mode="json")
+        if targets is not None:
+            shown["load_balancers"] = targets.model_dump(mode="json")
+        echo_json(shown)
         return
     console = stdout_console()
     console.print(
@@ -153,7 +160,18 @@ def job_describe(
     )
     for line in [*_describe_lines(view), *_count_lines(view, query or TaskQuery())]:
         console.print(line, markup=False, highlight=False)
-    console.print(_tasks_table(view))
+    console.print(_tasks_table(view, targets))
+
+
+async def _targets_of(client: TitusClient, view: JobView) -> LoadBalancersView | None:
+    """A service job's load balancer targets; None when it has none (or cannot say)."""
+    if view.service is None:
+        return None
+    try:
+        targets = await client.load_balancers(view.id)
+    except UserError:  # a job of an earlier release: no such query
+        return None
+    return targets if targets.groups else None
 
 
 def _count_lines(view: JobView, query: TaskQuery) -> list[str]:
@@ -198,12 +216,18 @@ def _describe_lines(view: JobView) -> list[str]:
     return lines
 
 
-def _tasks_table(view: JobView) -> Table:
-    """One row per task; a service's also show revision and health, and held requests."""
+def _tasks_table(view: JobView, targets: LoadBalancersView | None = None) -> Table:
+    """One row per task; a service's also show revision and health, and held requests.
+
+    With ``targets``, each task's state in the job's load balancers too.
+    """
     service = view.service
     columns = ["index", "task", "state", "reason", "attempt", "agent", "exit codes"]
     if service is not None:
         columns += ["revision", "healthy"]
+    registered = registration_states(targets) if targets is not None else None
+    if registered is not None:
+        columns.append("load balancers")
     # Where agents uploaded logs (docs/logs.md): the latest attempt's, only if some task has one.
     logs = any(task.attempts and task.attempts[-1].log for task in view.tasks)
     if logs:
@@ -228,6 +252,8 @@ def _tasks_table(view: JobView) -> Table:
             # Held requests name the task they wait to disrupt (e.g. a kill).
             named = re.compile(rf"\b{re.escape(task.id)}\b")
             waiting += [reason for reason in service.waiting if named.search(reason)]
+        if registered is not None:
+            cells.append(registered.get(task.id, ""))
         if logs:
             log = task.attempts[-1].log if task.attempts else None
             cells.append("" if log is None else log.url + ("" if log.uploaded else " (pending)"))

@@ -18,11 +18,11 @@ Example::
 
 :class:`TitusClient` is composed of one part per concept: jobs (:mod:`.jobs`,
 with views assembled across partitions in :mod:`.job_views`), service jobs
-(:mod:`.services`) and their autoscaling (:mod:`.autoscaling`), the
-scheduler's agents and capacity groups (:mod:`.agents`), task logs
-(:mod:`.logs`), job events (:mod:`.events`), users' workflows, DAGs and
-schedules (:mod:`.flows`), over a shared base (:mod:`.base`) and the connection
-(:mod:`.connection`).
+(:mod:`.services`) with their autoscaling (:mod:`.autoscaling`) and load
+balancer targets (:mod:`.load_balancers`), the scheduler's agents and capacity
+groups (:mod:`.agents`), task logs (:mod:`.logs`), job events (:mod:`.events`),
+users' workflows, DAGs and schedules (:mod:`.flows`), over a shared base
+(:mod:`.base`) and the connection (:mod:`.connection`).
 """
 
 from titus_flow.client.agents import ensure_scheduler
@@ -32,11 +32,14 @@ from titus_flow.client.connection import connect
 from titus_flow.client.events import EventsClient
 from titus_flow.client.flows import FlowsClient
 from titus_flow.client.jobs import job_state
+from titus_flow.client.load_balancers import LoadBalancersClient
 from titus_flow.client.logs import LogsClient
 from titus_flow.client.services import ServicesClient
 
 
-class TitusClient(ServicesClient, AutoscalingClient, LogsClient, FlowsClient, EventsClient):
+class TitusClient(
+    ServicesClient, AutoscalingClient, LoadBalancersClient, LogsClient, FlowsClient, EventsClient
+):
     """Submit and manage jobs on a titus-flow cluster."""
 
 

@@ -31,6 +31,7 @@ from titus_flow.errors import ClusterError, UserError
 from titus_flow.ids import check_id
 from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
+from titus_flow.load_balancers.check import check_target_groups
 from titus_flow.spec import BatchJob, ServiceJob
 from titus_flow.views import JobProgress, JobView, TaskPage, TaskQuery, TaskView
 from titus_flow.workflows.batch import BatchJobWorkflow
@@ -49,12 +50,15 @@ class JobsClient(AgentsClient):
     async def submit(self, job: BatchJob | ServiceJob, job_id: str | None = None) -> str:
         """Start ``job``; return its id. The spec was validated when it was built.
 
-        Raises :class:`UserError` for an invalid ``job_id``, or for a job on the
-        host network when no registered agent allows it.
+        Raises :class:`UserError` for an invalid ``job_id``, for a job on the
+        host network when no registered agent allows it, or for a service whose
+        target groups cannot take its tasks (missing, or not ip/instance).
         """
         job_id = check_id(job_id) if job_id is not None else new_job_id(job.name)
         if job.container.network == "host":
             refuse_host_network(await self._agents_if_known())
+        if isinstance(job, ServiceJob):
+            await check_target_groups(job.load_balancers)
         options: dict[str, Any] = {
             "id": job_id,
             "task_queue": self.settings.control_task_queue,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
 
 from titus_flow.contracts.autoscaling import AutoscalingCarry
 from titus_flow.contracts.base import Message
+from titus_flow.contracts.load_balancers import LoadBalancersView
 from titus_flow.contracts.service_carry import CarriedService, ServiceTaskRecord
 from titus_flow.events.model import EventTail
 from titus_flow.lifecycle import RolloutPhase
@@ -64,6 +65,10 @@ class ServiceJobInput(Message):
     history_limit: int = 10_000
     # The autoscaling state (metric buffer, latest decisions, pause) of the previous run.
     autoscaling: AutoscalingCarry | None = None
+    # The job's load balancer targets as the previous run left them.
+    load_balancers: LoadBalancersView | None = None
+    # How often the targets of AWS groups are compared with AWS (tests lower it).
+    targets_check: timedelta = timedelta(seconds=60)
 
 
 class ScaleRequest(Message):

@@ -20,7 +20,8 @@ from titus_flow.spec.base import LabelKey, Name, SpecModel, repeated
 from titus_flow.spec.constraints import Constraints
 from titus_flow.spec.container import Container
 from titus_flow.spec.dependencies import Dependency, TaskOrder
-from titus_flow.spec.health import HealthCheck
+from titus_flow.spec.health import ExecCheck, HealthCheck
+from titus_flow.spec.load_balancers import LoadBalancerRef
 from titus_flow.spec.quantities import Duration, format_duration
 from titus_flow.spec.resources import Resources
 from titus_flow.spec.retry import Retry
@@ -235,6 +236,14 @@ class ServiceJob(_JobCommon):
     autoscaling: Autoscaling | None = Field(
         default=None, description="Scaling policies and scheduled actions (not evaluated yet)."
     )
+    load_balancers: list[LoadBalancerRef] = Field(
+        default_factory=list,
+        description=(
+            "Target groups each task is registered in once Started and healthy (and"
+            " deregistered, with the group's drain wait, before it stops): elbv2 target"
+            " group ARNs, or local:<name> for the local proxy (titus-flow lb)."
+        ),
+    )
 
     # A field validator (not a model one) so the error's path is health_check; the
     # container is validated first (fields validate in order) and is in info.data.
@@ -250,6 +259,31 @@ class ServiceJob(_JobCommon):
                 f" (container.ports: {known}); add it to container.ports"
             )
         return value
+
+    # After health_check (fields validate in order): the port registered is the
+    # health check's when it names one, and needs container.ports either way.
+    @field_validator("load_balancers")
+    @classmethod
+    def _check_load_balancers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if duplicates := repeated(value):
+            raise ValueError(f"{duplicates} listed twice; list each target group once")
+        container = info.data.get("container")
+        if value and container is not None and not container.ports:
+            raise ValueError(
+                "load balancers register a task's port, and container.ports is empty;"
+                " add a port (e.g. ports: [http])"
+            )
+        return value
+
+    def target_port(self) -> str | None:
+        """The named port registered in load balancers: the health check's, else the first.
+
+        None when the container publishes no port (then ``load_balancers`` is empty).
+        """
+        check = self.health_check
+        if check is not None and not isinstance(check, ExecCheck):
+            return check.port
+        return self.container.ports[0] if self.container.ports else None
 
 
 Job = Annotated[BatchJob | ServiceJob, Field(discriminator="kind")]
