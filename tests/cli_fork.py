@@ -54,11 +54,12 @@ class _Zygote:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             answer = json.loads(line)
-            call = self.calls[answer["id"]]
             if "pid" in answer:
+                call = self.calls[answer["id"]]
                 call.pid = answer["pid"]
                 call.forked.set()
             else:
+                call = self.calls.pop(answer["id"])
                 call.code = answer["code"]
                 call.ended.set()
         for call in list(self.calls.values()):  # the zygote died: nothing more will come
@@ -66,8 +67,8 @@ class _Zygote:
             call.forked.set()
             call.ended.set()
 
-    def run(self, request: dict[str, Any], timeout: float | None) -> int:
-        """Fork a child for ``request``; its exit code (kills it past ``timeout``)."""
+    def start(self, request: dict[str, Any]) -> _Call:
+        """Fork a child for ``request``; returns once it runs."""
         call = _Call()
         with self.lock:
             request["id"] = next(self.ids)
@@ -75,20 +76,22 @@ class _Zygote:
             assert self.proc.stdin is not None
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
-        try:
-            if not call.ended.wait(timeout):
-                call.forked.wait()
-                os.kill(call.pid, signal.SIGKILL)
-                call.ended.wait()
-                raise subprocess.TimeoutExpired(request["argv"], timeout or 0)
-            return call.code
-        finally:
-            del self.calls[request["id"]]
+        call.forked.wait()
+        return call
+
+    def run(self, request: dict[str, Any], timeout: float | None) -> int:
+        """Run a child for ``request`` to its end; its exit code (killed past ``timeout``)."""
+        call = self.start(request)
+        if not call.ended.wait(timeout):
+            os.kill(call.pid, signal.SIGKILL)
+            call.ended.wait()
+            raise subprocess.TimeoutExpired(request["argv"], timeout or 0)
+        return call.code
 
     def close(self) -> None:
+        """Let the zygote go: it ends once its last child has (clusters stop theirs)."""
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self.proc.wait(30)
 
 
 _zygote: _Zygote | None = None
@@ -102,6 +105,76 @@ def _shared_zygote() -> _Zygote:
             _zygote = _Zygote()
             atexit.register(_zygote.close)
         return _zygote
+
+
+class ForkedProcess:
+    """A long-running CLI process (worker, agent, ...) forked from the preloaded one.
+
+    The parts of ``subprocess.Popen`` the tests use: ``pid``, ``poll``, ``wait``,
+    ``returncode``, ``send_signal``, ``terminate`` and ``kill``.
+    """
+
+    def __init__(self, args: list[str], call: _Call) -> None:
+        self.args = args
+        self.pid = call.pid
+        self._call = call
+
+    @property
+    def returncode(self) -> int | None:
+        return self._call.code if self._call.ended.is_set() else None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._call.ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._call.code
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def start_cli(
+    args: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str],
+    cwd: str | Path | None = None,
+    python: str = sys.executable,
+) -> ForkedProcess | subprocess.Popen[bytes]:
+    """``Popen([python, "-m", "titus_flow", *args], start_new_session=True)``, output
+    appended to ``log``; forked from the preloaded process as :func:`run_cli` is."""
+    argv = [python, "-m", "titus_flow", *args]
+    if python != sys.executable or os.environ.get("TITUS_FLOW_TEST_FORK") == "0":
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    log.touch()
+    request = {
+        "argv": list(args),
+        "env": dict(env),
+        "cwd": str(cwd if cwd is not None else os.getcwd()),
+        "stdin": os.devnull,
+        "stdout": str(log),
+        "stderr": str(log),
+        "append": True,
+        "session": True,
+    }
+    return ForkedProcess(argv, _shared_zygote().start(request))
 
 
 def _read(stream: IO[bytes]) -> str:

@@ -2,14 +2,17 @@
 
 It imports the CLI once, starts no thread, then serves requests on stdin, one
 JSON object a line: ``{"id", "argv", "env", "cwd", "stdin", "stdout", "stderr"}``
-(the last three are file paths). For each it forks a child that becomes
-``python -m titus_flow ARGV`` in ``cwd`` with exactly ``env``, and answers
-``{"id", "pid"}`` at once and ``{"id", "code"}`` when the child has exited.
+(the last three are file paths; optional ``append``: append to the output files,
+``session``: start a new session, as ``Popen(start_new_session=True)``). For each
+it forks a child that becomes ``python -m titus_flow ARGV`` in ``cwd`` with
+exactly ``env``, and answers ``{"id", "pid"}`` at once and ``{"id", "code"}``
+when the child has exited.
 It exits when stdin closes (its test process is gone).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import select
@@ -19,12 +22,22 @@ import threading
 import traceback
 from typing import Any
 
+PRELOADED = (
+    "titus_flow.client",
+    "titus_flow.worker",
+    "titus_flow.userflows",
+    "titus_flow.runtime.docker",
+    "titus_flow.runtime.process",
+)
+
 
 def _preload() -> None:
     """Import what every command imports, so no child pays for it."""
     import titus_flow.cli as cli_package
-    import titus_flow.client  # noqa: F401  (imported lazily by most commands)
 
+    # Imported lazily by the commands: most use the client; workers and agents the rest.
+    for module in PRELOADED:
+        importlib.import_module(module)
     cli_package._register_commands()
     # A fork copies one thread only: with more, a lock another thread held
     # could stay locked forever in the child.
@@ -37,10 +50,13 @@ def _become_cli(request: dict[str, Any]) -> None:
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if request.get("session"):
+            os.setsid()  # as Popen(start_new_session=True): a group of its own to kill
+        write = os.O_WRONLY | (os.O_APPEND if request.get("append") else os.O_TRUNC)
         for fd, path, flags in (
             (0, request["stdin"], os.O_RDONLY),
-            (1, request["stdout"], os.O_WRONLY | os.O_TRUNC),
-            (2, request["stderr"], os.O_WRONLY | os.O_TRUNC),
+            (1, request["stdout"], write),
+            (2, request["stderr"], write),
         ):
             opened = os.open(path, flags)
             os.dup2(opened, fd)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli_fork import run_cli
+from cli_fork import ForkedProcess, run_cli, start_cli
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -99,7 +99,7 @@ class Cluster:
     """The Python whose titus_flow runs the processes (another venv's, to test an install)."""
     cwd: Path | None = None
     """Where the processes run (``python -m`` imports from there first); default: here."""
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: dict[str, ForkedProcess | subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, address: str, root: Path, **env: str) -> Cluster:
@@ -128,25 +128,20 @@ class Cluster:
         )
         return cls(address=address, home=home, control_queue=queue, env=environ)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str) -> ForkedProcess | subprocess.Popen[bytes]:
         """Start ``titus-flow ARGS`` as a background process called ``name``."""
-        log = (self.home / "logs" / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [self.python, "-m", "titus_flow", *args],
-            env=self.env,
-            cwd=self.cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        log = self.home / "logs" / f"{name}.log"
+        proc = start_cli(args, log=log, env=self.env, cwd=self.cwd, python=self.python)
         self.processes[name] = proc
         return proc
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str = "worker") -> ForkedProcess | subprocess.Popen[bytes]:
         """Start a control worker."""
         return self.start(name, "worker")
 
-    def start_agent(self, agent_id: str = "local", *options: str) -> subprocess.Popen[bytes]:
+    def start_agent(
+        self, agent_id: str = "local", *options: str
+    ) -> ForkedProcess | subprocess.Popen[bytes]:
         """Start an agent (docker driver unless options say otherwise).
 
         Agents of a test share one host, so each gets its own block of host
