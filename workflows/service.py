@@ -125,6 +125,7 @@ class ServiceJobWorkflow(ServiceAutoscaling):
         """
         self._wakes_on_change = workflow.patched(WAKE_ON_CHANGE_PATCH)
         self._continues_always = workflow.patched(CONTINUE_ALWAYS_PATCH)
+        self._start_autoscaler()
         self._next_start_at = workflow.now()
         if rules.update_resumes(request.rollout):
             self._update_started_at = workflow.now()
@@ -172,6 +173,7 @@ class ServiceJobWorkflow(ServiceAutoscaling):
         assert self._mailbox is not None
         self._set_state(JobState.KILL_INITIATED, "kill requested")
         self._set_alarm(None)
+        self._stop_autoscaler()
         await self._drain_all_targets()
         for run in self._runs.values():
             run.cancel()

@@ -22,6 +22,7 @@ def _register_commands() -> None:
     # Imported for their side effect of adding commands to `cli`.
     from titus_flow.cli import (  # noqa: F401
         agent_commands,
+        autoscaling_commands,
         capacity_commands,
         codec_commands,
         event_commands,

@@ -15,13 +15,17 @@ from pydantic import Field
 
 from titus_flow.autoscaling.buffer import MetricBuffer
 from titus_flow.autoscaling.models import Decision
+from titus_flow.autoscaling.scheduled import schedule_id
 from titus_flow.contracts.base import Message
+from titus_flow.spec.autoscaling import Autoscaling, StepPolicy
+from titus_flow.spec.jobs import Capacity
+from titus_flow.views.base import View
 
 DECISIONS_KEPT = 50
 """The latest decisions a job keeps (and shows); older ones are in the event journal."""
 
 
-class AutoscalingDecision(Message):
+class AutoscalingDecision(View):
     """One evaluation of the policies (or one scheduled action), recorded.
 
     ``new_desired`` is None when desired stayed; ``policy`` names the winning
@@ -63,6 +67,13 @@ class AutoscalingDecision(Message):
         """Whether this decision changed desired."""
         return self.new_desired is not None and self.new_desired != self.old_desired
 
+    def text(self) -> str:
+        """One line: ``desired 1 -> 3 by cpu: <reason>`` or ``desired 2 kept: <reason>``."""
+        by = f" by {self.policy}" if self.policy else ""
+        if self.changed:
+            return f"desired {self.old_desired} -> {self.new_desired}{by}: {self.reason}"
+        return f"desired {self.old_desired} kept: {self.reason}"
+
 
 class AutoscalingCarry(Message):
     """A service job's autoscaling state, carried from one run to the next."""
@@ -71,8 +82,24 @@ class AutoscalingCarry(Message):
     decisions: list[AutoscalingDecision] = Field(default_factory=list, max_length=DECISIONS_KEPT)
     paused: bool | None = None  # set by autoscaling_control; None: the spec's ``paused``
 
+    def record(self, decision: AutoscalingDecision) -> None:
+        """Keep ``decision``: every change, and the latest evaluation that changed nothing.
 
-class PolicyView(Message):
+        A decision that changes nothing replaces one just before it that changed
+        nothing either, so evaluations every few seconds do not push the changes
+        (which the cooldowns read) out of the :data:`DECISIONS_KEPT` kept; past
+        that bound the oldest record goes, one that changed nothing first.
+        """
+        decisions = self.decisions
+        if not decision.changed and decisions and not decisions[-1].changed:
+            decisions.pop()
+        decisions.append(decision)
+        if len(decisions) > DECISIONS_KEPT:
+            idle = next((i for i, d in enumerate(decisions) if not d.changed), 0)
+            del decisions[idle]
+
+
+class PolicyView(View):
     """One policy, as the view names it."""
 
     name: str
@@ -81,7 +108,7 @@ class PolicyView(Message):
     summary: str  # e.g. "target 60" or "threshold 70, 2 step(s)"
 
 
-class ScheduledActionView(Message):
+class ScheduledActionView(View):
     """One scheduled action and the Temporal Schedule that runs it."""
 
     name: str
@@ -92,7 +119,7 @@ class ScheduledActionView(Message):
     schedule_id: str
 
 
-class AutoscalingView(Message):
+class AutoscalingView(View):
     """The ``autoscaling`` query's answer: policies, metrics, decisions, schedules."""
 
     job_id: str
@@ -109,3 +136,58 @@ class AutoscalingView(Message):
     decisions: list[AutoscalingDecision] = Field(default_factory=list)  # oldest first
     scheduled: list[ScheduledActionView] = Field(default_factory=list)
     next_evaluation: datetime | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        job_id: str,
+        autoscaling: Autoscaling | None,
+        capacity: Capacity,
+        paused: bool,
+        held: str | None,
+        metrics: dict[str, float],
+        decisions: list[AutoscalingDecision],
+        next_evaluation: datetime | None,
+    ) -> AutoscalingView:
+        """The view of a job whose spec has ``autoscaling`` (None: the job has none)."""
+        policies = autoscaling.policies if autoscaling is not None else []
+        actions = autoscaling.scheduled if autoscaling is not None else []
+        return cls(
+            job_id=job_id,
+            enabled=bool(policies or actions),
+            paused=paused,
+            held=held,
+            interval=autoscaling.interval if autoscaling is not None else None,
+            window=autoscaling.window if autoscaling is not None else None,
+            min=capacity.min,
+            desired=capacity.desired,
+            max=capacity.max,
+            policies=[
+                PolicyView(
+                    name=policy.name,
+                    kind=policy.kind,
+                    metric=policy.metric,
+                    summary=(
+                        f"threshold {policy.threshold:g}, {len(policy.steps)} step(s)"
+                        if isinstance(policy, StepPolicy)
+                        else f"target {policy.target:g}"
+                    ),
+                )
+                for policy in policies
+            ],
+            metrics=metrics,
+            decisions=list(decisions),
+            scheduled=[
+                ScheduledActionView(
+                    name=action.name,
+                    cron=action.cron,
+                    min=action.min,
+                    desired=action.desired,
+                    max=action.max,
+                    schedule_id=schedule_id(job_id, action.name),
+                )
+                for action in actions
+            ],
+            next_evaluation=next_evaluation,
+        )

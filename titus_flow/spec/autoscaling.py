@@ -36,7 +36,8 @@ _KNOWN_METRICS = f"{', '.join(BUILTIN_METRICS)} or {CUSTOM_PREFIX}<name>"
 _DEFAULT_COOLDOWN = timedelta(minutes=5)  # the AWS default for ECS services
 
 
-def _metric_name(value: str) -> str:
+def metric_name(value: str) -> str:
+    """``value`` if it names a metric a policy can read; ValueError (with the rule) if not."""
     if value in BUILTIN_METRICS:
         return value
     if value.startswith(CUSTOM_PREFIX) and _CUSTOM_NAME.fullmatch(value[len(CUSTOM_PREFIX) :]):
@@ -48,7 +49,7 @@ def _metric_name(value: str) -> str:
 
 
 MetricName = Annotated[
-    str, Field(max_length=160, description=_KNOWN_METRICS), AfterValidator(_metric_name)
+    str, Field(max_length=160, description=_KNOWN_METRICS), AfterValidator(metric_name)
 ]
 """``cpu_utilization``, ``requests_per_task`` or ``custom:<name>``."""
 

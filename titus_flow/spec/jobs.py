@@ -234,7 +234,7 @@ class ServiceJob(_JobCommon):
     update: RollingUpdate = Field(default_factory=RollingUpdate)
     disruption_budget: DisruptionBudget = Field(default_factory=DisruptionBudget)
     autoscaling: Autoscaling | None = Field(
-        default=None, description="Scaling policies and scheduled actions (not evaluated yet)."
+        default=None, description="Scaling policies and scheduled actions (docs/services.md)."
     )
     load_balancers: list[LoadBalancerRef] = Field(
         default_factory=list,
