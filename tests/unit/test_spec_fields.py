@@ -216,6 +216,15 @@ VALID: list[tuple[str, str, Any]] = [
     ("service", "disruption_budget.max_unavailable", "100%"),
     ("service", "autoscaling", None),
     ("service", "autoscaling", {"policies": [], "scheduled": [], "paused": True}),
+    ("service", "autoscaling", {"interval": "5s", "window": "30s"}),
+    (
+        "service",
+        "load_balancers",
+        [
+            "local:web",
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
+        ],
+    ),
     ("service", "autoscaling.policies", [AS_TARGET, {**AS_STEP, "name": "s"}]),
     (
         "service",
@@ -718,6 +727,8 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("service", "disruption_budget.max_unavailable", 2.5, None, "count like 1"),
     ("service", "autoscaling", [], None, "must be a mapping"),
     ("service", "autoscaling.paused", "yes", None, "boolean"),
+    ("service", "autoscaling.window", "5s", "autoscaling", "interval"),
+    ("service", "load_balancers", ["my-alb"], "load_balancers[0]", "target group ARN"),
     ("batch", "autoscaling", {}, None, "unknown field 'autoscaling'"),
     (
         "service",
