@@ -28,6 +28,7 @@ def _register_commands() -> None:
         event_commands,
         fleet_commands,
         job_commands,
+        lb_command,
         load_balancer_commands,
         migrate_commands,
         process_commands,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from titus_flow.errors import UserError
 from titus_flow.lb.proxy import LocalProxy
 from titus_flow.lb.reporter import REPORT_PERIOD, MetricSink, RequestMeter, report_loop
 from titus_flow.lb.targets import POLL_PERIOD, TargetPool, TargetSource
@@ -25,13 +26,17 @@ async def run_local_lb(
 
     The targets are read once before the proxy listens, so its first request
     already has them; ``on_listening`` gets the bound address (useful with port 0).
-    Reports go out as ``lb:<name>``.
+    Reports go out as ``lb:<name>``. An address that cannot be bound is a
+    :class:`UserError`.
     """
     pool = TargetPool(source, poll_period)
     await pool.refresh()
     meter = RequestMeter()
     proxy = LocalProxy(pool, meter)
-    host, port = await proxy.start(*listen)
+    try:
+        host, port = await proxy.start(*listen)
+    except OSError as err:  # the address is taken, or not this machine's
+        raise UserError(f"cannot listen on {listen[0]}:{listen[1]}: {err.strerror or err}") from err
     on_listening(host, port)
     loops = [
         asyncio.create_task(pool.poll(stop)),
