@@ -97,7 +97,8 @@ async def test_web_service_scales_out_under_load_and_back_in_without_failures(
         wrong = cluster.cli("lb", job_id, "--name", "api", "--listen", "127.0.0.1:0")
         assert wrong.returncode == 2 and "its load_balancers: local:web" in wrong.stderr, wrong
         port = free_port()
-        cluster.start("lb", "lb", job_id, "--name", "web", "--listen", f"127.0.0.1:{port}")
+        lb = ("lb", job_id, "--name", "web", "--listen", f"127.0.0.1:{port}")
+        cluster.start("lb", *lb, "--log-level", "INFO")  # INFO: each target change
         url = f"http://127.0.0.1:{port}/index.html"
 
         async def one_registered() -> bool:
@@ -127,6 +128,11 @@ async def test_web_service_scales_out_under_load_and_back_in_without_failures(
             await eventually(scaled_in, 120, "back to 1 task after the load")
             scale_in_took = time.monotonic() - ended
         assert light.get("failed") == 0 and int(str(light.get("ok"))) > 0, light
+        # Nor did the proxy retry one: it logs (INFO) every target that refused a
+        # connection or failed a request, and no task was stopped while still a target.
+        lb_log = (cluster.home / "logs" / "lb.log").read_text()
+        assert '"titus_flow.lb.proxy"' not in lb_log, lb_log
+        assert "removed none" in lb_log and "removed autoscaled-web" in lb_log, lb_log
 
         print(f"scale-out {scale_out_took:.1f}s {heavy}; scale-in {scale_in_took:.1f}s {light}")
         view = await client.autoscaling(job_id)
