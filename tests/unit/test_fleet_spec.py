@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cli_fork import run_cli
 
 from titus_flow.errors import SpecError
 from titus_flow.fleet import load_fleet, parse_fleet
@@ -94,11 +94,7 @@ def test_invalid_fleets_name_the_field(changes: dict[str, Any], expected: str) -
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    # The fleet commands are registered by importing their module (as `_register_commands` will).
-    code = "from titus_flow.cli import fleet_commands, main; main()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
-    )
+    return run_cli(args, timeout=60)
 
 
 def test_cli_rejects_invalid_fleet_files_with_exit_2(tmp_path: Path) -> None:
