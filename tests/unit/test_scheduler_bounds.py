@@ -7,6 +7,7 @@ warning whatever the cluster holds. Shapes sent by earlier releases still decode
 
 from __future__ import annotations
 
+import pytest
 from test_ledger_scaling import NOW, PAYLOAD_BOUND, agent, full_cluster, item, payload_bytes
 
 from titus_flow.contracts import AgentView, PlacementRequest, PlacementUpdate
@@ -14,6 +15,10 @@ from titus_flow.converter import WORKER_DATA_CONVERTER
 from titus_flow.fleet.messages import ClusterDemand
 from titus_flow.ledger import Ledger
 from titus_flow.scheduler.queries import AGENTS_PAGE, TASKS_PAGE, AgentQuery, AgentTasksQuery
+
+# Scale and cost checks: they run the pure modules thousands of times, which line
+# tracing made twice as slow; the property and table tests measure the coverage.
+pytestmark = pytest.mark.no_cover
 
 
 def decoded(value: object, hint: object) -> object:
