@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         GroupInfo,
         LoadBalancersView,
         RegisterInput,
+        TargetGroupView,
         TargetsInput,
         TargetState,
     )
@@ -78,6 +79,7 @@ class ServiceTargets:
     _lb_draining: int = 0
     _lb_timer: asyncio.Task[None] | None = None
     _lb_drains: dict[str, asyncio.Task[None]] | None = None  # task id -> its drain
+    _lb_settling: set[asyncio.Task[None]] | None = None  # drains of running tasks
 
     def _spec_of(self, revision: int | None) -> ServiceJob:
         raise NotImplementedError  # ServiceTasks's
@@ -101,7 +103,12 @@ class ServiceTargets:
     def _stop_task_run(self, task_id: str, run: asyncio.Task[None]) -> None:
         """Stop a task's run: at once, or once it is out of its groups and drained."""
         view = self._input.load_balancers if self._input is not None else None
-        if not self._lb_on or view is None or not rules.serving(view, task_id):
+        # A task still draining (it turned unhealthy just before) waits its drain too.
+        if (
+            not self._lb_on
+            or view is None
+            or not (rules.serving(view, task_id) or rules.drain_of(view, [task_id]))
+        ):
             run.cancel()
             return
         self._lb_dirty = True
@@ -224,6 +231,14 @@ class ServiceTargets:
                 TargetsInput(target_group=g.target_group, targets=list(change.deregister)),
                 f"deregister {len(change.deregister)} target(s)",
             )
+        for target in change.deregister:
+            if self._drain_unowned(target.task_id):
+                self._lb_draining += 1
+                if self._lb_settling is None:
+                    self._lb_settling = set()
+                settle = asyncio.create_task(self._settle(g, target.task_id))
+                self._lb_settling.add(settle)
+                settle.add_done_callback(self._lb_settling.discard)
         if not change.register:
             return
         if local:
@@ -287,6 +302,26 @@ class ServiceTargets:
             return None
 
     # --- draining --------------------------------------------------------------
+
+    def _drain_unowned(self, task_id: str) -> bool:
+        """Whether no stop waits out this task's drain (it turned unhealthy, or exited).
+
+        Then no :meth:`_drain_then` ends the drain: :meth:`_settle` does, so the
+        target can register again and a finished task's row can be pruned.
+        """
+        return not self._killed and task_id not in (self._lb_drains or {})
+
+    async def _settle(self, g: TargetGroupView, task_id: str) -> None:
+        """End the drain of a target no stop waits for, after ``g``'s delay."""
+        try:
+            if g.drain > timedelta(0):
+                await workflow.sleep(g.drain, summary=f"drain {task_id} from {g.target_group}")
+            for target in g.targets:
+                if target.task_id == task_id and target.state is TargetState.DRAINING:
+                    target.state = TargetState.DEREGISTERED
+            self._lb_dirty = True  # if it is healthy again by now: register it again
+        finally:
+            self._lb_draining -= 1
 
     async def _drain_then(self, stop: Callable[[], object], task_ids: list[str] | None) -> None:
         """Wait until the tasks' targets are deregistered, wait their drain, then ``stop``."""

@@ -25,13 +25,15 @@ def test_script_reads_identity_from_imdsv2_and_starts_the_agent() -> None:
     assert script.startswith("#!/bin/bash\n")
     assert 'curl -sSf -X PUT "$IMDS/api/token"' in script
     assert "X-aws-ec2-metadata-token: $TOKEN" in script
-    for path in ("instance-id", "instance-type", "placement/availability-zone"):
+    for path in ("instance-id", "instance-type", "placement/availability-zone", "local-ipv4"):
         assert f"imds {path})" in script
     assert (
         "--id $INSTANCE_ID --attribute zone=$ZONE --attribute instance_type=$INSTANCE_TYPE"
         in script
     )
     assert "--attribute instance_id=$INSTANCE_ID" in script
+    # ip target groups register the tasks by it (docs/services.md, load balancers)
+    assert "--attribute private_ip=$PRIVATE_IP" in script
     # The default requirement pins the release that wrote the script.
     assert f"pip install --quiet titus-flow=={__version__}" in script
     assert 'Environment="TITUS_FLOW_ADDRESS=temporal.internal:7233"' in script
@@ -70,6 +72,9 @@ def test_agent_arguments_and_environment() -> None:
     assert args[:3] == ["agent", "--id", "i-0abc"]
     assert "zone=us-east-1a" in args and "instance_type=m5.large" in args
     assert "instance_id=i-0abc" in args
+    assert not [a for a in args if a.startswith("private_ip=")]
+    with_ip = agent_arguments(spec, m5, "i-0abc", "us-east-1a", private_ip="10.0.0.7")
+    assert "private_ip=10.0.0.7" in with_ip
     assert agent_environment(spec)["TITUS_FLOW_ADDRESS"] == "temporal.internal:7233"
 
 
@@ -191,6 +196,7 @@ def test_instance_identity_with_shell_syntax_stays_data(tmp_path: Path) -> None:
         "INSTANCE_TYPE": "m5.large",
         "INSTANCE_ID": f"i-1$(touch {tmp_path}/ran)",
         "ZONE": f"`touch {tmp_path}/ran2`",
+        "PRIVATE_IP": "10.0.0.7",
     }
     done = subprocess.run(["bash", "-euc", section], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -198,3 +204,4 @@ def test_instance_identity_with_shell_syntax_stays_data(tmp_path: Path) -> None:
     written = (tmp_path / "agent.env").read_text()
     assert written.startswith(f"AGENT_ARGS=--id i-1$(touch {tmp_path}/ran) --attribute zone=`")
     assert "--cpu 2 --memory 7680Mi" in written and "--attribute pool=batch" in written
+    assert "--attribute private_ip=10.0.0.7" in written

@@ -45,9 +45,15 @@ def resource_arguments(spec: FleetSpec, instance_type: InstanceType) -> list[str
     return args
 
 
-def instance_arguments(instance_id: str, instance_type: str, zone: str) -> list[str]:
-    """``titus-flow agent`` options that identify one instance (id is the agent id)."""
-    return [
+def instance_arguments(
+    instance_id: str, instance_type: str, zone: str, private_ip: str | None = None
+) -> list[str]:
+    """``titus-flow agent`` options that identify one instance (id is the agent id).
+
+    ``instance_id`` and ``private_ip`` are the addresses load balancers register
+    the instance's tasks by (``instance`` and ``ip`` target groups).
+    """
+    args = [
         "--id",
         instance_id,
         "--attribute",
@@ -57,15 +63,22 @@ def instance_arguments(instance_id: str, instance_type: str, zone: str) -> list[
         "--attribute",
         f"instance_id={instance_id}",
     ]
+    if private_ip is not None:
+        args += ["--attribute", f"private_ip={private_ip}"]
+    return args
 
 
 def agent_arguments(
-    spec: FleetSpec, instance_type: InstanceType, instance_id: str, zone: str
+    spec: FleetSpec,
+    instance_type: InstanceType,
+    instance_id: str,
+    zone: str,
+    private_ip: str | None = None,
 ) -> list[str]:
     """The full ``titus-flow agent`` argument list for one instance."""
     return [
         "agent",
-        *instance_arguments(instance_id, instance_type.name, zone),
+        *instance_arguments(instance_id, instance_type.name, zone, private_ip),
         *resource_arguments(spec, instance_type),
     ]
 
@@ -141,6 +154,8 @@ imds() {{ curl -sSf -H "X-aws-ec2-metadata-token: $TOKEN" "$IMDS/meta-data/$1"; 
 INSTANCE_ID=$(imds instance-id)
 INSTANCE_TYPE=$(imds instance-type)
 ZONE=$(imds placement/availability-zone)
+# The address ip target groups register this instance's tasks by.
+PRIVATE_IP=$(imds local-ipv4)
 
 # Docker, from the distribution's packages.
 if ! command -v docker >/dev/null 2>&1; then
@@ -163,7 +178,8 @@ case "$INSTANCE_TYPE" in
 _FOOTER = """  *) echo "instance type $INSTANCE_TYPE is not in fleet {name}" >&2; exit 1;;
 esac
 AGENT_ARGS="--id $INSTANCE_ID --attribute zone=$ZONE --attribute instance_type=$INSTANCE_TYPE"
-AGENT_ARGS="$AGENT_ARGS --attribute instance_id=$INSTANCE_ID $RESOURCES"
+AGENT_ARGS="$AGENT_ARGS --attribute instance_id=$INSTANCE_ID"
+AGENT_ARGS="$AGENT_ARGS --attribute private_ip=$PRIVATE_IP $RESOURCES"
 # printf, not a heredoc: nothing in the values is run. systemd splits $AGENT_ARGS.
 printf 'AGENT_ARGS=%s\\n' "$AGENT_ARGS" > {secrets_dir}/agent.env
 

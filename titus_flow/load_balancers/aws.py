@@ -110,9 +110,15 @@ def register(client: Any, arn: str, targets: Sequence[tuple[str, int]]) -> None:
 
 
 def deregister(client: Any, arn: str, targets: Sequence[tuple[str, int]]) -> None:
-    """Deregister ``(id, port)`` targets; AWS drains them for the group's delay."""
-    for start in range(0, len(targets), BATCH):
-        chunk = _targets(targets[start : start + BATCH])
+    """Deregister ``(id, port)`` targets; AWS drains them for the group's delay.
+
+    Only those the group holds: a target already gone (removed by hand, or by
+    an earlier attempt of this call) is not an error.
+    """
+    held = {(t.target, t.port) for t in registered(client, arn) if not t.draining}
+    present = [t for t in targets if t in held]
+    for start in range(0, len(present), BATCH):
+        chunk = _targets(present[start : start + BATCH])
         _call(client.deregister_targets, TargetGroupArn=arn, Targets=chunk)
 
 
