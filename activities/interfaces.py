@@ -33,6 +33,7 @@ from titus_flow.contracts import (
     StopInput,
     SuperviseInput,
 )
+from titus_flow.contracts.autoscaling import ScalingSchedules
 from titus_flow.contracts.load_balancers import (
     GroupInfo,
     RegisteredTarget,
@@ -162,4 +163,13 @@ class LoadBalancerActivityInterface:
     @activity.defn(name="registered_targets")
     async def registered_targets(self, target_group: str) -> list[RegisteredTarget]:
         """The targets AWS holds in a group, draining ones marked."""
+        raise NotImplementedError
+
+
+class ScalingScheduleActivityInterface:
+    """The schedules of scheduled actions (:mod:`titus_flow.workflows.service_autoscaling`)."""
+
+    @activity.defn(name="sync_scaling_schedules")
+    async def sync_scaling_schedules(self, request: ScalingSchedules) -> None:
+        """Create or update the schedules of ``request.actions``; delete ``request.remove``'s."""
         raise NotImplementedError

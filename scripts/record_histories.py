@@ -37,12 +37,14 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]  # this checkout's code
+# This checkout's code; tests/ holds cli_fork, which the cluster driver imports.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 
 # The integration tests' cluster driver, moto helpers and EC2 boot hook.
 from test_fleet_e2e import BootHook  # type: ignore[import-not-found]  # noqa: E402
 from test_fleet_moto import AWS_ENV, Moto  # type: ignore[import-not-found]  # noqa: E402
 from test_fleet_moto import moto_server as start_moto  # noqa: E402
+from test_scheduled_actions import exists  # type: ignore[import-not-found]  # noqa: E402
 from titus_cluster import Cluster, eventually  # type: ignore[import-not-found]  # noqa: E402
 
 from titus_flow import (  # noqa: E402
@@ -54,11 +56,13 @@ from titus_flow import (  # noqa: E402
     ServiceJob,
     stack,
 )
+from titus_flow.autoscaling.scheduled import schedule_id  # noqa: E402
 from titus_flow.cluster import fleet_workflow_id, scheduler_workflow_id  # noqa: E402
 from titus_flow.contracts import BatchJobInput  # noqa: E402
 from titus_flow.fleet.ec2 import ENDPOINT_ENV  # noqa: E402
 from titus_flow.fleet.userdata import agent_environment  # noqa: E402
 from titus_flow.lifecycle import JobState  # noqa: E402
+from titus_flow.spec import Autoscaling, ScheduledAction  # noqa: E402
 from titus_flow.spec.retry import Retry  # noqa: E402
 from titus_flow.workflows.batch import BatchJobWorkflow  # noqa: E402
 
@@ -224,6 +228,47 @@ async def service_canary(cluster: Cluster) -> dict[str, str]:
         canary("promoted", promote=True), canary("rolled-back", promote=False)
     )
     return {"service-canary-promoted": promoted, "service-canary-rolled-back": rolled_back}
+
+
+@scenario("service-scheduled")
+async def service_scheduled(cluster: Cluster) -> dict[str, str]:
+    """A 2-task service whose scheduled action is triggered, then dropped by an update; killed."""
+    cluster.start_worker()
+    _process_agent(cluster)
+    client = await cluster.wait_for_agents(1)
+    never = "0 3 1 1 *"  # only trigger() runs these
+    actions = [
+        ScheduledAction(name="morning", cron=never, min=1, desired=3),
+        ScheduledAction(name="night", cron=never, desired=1),
+    ]
+    job = _service("scheduled", "sleep 600")
+    job_id: str = await client.submit(
+        job.model_copy(update={"autoscaling": Autoscaling(scheduled=actions)})
+    )
+    await client.wait_healthy(job_id, timeout=60, revision=1)
+    morning, night = (
+        client.temporal.get_schedule_handle(schedule_id(job_id, a.name)) for a in actions
+    )
+    await eventually(lambda: exists(night), 30, "the schedules made")
+    await morning.trigger()
+
+    async def scaled() -> bool:
+        return (await client.autoscaling(job_id)).desired == 3
+
+    await eventually(scaled, 30, "the morning action applied")
+    await client.update_service(
+        job_id, job.model_copy(update={"autoscaling": Autoscaling(scheduled=actions[:1])})
+    )
+
+    async def dropped() -> bool:
+        return not await exists(night)
+
+    await eventually(dropped, 30, "the night schedule deleted")
+    await client.kill(job_id)
+    assert (await cluster.wait_for(job_id, 60)).state is JobState.KILLED
+    runs = client.temporal.list_workflows("WorkflowType = 'ScheduledScaling'")
+    (scaling,) = [run.id async for run in runs]
+    return {"service-scheduled-killed": job_id, "scheduled-scaling": scaling}
 
 
 @scenario("fleet")

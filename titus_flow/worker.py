@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
 from titus_flow.activities.load_balancers import LoadBalancerActivities
+from titus_flow.activities.scaling_schedules import ScalingScheduleActivities
 from titus_flow.activities.services import ServiceActivities
 from titus_flow.activities.task_gates import TaskGateActivities
 from titus_flow.client import TitusClient, ensure_scheduler
@@ -24,6 +25,7 @@ from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.dag import JobDagWorkflow
 from titus_flow.workflows.fleet import FleetWorkflow
 from titus_flow.workflows.logs import FetchLogsWorkflow
+from titus_flow.workflows.scheduled_scaling import ScheduledScalingWorkflow
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 from titus_flow.workflows.service import ServiceJobWorkflow
 
@@ -43,6 +45,7 @@ CONTROL_WORKFLOWS: tuple[type, ...] = (
     FetchLogsWorkflow,
     JobDagWorkflow,
     FleetWorkflow,
+    ScheduledScalingWorkflow,
 )
 
 
@@ -66,6 +69,7 @@ def control_worker(
             *ControlActivities(client).all(),
             *FleetActivities(client).all(),
             *LoadBalancerActivities(client).all(),
+            *ScalingScheduleActivities(client).all(),
             *ServiceActivities(TitusClient(client, settings)).all(),
             *TaskGateActivities(client).all(),
             *options.pop("activities", []),

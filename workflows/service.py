@@ -173,7 +173,7 @@ class ServiceJobWorkflow(ServiceAutoscaling):
         assert self._mailbox is not None
         self._set_state(JobState.KILL_INITIATED, "kill requested")
         self._set_alarm(None)
-        self._stop_autoscaler()
+        await self._stop_autoscaler()
         await self._drain_all_targets()
         for run in self._runs.values():
             run.cancel()

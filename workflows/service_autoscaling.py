@@ -22,12 +22,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from titus_flow.activities.interfaces import ScalingScheduleActivityInterface
     from titus_flow.autoscaling import CapacityNow, Situation, decide
     from titus_flow.autoscaling.buffer import MetricBuffer
     from titus_flow.autoscaling.engine import pause_reason
@@ -41,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         AutoscalingCarry,
         AutoscalingDecision,
         AutoscalingView,
+        ScalingSchedules,
     )
     from titus_flow.contracts.metric_reports import MetricReport
     from titus_flow.lifecycle import RolloutPhase
@@ -52,6 +55,12 @@ with workflow.unsafe.imports_passed_through():
 # them on a timer every ``autoscaling.interval``": the previous release
 # accepted the policies and left desired alone.
 AUTOSCALING_PATCH = "service-autoscaling"
+# ``workflow.patched`` id of "a service job keeps a Temporal Schedule per
+# scheduled action, and deletes them when it is killed".
+SCALING_SCHEDULES_PATCH = "service-scaling-schedules"
+SCHEDULES_TIMEOUT = timedelta(seconds=30)
+# A sync that still fails after these is journaled and left (the kill must not hang on it).
+SCHEDULES_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
 
 
 class ServiceAutoscaling(ServiceHandlers):
@@ -60,6 +69,7 @@ class ServiceAutoscaling(ServiceHandlers):
     _scaling: AutoscalingCarry
     _next_evaluation: datetime | None
     _autoscaler: asyncio.Task[None] | None
+    _schedule_keeper: asyncio.Task[None] | None
 
     def _init_autoscaling(self, request: ServiceJobInput) -> None:
         """Take over the autoscaling state the previous run carried (none for a new job)."""
@@ -67,6 +77,7 @@ class ServiceAutoscaling(ServiceHandlers):
         request.autoscaling = None  # the next carry is made from the current state
         self._next_evaluation = None
         self._autoscaler = None
+        self._schedule_keeper = None
 
     @property
     def _autoscaling(self) -> Autoscaling | None:
@@ -83,15 +94,27 @@ class ServiceAutoscaling(ServiceHandlers):
     # --- the evaluation loop ----------------------------------------------------
 
     def _start_autoscaler(self) -> None:
-        """Start the evaluation loop (run() calls this once; a replay of the last release not)."""
+        """Start the evaluation loop and the schedules' keeper (run() calls this once).
+
+        A replay of a release without them starts neither.
+        """
         if workflow.patched(AUTOSCALING_PATCH):
             self._autoscaler = asyncio.create_task(self._autoscale())
+        if workflow.patched(SCALING_SCHEDULES_PATCH):
+            self._schedule_keeper = asyncio.create_task(self._keep_schedules())
 
-    def _stop_autoscaler(self) -> None:
-        """Stop the evaluation loop (the job is being killed)."""
+    async def _stop_autoscaler(self) -> None:
+        """Stop the evaluation loop and delete the job's schedules (the job is being killed)."""
+        self._next_evaluation = None
         if self._autoscaler is not None:
             self._autoscaler.cancel()
-        self._next_evaluation = None
+        if self._schedule_keeper is None:
+            return
+        self._schedule_keeper.cancel()
+        # The current revision's too: a sync cut short may have made some of them.
+        made = {action.name for action in [*self._scaling.schedules, *self._wanted_schedules()]}
+        if made:
+            await self._sync_schedules([], remove=sorted(made))
 
     async def _autoscale(self) -> None:
         """Every ``interval`` while the job has policies: decide, and apply a new desired."""
@@ -105,6 +128,50 @@ class ServiceAutoscaling(ServiceHandlers):
             autoscaling = self._policies_now()
             if autoscaling is not None and not self._killed:
                 self._evaluate(autoscaling)
+
+    # --- the schedules of scheduled actions ---------------------------------------
+
+    def _wanted_schedules(self) -> list[ScheduledAction]:
+        """The scheduled actions of the current revision."""
+        autoscaling = self._autoscaling
+        return list(autoscaling.scheduled) if autoscaling is not None else []
+
+    async def _keep_schedules(self) -> None:
+        """Keep one Temporal Schedule per scheduled action, as the current revision has them."""
+        while not self._killed:
+            await workflow.wait_condition(
+                lambda: self._killed or self._wanted_schedules() != self._scaling.schedules
+            )
+            if self._killed:
+                return
+            wanted = self._wanted_schedules()
+            names = {action.name for action in wanted}
+            gone = [a.name for a in self._scaling.schedules if a.name not in names]
+            await self._sync_schedules(wanted, gone)
+
+    async def _sync_schedules(self, wanted: list[ScheduledAction], remove: list[str]) -> None:
+        """Create or update the schedules of ``wanted``, delete those of ``remove``.
+
+        A failure the activity gives up on is journaled and not retried until
+        the actions change again (a spec Temporal refuses stays refused).
+        """
+        request = ScalingSchedules(
+            job_id=self._job_id,
+            task_queue=workflow.info().task_queue,
+            actions=wanted,
+            remove=remove,
+        )
+        try:
+            await workflow.execute_activity_method(
+                ScalingScheduleActivityInterface.sync_scaling_schedules,
+                request,
+                start_to_close_timeout=SCHEDULES_TIMEOUT,
+                retry_policy=SCHEDULES_RETRY,
+                summary=f"scaling schedules: {len(wanted)} set, {len(remove)} deleted",
+            )
+        except ActivityError as err:
+            self.journal.scaling(f"autoscaling: scaling schedules not synced: {err.cause or err}")
+        self._scaling.schedules = wanted
 
     def _policies_now(self) -> Autoscaling | None:
         """The autoscaling to evaluate: the current revision's, if it has policies."""
@@ -255,6 +322,11 @@ class ServiceAutoscaling(ServiceHandlers):
     def _autoscaling_carry(self) -> AutoscalingCarry | None:
         """What the next run takes over (None when there is nothing to carry)."""
         carry = self._scaling
-        if carry.buffer is None and not carry.decisions and carry.paused is None:
+        if (
+            carry.buffer is None
+            and not carry.decisions
+            and carry.paused is None
+            and not carry.schedules
+        ):
             return None
         return carry

@@ -234,7 +234,7 @@ def run_validate(path: Path) -> subprocess.CompletedProcess[str]:
     return run_cli(["validate", str(path)], timeout=60)
 
 
-def test_validate_exits_2_on_a_bad_policy_and_warns_on_a_good_one(tmp_path: Path) -> None:
+def test_validate_exits_2_on_a_bad_policy_and_accepts_a_good_one(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         yaml.safe_dump({**SERVICE, "autoscaling": {"policies": [{**TARGET, "target": 0}]}})
@@ -244,11 +244,13 @@ def test_validate_exits_2_on_a_bad_policy_and_warns_on_a_good_one(tmp_path: Path
     assert "web.autoscaling.policies[0].target: must be greater than 0" in result.stderr
     assert "Traceback" not in result.stderr
     good = tmp_path / "good.yaml"
-    good.write_text(yaml.safe_dump({**SERVICE, "autoscaling": {"policies": [TARGET]}}))
+    morning = {"name": "morning", "cron": "0 8 * * mon-fri", "min": 2}
+    autoscaling = {"policies": [TARGET], "scheduled": [morning]}
+    good.write_text(yaml.safe_dump({**SERVICE, "autoscaling": autoscaling}))
     result = run_validate(good)
     assert result.returncode == 0, result.stderr
     assert "ok  service  web" in result.stdout
-    assert "warning" not in result.stderr  # policies are evaluated
+    assert "warning" not in result.stderr  # policies are evaluated, scheduled actions run
 
 
 def test_the_worked_example_in_the_docs_is_valid() -> None:

@@ -13,7 +13,10 @@ instances for a job then shrinking to 0 and deleted (``fleet``), a DAG that
 succeeds and one whose middle node fails (``dag-*``), a service canary promoted
 and one rolled back (``service-canary-*``), a batch job that continues as new
 twice (``batch-continued-run-*``) and the scheduler scenario
-(``scheduler-v0.2.0-run-*``: three runs of about 80 events). The histories of
+(``scheduler-v0.2.0-run-*``: three runs of about 80 events). Issue 14 added
+a 2-task service with two scheduled actions, one triggered, the other dropped
+by an update, then killed (``service-scheduled-killed``) and the
+``ScheduledScaling`` run that applied the first (``scheduled-scaling``). The histories of
 earlier releases are also replayed here, with the workflow types they name;
 ``test_job_workflow_replay.py`` and ``test_scheduler_replay.py`` say what those are.
 """
@@ -39,6 +42,8 @@ RECORDED_BY_THIS_RELEASE = [
     "scheduler-v0.2.0-run-1",
     "scheduler-v0.2.0-run-2",
     "scheduler-v0.2.0-run-3",
+    "service-scheduled-killed",
+    "scheduled-scaling",
 ]
 
 EVERY_HISTORY = sorted(p.name.removesuffix(".json.gz") for p in HISTORIES.glob("*.json.gz"))

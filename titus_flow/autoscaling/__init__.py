@@ -14,7 +14,6 @@ from titus_flow.autoscaling.models import (
     Situation,
     Vote,
 )
-from titus_flow.autoscaling.notice import not_evaluated_warnings
 
 __all__ = [
     "METRIC_WINDOW",
@@ -25,6 +24,5 @@ __all__ = [
     "Vote",
     "combine",
     "decide",
-    "not_evaluated_warnings",
     "vote",
 ]

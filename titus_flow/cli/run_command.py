@@ -14,7 +14,6 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from titus_flow.autoscaling.notice import not_evaluated_warnings
 from titus_flow.cli.app import (
     EXIT_FAILED,
     EXIT_OK,
@@ -64,8 +63,6 @@ def run(
     start once their dependencies succeeded; --job runs one job without them.
     """
     jobs = select_job(load_jobs(file), job_name)  # validated before anything is sent
-    for warning in not_evaluated_warnings(jobs):
-        click.echo(f"warning: {warning}", err=True)
     settings = ctx.settings
     if job_name is None and has_dependencies(jobs):
         # depends_on: one generated workflow starts each job once its dependencies succeeded.

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 import yaml
 
-from titus_flow.autoscaling.notice import not_evaluated_warnings
 from titus_flow.cli.app import cli, echo_json, output_option
 from titus_flow.errors import SpecError, UserError
 from titus_flow.fleet.load import load_fleet
@@ -87,8 +86,6 @@ def validate(paths: tuple[Path, ...], output: str) -> None:
     try:
         jobs = load_many(job_files)
         checked += [{"kind": j.kind, "name": j.name} for j in jobs]
-        for warning in not_evaluated_warnings(jobs):
-            click.echo(f"warning: {warning}", err=True)
     except SpecError as err:
         errors += err.messages
     if output == "json":

@@ -17,7 +17,7 @@ from titus_flow.autoscaling.buffer import MetricBuffer
 from titus_flow.autoscaling.models import Decision
 from titus_flow.autoscaling.scheduled import schedule_id
 from titus_flow.contracts.base import Message
-from titus_flow.spec.autoscaling import Autoscaling, StepPolicy
+from titus_flow.spec.autoscaling import Autoscaling, ScheduledAction, StepPolicy
 from titus_flow.spec.jobs import Capacity
 from titus_flow.views.base import View
 
@@ -81,6 +81,8 @@ class AutoscalingCarry(Message):
     buffer: MetricBuffer | None = None
     decisions: list[AutoscalingDecision] = Field(default_factory=list, max_length=DECISIONS_KEPT)
     paused: bool | None = None  # set by autoscaling_control; None: the spec's ``paused``
+    # The scheduled actions the job's Temporal Schedules run now (as last synced).
+    schedules: list[ScheduledAction] = Field(default_factory=list)
 
     def record(self, decision: AutoscalingDecision) -> None:
         """Keep ``decision``: every change, and the latest evaluation that changed nothing.
@@ -97,6 +99,26 @@ class AutoscalingCarry(Message):
         if len(decisions) > DECISIONS_KEPT:
             idle = next((i for i, d in enumerate(decisions) if not d.changed), 0)
             del decisions[idle]
+
+
+class ScalingSchedules(Message):
+    """Make the Temporal Schedules of a job's scheduled actions match ``actions``.
+
+    One schedule per action (:func:`~titus_flow.autoscaling.scheduled.schedule_id`),
+    created or updated; the schedules of the actions named in ``remove`` deleted.
+    """
+
+    job_id: str
+    task_queue: str  # where the scheduled workflow runs: the control task queue
+    actions: list[ScheduledAction] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class ScheduledScalingInput(Message):
+    """What a scaling schedule starts: tell job ``job_id`` that ``action`` is due."""
+
+    job_id: str
+    action: ScheduledAction
 
 
 class PolicyView(View):
