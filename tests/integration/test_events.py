@@ -31,7 +31,7 @@ from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 # Task 1 fails its first attempt, then succeeds; every task runs a second.
-SCRIPT = '[ "$TITUS_TASK_INDEX" = 1 ] && [ "$TITUS_TASK_ATTEMPT" = 1 ] && exit 3; sleep 1'
+SCRIPT = '[ "$TITUS_TASK_INDEX" = 1 ] && [ "$TITUS_TASK_ATTEMPT" = 1 ] && exit 3; sleep 3'
 ATTEMPT = ["Launched", "StartInitiated", "Started"]
 
 
