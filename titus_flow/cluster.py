@@ -18,6 +18,11 @@ from datetime import timedelta
 CONTROL_TASK_QUEUE = "titus-control"
 """The default control task queue: the scheduler, job and fleet workflows run on it."""
 
+PARTITION_SIZE = 500
+"""Default most tasks of one batch workflow history (``partition_size``): ~10 events a
+task keeps a partition far below Temporal's 10,240-event warning; a 10,000-task job is
+20 partitions. Inputs of releases before the setting read as this."""
+
 
 def scheduler_workflow_id(control_task_queue: str) -> str:
     """Id of the scheduler workflow of the cluster served on ``control_task_queue``.

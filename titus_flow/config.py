@@ -29,7 +29,7 @@ from pydantic import (
 )
 from temporalio.envconfig import ClientConfigProfile
 
-from titus_flow.cluster import CONTROL_TASK_QUEUE
+from titus_flow.cluster import CONTROL_TASK_QUEUE, PARTITION_SIZE
 from titus_flow.errors import UserError
 from titus_flow.telemetry import check_metrics_address
 
@@ -60,6 +60,9 @@ class Settings(BaseModel):
     """Labels agents add to every container they start (e.g. cost allocation, cleanup)."""
     reconcile_seconds: float = Field(default=300.0, gt=0)
     """How often each agent removes containers whose attempt no job runs any more."""
+    partition_size: int = Field(default=PARTITION_SIZE, ge=10, le=5_000)
+    """Batch jobs of more tasks than this run as partitions (child workflows) of at most
+    this many tasks each, set at submit: smaller keeps each workflow history smaller."""
     server_wait_seconds: float = Field(default=300.0, ge=0)
     """How long a worker or agent starting up waits for a Temporal server that is not up
     (started with or before it, or restarting) before it exits 1."""
@@ -219,6 +222,7 @@ _ENV = [
     ("TITUS_FLOW_LOG_LEVEL", "log_level"),
     ("TITUS_FLOW_CONTAINER_LABELS", "container_labels"),
     ("TITUS_FLOW_RECONCILE_SECONDS", "reconcile_seconds"),
+    ("TITUS_FLOW_PARTITION_SIZE", "partition_size"),
     ("TITUS_FLOW_SERVER_WAIT_SECONDS", "server_wait_seconds"),
     ("TITUS_FLOW_ALLOWED_IMAGES", "allowed_images"),
     ("TITUS_FLOW_ALLOWED_HOST_PATHS", "allowed_host_paths"),

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from titus_flow.client.job_views import view_of
+from titus_flow.client.job_views import partitions_of, view_of
 from titus_flow.lifecycle import TaskState
 from titus_flow.runtime.base import ManagedContainer
 from titus_flow.views import JobView
-from titus_flow.workflows.batch_partitions import PARTITION_SIZE
+from titus_flow.workflows.batch_partitions import partition_holding
 
 RECHECK_SECONDS = 2.0  # between the two looks that find a job no longer running
 
@@ -82,12 +82,10 @@ async def _task_views(
         root = await view_of(client, job_id)
         views: list[JobView] = [root]
         if root.partitions:
-            wanted = sorted({i // PARTITION_SIZE for i in indexes})
-            views = [
-                await view_of(client, root.partitions[p])
-                for p in wanted
-                if p < len(root.partitions)
-            ]
+            partitions = partitions_of(root)
+            holding = (partition_holding(partitions, i) for i in indexes)
+            wanted = {p.id for p in holding if p is not None}
+            views = [await view_of(client, p.id) for p in partitions if p.id in wanted]
     except RPCError as err:
         log.warning("cannot read the tasks of job %s (%s)", job_id, err.message)
         return None

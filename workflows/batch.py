@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.workflows.attempts import Outcome
     from titus_flow.workflows.batch_gates import TaskGates
     from titus_flow.workflows.batch_partitions import (
-        PARTITION_SIZE,
         kill_partitions,
         partition_input,
         partition_summaries,
@@ -78,7 +77,7 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
         job = request.job
         info = workflow.info()
         self._job_id = request.job_id or info.workflow_id
-        self._partitioned = request.count is None and job.instances > PARTITION_SIZE
+        self._partitioned = request.count is None and job.instances > request.partition_size
         first = request.first_index
         count = job.instances if request.count is None else request.count
         carried = request.carried
@@ -126,8 +125,8 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
 
         A job that did not succeed fails the workflow instead, with the view in
         the failure (:func:`~titus_flow.outcomes.end_job`). A job of more than
-        :data:`PARTITION_SIZE` tasks runs as partitions, child workflows of at
-        most that many tasks each; the root's view then lists the partitions,
+        ``request.partition_size`` tasks runs as partitions, child workflows of
+        at most that many tasks each; the root's view then lists the partitions,
         not tasks. A small job or a partition continues as new before its
         history nears Temporal's limits (:meth:`_hand_over`).
         """
@@ -164,7 +163,9 @@ class BatchJobWorkflow(PlacementRequester, Journaling[JobJournal]):
 
     async def _run_partitions(self, request: BatchJobInput, job_id: str) -> None:
         assert self._view is not None
-        self._view.partition_views = partition_summaries(job_id, request.job.instances)
+        self._view.partition_views = partition_summaries(
+            job_id, request.job.instances, request.partition_size
+        )
         self._view.partitions = [summary.id for summary in self._view.partition_views]
         self.journal.parts = self._view.partitions
         self._set_state(JobState.RUNNING)

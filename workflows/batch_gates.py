@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.lifecycle import FinishReason, TaskState
     from titus_flow.spec import BatchJob
     from titus_flow.views import TaskView
-    from titus_flow.workflows.batch_partitions import PARTITION_SIZE, partition_id
+    from titus_flow.workflows.batch_partitions import partition_id
 
 TASK_GATES_PATCH = "batch-task-gates"
 """``workflow.patched`` id of gating task starts on ``task_order: sequential`` and
@@ -88,8 +88,10 @@ class TaskGates:
         self._job_id = job_id
         # A job of more than a partition's tasks: ask the partition holding the
         # task, not the root (which would ask every partition for its counts).
-        # n_to_n pairs jobs of equal instances, so both are partitioned alike.
-        self._partitioned = job.instances > PARTITION_SIZE
+        # n_to_n pairs jobs of equal instances, so both are partitioned alike
+        # (a DAG's jobs have one partition size).
+        self._partition_size = request.partition_size
+        self._partitioned = job.instances > self._partition_size
         self._sequential = job.task_order == "sequential"
         # n_to_n dependencies whose job id the DAG passed (none outside a DAG).
         self._upstream = [
@@ -131,6 +133,6 @@ class TaskGates:
         if local is not None:
             await workflow.wait_condition(lambda: local.state is TaskState.FINISHED)
             return (local.reason or FinishReason.FAILED).value
-        holder = partition_id(job_id, index) if self._partitioned else job_id
+        holder = partition_id(job_id, index, self._partition_size) if self._partitioned else job_id
         other = self._others.setdefault(holder, _OtherJob(holder))
         return await other.reason(index)

@@ -1,6 +1,7 @@
-"""A large batch job as partitions: child workflows of at most :data:`PARTITION_SIZE` tasks.
+"""A large batch job as partitions: child workflows of at most ``partition_size`` tasks.
 
-The root workflow of a job of more than :data:`PARTITION_SIZE` tasks runs no
+The root workflow of a job of more than ``partition_size`` tasks (its input's;
+:data:`PARTITION_SIZE` unless a test lowers it) runs no
 task itself: it starts one partition (a
 :class:`~titus_flow.workflows.batch.BatchJobWorkflow` child) per slice of task
 indexes and sums up their ends. These are the pure parts: how a job is sliced,
@@ -17,29 +18,46 @@ from temporalio import workflow
 from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
+    from titus_flow.cluster import PARTITION_SIZE
     from titus_flow.contracts import BatchJobInput
     from titus_flow.views import PartitionSummary
 
-# Tasks per workflow history: ~10 events a task keeps a partition far below the
-# 10,240-event warning; a 10,000-task job is 20 partitions.
-PARTITION_SIZE = 500
+__all__ = [
+    "PARTITION_SIZE",
+    "kill_partitions",
+    "partition_holding",
+    "partition_id",
+    "partition_input",
+    "partition_summaries",
+    "summed_counts",
+]
 
 
-def partition_id(job_id: str, index: int) -> str:
-    """The id of the partition of job ``job_id`` that runs task ``index``."""
-    return f"{job_id}-p{index // PARTITION_SIZE}"
+def partition_id(job_id: str, index: int, size: int = PARTITION_SIZE) -> str:
+    """The id of the partition (of ``size`` tasks) of job ``job_id`` that runs task ``index``."""
+    return f"{job_id}-p{index // size}"
 
 
-def partition_summaries(job_id: str, instances: int) -> list[PartitionSummary]:
+def partition_summaries(
+    job_id: str, instances: int, size: int = PARTITION_SIZE
+) -> list[PartitionSummary]:
     """The partitions of job ``job_id`` (ids ``<job>-p<n>``), each with its range of indexes."""
     return [
         PartitionSummary(
-            id=partition_id(job_id, first),
+            id=partition_id(job_id, first, size),
             first_index=first,
-            count=min(PARTITION_SIZE, instances - first),
+            count=min(size, instances - first),
         )
-        for n, first in enumerate(range(0, instances, PARTITION_SIZE))
+        for first in range(0, instances, size)
     ]
+
+
+def partition_holding(partitions: list[PartitionSummary], index: int) -> PartitionSummary | None:
+    """The partition of a root's ``partitions`` that runs task ``index``; None if none does."""
+    for partition in partitions:
+        if partition.first_index <= index < partition.first_index + partition.count:
+            return partition
+    return None
 
 
 def partition_input(

@@ -30,11 +30,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def cluster_factory(
     dev_server: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[type[Cluster] | object]:
-    """Make clusters on the session's dev server; all are stopped at teardown."""
+    """Make clusters on the session's dev server; all are stopped at teardown.
+
+    Keyword arguments are environment variables of the cluster's processes and
+    client (``TITUS_FLOW_PARTITION_SIZE="100"``: partitions with few tasks).
+    """
     made: list[Cluster] = []
 
-    def make() -> Cluster:
-        cluster = Cluster.create(dev_server, tmp_path)
+    def make(**env: str) -> Cluster:
+        cluster = Cluster.create(dev_server, tmp_path, **env)
         made.append(cluster)
         return cluster
 

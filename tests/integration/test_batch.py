@@ -7,13 +7,12 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 from temporalio.client import WorkflowExecutionStatus
-from titus_cluster import Cluster
+from titus_cluster import Cluster, ClusterFactory
 
 from titus_flow import BatchJob, Container, ExponentialBackoff, Resources, Retry
 from titus_flow.lifecycle import FinishReason, JobState, TaskState
@@ -263,20 +262,18 @@ async def test_task_output_written_to_titus_output_path_is_returned(cluster: Clu
 
 @pytest.mark.slow
 async def test_large_job_runs_as_partitions_and_reads_as_one(
-    cluster_factory: Callable[[], Cluster],
+    cluster_factory: ClusterFactory,
 ) -> None:
-    # A process-driver agent keeps 1,200 tasks cheap; 1,200 > PARTITION_SIZE (500).
-    from titus_flow.workflows.batch_partitions import PARTITION_SIZE
-
-    c = cluster_factory()
+    # Partitions of 100 tasks (the default is 500: the same paths, a fifth of the
+    # work); a process-driver agent keeps 240 tasks cheap.
+    c = cluster_factory(TITUS_FLOW_PARTITION_SIZE="100")
     c.start_worker()
     c.start_agent("proc", "--driver", "process", "--cpu", "64", "--memory", "64Gi")
     client = await c.client()
-    count = 1200
-    assert count > 2 * PARTITION_SIZE
+    count = 240
     spec = job(
         "large",
-        'test "$TITUS_TASK_INDEX" != 1100',
+        'test "$TITUS_TASK_INDEX" != 220',
         instances=count,
         resources=Resources(cpu=0.01, memory=8, disk=0, network_mbps=0),
     )
@@ -284,17 +281,21 @@ async def test_large_job_runs_as_partitions_and_reads_as_one(
     view = await c.wait_for(job_id, timeout=400)
     assert view.state is JobState.FAILED
     # One page of tasks, the failed one first; counts of all of them.
-    assert [t.index for t in view.tasks] == [1100, *range(99)]
+    assert [t.index for t in view.tasks] == [220, *range(99)]
     assert view.counts() == {"Finished/normal": count - 1, "Finished/failed": 1}
-    assert "1 of 1200 task(s) failed" in view.message
-    assert len(view.partitions) == 3
+    assert "1 of 240 task(s) failed" in view.message
+    assert [(p.first_index, p.count) for p in view.partition_views] == [
+        (0, 100),
+        (100, 100),
+        (200, 40),
+    ]
     described = await client.describe(job_id)
     assert described == view
     # A page across two partitions: the failed task first, then by index.
-    page = await client.tasks(job_id, TaskQuery(first=400, last=1199, offset=1, limit=200))
-    assert [t.index for t in page.tasks] == list(range(400, 600))
-    assert page.total == count - 400
-    # The job's workflow failed, as did the partition of task 1100 (1000-1199): the
+    page = await client.tasks(job_id, TaskQuery(first=80, last=239, offset=1, limit=50))
+    assert [t.index for t in page.tasks] == list(range(80, 130))
+    assert page.total == count - 80
+    # The job's workflow failed, as did the partition of task 220 (200-239): the
     # Web UI shows them red; the other partitions completed.
     statuses = [
         (await client.temporal.get_workflow_handle(w).describe()).status

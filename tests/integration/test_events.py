@@ -19,14 +19,13 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from titus_cluster import Cluster, eventually, fake_agent_worker
+from titus_cluster import Cluster, ClusterFactory, eventually, fake_agent_worker
 
 from titus_flow import BatchJob, Capacity, Container, Resources, Retry, ServiceJob
 from titus_flow.contracts import AttemptExit, LaunchInput, LaunchResult, SuperviseInput
 from titus_flow.events import Cursor, Event, EventKind
 from titus_flow.lifecycle import FinishReason
 from titus_flow.spec.retry import FixedBackoff
-from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -165,12 +164,12 @@ async def instant_success(request: SuperviseInput) -> AttemptExit:
 
 
 async def test_a_partitioned_job_streams_every_partition_once_from_any_cursor(
-    cluster_factory: Callable[[], Cluster],
+    cluster_factory: ClusterFactory,
 ) -> None:
-    cluster = cluster_factory()
+    cluster = cluster_factory(TITUS_FLOW_PARTITION_SIZE="100")
     cluster.start_worker()
     client = await cluster.client()
-    tasks = PARTITION_SIZE + 20  # two partitions
+    tasks = 120  # two partitions
     agent = cluster.agent_id("fake")
     async with fake_agent_worker(cluster, agent, [instant_launch, instant_success]):
         job_id = await client.submit(

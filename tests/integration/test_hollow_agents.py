@@ -1,7 +1,7 @@
 """Hollow agents (``titus-flow agent --hollow N``): a large job stays within Temporal's bounds.
 
 Issue 11: the real control worker and the real agent code (on the sim driver,
-in one process) run a 1,200-task job (three partitions) on 120 agents; the job
+in one process) run a 300-task job (three partitions of 100) on 30 agents; the job
 must succeed and no history may pass 10,240 events, no payload 512 KiB. And a
 hollow agent's task is killed through the real kill path. (bench/scale.py runs
 the full sizes: 10,000 tasks on 1,000 agents.)
@@ -9,10 +9,8 @@ the full sizes: 10,000 tasks on 1,000 agents.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from titus_cluster import Cluster, eventually
+from titus_cluster import Cluster, ClusterFactory, eventually
 
 from titus_flow import BatchJob, Container, Resources
 from titus_flow.client import TitusClient
@@ -21,16 +19,17 @@ from titus_flow.lifecycle import FinishReason, JobState, TaskState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-TASKS = 1200  # more than two partitions of PARTITION_SIZE
-AGENTS = 120
+PARTITION_SIZE = 100  # the default is 500: the same paths, at a fraction of the work
+TASKS = 3 * PARTITION_SIZE
+AGENTS = 30
 
 
 async def hollow_cluster(
-    cluster_factory: Callable[[], Cluster], count: int
+    cluster_factory: ClusterFactory, count: int
 ) -> tuple[Cluster, TitusClient]:
     """A control worker and ``count`` hollow agents of 2 cores each (20 tasks), in one
     process; returns once they have registered, with a client."""
-    cluster = cluster_factory()
+    cluster = cluster_factory(TITUS_FLOW_PARTITION_SIZE=str(PARTITION_SIZE))
     cluster.start_worker()
     cluster.start(
         "hollow", "agent", "--hollow", str(count), "--id", cluster.agent_id("h"), "--cpu", "2"
@@ -50,7 +49,7 @@ def job(name: str, tasks: int, command: str) -> BatchJob:
 
 @pytest.mark.slow
 async def test_a_large_job_on_hollow_agents_stays_within_temporal_bounds(
-    cluster_factory: Callable[[], Cluster],
+    cluster_factory: ClusterFactory,
 ) -> None:
     cluster, client = await hollow_cluster(cluster_factory, AGENTS)
     zones = {a.attributes.get("zone") for a in await client.agents()}
@@ -70,7 +69,7 @@ async def test_a_large_job_on_hollow_agents_stays_within_temporal_bounds(
 
 
 async def test_job_kill_of_a_hollow_agents_task_ends_it_killed(
-    cluster_factory: Callable[[], Cluster],
+    cluster_factory: ClusterFactory,
 ) -> None:
     cluster, client = await hollow_cluster(cluster_factory, 2)
     job_id = await client.submit(job("hollow-kill", 1, "sleep 3600"))

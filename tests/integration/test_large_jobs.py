@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.service import RPCError
-from titus_cluster import Cluster, eventually, fake_agent_worker
+from titus_cluster import Cluster, ClusterFactory, eventually, fake_agent_worker
 
 from titus_flow import BatchJob, Container, Resources
 from titus_flow.client import JobNotFoundError, TitusClient
@@ -49,12 +49,15 @@ from titus_flow.lifecycle import FinishReason, JobState, TaskState
 from titus_flow.spec import Retry
 from titus_flow.views import JobProgress, TaskQuery
 from titus_flow.views.tasks import VIEW_TASK_BYTES
-from titus_flow.workflows.batch_partitions import PARTITION_SIZE
 from titus_flow.workflows.common import PLACEMENTS_PER_WORKFLOW_TASK
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-TASKS = PARTITION_SIZE + 100  # two partitions, one of them full
+PARTITION_SIZE = 150
+"""Tasks per partition here (the default is 500): still past a workflow task's
+placements (PLACEMENTS_PER_WORKFLOW_TASK) and, with loud failures, past a run's
+history bytes, at a third of the work."""
+TASKS = PARTITION_SIZE + 50  # two partitions, one of them full
 AGENT = "hollow"
 AGENT_SLOTS = 20
 """Attempts the fake agent runs at once: about a real agent's pace (a few hundred
@@ -154,9 +157,9 @@ async def _watch(client: TitusClient, job_id: str, seen: list[JobProgress]) -> N
 
 @pytest.mark.slow
 async def test_large_job_with_lost_attempts_finishes_in_small_workflow_tasks(
-    cluster_factory: Callable[[], Cluster],
+    cluster_factory: ClusterFactory,
 ) -> None:
-    cluster = cluster_factory()
+    cluster = cluster_factory(TITUS_FLOW_PARTITION_SIZE=str(PARTITION_SIZE))
     cluster.start_worker()  # the real control worker process
     client = await cluster.client()
     agent = fake_agent(
@@ -211,11 +214,11 @@ async def fake_supervise_last_runs(request: SuperviseInput) -> AttemptExit:
 
 
 async def test_kill_of_a_partitioned_job_whose_first_partition_ended(
-    cluster_factory: Callable[[], Cluster],
+    cluster_factory: ClusterFactory,
 ) -> None:
     # Issue 11: `job kill` of such a job failed its root workflow with
     # ExternalWorkflowExecutionNotFound (the ended partition) and killed nothing.
-    cluster = cluster_factory()
+    cluster = cluster_factory(TITUS_FLOW_PARTITION_SIZE=str(PARTITION_SIZE))
     cluster.start_worker()
     client = await cluster.client()
     async with fake_agent(cluster, client, [fake_launch, fake_supervise_last_runs]):
@@ -282,13 +285,13 @@ def close_payload_bytes(events: list[HistoryEvent]) -> int:
 
 
 async def test_a_large_job_of_loud_failures_ends_with_bounded_payloads_and_pages(
-    cluster_factory: Callable[[], Cluster],
+    cluster_factory: ClusterFactory,
 ) -> None:
     # Issue 11: a 500-task partition of such failures carried every task, output and
     # log tail in its result (about 6.5 MB here, past the 2 MB payload limit): it could
     # not complete. Its history holds every attempt's result (~12 KB each, 12 MB for
     # the full partition): it continues as new past the server's 4 MB suggestion.
-    cluster = cluster_factory()
+    cluster = cluster_factory(TITUS_FLOW_PARTITION_SIZE=str(PARTITION_SIZE))
     cluster.start_worker()
     client = await cluster.client()
     async with fake_agent(cluster, client, [fake_launch, fake_supervise_fails_loudly]):
@@ -308,22 +311,22 @@ async def test_a_large_job_of_loud_failures_ends_with_bounded_payloads_and_pages
             assert bytes_ < HISTORY_BYTES_WARNING, f"{workflow_id}: a history of {bytes_} bytes"
         print(f"{workflow_id}: runs of {[len(events) for events in runs]} events")
     assert len(await chain_histories(client, view.partitions[0])) >= 2
-    # Pages: the first page of a job of 600 tasks, a page deep in the second
+    # Pages: the first page of a job of 200 tasks, a page deep in the second
     # partition, and a range; each answer bounded. (How quick is measured by
     # bench/scale.py's describe= column, not asserted on a loaded machine.)
     first = await client.describe(job_id)
     assert [t.index for t in first.tasks] == list(range(len(first.tasks)))
     assert first.tasks[0].log_tail and first.tasks[0].output == OUTPUT
     assert len(first.model_dump_json()) < PAYLOAD_LIMIT
-    deep = await client.tasks(job_id, TaskQuery(states=["failed"], offset=550, limit=20))
+    deep = await client.tasks(job_id, TaskQuery(states=["failed"], offset=160, limit=20))
     # Rows of ~12.7 KB each: a page stops at its byte budget (VIEW_TASK_BYTES), so
     # about 20 fit, fewer when rows grow a field; never a row out of order.
     rows = len(deep.tasks)
-    assert rows >= 15 and [t.index for t in deep.tasks] == list(range(550, 550 + rows))
+    assert rows >= 15 and [t.index for t in deep.tasks] == list(range(160, 160 + rows))
     assert deep.total == TASKS and [len(t.attempts) for t in deep.tasks] == [2] * rows
     assert len(deep.model_dump_json()) <= VIEW_TASK_BYTES + 4096  # the rows, and the counts
     described = await asyncio.to_thread(
-        cluster.cli, "job", "describe", job_id, "--tasks", "590-650", "-o", "json"
+        cluster.cli, "job", "describe", job_id, "--tasks", "190-250", "-o", "json"
     )
     assert described.returncode == 0, described.stderr
-    assert [t["index"] for t in json.loads(described.stdout)["tasks"]] == list(range(590, TASKS))
+    assert [t["index"] for t in json.loads(described.stdout)["tasks"]] == list(range(190, TASKS))

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cli_fork import ForkedProcess, run_cli, start_cli
 from temporalio.client import Client
@@ -311,3 +311,9 @@ async def fake_agent_worker(
             yield connection
     finally:
         beating.cancel()
+
+
+class ClusterFactory(Protocol):
+    """The ``cluster_factory`` fixture: a new cluster, with extra environment variables."""
+
+    def __call__(self, **env: str) -> Cluster: ...

@@ -103,7 +103,7 @@ async def test_an_index_range_skips_partitions_outside_it(parts: Partitions) -> 
 
 def test_a_root_of_the_previous_release_has_partitions_by_index() -> None:
     root = JobView(id="job", name="job", type="batch", partitions=["job-p0", "job-p1"])
-    summaries = job_views._partition_summaries(root)
+    summaries = job_views.partitions_of(root)
     assert [(s.id, s.first_index) for s in summaries] == [
         ("job-p0", 0),
         ("job-p1", job_views.PARTITION_SIZE),

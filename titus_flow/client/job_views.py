@@ -49,7 +49,7 @@ async def view_of(temporal: Client, workflow_id: str) -> JobView:
     return await handle.query(BatchJobWorkflow.describe)
 
 
-def _partition_summaries(root: JobView) -> list[PartitionSummary]:
+def partitions_of(root: JobView) -> list[PartitionSummary]:
     """The root's partitions (a root started before summaries: ids and index ranges only)."""
     if root.partition_views:
         return root.partition_views
@@ -111,7 +111,7 @@ async def task_page(
             return page_tasks(view.tasks, query), view.counts()
         page = await batch_handle(temporal, view.id).query(BatchJobWorkflow.tasks, query)
         return page, view.counts()
-    summaries = _partition_summaries(view)
+    summaries = partitions_of(view)
     all_counts = await asyncio.gather(*(_counts_of(temporal, s) for s in summaries))
     counts: dict[str, int] = {}
     for part in all_counts:

@@ -24,7 +24,13 @@ from titus_flow.client.base import (
     new_job_id,
     not_found_as_no_job,
 )
-from titus_flow.client.job_views import describe_job, final_view, task_page, view_of
+from titus_flow.client.job_views import (
+    describe_job,
+    final_view,
+    partitions_of,
+    task_page,
+    view_of,
+)
 from titus_flow.config import Settings
 from titus_flow.contracts import BatchJobInput, KillTaskRequest, ServiceJobInput
 from titus_flow.errors import ClusterError, UserError
@@ -35,7 +41,7 @@ from titus_flow.load_balancers.check import check_target_groups
 from titus_flow.spec import BatchJob, ServiceJob
 from titus_flow.views import JobProgress, JobView, TaskPage, TaskQuery, TaskView
 from titus_flow.workflows.batch import BatchJobWorkflow
-from titus_flow.workflows.batch_partitions import PARTITION_SIZE
+from titus_flow.workflows.batch_partitions import partition_holding
 from titus_flow.workflows.service import ServiceJobWorkflow
 
 
@@ -75,7 +81,9 @@ class JobsClient(AgentsClient):
         else:
             await self.temporal.start_workflow(
                 BatchJobWorkflow.run,
-                BatchJobInput(job=job, submitted_at=submitted_at),
+                BatchJobInput(
+                    job=job, submitted_at=submitted_at, partition_size=self.settings.partition_size
+                ),
                 static_summary=visibility.job_summary(job),
                 **options,
             )
@@ -175,10 +183,10 @@ class JobsClient(AgentsClient):
             return await self._update(job_id, ServiceJobWorkflow.kill_task, request)
         owner = job_id
         if root.partitions:  # the partition that holds the task's index
-            partition = int(task_id.rpartition("-")[2]) // PARTITION_SIZE
-            if partition >= len(root.partitions):
+            holder = partition_holding(partitions_of(root), int(task_id.rpartition("-")[2]))
+            if holder is None:
                 raise JobNotFoundError(f"job {job_id} has no task {task_id!r}")
-            owner = root.partitions[partition]
+            owner = holder.id
         await self._update(owner, BatchJobWorkflow.kill_task, task_id)  # answers the task's id
         return "killed"
 

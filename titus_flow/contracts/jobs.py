@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from titus_flow.cluster import PARTITION_SIZE
 from titus_flow.contracts.autoscaling import AutoscalingCarry
 from titus_flow.contracts.base import Message
 from titus_flow.contracts.load_balancers import LoadBalancersView
@@ -36,6 +37,10 @@ class BatchJobInput(Message):
     # start in a loaded CI run of 500 loud failures: hence 2 MiB).
     history_limit: int = 6_000
     history_bytes_limit: int = 2 * 1024 * 1024
+    # A job of more tasks than this runs as partitions of at most this many
+    # (the client's ``partition_size`` setting); a partition gets its root's.
+    # Inputs of earlier releases read as the constant they used.
+    partition_size: int = Field(default=PARTITION_SIZE, ge=1)
     # Job ids of the jobs this one depends on with mode n_to_n, by name (the DAG
     # workflow sets them; see titus_flow.workflows.batch_gates).
     upstream: dict[str, str] = Field(default_factory=dict)
