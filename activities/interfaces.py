@@ -41,6 +41,12 @@ from titus_flow.contracts.load_balancers import (
     TargetsInput,
     TargetView,
 )
+from titus_flow.contracts.metric_sources import (
+    RequestCountInput,
+    RequestRate,
+    ScrapeInput,
+    ScrapeResult,
+)
 from titus_flow.contracts.task_gates import FinishedTasks, FinishedTasksInput
 from titus_flow.fleet import messages as fleet
 from titus_flow.refs import activity_name
@@ -172,4 +178,18 @@ class ScalingScheduleActivityInterface:
     @activity.defn(name="sync_scaling_schedules")
     async def sync_scaling_schedules(self, request: ScalingSchedules) -> None:
         """Create or update the schedules of ``request.actions``; delete ``request.remove``'s."""
+        raise NotImplementedError
+
+
+class MetricSourceActivityInterface:
+    """Metrics a service job reads itself: CloudWatch (control queue), Prometheus (agents)."""
+
+    @activity.defn(name="read_request_counts")
+    async def read_request_counts(self, request: RequestCountInput) -> RequestRate:
+        """``requests_per_task`` of ALB target groups, from CloudWatch (control task queue)."""
+        raise NotImplementedError
+
+    @activity.defn(name="scrape_metric")
+    async def scrape_metric(self, request: ScrapeInput) -> ScrapeResult:
+        """One metric from each task's Prometheus endpoint (the agent's task queue)."""
         raise NotImplementedError

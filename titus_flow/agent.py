@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 from titus_flow.activities.agent import AgentActivities
 from titus_flow.activities.agent_files import prune_kept_output
 from titus_flow.activities.agent_uploads import LogUploader
+from titus_flow.activities.metric_sources import MetricSourceActivities
 from titus_flow.client import ensure_scheduler
 from titus_flow.cluster import AGENT_HEARTBEAT, agent_task_queue, scheduler_workflow_id
 from titus_flow.config import Settings
@@ -305,6 +306,8 @@ async def _serve(
             activities.supervise,
             activities.stop,
             activities.read_logs,
+            # Prometheus endpoints of the tasks, where the health checks reach them.
+            MetricSourceActivities(probe_host=activities.probe_host).scrape_metric,
         ],
         max_concurrent_activities=config.max_concurrent_activities,
         interceptors=[TaskContextInterceptor()],

@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from titus_flow.activities.control import ControlActivities
 from titus_flow.activities.fleet import FleetActivities
 from titus_flow.activities.load_balancers import LoadBalancerActivities
+from titus_flow.activities.metric_sources import MetricSourceActivities
 from titus_flow.activities.scaling_schedules import ScalingScheduleActivities
 from titus_flow.activities.services import ServiceActivities
 from titus_flow.activities.task_gates import TaskGateActivities
@@ -70,6 +71,7 @@ def control_worker(
             *FleetActivities(client).all(),
             *LoadBalancerActivities(client).all(),
             *ScalingScheduleActivities(client).all(),
+            MetricSourceActivities().read_request_counts,
             *ServiceActivities(TitusClient(client, settings)).all(),
             *TaskGateActivities(client).all(),
             *options.pop("activities", []),

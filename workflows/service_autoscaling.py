@@ -1,11 +1,12 @@
 """A service job's autoscaling: the metrics it receives and the decisions its policies make.
 
 :class:`ServiceAutoscaling` sits between
-:class:`~titus_flow.workflows.service_handlers.ServiceHandlers` and
+:class:`~titus_flow.workflows.service_metrics.ServiceMetricSources` and
 :class:`~titus_flow.workflows.service.ServiceJobWorkflow`:
 
 - the ``metrics`` signal keeps the samples of metrics a policy reads in a
-  bounded :class:`~titus_flow.autoscaling.buffer.MetricBuffer`;
+  bounded :class:`~titus_flow.autoscaling.buffer.MetricBuffer`, as do the
+  reads of CloudWatch and Prometheus sources before each evaluation;
 - while the job has policies, a timer fires every ``autoscaling.interval``
   (:data:`AUTOSCALING_PATCH`) and the pure engine
   (:func:`~titus_flow.autoscaling.decide`) decides; a new desired count takes
@@ -49,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.lifecycle import RolloutPhase
     from titus_flow.service_plan import requests as rules
     from titus_flow.spec import Autoscaling, Capacity, ScheduledAction
-    from titus_flow.workflows.service_handlers import ServiceHandlers
+    from titus_flow.workflows.service_metrics import ServiceMetricSources
 
 # ``workflow.patched`` id of "a service job with autoscaling policies evaluates
 # them on a timer every ``autoscaling.interval``": the previous release
@@ -63,7 +64,7 @@ SCHEDULES_TIMEOUT = timedelta(seconds=30)
 SCHEDULES_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
 
 
-class ServiceAutoscaling(ServiceHandlers):
+class ServiceAutoscaling(ServiceMetricSources):
     """The autoscaling state of a service job, its evaluation loop and its handlers."""
 
     _scaling: AutoscalingCarry
@@ -126,7 +127,14 @@ class ServiceAutoscaling(ServiceHandlers):
             self._next_evaluation = workflow.now() + autoscaling.interval
             await workflow.sleep(autoscaling.interval, summary=self._timer_summary())
             autoscaling = self._policies_now()
+            if autoscaling is None or self._killed:
+                continue
+            # CloudWatch and Prometheus sources (none: no await, as before).
+            reports = await self._read_metric_sources(autoscaling)
+            autoscaling = self._policies_now()
             if autoscaling is not None and not self._killed:
+                for report in reports:
+                    self._add_report(autoscaling, report)
                 self._evaluate(autoscaling)
 
     # --- the schedules of scheduled actions ---------------------------------------
@@ -244,7 +252,11 @@ class ServiceAutoscaling(ServiceHandlers):
         if not wanted:
             return
         assert autoscaling is not None
-        self._metric_buffer(autoscaling).add_report(report, workflow.now(), wanted)
+        self._add_report(autoscaling, report)
+
+    def _add_report(self, autoscaling: Autoscaling, report: MetricReport) -> None:
+        """Keep the samples of ``report`` that a policy reads."""
+        self._metric_buffer(autoscaling).add_report(report, workflow.now(), autoscaling.metrics)
 
     @workflow.signal(name="scheduled_action")
     def scheduled_action(self, action: ScheduledAction) -> None:

@@ -2,7 +2,9 @@
 
 from titus_flow.spec.autoscaling import (
     Autoscaling,
+    MetricSource,
     Policy,
+    PrometheusSource,
     ScheduledAction,
     StepAdjustment,
     StepPolicy,
@@ -63,8 +65,10 @@ __all__ = [
     "ImmediateBackoff",
     "Job",
     "Mebibytes",
+    "MetricSource",
     "Mount",
     "Policy",
+    "PrometheusSource",
     "Resources",
     "Retry",
     "RollingUpdate",

@@ -22,7 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from titus_flow.spec.base import Name, SpecModel, repeated
+from titus_flow.spec.base import Matches, Name, SpecModel, repeated
+from titus_flow.spec.container import PortName
 from titus_flow.spec.quantities import Duration, format_duration
 
 MAX_TASKS = 10_000
@@ -64,9 +65,63 @@ Number = Annotated[float, BeforeValidator(_not_bool)]
 """A metric value: an int or a float, not a bool."""
 
 
+_PROMETHEUS_NAME = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+_PROMETHEUS_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+class PrometheusSource(SpecModel):
+    """Scrape ``metric`` from each task's Prometheus endpoint ``http://<agent>:<port><path>``.
+
+    The task's value is the sum of the series of ``metric`` that carry every
+    label of ``labels`` (a gauge, or a counter read as is); the job's value is
+    the average over its tasks. Example::
+
+        PrometheusSource(port="metrics", metric="queue_depth", labels={"queue": "high"})
+    """
+
+    port: PortName = Field(description="Name of a port in container.ports.")
+    path: Annotated[
+        str, Matches(r"^/\S*$", "path", "start it with '/' and use no spaces, e.g. /metrics")
+    ] = Field(default="/metrics", description="URL path of the text exposition.")
+    metric: Annotated[
+        str,
+        Field(max_length=200),
+        Matches(_PROMETHEUS_NAME, "Prometheus metric name", "e.g. queue_depth"),
+    ] = Field(description="Name of the Prometheus metric (the series name).")
+    labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict, max_length=10, description="Only series with these label values."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        if bad := [name for name in value if not _PROMETHEUS_LABEL.fullmatch(name)]:
+            raise ValueError(f"invalid label name(s) {bad}: letters, digits and '_', e.g. queue")
+        return value
+
+
+class MetricSource(SpecModel):
+    """Where the job's workflow reads a ``custom:`` metric itself (instead of a pusher)."""
+
+    prometheus: PrometheusSource
+
+
 class _Policy(SpecModel):
     name: Name = Field(description="Policy name, recorded with every decision it makes.")
     metric: MetricName
+    metric_source: MetricSource | None = Field(
+        default=None,
+        description="custom: metrics only: read the metric from each task (prometheus).",
+    )
+
+    @model_validator(mode="after")
+    def _source_is_custom(self) -> Any:
+        if self.metric_source is not None and not self.metric.startswith(CUSTOM_PREFIX):
+            raise ValueError(
+                f"metric_source reads a custom metric; {self.metric} has its own source:"
+                " remove metric_source or use metric: custom:<name>"
+            )
+        return self
 
 
 class TargetTrackingPolicy(_Policy):
@@ -345,11 +400,25 @@ class Autoscaling(SpecModel):
             )
         return self
 
+    @property
+    def metric_sources(self) -> dict[str, MetricSource]:
+        """The metrics the job's workflow reads itself, and from where."""
+        return {p.metric: p.metric_source for p in self.policies if p.metric_source is not None}
+
     @field_validator("policies")
     @classmethod
     def _unique_policies(cls, value: list[Any]) -> list[Any]:
         if duplicates := repeated([policy.name for policy in value]):
             raise ValueError(f"policy name(s) {duplicates} used twice; name each policy once")
+        sources: dict[str, MetricSource | None] = {}
+        for policy in value:
+            if policy.metric_source is None:
+                continue
+            if sources.setdefault(policy.metric, policy.metric_source) != policy.metric_source:
+                raise ValueError(
+                    f"policies read {policy.metric} from different metric_source;"
+                    " a metric has one source: give them the same one"
+                )
         return value
 
     @field_validator("scheduled")

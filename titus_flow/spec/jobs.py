@@ -260,6 +260,24 @@ class ServiceJob(_JobCommon):
             )
         return value
 
+    # A field validator, so the error's path is autoscaling (the container is in info.data).
+    @field_validator("autoscaling")
+    @classmethod
+    def _check_metric_ports(cls, value: Autoscaling | None, info: ValidationInfo) -> Any:
+        container = info.data.get("container")
+        if value is None or container is None:
+            return value
+        for index, policy in enumerate(value.policies):
+            source = policy.metric_source
+            if source is not None and source.prometheus.port not in container.ports:
+                known = ", ".join(container.ports) or "none declared"
+                raise ValueError(
+                    f"policies[{index}].metric_source.prometheus.port:"
+                    f" {source.prometheus.port!r} is not a port of the container"
+                    f" (container.ports: {known}); add it to container.ports"
+                )
+        return value
+
     # After health_check (fields validate in order): the port registered is the
     # health check's when it names one, and needs container.ports either way.
     @field_validator("load_balancers")

@@ -1,0 +1,91 @@
+"""A custom metric scraped from a task's Prometheus endpoint by its agent.
+
+Real dev server, control worker and process-driver agent: one task serves a
+static ``/metrics`` file with busybox httpd on 127.0.0.1; the job's policy reads
+``queue_depth{queue="high"}`` from it (``metric_source.prometheus``). The
+agent's ``scrape_metric`` activity fetches and parses it before each
+evaluation, and the job's ``autoscaling`` query shows the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from titus_cluster import Cluster, eventually
+
+from titus_flow import Capacity, Container, Resources, ServiceJob, TcpCheck
+from titus_flow.spec import (
+    Autoscaling,
+    MetricSource,
+    PrometheusSource,
+    TargetTrackingPolicy,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SERVE = 'exec busybox httpd -f -p "127.0.0.1:$PORT_METRICS" -h "$ROOT"'
+EXPOSITION = """\
+# HELP queue_depth Jobs waiting, by queue.
+# TYPE queue_depth gauge
+queue_depth{queue="high"} 25
+queue_depth{queue="low"} 1000
+"""
+
+
+@pytest.fixture
+def proc_cluster(cluster_factory: Callable[[], Cluster]) -> Cluster:
+    """A control worker and a process-driver agent."""
+    cluster = cluster_factory()
+    cluster.start_worker()
+    cluster.start_agent("prom", "--driver", "process", "--cpu", "1", "--memory", "1Gi")
+    return cluster
+
+
+async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: Path) -> None:
+    (tmp_path / "metrics").write_text(EXPOSITION)
+    source = PrometheusSource(port="metrics", metric="queue_depth", labels={"queue": "high"})
+    job = ServiceJob(
+        name="promq",
+        container=Container(
+            image="busybox:latest",
+            command=["sh", "-c", SERVE],
+            ports=["metrics"],
+            env={"ROOT": str(tmp_path)},
+        ),
+        resources=Resources(cpu=0.1, memory=16, disk=0, network_mbps=0),
+        capacity=Capacity(min=1, desired=1, max=1),
+        health_check=TcpCheck(port="metrics", interval="1s"),
+        autoscaling=Autoscaling(
+            policies=[
+                TargetTrackingPolicy(
+                    name="queue",
+                    metric="custom:queue_depth",
+                    target=10,
+                    metric_source=MetricSource(prometheus=source),
+                )
+            ],
+            interval="1s",
+            window="10s",
+        ),
+    )
+    client = await proc_cluster.client()
+    job_id = await client.submit(job)
+    try:
+
+        async def scraped() -> bool:
+            view = await client.autoscaling(job_id)
+            return "custom:queue_depth" in view.metrics
+
+        await eventually(scraped, 60, "queue_depth scraped from the task")
+        view = await client.autoscaling(job_id)
+    finally:
+        await client.kill(job_id)
+        await proc_cluster.wait_for(job_id, timeout=60)
+    assert view.metrics["custom:queue_depth"] == pytest.approx(25.0)
+    # The policy wants ceil(1 * 25 / 10) = 3 tasks, held at the max of 1.
+    assert any(
+        "held at max 1" in decision.reason and "-> 3" in decision.reason
+        for decision in view.decisions
+    ), view.decisions

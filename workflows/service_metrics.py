@@ -1,0 +1,167 @@
+"""Metrics a service job's workflow reads itself, just before each evaluation of its policies.
+
+:class:`ServiceMetricSources` sits between
+:class:`~titus_flow.workflows.service_handlers.ServiceHandlers` and
+:class:`~titus_flow.workflows.service_autoscaling.ServiceAutoscaling`. Pushers
+(agents, the local proxy, ``titus-flow metrics put``) send samples as signals;
+two sources are pulled instead, by activities (:data:`METRIC_SOURCES_PATCH`):
+
+- ``requests_per_task`` of a job whose ``load_balancers`` include ALB target
+  groups: ``RequestCountPerTarget`` from CloudWatch (control task queue), one
+  sample weighted by the tasks serving;
+- a ``custom:`` metric whose policy has a ``metric_source.prometheus``: one
+  ``scrape_metric`` activity per agent running tasks of the job (on the agent's
+  task queue), averaged over the tasks that answered, weighted by their number.
+
+A read that fails adds no sample (the workflow log says why): the policy sees
+the other samples of its window, or holds without any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from titus_flow.activities.interfaces import MetricSourceActivityInterface
+    from titus_flow.contracts.metric_reports import MetricReport, MetricSample
+    from titus_flow.contracts.metric_sources import (
+        RequestCountInput,
+        ScrapeInput,
+        ScrapeTarget,
+    )
+    from titus_flow.lifecycle import TaskState
+    from titus_flow.spec import Autoscaling, MetricSource
+    from titus_flow.spec.load_balancers import is_local
+    from titus_flow.workflows.service_handlers import ServiceHandlers
+
+# ``workflow.patched`` id of "before each evaluation, read requests_per_task from
+# CloudWatch (ALB target groups) and custom metrics from the tasks' Prometheus
+# endpoints". Asked only of jobs with such a source.
+METRIC_SOURCES_PATCH = "service-metric-sources"
+REQUESTS_METRIC = "requests_per_task"
+CLOUDWATCH_SOURCE = "cloudwatch"
+PROMETHEUS_SOURCE = "prometheus"
+# A read is worth something only for the evaluation it precedes.
+_MIN_READ = timedelta(seconds=10)
+_MAX_READ = timedelta(seconds=30)
+_READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
+
+
+class ServiceMetricSources(ServiceHandlers):
+    """The metrics a service job reads itself (CloudWatch, the tasks' Prometheus endpoints)."""
+
+    _sources_on: bool | None = None  # the patch's answer, asked once a run
+
+    def _cloudwatch_groups(self, autoscaling: Autoscaling) -> list[str]:
+        """The ALB target groups whose request counts make ``requests_per_task``."""
+        if REQUESTS_METRIC not in autoscaling.metrics:
+            return []
+        return [group for group in self._spec.load_balancers if not is_local(group)]
+
+    async def _read_metric_sources(self, autoscaling: Autoscaling) -> list[MetricReport]:
+        """The reports of this evaluation's reads (none for a job without such sources)."""
+        groups = self._cloudwatch_groups(autoscaling)
+        sources = autoscaling.metric_sources
+        if not groups and not sources:
+            return []
+        if self._sources_on is None:
+            self._sources_on = workflow.patched(METRIC_SOURCES_PATCH)
+        if not self._sources_on:
+            return []
+        timeout = min(max(autoscaling.interval, _MIN_READ), _MAX_READ)
+        reads: list[Awaitable[MetricReport | None]] = []
+        if groups:
+            reads.append(self._read_requests(groups, autoscaling, timeout))
+        reads += [self._scrape(metric, source, timeout) for metric, source in sources.items()]
+        reports = await asyncio.gather(*reads)
+        return [report for report in reports if report is not None]
+
+    def _serving(self) -> int:
+        """Tasks Started and healthy (those a load balancer sends requests to)."""
+        return sum(
+            1
+            for record in self._live.values()
+            if record.view.state is TaskState.STARTED and record.view.healthy
+        )
+
+    async def _read_requests(
+        self, groups: list[str], autoscaling: Autoscaling, timeout: timedelta
+    ) -> MetricReport | None:
+        now = workflow.now()
+        request = RequestCountInput(target_groups=groups, at=now, window=autoscaling.window)
+        try:
+            rate = await workflow.execute_activity_method(
+                MetricSourceActivityInterface.read_request_counts,
+                request,
+                schedule_to_close_timeout=timeout,
+                retry_policy=_READ_RETRY,
+                summary=f"CloudWatch RequestCountPerTarget of {len(groups)} target group(s)",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("requests_per_task not read: %s", err.cause or err)
+            return None
+        sample = MetricSample(
+            metric=REQUESTS_METRIC, value=rate.value, at=now, weight=max(self._serving(), 1)
+        )
+        return MetricReport(source=CLOUDWATCH_SOURCE, samples=[sample])
+
+    async def _scrape(
+        self, metric: str, source: MetricSource, timeout: timedelta
+    ) -> MetricReport | None:
+        """``metric`` from every Started task, one activity per agent; their average."""
+        port = source.prometheus.port
+        by_queue: dict[str, list[ScrapeTarget]] = {}
+        for record in self._live.values():
+            view = record.view
+            if (
+                view.state is not TaskState.STARTED
+                or record.task_queue is None
+                or port not in record.ports
+                or view.id in self._kill_reasons
+            ):
+                continue
+            target = ScrapeTarget(task_id=view.id, port=record.ports[port])
+            by_queue.setdefault(record.task_queue, []).append(target)
+        if not by_queue:
+            return None
+        now = workflow.now()
+        results = await asyncio.gather(
+            *(
+                workflow.execute_activity_method(
+                    MetricSourceActivityInterface.scrape_metric,
+                    ScrapeInput(
+                        source=source.prometheus,
+                        tasks=targets,
+                        timeout_seconds=min(timeout.total_seconds(), 5.0),
+                    ),
+                    task_queue=queue,
+                    schedule_to_close_timeout=timeout,
+                    retry_policy=_READ_RETRY,
+                    summary=f"scrape {source.prometheus.metric} of {len(targets)} task(s)",
+                )
+                for queue, targets in by_queue.items()
+            ),
+            return_exceptions=True,
+        )
+        values: list[float] = []
+        for queue, result in zip(by_queue, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ActivityError):
+                    raise result
+                workflow.logger.warning("%s not scraped on %s: %s", metric, queue, result.cause)
+                continue
+            values += result.values.values()
+            for task_id, error in result.errors.items():
+                workflow.logger.warning("%s not scraped from %s: %s", metric, task_id, error)
+        if not values:
+            return None
+        sample = MetricSample(
+            metric=metric, value=sum(values) / len(values), at=now, weight=len(values)
+        )
+        return MetricReport(source=PROMETHEUS_SOURCE, samples=[sample])
