@@ -23,16 +23,16 @@ from titus_flow.lifecycle import FinishReason, TaskState
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session")]
 
-LINES = 20  # enough that lines come after a follower slow to start (a loaded CI run)
-# Prints "line <n> <uptime>" once a second (busybox and the host both have cut),
-# then runs until the test kills it: its attempt ends when the test says so.
+LIVE_LINES = 6
+"""Lines the follower must print that the task wrote after the follower connected
+(however long the follower took to start on a loaded machine)."""
+# Prints "line <n> <uptime>" once a second (busybox and the host both have cut)
+# until the test kills it (or its runtime limit ends it).
 TICKER = (
-    f"i=0; while [ $i -lt {LINES} ]; do"
-    " echo \"line $i $(cut -d' ' -f1 /proc/uptime)\"; i=$((i+1)); sleep 1; done;"
-    " exec sleep 600"
+    "i=0; while true; do echo \"line $i $(cut -d' ' -f1 /proc/uptime)\"; i=$((i+1)); sleep 1; done"
 )
 MAX_LAG = 2.0  # seconds from a line's write to the follower printing it (the issue's bound)
-MAX_STALL = LINES / 2  # no line waits for half the output to come after it: streamed
+MAX_STALL = 10.0  # no line waits for the rest to be written: streamed, not batched
 
 
 def uptime() -> float:
@@ -86,10 +86,14 @@ async def test_follow_streams_a_running_task_and_ends_with_it(
     assert follower.stdout is not None and follower.stderr is not None
     arrivals: list[tuple[str, float]] = []  # (line, uptime when the follower printed it)
 
+    def written_after_connecting() -> int:
+        connected = arrivals[0][1] if arrivals else float("inf")
+        return sum(float(line.split()[2]) > connected for line, _ in arrivals)
+
     async def read_lines() -> None:
         # Its own task, so the checks below never delay the timestamps.
         assert follower.stdout is not None
-        while len(arrivals) < LINES:
+        while written_after_connecting() < LIVE_LINES:
             raw = await follower.stdout.readline()
             if not raw:
                 return
@@ -119,7 +123,8 @@ async def test_follow_streams_a_running_task_and_ends_with_it(
             follower.kill()
             await follower.wait()
     assert code == 0, stderr
-    assert [line.split()[:2] for line, _ in arrivals] == [["line", str(n)] for n in range(LINES)], (
+    lines = [line for line, _ in arrivals]
+    assert [line.split()[:2] for line in lines] == [["line", str(n)] for n in range(len(lines))], (
         arrivals
     )
 
@@ -128,7 +133,7 @@ async def test_follow_streams_a_running_task_and_ends_with_it(
     lags = [
         at - float(line.split()[2]) for line, at in arrivals if float(line.split()[2]) > connected
     ]
-    assert len(lags) >= 3, arrivals
+    assert len(lags) >= LIVE_LINES, arrivals
     # The median holds the issue's bound; one slow line (a CPU spike of a loaded
     # parallel run) may not, but none waits for the end of the task's output.
     print(f"lags {sorted(round(lag, 2) for lag in lags)}")
@@ -141,6 +146,7 @@ async def test_follow_streams_a_running_task_and_ends_with_it(
     assert after.returncode == 0, after.stderr
     kept = json.loads(after.stdout)
     assert kept["complete"] is True
-    assert kept["data"].splitlines() == [line for line, _ in arrivals]
+    # What the follower printed, and any line written before the kill landed.
+    assert kept["data"].splitlines()[: len(lines)] == lines
     # The live copy is gone once the kept log is there.
     assert not list(cluster.home.glob("agents/**/*.live"))
