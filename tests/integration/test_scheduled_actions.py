@@ -3,8 +3,8 @@
 The control worker is the real one (:func:`~titus_flow.worker.control_worker`)
 in this process; no agent runs, so the tasks an action asks for stay pending:
 the test reads min/desired/max, the decisions and the schedules, which is what
-a scheduled action changes. The crons are far away; the test fires a schedule
-with its handle's ``trigger()`` rather than waiting for a minute boundary.
+a scheduled action changes. The first test's crons are far away: it fires a
+schedule with its handle's ``trigger()``; the second waits for a minute boundary.
 """
 
 from __future__ import annotations
@@ -106,3 +106,27 @@ async def test_schedules_follow_the_job_set_capacity_and_go_with_it(dev_server: 
         await titus.kill(job_id)
         assert (await titus.wait(job_id)).state is JobState.KILLED
         assert not await exists(handles["morning"])
+
+
+@pytest.mark.slow  # waits for the next minute boundary: started first, it overlaps the rest
+async def test_an_action_fires_on_its_own_at_its_cron_time(dev_server: str) -> None:
+    settings = Settings(address=dev_server, control_task_queue=f"sa{secrets.token_hex(3)}")
+    temporal: Client = await connect(settings)
+    titus = TitusClient(temporal, settings)
+    every_minute = ScheduledAction(name="every-minute", cron="* * * * *", desired=1)
+    async with control_worker(temporal, settings):
+        await ensure_scheduler(temporal, settings)
+        job_id = await titus.submit(service(every_minute))
+        try:
+            # No trigger(): the server's schedule fires at the next minute.
+            await eventually(
+                lambda: capacity_is(titus, job_id, Capacity(min=0, desired=1, max=2)),
+                90,
+                "the every-minute action applied at its time",
+            )
+            decisions = (await titus.autoscaling(job_id)).decisions
+            assert decisions[-1].policy == "scheduled:every-minute"
+            assert (decisions[-1].old_desired, decisions[-1].new_desired) == (0, 1)
+        finally:
+            await titus.kill(job_id)
+            await titus.wait(job_id)
