@@ -24,10 +24,12 @@ from temporalio import activity
 
 from titus_flow.contracts import (
     AttemptExit,
+    AutoscalingPauseInput,
     LaunchInput,
     LaunchResult,
     LogsChunk,
     LogsInput,
+    PutMetricInput,
     ServiceRolloutInput,
     ServiceWaitInput,
     StopInput,
@@ -36,6 +38,7 @@ from titus_flow.contracts import (
 from titus_flow.contracts.autoscaling import ScalingSchedules
 from titus_flow.contracts.load_balancers import (
     GroupInfo,
+    LoadBalancersView,
     RegisteredTarget,
     RegisterInput,
     TargetsInput,
@@ -121,7 +124,10 @@ class FleetActivityInterface:
 
 
 class ServiceActivityInterface:
-    """Service job updates and waits, for user workflows (:mod:`titus_flow.flow.services`)."""
+    """Service job updates, waits and controls, for user workflows.
+
+    Called by :mod:`titus_flow.flow.services`.
+    """
 
     @activity.defn(name="service_rollout")
     async def rollout(self, request: ServiceRolloutInput) -> int:
@@ -131,6 +137,21 @@ class ServiceActivityInterface:
     @activity.defn(name="service_wait")
     async def wait(self, request: ServiceWaitInput) -> JobView:
         """Wait as ``request.until`` says; the job's view at that point (or at the timeout)."""
+        raise NotImplementedError
+
+    @activity.defn(name="service_autoscaling_paused")
+    async def autoscaling_paused(self, request: AutoscalingPauseInput) -> bool:
+        """Pause or resume a service job's autoscaling; the new state."""
+        raise NotImplementedError
+
+    @activity.defn(name="service_put_metric")
+    async def put_metric(self, request: PutMetricInput) -> str:
+        """Push one value of a metric to a service job; the metric's full name."""
+        raise NotImplementedError
+
+    @activity.defn(name="service_load_balancers")
+    async def load_balancers(self, job_id: str) -> LoadBalancersView:
+        """A service job's target groups, each task's target and state in them."""
         raise NotImplementedError
 
 

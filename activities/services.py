@@ -1,16 +1,23 @@
-"""Activities through which user workflows drive service jobs (deploy, canary)."""
+"""Activities through which user workflows drive service jobs (deploy, canary, controls)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from titus_flow.activities.interfaces import ServiceActivityInterface, implements
 from titus_flow.client import TitusClient
-from titus_flow.contracts import ServiceRolloutInput, ServiceWaitInput
+from titus_flow.contracts import (
+    AutoscalingPauseInput,
+    PutMetricInput,
+    ServiceRolloutInput,
+    ServiceWaitInput,
+)
+from titus_flow.contracts.load_balancers import LoadBalancersView
 from titus_flow.errors import UserError
 from titus_flow.views import JobView
 
@@ -66,6 +73,42 @@ class ServiceActivities(ServiceActivityInterface):
         finally:
             task.cancel()
 
+    @implements(ServiceActivityInterface.autoscaling_paused)
+    async def autoscaling_paused(self, request: AutoscalingPauseInput) -> bool:
+        """Pause or resume a service job's autoscaling; the new state."""
+        with _invalid_request():
+            return await self.titus.set_autoscaling_paused(request.job_id, request.paused)
+
+    @implements(ServiceActivityInterface.put_metric)
+    async def put_metric(self, request: PutMetricInput) -> str:
+        """Push one value of a metric to a service job; the metric's full name."""
+        with _invalid_request():
+            source = f"workflow:{activity.info().workflow_id}"[:200]
+            return await self.titus.put_metric(
+                request.job_id, request.name, request.value, source=source
+            )
+
+    @implements(ServiceActivityInterface.load_balancers)
+    async def load_balancers(self, job_id: str) -> LoadBalancersView:
+        """A service job's target groups, each task's target and state in them."""
+        with _invalid_request():
+            return await self.titus.load_balancers(job_id)
+
     def all(self) -> list[Callable[..., object]]:
         """Every activity, for a worker's ``activities=``."""
-        return [self.rollout, self.wait]
+        return [
+            self.rollout,
+            self.wait,
+            self.autoscaling_paused,
+            self.put_metric,
+            self.load_balancers,
+        ]
+
+
+@contextlib.contextmanager
+def _invalid_request() -> Iterator[None]:
+    """A request the job (or the client) refuses fails at once: retrying will not help."""
+    try:
+        yield
+    except UserError as err:
+        raise ApplicationError(str(err), type="InvalidRequest", non_retryable=True) from err

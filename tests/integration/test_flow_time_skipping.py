@@ -11,19 +11,35 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import JsonValue
 from temporalio import workflow
 from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from titus_cluster import max_overlap, time_skipping_server
 
+from titus_flow.activities.services import ServiceActivities
 from titus_flow.contracts import BatchJobInput
-from titus_flow.flow import fake_job_view, register_search_attributes
+from titus_flow.contracts.load_balancers import (
+    LoadBalancersView,
+    TargetGroupView,
+    TargetState,
+    TargetView,
+)
+from titus_flow.errors import UserError
+from titus_flow.flow import (
+    fake_job_view,
+    load_balancer_targets,
+    pause_autoscaling,
+    put_metric,
+    register_search_attributes,
+    resume_autoscaling,
+)
 from titus_flow.userflows import find_workflow
 from titus_flow.views import JobView
 from titus_flow.worker import SANDBOX
@@ -126,3 +142,80 @@ async def test_failed_encode_fails_the_pipeline_with_job_failed_error() -> None:
     assert isinstance(cause, ApplicationError) and cause.type == "JobFailed", cause
     assert "1 of 4 jobs failed; first: job pipeline-ts-fail-encode-chunk-3-1" in cause.message
     assert "task 0: failed" in cause.message
+
+
+@workflow.defn
+class ServiceControls:
+    """A user workflow driving a running service job: the flow equivalents of the CLI's."""
+
+    @workflow.run
+    async def run(self, job_id: str) -> dict[str, Any]:
+        await pause_autoscaling(job_id)
+        metric = await put_metric(job_id, "queue_depth", 42)
+        view = await load_balancer_targets(job_id)
+        await resume_autoscaling(job_id)
+        try:
+            await put_metric(job_id, "unread", 1)
+            refused = ""
+        except ActivityError as err:  # refused at once, not retried
+            assert isinstance(err.cause, ApplicationError), err.cause
+            refused = f"{err.cause.type}: {err.cause.message}"
+        return {"metric": metric, "view": view.model_dump(mode="json"), "refused": refused}
+
+
+class FakeTitus:
+    """The client calls the service activities make; records them (a job's answers)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def set_autoscaling_paused(self, job_id: str, paused: bool) -> bool:
+        self.calls.append(("paused", job_id, paused))
+        return paused
+
+    async def put_metric(self, job_id: str, name: str, value: float, source: str) -> str:
+        self.calls.append(("metric", job_id, name, value, source))
+        if name == "unread":
+            raise UserError(f"no policy of job {job_id} reads custom:unread")
+        return f"custom:{name}"
+
+    async def load_balancers(self, job_id: str) -> LoadBalancersView:
+        self.calls.append(("load_balancers", job_id))
+        target = TargetView(
+            task_id="web-0", target="127.0.0.1", port=8080, state=TargetState.REGISTERED
+        )
+        group = TargetGroupView(
+            target_group="local:web", drain=timedelta(seconds=2), targets=[target]
+        )
+        return LoadBalancersView(groups=[group])
+
+
+async def test_flow_controls_of_a_service_go_through_the_service_activities() -> None:
+    titus = FakeTitus()
+    activities = ServiceActivities(titus)  # type: ignore[arg-type]
+    env = await _environment()
+    async with (
+        env,
+        Worker(
+            env.client,
+            task_queue=QUEUE,
+            workflows=[ServiceControls],
+            activities=activities.all(),
+            workflow_runner=SANDBOX,
+        ),
+    ):
+        result = await env.client.execute_workflow(
+            ServiceControls.run, "web", id="controls-ts", task_queue=QUEUE
+        )
+    source = "workflow:controls-ts"
+    assert titus.calls == [
+        ("paused", "web", True),
+        ("metric", "web", "queue_depth", 42, source),
+        ("load_balancers", "web"),
+        ("paused", "web", False),
+        ("metric", "web", "unread", 1, source),  # once: InvalidRequest is not retried
+    ]
+    assert result["metric"] == "custom:queue_depth"
+    [group] = result["view"]["groups"]
+    assert group["target_group"] == "local:web" and group["targets"][0]["state"] == "registered"
+    assert result["refused"] == "InvalidRequest: no policy of job web reads custom:unread"

@@ -35,8 +35,11 @@ from titus_flow import Capacity, Container, HttpCheck, Resources, ServiceJob
 from titus_flow.client import TitusClient
 from titus_flow.contracts import ServiceJobInput
 from titus_flow.contracts.load_balancers import TargetState
+from titus_flow.errors import UserError
 from titus_flow.fleet.ec2 import ENDPOINT_ENV
 from titus_flow.lifecycle import TaskState
+from titus_flow.load_balancers.aws import fleet_vpcs
+from titus_flow.load_balancers.check import check_target_groups
 from titus_flow.workflows.service import ServiceJobWorkflow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -345,3 +348,26 @@ async def test_submit_checks_target_groups(
     result = aws_cluster.cli("run", "--detach", str(spec))
     assert result.returncode == 0, (result.stdout, result.stderr)
     await client.kill(result.stdout.strip())
+
+
+async def test_a_group_outside_the_fleets_vpc_is_refused(
+    moto: Moto,  # noqa: F811
+    target_group: TargetGroup,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fleet's subnets resolve to their VPC through DescribeSubnets; no cluster needed."""
+    monkeypatch.setenv(ENDPOINT_ENV, moto.url)
+    vpcs = fleet_vpcs([moto.fleet()])
+    other_vpc = moto.ec2().create_vpc(CidrBlock="10.43.0.0/16")["Vpc"]["VpcId"]
+    assert other_vpc not in vpcs and len(vpcs) == 1
+    other = target_group.elb.create_target_group(
+        Name=f"tg-{uuid.uuid4().hex[:8]}", Protocol="HTTP", Port=80, VpcId=other_vpc,
+        TargetType="ip",
+    )["TargetGroups"][0]["TargetGroupArn"]  # fmt: skip
+    await check_target_groups([target_group.arn, "local:web"], vpcs)
+    with pytest.raises(UserError) as info:
+        await check_target_groups([target_group.arn, "local:web", other], vpcs)
+    [message] = info.value.messages
+    assert message.startswith(f"load_balancers[2]: target group {other} is in VPC {other_vpc};")
+    assert vpcs[0] in message
+    await check_target_groups([other], [])  # no fleet: no VPC check

@@ -225,6 +225,8 @@ VALID: list[tuple[str, str, Any]] = [
             "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
         ],
     ),
+    ("service", "load_balancer_check_interval", "30s"),
+    ("service", "load_balancer_check_interval", 5),
     ("service", "autoscaling.policies", [AS_TARGET, {**AS_STEP, "name": "s"}]),
     (
         "service",
@@ -729,6 +731,21 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
     ("service", "autoscaling.paused", "yes", None, "boolean"),
     ("service", "autoscaling.window", "5s", "autoscaling", "interval"),
     ("service", "load_balancers", ["my-alb"], "load_balancers[0]", "target group ARN"),
+    (
+        "service",
+        "load_balancer_check_interval",
+        "500ms",
+        "load_balancer_check_interval",
+        "at least 1s (got 500ms)",
+    ),
+    (
+        "service",
+        "load_balancer_check_interval",
+        "often",
+        "load_balancer_check_interval",
+        "invalid duration",
+    ),
+    ("batch", "load_balancer_check_interval", "30s", None, "unknown field"),
     ("batch", "autoscaling", {}, None, "unknown field 'autoscaling'"),
     (
         "service",

@@ -28,7 +28,6 @@ from titus_flow.client import TitusClient
 from titus_flow.client.flows import dag_input, has_dependencies
 from titus_flow.config import Settings
 from titus_flow.lifecycle import JobState
-from titus_flow.load_balancers.check import check_target_groups
 from titus_flow.loader import AnyJob, load_jobs, select_job
 from titus_flow.spec import ServiceJob
 from titus_flow.views import JobProgress, JobView
@@ -103,7 +102,7 @@ async def _submit_all(client: TitusClient, jobs: Sequence[AnyJob]) -> list[str]:
     # (client.submit checks a job's own; one job needs no second look).
     for job in jobs if len(jobs) > 1 else ():
         if isinstance(job, ServiceJob):
-            await check_target_groups(job.load_balancers)
+            await client.check_load_balancers(job)
     job_ids: list[str] = []
     try:
         for job in jobs:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Literal
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -17,9 +19,11 @@ from titus_flow.cluster import scheduler_workflow_id
 from titus_flow.config import Settings
 from titus_flow.contracts import AgentInfo, AgentView, CapacityGroupView, PutCapacityGroup
 from titus_flow.errors import ClusterError, UserError
+from titus_flow.fleet.messages import DemandQuery
 from titus_flow.refs import signal_name
+from titus_flow.scheduler.filters import Matchers, matches
 from titus_flow.scheduler.queries import AGENTS_PAGE, AgentQuery, AgentTasks, AgentTasksQuery
-from titus_flow.spec import CapacityGroup
+from titus_flow.spec import CapacityGroup, Constraints
 from titus_flow.workflows.scheduler import SchedulerWorkflow
 
 SCHEDULER_CALL_TIMEOUT = timedelta(seconds=10)
@@ -68,6 +72,17 @@ async def ensure_scheduler(
         ) from None
 
 
+_log = logging.getLogger(__name__)
+
+
+def _matchers(constraints: Constraints | None) -> Matchers:
+    """The hard attribute rules of ``constraints``, as the scheduler matches them."""
+    if constraints is None:
+        return ()
+    rules = constraints.hard.attributes.items()
+    return tuple((k, frozenset([v] if isinstance(v, str) else v)) for k, v in rules)
+
+
 class AgentsClient(ClientBase):
     """The scheduler's agents and capacity groups."""
 
@@ -100,6 +115,47 @@ class AgentsClient(ClientBase):
             return await self.agents()
         except (UserError, ClusterError, RPCError):
             return None
+
+    async def fleet_vpcs(self, constraints: Constraints | None = None) -> list[str]:
+        """The VPCs the cluster's running fleets start instances in; [] without fleets.
+
+        Only the fleets an agent of which could take a task of ``constraints``
+        (their hard attributes, e.g. ``fleet: web-pool``) count. The fleets'
+        subnets are resolved to VPCs with EC2 ``DescribeSubnets``. [] as well
+        when no scheduler answers, or a fleet's subnets cannot be described
+        (logged): then nothing is known of the agents' VPCs.
+        """
+        handle = scheduler_handle(self.temporal, self.settings)
+        try:
+            demand = await handle.query(SchedulerWorkflow.demand, DemandQuery(agent_ids=[]))
+        except (RPCError, WorkflowQueryFailedError):
+            return []
+        rules = _matchers(constraints)
+        names = [
+            fleet.workflow_id
+            for fleet in demand.fleets or []
+            if any(matches(shape.attributes, rules) for shape in fleet.shapes)
+        ]
+        if not names:
+            return []
+        from titus_flow.workflows.fleet import FleetWorkflow  # only for clusters with fleets
+
+        specs = []
+        for workflow_id in names:
+            fleet_handle = self.temporal.get_workflow_handle(workflow_id)
+            try:
+                specs.append(await fleet_handle.query(FleetWorkflow.current_spec))
+            except (RPCError, WorkflowQueryFailedError):
+                continue  # deleted since the scheduler heard of it
+        if not specs:
+            return []
+        from titus_flow.load_balancers import aws  # boto3 only when a fleet runs
+
+        try:
+            return await asyncio.to_thread(aws.fleet_vpcs, specs)
+        except aws.ElbError as err:
+            _log.warning("fleet subnets not described (%s): target groups' VPCs not checked", err)
+            return []
 
     async def drain_agent(self, agent_id: str) -> None:
         """Place nothing more on ``agent_id``; its running tasks finish where they are."""

@@ -39,6 +39,7 @@ from titus_flow.isolation import refuse_host_network
 from titus_flow.lifecycle import JobState
 from titus_flow.load_balancers.check import check_target_groups
 from titus_flow.spec import BatchJob, ServiceJob
+from titus_flow.spec.load_balancers import is_local
 from titus_flow.views import JobProgress, JobView, TaskPage, TaskQuery, TaskView
 from titus_flow.workflows.batch import BatchJobWorkflow
 from titus_flow.workflows.batch_partitions import partition_holding
@@ -53,18 +54,31 @@ class JobsClient(AgentsClient):
         # Progress of partitions that have ended, by workflow id: it no longer changes.
         self._ended_partitions: dict[str, JobProgress] = {}
 
+    async def check_load_balancers(self, job: ServiceJob) -> None:
+        """Raise :class:`UserError` if a target group of ``job`` cannot take its tasks.
+
+        Each ARN must exist and take ``ip`` or ``instance`` targets; when fleets
+        run that could hold the job's tasks, it must be in one of their VPCs.
+        ``local:`` groups are not checked.
+        """
+        if all(is_local(group) for group in job.load_balancers):
+            return
+        vpcs = await self.fleet_vpcs(job.constraints)
+        await check_target_groups(job.load_balancers, vpcs)
+
     async def submit(self, job: BatchJob | ServiceJob, job_id: str | None = None) -> str:
         """Start ``job``; return its id. The spec was validated when it was built.
 
         Raises :class:`UserError` for an invalid ``job_id``, for a job on the
         host network when no registered agent allows it, or for a service whose
-        target groups cannot take its tasks (missing, or not ip/instance).
+        target groups cannot take its tasks (missing, not ip/instance, or outside
+        the VPCs of the fleets that would run it).
         """
         job_id = check_id(job_id) if job_id is not None else new_job_id(job.name)
         if job.container.network == "host":
             refuse_host_network(await self._agents_if_known())
         if isinstance(job, ServiceJob):
-            await check_target_groups(job.load_balancers)
+            await self.check_load_balancers(job)
         options: dict[str, Any] = {
             "id": job_id,
             "task_queue": self.settings.control_task_queue,
@@ -74,7 +88,11 @@ class JobsClient(AgentsClient):
         if isinstance(job, ServiceJob):
             await self.temporal.start_workflow(
                 ServiceJobWorkflow.run,
-                ServiceJobInput(job=job, submitted_at=submitted_at),
+                ServiceJobInput(
+                    job=job,
+                    submitted_at=submitted_at,
+                    targets_check=job.load_balancer_check_interval,
+                ),
                 static_summary=visibility.job_summary(job),
                 **options,
             )

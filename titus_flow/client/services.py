@@ -9,7 +9,6 @@ from titus_flow.client.jobs import JobsClient
 from titus_flow.contracts import CanaryRequest, ScaleRequest
 from titus_flow.errors import UserError
 from titus_flow.lifecycle import JobState
-from titus_flow.load_balancers.check import check_target_groups
 from titus_flow.spec import Capacity, ServiceJob
 from titus_flow.views import JobView, ServiceStatus
 from titus_flow.workflows.service import ServiceJobWorkflow
@@ -65,7 +64,7 @@ class ServicesClient(JobsClient):
         job holds there until :meth:`promote` or :meth:`rollback`. Returns the
         new revision number. Its target groups are checked as at submit.
         """
-        await check_target_groups(job.load_balancers)
+        await self.check_load_balancers(job)
         if canary is None:
             return await self._update(job_id, ServiceJobWorkflow.update_job, job)
         request = CanaryRequest(job=job, tasks=canary)

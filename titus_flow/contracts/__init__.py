@@ -22,10 +22,12 @@ from titus_flow.contracts.agents import (
 )
 from titus_flow.contracts.base import Message
 from titus_flow.contracts.jobs import (
+    AutoscalingPauseInput,
     BatchJobInput,
     CanaryCheckInput,
     CanaryRequest,
     KillTaskRequest,
+    PutMetricInput,
     ScaleRequest,
     ServiceJobInput,
     ServiceRolloutInput,
@@ -55,6 +57,7 @@ __all__ = [
     "AgentInfo",
     "AgentView",
     "AttemptExit",
+    "AutoscalingPauseInput",
     "BatchJobInput",
     "CanaryCheckInput",
     "CanaryRequest",
@@ -74,6 +77,7 @@ __all__ = [
     "PlacementRequest",
     "PlacementUpdate",
     "PutCapacityGroup",
+    "PutMetricInput",
     "ReleaseRequest",
     "ScaleRequest",
     "ServiceJobInput",

@@ -72,7 +72,8 @@ class ServiceJobInput(Message):
     autoscaling: AutoscalingCarry | None = None
     # The job's load balancer targets as the previous run left them.
     load_balancers: LoadBalancersView | None = None
-    # How often the targets of AWS groups are compared with AWS (tests lower it).
+    # How often the targets of AWS groups are compared with AWS: the spec's
+    # load_balancer_check_interval at submit (tests set it directly).
     targets_check: timedelta = timedelta(seconds=60)
 
 
@@ -113,6 +114,21 @@ class ServiceWaitInput(Message):
     until: Literal["healthy", "settled"]
     revision: int | None = None
     timeout_seconds: float = 600.0
+
+
+class AutoscalingPauseInput(Message):
+    """Pause or resume a service job's autoscaling (the ``service_autoscaling_paused`` activity)."""
+
+    job_id: str
+    paused: bool
+
+
+class PutMetricInput(Message):
+    """One value of a job's metric, now (the ``service_put_metric`` activity)."""
+
+    job_id: str
+    name: str  # custom:<name>, a bare <name> (the same) or a built-in metric
+    value: float
 
 
 class CanaryCheckInput(Message):

@@ -46,6 +46,10 @@ from titus_flow.flow.services import (
     ServiceRolloutError,
     canary,
     deploy_service,
+    load_balancer_targets,
+    pause_autoscaling,
+    put_metric,
+    resume_autoscaling,
     update_service,
 )
 from titus_flow.flow.testing import fake_job_view, register_search_attributes
@@ -65,8 +69,12 @@ __all__ = [
     "failure_reasons",
     "fake_job_view",
     "gather_jobs",
+    "load_balancer_targets",
     "outputs",
+    "pause_autoscaling",
+    "put_metric",
     "register_search_attributes",
+    "resume_autoscaling",
     "run_job",
     "safe_id",
     "start_job",

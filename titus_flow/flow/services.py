@@ -1,5 +1,10 @@
 """Service jobs from a user workflow: deploy, update and canary, each waiting for health.
 
+Also the controls of a running service job: :func:`pause_autoscaling`,
+:func:`resume_autoscaling`, :func:`put_metric` and :func:`load_balancer_targets`
+(the CLI's ``job autoscaling --pause/--resume``, ``metrics put`` and ``job
+load-balancers``), each one activity on the control worker.
+
 A service job outlives the workflow that deploys it (its child workflow is
 abandoned, not cancelled, when the caller ends). Updates, promotions and
 rollbacks go through the control worker's ``service_rollout`` activity and
@@ -21,11 +26,14 @@ from temporalio.workflow import ParentClosePolicy
 
 from titus_flow.activities.interfaces import ServiceActivityInterface
 from titus_flow.contracts import (
+    AutoscalingPauseInput,
     CanaryCheckInput,
+    PutMetricInput,
     ServiceJobInput,
     ServiceRolloutInput,
     ServiceWaitInput,
 )
+from titus_flow.contracts.load_balancers import LoadBalancersView
 from titus_flow.flow.ids import start_job_workflow
 from titus_flow.lifecycle import RolloutPhase
 from titus_flow.refs import workflow_name
@@ -41,6 +49,13 @@ SERVICE_JOB_WORKFLOW = workflow_name(ServiceJobWorkflow.run)
 CanaryCheck = Callable[[CanaryCheckInput], Any] | str
 
 DEFAULT_TIMEOUT = timedelta(minutes=10)
+CONTROL_TIMEOUT = timedelta(minutes=1)
+# Bounded: a server that stays unreachable fails the call, not loops on it.
+_CONTROL_RETRY = RetryPolicy(
+    maximum_attempts=5,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["InvalidRequest"],
+)
 
 
 class ServiceRolloutError(ApplicationError):
@@ -114,7 +129,11 @@ async def deploy_service(
     child = await start_job_workflow(
         ServiceJobWorkflow.run,
         job,
-        ServiceJobInput(job=job, submitted_at=workflow.now()),
+        ServiceJobInput(
+            job=job,
+            submitted_at=workflow.now(),
+            targets_check=job.load_balancer_check_interval,
+        ),
         id,
         ParentClosePolicy.ABANDON,  # a service outlives the workflow that deployed it
     )
@@ -223,6 +242,83 @@ async def _rolled_back(
     if not _healthy(view):
         raise ServiceRolloutError(view, f"not healthy after rolling back to revision {current}")
     return CanaryResult(False, current, why, view)
+
+
+async def pause_autoscaling(job_id: str) -> None:
+    """Pause service job ``job_id``'s policies and scheduled actions (``job autoscaling --pause``).
+
+    While paused nothing changes ``desired``; metrics are still kept. Fails
+    (an ``ActivityError`` whose cause is an ``InvalidRequest`` ``ApplicationError``)
+    for an unknown job or one without autoscaling.
+
+    Example::
+
+        await pause_autoscaling("web-prod")
+        try:
+            await run_job(load_test)  # the load must not scale the service
+        finally:
+            await resume_autoscaling("web-prod")
+    """
+    await _autoscaling_paused(job_id, True)
+
+
+async def resume_autoscaling(job_id: str) -> None:
+    """Let service job ``job_id``'s autoscaling act again (``job autoscaling --resume``).
+
+    Fails as :func:`pause_autoscaling` does.
+
+    Example::
+
+        await resume_autoscaling("web-prod")
+    """
+    await _autoscaling_paused(job_id, False)
+
+
+async def put_metric(job_id: str, name: str, value: float) -> str:
+    """Push one value of metric ``name`` to service job ``job_id`` now (``metrics put``).
+
+    ``name`` is ``custom:<name>``, a bare ``<name>`` (the same) or a built-in
+    metric; it must be one a policy of the job reads. The sample's source is
+    ``workflow:<your workflow id>``. Returns the metric's full name. Fails (an
+    ``InvalidRequest``, not retried) for a value that is not a finite number, a
+    job that is not a service, or a metric no policy reads.
+
+    Example::
+
+        depth = await workflow.execute_activity(queue_depth, start_to_close_timeout=...)
+        await put_metric("workers", "queue_depth", depth)
+    """
+    return await workflow.execute_activity_method(
+        ServiceActivityInterface.put_metric,
+        PutMetricInput(job_id=job_id, name=name, value=value),
+        start_to_close_timeout=CONTROL_TIMEOUT,
+        retry_policy=_CONTROL_RETRY,
+    )
+
+
+async def load_balancer_targets(job_id: str) -> LoadBalancersView:
+    """Service job ``job_id``'s target groups and their targets (``job load-balancers``).
+
+    Example::
+
+        view = await load_balancer_targets("web-prod")
+        registered = [t for g in view.groups for t in g.targets if t.state == "registered"]
+    """
+    return await workflow.execute_activity_method(
+        ServiceActivityInterface.load_balancers,
+        job_id,
+        start_to_close_timeout=CONTROL_TIMEOUT,
+        retry_policy=_CONTROL_RETRY,
+    )
+
+
+async def _autoscaling_paused(job_id: str, paused: bool) -> None:
+    await workflow.execute_activity_method(
+        ServiceActivityInterface.autoscaling_paused,
+        AutoscalingPauseInput(job_id=job_id, paused=paused),
+        start_to_close_timeout=CONTROL_TIMEOUT,
+        retry_policy=_CONTROL_RETRY,
+    )
 
 
 def _healthy(view: JobView) -> bool:

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from titus_flow.contracts.load_balancers import GroupInfo, RegisteredTarget, TargetType
 from titus_flow.fleet.ec2 import ENDPOINT_ENV, THROTTLE_CODES
+from titus_flow.fleet.spec import FleetSpec
 from titus_flow.spec.load_balancers import region_of
 
 DRAIN_ATTRIBUTE = "deregistration_delay.timeout_seconds"
@@ -77,6 +78,21 @@ def describe_group(client: Any, arn: str) -> tuple[dict[str, Any], GroupInfo | N
     return group, GroupInfo(target_group=arn, target_type=TargetType(kind), drain=drain)
 
 
+def fleet_vpcs(specs: Sequence[FleetSpec]) -> list[str]:
+    """The VPCs of the fleets' subnets (``DescribeSubnets``, each in its fleet's region).
+
+    Raises :class:`ElbError` when a fleet's subnets cannot be described.
+    """
+    from titus_flow.fleet import ec2  # boto3's EC2 client only when a fleet runs
+
+    vpcs: set[str] = set()
+    for spec in specs:
+        ids = [subnet.id for subnet in spec.subnets]
+        found = _call(ec2.make_client(spec).describe_subnets, SubnetIds=ids)["Subnets"]
+        vpcs.update(str(subnet["VpcId"]) for subnet in found)
+    return sorted(vpcs)
+
+
 def group_problem(client: Any, arn: str, vpcs: Sequence[str] = ()) -> str | None:
     """Why target group ``arn`` cannot take a job's tasks; None when it can.
 
@@ -94,7 +110,10 @@ def group_problem(client: Any, arn: str, vpcs: Sequence[str] = ()) -> str | None
         return f"target group {arn} registers {kind} targets; tasks need an ip or instance group"
     vpc = group.get("VpcId")
     if vpcs and vpc not in vpcs:
-        return f"target group {arn} is in {vpc}; the agents run in {', '.join(sorted(vpcs))}"
+        return (
+            f"target group {arn} is in VPC {vpc}; the job's fleets run in"
+            f" {', '.join(sorted(vpcs))}: use a target group of that VPC"
+        )
     return None
 
 

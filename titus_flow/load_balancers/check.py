@@ -16,20 +16,22 @@ from titus_flow.spec.load_balancers import is_local
 async def check_target_groups(groups: Sequence[str], vpcs: Sequence[str] = ()) -> None:
     """Raise :class:`~titus_flow.errors.UserError` naming every group a job cannot use.
 
-    ``vpcs``: the VPCs the agents run in, when known; a group elsewhere is refused.
+    ``vpcs``: the VPCs the job's agents run in (its fleets' subnets), when known;
+    a group in another VPC is refused. Empty: no VPC check (local agents).
+    Each problem names its entry, ``load_balancers[i]``.
     """
-    arns = [g for g in groups if not is_local(g)]
+    arns = [(index, g) for index, g in enumerate(groups) if not is_local(g)]
     if not arns:
         return
     from titus_flow.load_balancers import aws  # boto3 only when a job names an ARN
 
     def problems() -> list[str]:
         found = []
-        for arn in arns:
+        for index, arn in arns:
             problem = aws.group_problem(aws.make_client(arn), arn, vpcs)
             if problem is not None:
-                found.append(problem)
+                found.append(f"load_balancers[{index}]: {problem}")
         return found
 
     if found := await asyncio.to_thread(problems):
-        raise UserError("load_balancers: " + "; ".join(found))
+        raise UserError(found)

@@ -31,6 +31,7 @@ from titus_flow.spec.volumes import Volume, mount_errors
 MAX_BATCH_INSTANCES = 10_000
 
 _PERCENT = re.compile(r"^(\d{1,3})%$")
+_MIN_CHECK_INTERVAL = timedelta(seconds=1)  # load_balancer_check_interval
 
 
 class _JobCommon(SpecModel):
@@ -244,6 +245,13 @@ class ServiceJob(_JobCommon):
             " group ARNs, or local:<name> for the local proxy (titus-flow lb)."
         ),
     )
+    load_balancer_check_interval: Duration = Field(
+        default=timedelta(seconds=60),
+        description=(
+            "How often the job compares the targets of its AWS target groups with AWS and"
+            " repairs drift (>= 1s); set when the job is submitted."
+        ),
+    )
 
     # A field validator (not a model one) so the error's path is health_check; the
     # container is validated first (fields validate in order) and is in info.data.
@@ -291,6 +299,13 @@ class ServiceJob(_JobCommon):
                 "load balancers register a task's port, and container.ports is empty;"
                 " add a port (e.g. ports: [http])"
             )
+        return value
+
+    @field_validator("load_balancer_check_interval")
+    @classmethod
+    def _check_interval_at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < _MIN_CHECK_INTERVAL:
+            raise ValueError(f"must be at least 1s (got {format_duration(value)}); e.g. 30s")
         return value
 
     def target_port(self) -> str | None:
