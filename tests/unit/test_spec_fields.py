@@ -18,6 +18,7 @@ from titus_flow.spec import BatchJob, ServiceJob
 
 SHA = "a" * 64
 AS_TARGET = {"name": "t", "kind": "target_tracking", "metric": "cpu_utilization", "target": 60}
+PROMETHEUS = {"port": "http", "path": "/metrics", "metric": "q", "labels": {"queue": "high"}}
 AS_STEP = {
     "name": "s",
     "kind": "step",
@@ -226,6 +227,11 @@ VALID: list[tuple[str, str, Any]] = [
         ],
     ),
     ("service", "load_balancer_check_interval", "30s"),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "metric": "custom:q", "metric_source": {"prometheus": PROMETHEUS}}],
+    ),
     ("service", "load_balancer_check_interval", 5),
     ("service", "autoscaling.policies", [AS_TARGET, {**AS_STEP, "name": "s"}]),
     (
@@ -746,6 +752,26 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
         "invalid duration",
     ),
     ("batch", "load_balancer_check_interval", "30s", None, "unknown field"),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "metric_source": {"prometheus": PROMETHEUS}}],
+        "autoscaling.policies[0]",
+        "metric_source reads a custom metric",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_TARGET,
+                "metric": "custom:q",
+                "metric_source": {"prometheus": {**PROMETHEUS, "labels": {"1x": "b"}}},
+            }
+        ],
+        "autoscaling.policies[0].metric_source.prometheus.labels",
+        "invalid label name",
+    ),
     ("batch", "autoscaling", {}, None, "unknown field 'autoscaling'"),
     (
         "service",
