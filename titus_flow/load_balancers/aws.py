@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -42,14 +42,14 @@ class ElbError(Exception):
         return self.code in THROTTLE_CODES or self.code in _TRANSIENT
 
 
-def make_client(arn: str) -> Any:
-    """An elbv2 client for the region of target group ``arn`` (standard credential chain)."""
+def make_client(arn: str, service: Literal["elbv2", "cloudwatch"] = "elbv2") -> Any:
+    """A ``service`` client for the region of target group ``arn`` (standard credential chain)."""
     # Loaded here: boto3 costs every worker and CLI start 0.2 s of CPU otherwise.
     import boto3
     from botocore.config import Config
 
     return boto3.client(
-        "elbv2",
+        service,
         region_name=region_of(arn),
         endpoint_url=os.environ.get(ENDPOINT_ENV) or None,
         config=Config(retries={"mode": "standard", "max_attempts": 3}),

@@ -19,12 +19,11 @@ boto3, synchronous: the control worker's activity runs it in a thread.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from titus_flow.fleet.ec2 import ENDPOINT_ENV
+from titus_flow.load_balancers import aws
 from titus_flow.load_balancers.aws import _call
 from titus_flow.spec.load_balancers import region_of
 
@@ -60,15 +59,7 @@ def requests_per_second(sums: Iterable[float], start: datetime, end: datetime) -
 
 def make_client(arn: str) -> Any:
     """A CloudWatch client for the region of ``arn``, at the endpoint elbv2 calls use."""
-    import boto3  # loaded here, as in load_balancers.aws: boto3 is slow to import
-    from botocore.config import Config
-
-    return boto3.client(
-        "cloudwatch",
-        region_name=region_of(arn),
-        endpoint_url=os.environ.get(ENDPOINT_ENV) or None,
-        config=Config(retries={"mode": "standard", "max_attempts": 3}),
-    )
+    return aws.make_client(arn, "cloudwatch")
 
 
 def request_count_sums(client: Any, arn: str, start: datetime, end: datetime) -> list[float]:
