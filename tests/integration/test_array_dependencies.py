@@ -69,10 +69,11 @@ async def test_sequential_tasks_run_one_after_the_other(cluster: Cluster) -> Non
 
 async def test_n_to_n_task_waits_for_its_upstream_task_only(cluster: Cluster) -> None:
     client = await cluster.client()
-    # Upstream task i sleeps 3*i s (task 2 the longest), and task 1 fails.
+    # Upstream task i sleeps 10*i s (task 2 the longest: room for task 0 downstream
+    # to finish first on a loaded machine), and task 1 fails.
     split = job(
         "split",
-        'sleep $((TITUS_TASK_INDEX * 3)); [ "$TITUS_TASK_INDEX" != 1 ]',
+        'sleep $((TITUS_TASK_INDEX * 10)); [ "$TITUS_TASK_INDEX" != 1 ]',
         instances=3,
     )
     work = job(

@@ -29,8 +29,10 @@ from titus_flow.spec.retry import FixedBackoff
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-# Task 1 fails its first attempt, then succeeds; every task runs a second.
-SCRIPT = '[ "$TITUS_TASK_INDEX" = 1 ] && [ "$TITUS_TASK_ATTEMPT" = 1 ] && exit 3; sleep 3'
+# Task 1 fails its first attempt, then succeeds.
+# Tasks run 15 s: the first follower is killed mid-job even when a loaded machine
+# slows the follower (a CI run: the job ended first with 3 s).
+SCRIPT = '[ "$TITUS_TASK_INDEX" = 1 ] && [ "$TITUS_TASK_ATTEMPT" = 1 ] && exit 3; sleep 15'
 ATTEMPT = ["Launched", "StartInitiated", "Started"]
 
 
