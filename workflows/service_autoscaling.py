@@ -248,11 +248,8 @@ class ServiceAutoscaling(ServiceMetricSources):
     def metrics(self, report: MetricReport) -> None:
         """Samples pushed for the job's policies; those of metrics no policy reads are dropped."""
         autoscaling = self._autoscaling
-        wanted = autoscaling.metrics if autoscaling is not None else []
-        if not wanted:
-            return
-        assert autoscaling is not None
-        self._add_report(autoscaling, report)
+        if autoscaling is not None and autoscaling.metrics:
+            self._add_report(autoscaling, report)
 
     def _add_report(self, autoscaling: Autoscaling, report: MetricReport) -> None:
         """Keep the samples of ``report`` that a policy reads."""

@@ -21,7 +21,8 @@ from titus_flow.contracts import AgentInfo, AgentView, CapacityGroupView, PutCap
 from titus_flow.errors import ClusterError, UserError
 from titus_flow.fleet.messages import DemandQuery
 from titus_flow.refs import signal_name
-from titus_flow.scheduler.filters import Matchers, matches
+from titus_flow.scheduler.filters import matches
+from titus_flow.scheduler.from_spec import rules_from_spec
 from titus_flow.scheduler.queries import AGENTS_PAGE, AgentQuery, AgentTasks, AgentTasksQuery
 from titus_flow.spec import CapacityGroup, Constraints
 from titus_flow.workflows.scheduler import SchedulerWorkflow
@@ -75,14 +76,6 @@ async def ensure_scheduler(
 _log = logging.getLogger(__name__)
 
 
-def _matchers(constraints: Constraints | None) -> Matchers:
-    """The hard attribute rules of ``constraints``, as the scheduler matches them."""
-    if constraints is None:
-        return ()
-    rules = constraints.hard.attributes.items()
-    return tuple((k, frozenset([v] if isinstance(v, str) else v)) for k, v in rules)
-
-
 class AgentsClient(ClientBase):
     """The scheduler's agents and capacity groups."""
 
@@ -130,7 +123,7 @@ class AgentsClient(ClientBase):
             demand = await handle.query(SchedulerWorkflow.demand, DemandQuery(agent_ids=[]))
         except (RPCError, WorkflowQueryFailedError):
             return []
-        rules = _matchers(constraints)
+        rules = rules_from_spec(constraints.hard).matchers if constraints is not None else ()
         names = [
             fleet.workflow_id
             for fleet in demand.fleets or []

@@ -88,11 +88,7 @@ class JobsClient(AgentsClient):
         if isinstance(job, ServiceJob):
             await self.temporal.start_workflow(
                 ServiceJobWorkflow.run,
-                ServiceJobInput(
-                    job=job,
-                    submitted_at=submitted_at,
-                    targets_check=job.load_balancer_check_interval,
-                ),
+                ServiceJobInput.submitted(job, submitted_at),
                 static_summary=visibility.job_summary(job),
                 **options,
             )

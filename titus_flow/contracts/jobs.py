@@ -76,6 +76,11 @@ class ServiceJobInput(Message):
     # load_balancer_check_interval at submit (tests set it directly).
     targets_check: timedelta = timedelta(seconds=60)
 
+    @classmethod
+    def submitted(cls, job: ServiceJob, at: datetime) -> ServiceJobInput:
+        """The first run's input of ``job`` submitted ``at``, with its spec's settings."""
+        return cls(job=job, submitted_at=at, targets_check=job.load_balancer_check_interval)
+
 
 class ScaleRequest(Message):
     """Change a service job's capacity; unset fields keep their value."""

@@ -129,11 +129,7 @@ async def deploy_service(
     child = await start_job_workflow(
         ServiceJobWorkflow.run,
         job,
-        ServiceJobInput(
-            job=job,
-            submitted_at=workflow.now(),
-            targets_check=job.load_balancer_check_interval,
-        ),
+        ServiceJobInput.submitted(job, workflow.now()),
         id,
         ParentClosePolicy.ABANDON,  # a service outlives the workflow that deployed it
     )
