@@ -229,16 +229,17 @@ def test_up_serves_metrics_and_keeps_their_ports(env: Env) -> None:
     for name, role in (("worker", "worker"), ("agent", "agent")):
         url = served[name]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
-        deadline = time.monotonic() + 20
-        while True:  # the process may still be starting its runtime
+        deadline = time.monotonic() + 30
+        while True:  # the process may still be starting its runtime, then setting the gauge
             try:
                 with urllib.request.urlopen(url, timeout=5) as answer:
                     samples = parse_scrape(answer.read().decode())
-                break
+                if total(samples, PROCESS_INFO, role=role) or time.monotonic() > deadline:
+                    break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+            time.sleep(0.2)
         assert total(samples, PROCESS_INFO, role=role) == 1
     again = json.loads(expect(env, 0, "up", "-o", "json").stdout)
     assert (again["actions"]["worker"], again["actions"]["agent"]) == ("running", "running")
