@@ -79,6 +79,7 @@ class ServiceAutoscaling(ServiceMetricSources):
         self._next_evaluation = None
         self._autoscaler = None
         self._schedule_keeper = None
+        self._init_metric_sources()
 
     @property
     def _autoscaling(self) -> Autoscaling | None:
@@ -313,6 +314,7 @@ class ServiceAutoscaling(ServiceMetricSources):
             paused=self._autoscaling_paused,
             held=pause_reason(situation) if situation is not None else None,
             metrics=buffer.averages(workflow.now()) if buffer is not None else {},
+            read_errors=self._read_errors,
             decisions=self._scaling.decisions,
             next_evaluation=self._next_evaluation,
         )

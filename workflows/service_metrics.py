@@ -13,15 +13,17 @@ two sources are pulled instead, by activities (:data:`METRIC_SOURCES_PATCH`):
   ``scrape_metric`` activity per agent running tasks of the job (on the agent's
   task queue), averaged over the tasks that answered, weighted by their number.
 
-A read that fails adds no sample (the workflow log says why): the policy sees
-the other samples of its window, or holds without any.
+A read that fails adds no sample: the policy sees the other samples of its
+window, or holds without any. Why the last read of a metric failed is kept
+until a read succeeds, and shown by the ``autoscaling`` query (``titus-flow job
+autoscaling``) and the workflow log.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -29,6 +31,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from titus_flow.activities.interfaces import MetricSourceActivityInterface
+    from titus_flow.autoscaling.counters import Reading, counter_rates
     from titus_flow.contracts.metric_reports import MetricReport, MetricSample
     from titus_flow.contracts.metric_sources import (
         RequestCountInput,
@@ -50,6 +53,7 @@ PROMETHEUS_SOURCE = "prometheus"
 # A read is worth something only for the evaluation it precedes.
 _MIN_READ = timedelta(seconds=10)
 _MAX_READ = timedelta(seconds=30)
+_MAX_ERROR_CHARS = 300
 _READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
 
 
@@ -57,6 +61,11 @@ class ServiceMetricSources(ServiceHandlers):
     """The metrics a service job reads itself (CloudWatch, the tasks' Prometheus endpoints)."""
 
     _sources_on: bool | None = None  # the patch's answer, asked once a run
+
+    def _init_metric_sources(self) -> None:
+        """No failed reads and no counter readings yet (neither is carried to a next run)."""
+        self._read_errors: dict[str, str] = {}  # metric -> why its last read failed
+        self._counter_readings: dict[str, dict[str, Reading]] = {}  # metric -> task -> last
 
     def _cloudwatch_groups(self, autoscaling: Autoscaling) -> list[str]:
         """The ALB target groups whose request counts make ``requests_per_task``."""
@@ -104,8 +113,9 @@ class ServiceMetricSources(ServiceHandlers):
                 summary=f"CloudWatch RequestCountPerTarget of {len(groups)} target group(s)",
             )
         except ActivityError as err:
-            workflow.logger.warning("requests_per_task not read: %s", err.cause or err)
+            self._read_failed(REQUESTS_METRIC, [f"CloudWatch: {err.cause or err}"], 1)
             return None
+        self._read_failed(REQUESTS_METRIC, [], 1)
         sample = MetricSample(
             metric=REQUESTS_METRIC, value=rate.value, at=now, weight=max(self._serving(), 1)
         )
@@ -149,19 +159,41 @@ class ServiceMetricSources(ServiceHandlers):
             ),
             return_exceptions=True,
         )
-        values: list[float] = []
-        for queue, result in zip(by_queue, results, strict=True):
+        values: dict[str, float] = {}
+        errors: list[str] = []
+        for targets, result in zip(by_queue.values(), results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, ActivityError):
                     raise result
-                workflow.logger.warning("%s not scraped on %s: %s", metric, queue, result.cause)
+                errors += [f"{target.task_id}: {result.cause or result}" for target in targets]
                 continue
-            values += result.values.values()
-            for task_id, error in result.errors.items():
-                workflow.logger.warning("%s not scraped from %s: %s", metric, task_id, error)
+            values |= result.values
+            errors += [f"{task_id}: {error}" for task_id, error in result.errors.items()]
+        tasks = sum(len(targets) for targets in by_queue.values())
+        self._read_failed(metric, errors, tasks)
+        if source.prometheus.rate:
+            values = self._counter_rates(metric, values, now)
         if not values:
             return None
-        sample = MetricSample(
-            metric=metric, value=sum(values) / len(values), at=now, weight=len(values)
-        )
+        average = sum(values.values()) / len(values)
+        sample = MetricSample(metric=metric, value=average, at=now, weight=len(values))
         return MetricReport(source=PROMETHEUS_SOURCE, samples=[sample])
+
+    def _counter_rates(
+        self, metric: str, counters: dict[str, float], at: datetime
+    ) -> dict[str, float]:
+        """Each task's counter as a rate since its previous scrape (tasks gone forgotten)."""
+        previous = self._counter_readings.get(metric, {})
+        rates, kept = counter_rates(previous, counters, at)
+        self._counter_readings[metric] = {k: r for k, r in kept.items() if k in self._live}
+        return rates
+
+    def _read_failed(self, metric: str, errors: list[str], tried: int) -> None:
+        """Record (or clear, with no ``errors``) why ``metric`` was not read; log it."""
+        if not errors:
+            self._read_errors.pop(metric, None)
+            return
+        what = "not read" if tried == 1 else f"{len(errors)} of {tried} not read"
+        message = f"{what} at {workflow.now():%H:%M:%S} UTC; {errors[0]}"
+        self._read_errors[metric] = message[:_MAX_ERROR_CHARS]
+        workflow.logger.warning("%s: %s", metric, message)

@@ -4,7 +4,9 @@ Real dev server, control worker and process-driver agent: one task serves a
 static ``/metrics`` file with busybox httpd on 127.0.0.1; the job's policy reads
 ``queue_depth{queue="high"}`` from it (``metric_source.prometheus``). The
 agent's ``scrape_metric`` activity fetches and parses it before each
-evaluation, and the job's ``autoscaling`` query shows the value.
+evaluation, and the job's ``autoscaling`` query shows the value. A second
+policy reads a counter as a rate; a third reads a path that is not served, and
+the query and ``titus-flow job autoscaling`` show why.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from titus_flow.spec import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-SERVE = 'exec busybox httpd -f -p "127.0.0.1:$PORT_METRICS" -h "$ROOT"'
+# A counter of 10 a second (from the clock, so however slow the machine), written
+# to the file httpd serves, beside the static gauges.
+COUNT = (
+    'while :; do echo "requests_total $(( $(date +%s) * 10 ))" > "$ROOT/counter.new"'
+    ' && cat "$ROOT/gauges" "$ROOT/counter.new" > "$ROOT/metrics.new"'
+    ' && mv "$ROOT/metrics.new" "$ROOT/metrics"; sleep 0.2; done'
+)
+SERVE = f'({COUNT}) & exec busybox httpd -f -p "127.0.0.1:$PORT_METRICS" -h "$ROOT"'
 EXPOSITION = """\
 # HELP queue_depth Jobs waiting, by queue.
 # TYPE queue_depth gauge
@@ -44,8 +53,10 @@ def proc_cluster(cluster_factory: Callable[[], Cluster]) -> Cluster:
 
 
 async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: Path) -> None:
-    (tmp_path / "metrics").write_text(EXPOSITION)
+    (tmp_path / "gauges").write_text(EXPOSITION)
     source = PrometheusSource(port="metrics", metric="queue_depth", labels={"queue": "high"})
+    counter = PrometheusSource(port="metrics", metric="requests_total", rate=True)
+    missing = PrometheusSource(port="metrics", path="/nothing-here", metric="queue_depth")
     job = ServiceJob(
         name="promq",
         container=Container(
@@ -64,7 +75,19 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
                     metric="custom:queue_depth",
                     target=10,
                     metric_source=MetricSource(prometheus=source),
-                )
+                ),
+                TargetTrackingPolicy(
+                    name="requests",
+                    metric="custom:requests",
+                    target=100,
+                    metric_source=MetricSource(prometheus=counter),
+                ),
+                TargetTrackingPolicy(
+                    name="missing",
+                    metric="custom:missing",
+                    target=1,
+                    metric_source=MetricSource(prometheus=missing),
+                ),
             ],
             interval="1s",
             window="10s",
@@ -76,7 +99,8 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
 
         async def scraped() -> bool:
             view = await client.autoscaling(job_id)
-            return "custom:queue_depth" in view.metrics
+            read = {"custom:queue_depth", "custom:requests"} <= view.metrics.keys()
+            return read and "custom:missing" in view.read_errors
 
         await eventually(scraped, 60, "queue_depth scraped from the task")
         view = await client.autoscaling(job_id)
@@ -84,6 +108,15 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
         await client.kill(job_id)
         await proc_cluster.wait_for(job_id, timeout=60)
     assert view.metrics["custom:queue_depth"] == pytest.approx(25.0)
+    # A rate, not the counter's value (10 x the epoch seconds); the clock ticks by whole
+    # seconds, so each scrape sees 0, 10 or 20 more a second: their average over the window.
+    assert 3 <= view.metrics["custom:requests"] <= 20, view.metrics
+    assert "custom:missing" not in view.metrics
+    assert "404" in view.read_errors["custom:missing"], view.read_errors
+    assert set(view.read_errors) == {"custom:missing"}
+    shown = proc_cluster.cli("job", "autoscaling", job_id)
+    assert "no data (read failing)" in shown.stdout
+    assert "custom:missing: not read at " in shown.stdout and "404" in shown.stdout
     # The policy wants ceil(1 * 25 / 10) = 3 tasks, held at the max of 1.
     assert any(
         "held at max 1" in decision.reason and "-> 3" in decision.reason

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from titus_flow.autoscaling.counters import Reading, counter_rates
 from titus_flow.autoscaling.prometheus import ExpositionError, Sample, metric_value, parse
 from titus_flow.errors import format_validation_error
 from titus_flow.load_balancers import cloudwatch
@@ -94,6 +95,46 @@ def test_metric_value(metric: str, labels: dict[str, str] | None, value: float |
 def test_metric_value_of_nan_is_not_finite() -> None:
     value = metric_value(EXPOSITION, "gone")
     assert value is not None and math.isnan(value)
+
+
+# --- counters read as rates ---------------------------------------------------------------
+
+T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("previous", "values", "seconds", "rates"),
+    [
+        ({}, {"a": 100.0}, 10, {}),  # a first reading: nothing to compare with
+        ({"a": (100.0, 0)}, {"a": 150.0}, 10, {"a": 5.0}),
+        ({"a": (100.0, 0)}, {"a": 100.0}, 10, {"a": 0.0}),  # idle
+        ({"a": (100.0, 0)}, {"a": 30.0}, 10, {"a": 3.0}),  # reset: 30 since the restart
+        ({"a": (100.0, 0)}, {"a": 150.0}, 0, {}),  # no time passed
+        ({"a": (10.0, 0), "b": (0.0, 5)}, {"a": 20.0, "b": 50.0}, 10, {"a": 1.0, "b": 10.0}),
+    ],
+)
+def test_counter_rates_per_second_since_each_tasks_previous_reading(
+    previous: dict[str, tuple[float, float]],
+    values: dict[str, float],
+    seconds: float,
+    rates: dict[str, float],
+) -> None:
+    before = {key: Reading(value, _at(at)) for key, (value, at) in previous.items()}
+    got, kept = counter_rates(before, values, _at(seconds))
+    assert got == pytest.approx(rates)
+    assert kept == before | {key: Reading(value, _at(seconds)) for key, value in values.items()}
+
+
+def test_a_task_not_read_keeps_its_reading_for_the_next_rate() -> None:
+    first = {"a": Reading(0.0, _at(0)), "b": Reading(0.0, _at(0))}
+    rates, kept = counter_rates(first, {"a": 10.0}, _at(10))  # b's scrape failed
+    assert rates == {"a": 1.0} and kept["b"] == first["b"]
+    rates, _ = counter_rates(kept, {"a": 10.0, "b": 40.0}, _at(20))
+    assert rates == {"a": 0.0, "b": 2.0}  # b over the 20 s since its last reading
 
 
 # --- the CloudWatch reading -----------------------------------------------------------------

@@ -75,8 +75,12 @@ def _print_view(view: AutoscalingView) -> None:
         for policy in view.policies:
             value = view.metrics.get(policy.metric)
             shown = "no data" if value is None else f"{value:g}"
+            if policy.metric in view.read_errors:
+                shown += " (read failing)"
             table.add_row(policy.name, policy.kind, policy.metric, shown, policy.summary)
         console.print(table)
+    for metric, error in sorted(view.read_errors.items()):
+        click.echo(f"{metric}: {error}")
     if view.scheduled:
         table = Table("SCHEDULED", "CRON (UTC)", "MIN", "DESIRED", "MAX", "SCHEDULE")
         for action in view.scheduled:

@@ -155,6 +155,8 @@ class AutoscalingView(View):
     max: int
     policies: list[PolicyView] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)  # window averages, metrics with data
+    # Metrics the job reads itself (CloudWatch, Prometheus) whose last read failed, and why.
+    read_errors: dict[str, str] = Field(default_factory=dict)
     decisions: list[AutoscalingDecision] = Field(default_factory=list)  # oldest first
     scheduled: list[ScheduledActionView] = Field(default_factory=list)
     next_evaluation: datetime | None = None
@@ -169,6 +171,7 @@ class AutoscalingView(View):
         paused: bool,
         held: str | None,
         metrics: dict[str, float],
+        read_errors: dict[str, str],
         decisions: list[AutoscalingDecision],
         next_evaluation: datetime | None,
     ) -> AutoscalingView:
@@ -199,6 +202,7 @@ class AutoscalingView(View):
                 for policy in policies
             ],
             metrics=metrics,
+            read_errors=dict(read_errors),
             decisions=list(decisions),
             scheduled=[
                 ScheduledActionView(

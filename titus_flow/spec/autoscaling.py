@@ -73,10 +73,14 @@ class PrometheusSource(SpecModel):
     """Scrape ``metric`` from each task's Prometheus endpoint ``http://<agent>:<port><path>``.
 
     The task's value is the sum of the series of ``metric`` that carry every
-    label of ``labels`` (a gauge, or a counter read as is); the job's value is
-    the average over its tasks. Example::
+    label of ``labels``; the job's value is the average over its tasks. A gauge
+    is read as is; with ``rate: true`` the metric is a counter and the value is
+    its increase per second since the previous scrape of the task (PromQL's
+    ``rate()``: a task's first scrape gives none, a reset counts from 0).
+    Examples::
 
         PrometheusSource(port="metrics", metric="queue_depth", labels={"queue": "high"})
+        PrometheusSource(port="metrics", metric="http_requests_total", rate=True)
     """
 
     port: PortName = Field(description="Name of a port in container.ports.")
@@ -90,6 +94,10 @@ class PrometheusSource(SpecModel):
     ] = Field(description="Name of the Prometheus metric (the series name).")
     labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(
         default_factory=dict, max_length=10, description="Only series with these label values."
+    )
+    rate: bool = Field(
+        default=False,
+        description="A counter: use its increase per second between scrapes, not its value.",
     )
 
     @field_validator("labels")
