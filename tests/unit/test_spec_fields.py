@@ -233,6 +233,17 @@ VALID: list[tuple[str, str, Any]] = [
         [{**AS_TARGET, "metric": "custom:q", "metric_source": {"prometheus": PROMETHEUS}}],
     ),
     ("service", "load_balancer_check_interval", 5),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_TARGET,
+                "metric": "custom:rps",
+                "metric_source": {"prometheus": {**PROMETHEUS, "rate": True}},
+            }
+        ],
+    ),
     ("service", "autoscaling.policies", [AS_TARGET, {**AS_STEP, "name": "s"}]),
     (
         "service",
@@ -771,6 +782,19 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
         ],
         "autoscaling.policies[0].metric_source.prometheus.labels",
         "invalid label name",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_TARGET,
+                "metric": "custom:q",
+                "metric_source": {"prometheus": {**PROMETHEUS, "rate": "sometimes"}},
+            }
+        ],
+        "autoscaling.policies[0].metric_source.prometheus.rate",
+        "valid boolean",
     ),
     ("batch", "autoscaling", {}, None, "unknown field 'autoscaling'"),
     (
