@@ -48,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
 # ``workflow.patched`` id of "tasks are registered in the job's load balancers
 # and drained before they stop". Asked only of jobs that have load balancers.
 LOAD_BALANCERS_PATCH = "service-load-balancers"
+# ``workflow.patched`` id of "an update that changes load_balancer_check_interval
+# changes how often drift is checked" (before: the interval of the submit held).
+TARGETS_CHECK_PATCH = "service-targets-check-follows-updates"
 
 # elbv2 calls: retried a few times, then left to the next pass or drift check.
 _CALL_RETRY = RetryPolicy(
@@ -196,6 +199,21 @@ class ServiceTargets:
             finally:
                 self._lb_busy = False
             rules.prune(view, self._live)
+
+    def _follow_check_interval(self, interval: timedelta) -> None:
+        """An update or rollback changed ``load_balancer_check_interval``: use it from now.
+
+        The check timer restarts on the new interval (a shorter one need not wait
+        out the old). A replay of a release that kept the interval of the submit
+        keeps it (:data:`TARGETS_CHECK_PATCH`).
+        """
+        assert self._input is not None
+        if interval == self._input.targets_check or not workflow.patched(TARGETS_CHECK_PATCH):
+            return
+        self._input.targets_check = interval
+        if self._lb_timer is not None:
+            self._lb_timer.cancel()
+            self._lb_timer = asyncio.create_task(self._check_timer())
 
     async def _check_timer(self) -> None:
         assert self._input is not None

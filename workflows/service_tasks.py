@@ -114,6 +114,9 @@ class ServiceTasks(ServiceTargets):
     def _rollout(self, rollout: Rollout) -> None:
         i = self._input
         assert i is not None
+        interval = rollout.job.load_balancer_check_interval
+        if interval != i.job.load_balancer_check_interval:
+            self._follow_check_interval(interval)
         i.job, i.previous, i.previous_revision = (
             rollout.job,
             rollout.previous,

@@ -100,7 +100,7 @@ def aws_cluster(
     return cluster
 
 
-def web(arn: str, root: Path, tag: str = "v1") -> ServiceJob:
+def web(arn: str, root: Path, tag: str = "v1", check: str = "60s") -> ServiceJob:
     return ServiceJob(
         name="elbweb",
         container=Container(
@@ -113,6 +113,7 @@ def web(arn: str, root: Path, tag: str = "v1") -> ServiceJob:
         capacity=Capacity(min=0, desired=2, max=4),
         health_check=HttpCheck(port="http", path="/ok", interval="1s", unhealthy_threshold=2),
         load_balancers=[arn],
+        load_balancer_check_interval=check,
     )
 
 
@@ -236,11 +237,8 @@ async def test_targets_follow_updates_kills_and_drift(
     job_id = f"elbweb-{uuid.uuid4().hex[:8]}"
     await client.temporal.start_workflow(
         ServiceJobWorkflow.run,
-        ServiceJobInput(
-            job=web(target_group.arn, tmp_path),
-            submitted_at=datetime.now(UTC),
-            targets_check=timedelta(seconds=2),
-        ),
+        # Drift is checked hourly until the update below makes it every 2 s.
+        ServiceJobInput.submitted(web(target_group.arn, tmp_path, check="1h"), datetime.now(UTC)),
         id=job_id,
         task_queue=aws_cluster.control_queue,
     )
@@ -257,7 +255,8 @@ async def test_targets_follow_updates_kills_and_drift(
 
             await eventually(recorded, 15, "the job to record its targets")
 
-            await client.update_service(job_id, web(target_group.arn, tmp_path, tag="v2"))
+            v2 = web(target_group.arn, tmp_path, tag="v2", check="2s")
+            await client.update_service(job_id, v2)
             await client.wait_rollout(job_id, timeout=120)
             updated = await group_holds(client, aws_cluster, job_id, target_group, "updated")
             assert not updated.keys() & first.keys()  # every task replaced, and registered
@@ -270,7 +269,8 @@ async def test_targets_follow_updates_kills_and_drift(
             serving = await group_holds(client, aws_cluster, job_id, target_group, "a replacement")
         watcher.check()
 
-        # Drift: a target removed by hand comes back; a stale one put back goes again.
+        # Drift: a target removed by hand comes back; a stale one put back goes again,
+        # within the interval of the update (the hourly check of v1 would not come).
         held = await asyncio.to_thread(target_group.targets)
         lost = min(held)
         [group] = (await client.load_balancers(job_id)).groups

@@ -249,7 +249,7 @@ class ServiceJob(_JobCommon):
         default=timedelta(seconds=60),
         description=(
             "How often the job compares the targets of its AWS target groups with AWS and"
-            " repairs drift (>= 1s); set when the job is submitted."
+            " repairs drift (>= 1s); an update that changes it takes effect at once."
         ),
     )
 
