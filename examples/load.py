@@ -6,7 +6,7 @@ own), for DURATION seconds or until interrupted (Ctrl-C, SIGTERM), then prints
 what happened: requests sent, answered 2xx/3xx, failed (by status or error),
 latency percentiles. Exits 0 if no request failed, 1 otherwise.
 
-    titus-flow run examples/autoscaled_web.yaml --no-wait
+    titus-flow run examples/autoscaled_web.yaml    # returns once the first task is healthy
     titus-flow lb <job id> --name web --listen 127.0.0.1:8080 &
     python examples/load.py http://127.0.0.1:8080/index.html --rate 30 --duration 120
 """

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.activities.interfaces import ScalingScheduleActivityInterface
     from titus_flow.autoscaling import CapacityNow, Situation, decide
     from titus_flow.autoscaling.buffer import MetricBuffer
-    from titus_flow.autoscaling.engine import pause_reason
+    from titus_flow.autoscaling.engine import pause_reason, without_tolerance
     from titus_flow.autoscaling.scheduled import (
         SCHEDULED_PREFIX,
         describe_action,
@@ -49,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from titus_flow.contracts.metric_reports import MetricReport
     from titus_flow.lifecycle import RolloutPhase
     from titus_flow.service_plan import requests as rules
-    from titus_flow.spec import Autoscaling, Capacity, ScheduledAction
+    from titus_flow.spec import Autoscaling, Capacity, ScheduledAction, TargetTrackingPolicy
     from titus_flow.workflows.service_metrics import ServiceMetricSources
 
 # ``workflow.patched`` id of "a service job with autoscaling policies evaluates
@@ -60,6 +61,10 @@ AUTOSCALING_PATCH = "service-autoscaling"
 # scheduled action, and deletes them when it is killed".
 SCALING_SCHEDULES_PATCH = "service-scaling-schedules"
 SCHEDULES_TIMEOUT = timedelta(seconds=30)
+# ``workflow.patched`` id of "target tracking holds within the policy's
+# tolerance" (before: any difference from the target changed desired). Asked
+# only of jobs with a target-tracking policy whose tolerance is not 0.
+TARGET_TOLERANCE_PATCH = "autoscaling-target-tolerance"
 # A sync that still fails after these is journaled and left (the kill must not hang on it).
 SCHEDULES_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10)
 
@@ -216,7 +221,16 @@ class ServiceAutoscaling(ServiceMetricSources):
     def _evaluate(self, autoscaling: Autoscaling) -> None:
         """One evaluation: the engine's decision, recorded and applied."""
         self._metric_buffer(autoscaling).prune(workflow.now())
-        record = AutoscalingDecision.of(decide(self._situation(autoscaling)))
+        situation = self._situation(autoscaling)
+        tolerant = any(
+            isinstance(policy, TargetTrackingPolicy) and policy.tolerance
+            for policy in autoscaling.policies
+        )
+        if tolerant and not workflow.patched(TARGET_TOLERANCE_PATCH):
+            situation = dataclasses.replace(
+                situation, policies=without_tolerance(situation.policies)
+            )
+        record = AutoscalingDecision.of(decide(situation))
         capacity = None
         if record.changed:
             assert record.new_desired is not None

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from titus_flow.autoscaling import CapacityNow, Decision, Sample, Situation, decide
+from titus_flow.autoscaling.engine import without_tolerance
 from titus_flow.autoscaling.step import percent_change
 from titus_flow.spec import Policy, StepPolicy, TargetTrackingPolicy
 
@@ -89,7 +90,7 @@ def check(found: Decision, desired: int | None, policy: str | None, reason: str)
         pytest.param((1, 4, 10), cpu(75, 75), (), 6, "cpu", "4 task(s) -> 6", id="out"),
         pytest.param((1, 4, 10), cpu(25), (), 2, "cpu", "4 task(s) -> 2", id="in"),
         pytest.param((1, 4, 10), cpu(40), (), None, None, "4 task(s) is right", id="in-rounds-up"),
-        pytest.param((1, 4, 10), cpu(51), (), 5, "cpu", "-> 5", id="out-rounds-up"),
+        pytest.param((1, 4, 10), cpu(56), (), 5, "cpu", "-> 5", id="out-rounds-up"),
         pytest.param(
             (1, 4, 10),
             cpu(100, 50),
@@ -192,8 +193,8 @@ def check(found: Decision, desired: int | None, policy: str | None, reason: str)
             "-> 2",
             id="cooldown-is-per-policy",
         ),
-        pytest.param((1, 4, 5), cpu(100), (), 5, "cpu", "(clamped from 8)", id="clamp-max"),
-        pytest.param((3, 4, 10), cpu(10), (), 3, "cpu", "(clamped from 1)", id="clamp-min"),
+        pytest.param((1, 4, 5), cpu(100), (), 5, "cpu", "-> 8 (clamped to max 5)", id="clamp-max"),
+        pytest.param((3, 4, 10), cpu(10), (), 3, "cpu", "-> 1 (clamped to min 3)", id="clamp-min"),
         pytest.param((1, 5, 5), cpu(100), (), None, "cpu", "held at max 5", id="at-max"),
         pytest.param((4, 4, 10), cpu(10), (), None, "cpu", "held at min 4", id="at-min"),
         pytest.param(
@@ -214,6 +215,34 @@ def test_target_tracking(
     reason: str,
 ) -> None:
     check(decide(situation([CPU], capacity, metrics, history)), desired, policy, reason)
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "value", "desired", "reason"),
+    [
+        (0.1, 54, None, "4 task(s): within 10% of the target"),
+        (0.1, 55, None, "within 10%"),  # the edge holds
+        (0.1, 45, None, "4 task(s) is right"),  # within, and 4 * 45 / 50 rounds up to 4
+        (0.1, 56, 5, "4 task(s) -> 5"),
+        (0.1, 44, None, "4 task(s) is right"),  # outside, but 4 * 44 / 50 rounds up to 4
+        (0.1, 37, 3, "4 task(s) -> 3"),
+        (0.0, 50.0001, 5, "4 task(s) -> 5"),  # no tolerance: any excess adds a task
+        (0.3, 64, None, "within 30%"),
+    ],
+)
+def test_target_tracking_holds_within_its_tolerance(
+    tolerance: float, value: float, desired: int | None, reason: str
+) -> None:
+    policy = CPU.model_copy(update={"tolerance": tolerance})
+    found = decide(situation([policy], (1, 4, 10), cpu(value)))
+    check(found, desired, "cpu" if desired else None, reason)
+
+
+def test_without_tolerance_acts_on_any_difference_as_before() -> None:
+    """What a replay of a run from before tolerances evaluates (the workflow's patch)."""
+    policies = without_tolerance([CPU, HIGH])
+    assert policies[0] == CPU.model_copy(update={"tolerance": 0.0}) and policies[1] is HIGH
+    check(decide(situation(policies, (1, 4, 10), cpu(51))), 5, "cpu", "4 task(s) -> 5")
 
 
 def test_disable_scale_in_only_stops_scale_in() -> None:

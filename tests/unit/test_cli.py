@@ -114,3 +114,32 @@ def test_every_command_has_help() -> None:
         result = runner.invoke(cli, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "Usage:" in result.output
+
+
+def _command(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("bad", ["", " ", "../etc", "a/b"])
+def test_every_job_id_argument_is_checked_before_any_call(bad: str) -> None:
+    """Exit 2 naming JOB_ID, never a server's refusal (the runner has no server to call)."""
+    _register_commands()
+    taking = [
+        path
+        for path in _commands(cli)
+        if any(p.name == "job_id" for p in _command(path).params if isinstance(p, click.Argument))
+    ]
+    assert ("job", "describe") in taking and ("lb",) in taking and len(taking) >= 10
+    runner = CliRunner()
+    for path in taking:
+        command = _command(path)
+        arguments = [p for p in command.params if isinstance(p, click.Argument)]
+        # JOB_ID first; any other argument a harmless word (checked after it).
+        argv = [bad if p.name == "job_id" else "x" for p in arguments]
+        result = runner.invoke(cli, [*path, *argv])
+        assert result.exit_code == 2, (path, result.output)
+        assert "Invalid value for 'JOB_ID': invalid job id" in result.output, (path, result.output)

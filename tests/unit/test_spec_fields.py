@@ -254,6 +254,7 @@ VALID: list[tuple[str, str, Any]] = [
                 "scale_out_cooldown": "30s",
                 "scale_in_cooldown": 0,
                 "disable_scale_in": True,
+                "tolerance": 0,
                 "metric": "custom:queue.depth",
             }
         ],
@@ -845,6 +846,13 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
         [{**AS_TARGET, "disable_scale_in": "no"}],
         "autoscaling.policies[0].disable_scale_in",
         "boolean",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [{**AS_TARGET, "tolerance": 0.75}],
+        "autoscaling.policies[0].tolerance",
+        "less than or equal to 0.5",
     ),
     (
         "service",

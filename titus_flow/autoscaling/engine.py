@@ -14,6 +14,14 @@ from titus_flow.autoscaling.target_tracking import target_tracking_vote
 from titus_flow.spec.autoscaling import Policy, TargetTrackingPolicy
 
 
+def without_tolerance(policies: Sequence[Policy]) -> list[Policy]:
+    """``policies`` with target tracking acting on any difference (as before tolerances)."""
+    return [
+        p.model_copy(update={"tolerance": 0.0}) if isinstance(p, TargetTrackingPolicy) else p
+        for p in policies
+    ]
+
+
 def vote(policy: Policy, situation: Situation) -> Vote:
     """The vote of one policy (of either kind)."""
     if isinstance(policy, TargetTrackingPolicy):
@@ -79,5 +87,6 @@ def decide(situation: Situation) -> Decision:
     if new == old:
         bound = "max" if winner.kind == "out" else "min"
         return decision(None, winner, f"{winner.policy} held at {bound} {new}: {winner.reason}")
-    clamp_note = "" if new == winner.desired else f" (clamped from {winner.desired})"
+    bound = "max" if new < winner.desired else "min"
+    clamp_note = "" if new == winner.desired else f" (clamped to {bound} {new})"
     return decision(new, winner, f"{winner.policy}: {winner.reason}{clamp_note}")

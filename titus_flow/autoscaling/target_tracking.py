@@ -30,6 +30,7 @@ def target_tracking_vote(policy: TargetTrackingPolicy, situation: Situation) -> 
     a larger scale-out goes ahead (the tasks added count towards it); scale-in
     waits for the cooldown to end. After a scale-in, the next one waits for
     ``scale_in_cooldown``; a scale-out never waits for a scale-in cooldown.
+    Within ``tolerance`` of the target nothing changes (it would flap).
     """
     value = metric_value(situation, policy.metric)
     if value is None:
@@ -46,6 +47,8 @@ def target_tracking_vote(policy: TargetTrackingPolicy, situation: Situation) -> 
     if base == 0:
         return vote("hold", None, "no task to average over; keep min at 1 or more")
     wanted = proportional_desired(base, value, policy.target)
+    if wanted != desired and abs(value / policy.target - 1) <= policy.tolerance + _EPSILON:
+        return vote("hold", None, f"{desired} task(s): within {policy.tolerance:.0%} of the target")
     if wanted > desired:
         return vote("out", wanted, f"{base} task(s) -> {wanted}")
     if out_cooling:

@@ -23,6 +23,7 @@ from titus_flow.errors import (
     broken_connection,
     connection_reason,
 )
+from titus_flow.ids import check_id
 from titus_flow.logs_json import configure_logging
 
 EXIT_OK = 0
@@ -30,6 +31,22 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobIdType(click.ParamType[str, Any]):
+    """A JOB_ID argument, checked before any call (exit 2 naming it, not a server error)."""
+
+    name = "job_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` if it is a valid job id; a usage error otherwise."""
+        try:
+            return check_id(value)
+        except UserError as err:
+            self.fail(f"{err}; `titus-flow jobs list` lists the ids", param, ctx)
+
+
+JOB_ID = JobIdType()
 
 
 class Context:

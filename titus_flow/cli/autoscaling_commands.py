@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from titus_flow.cli.app import (
+    JOB_ID,
     Context,
     cli,
     echo_json,
@@ -28,7 +29,7 @@ DECISIONS_SHOWN = 10
 
 
 @job.command("autoscaling")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--pause", "action", flag_value="pause", help="Stop policies and scheduled actions.")
 @click.option("--resume", "action", flag_value="resume", help="Let them change desired again.")
 @output_option
@@ -113,7 +114,7 @@ def metrics() -> None:
 
 
 @metrics.command("put")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.argument("name")
 @click.argument("value")
 @pass_context

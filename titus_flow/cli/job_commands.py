@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from titus_flow.cli.app import (
+    JOB_ID,
     Context,
     cli,
     echo_json,
@@ -97,7 +98,7 @@ def _index_range(
 
 
 @job.command("describe")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option(
     "--tasks",
     "index_range",
@@ -263,7 +264,7 @@ def _tasks_table(view: JobView, targets: LoadBalancersView | None = None) -> Tab
 
 
 @job.command("kill")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it ended.")
 @pass_context
 def job_kill(ctx: Context, job_id: str, wait: bool) -> None:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from titus_flow.cli.app import Context, cli, install_stop_signals, pass_context, run_async
+from titus_flow.cli.app import JOB_ID, Context, cli, install_stop_signals, pass_context, run_async
 from titus_flow.cli.process_options import process_settings
 from titus_flow.client import TitusClient
 from titus_flow.errors import UserError
@@ -35,7 +35,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 @cli.command("lb")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option(
     "--name", required=True, help="The job's load balancer local:NAME (in its load_balancers)."
 )

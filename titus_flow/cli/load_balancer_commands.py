@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from titus_flow.cli.app import (
+    JOB_ID,
     Context,
     echo_json,
     output_option,
@@ -21,7 +22,7 @@ from titus_flow.spec.quantities import format_duration
 
 
 @job.command("load-balancers")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @output_option
 @pass_context
 def job_load_balancers(ctx: Context, job_id: str, output: str) -> None:

@@ -10,6 +10,7 @@ import click
 from titus_flow.cli.app import (
     EXIT_FAILED,
     EXIT_OK,
+    JOB_ID,
     Context,
     echo_json,
     output_option,
@@ -25,7 +26,7 @@ from titus_flow.spec import ServiceJob
 
 
 @job.command("scale")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--desired", type=click.IntRange(min=0), help="Tasks to keep running.")
 @click.option("--min", "min_", type=click.IntRange(min=0), help="Lower bound of desired.")
 @click.option("--max", "max_", type=click.IntRange(min=0), help="Upper bound of desired.")
@@ -58,7 +59,7 @@ def job_scale(
 
 
 @job.command("update")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--job", "job_name", help="The job of this name in FILE (if it holds several).")
 @click.option(
@@ -100,7 +101,7 @@ def job_update(
 
 
 @job.command("promote")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")
 @pass_context
@@ -116,7 +117,7 @@ def job_promote(ctx: Context, job_id: str, wait: bool, timeout: float) -> None:
 
 
 @job.command("rollback")
-@click.argument("job_id")
+@click.argument("job_id", type=JOB_ID)
 @click.option("--reason", default="", help="Why, shown in the job's update status.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the rollout.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait.")

@@ -95,7 +95,7 @@ class PrometheusSource(SpecModel):
     labels: dict[str, Annotated[str, Field(max_length=200)]] = Field(
         default_factory=dict, max_length=10, description="Only series with these label values."
     )
-    rate: bool = Field(
+    rate: StrictBool = Field(
         default=False,
         description="A counter: use its increase per second between scrapes, not its value.",
     )
@@ -150,6 +150,14 @@ class TargetTrackingPolicy(_Policy):
     )
     disable_scale_in: StrictBool = Field(
         default=False, description="Only ever add tasks; other policies may remove them."
+    )
+    tolerance: Annotated[float, Field(ge=0, le=0.5)] = Field(
+        default=0.1,
+        description=(
+            "No change while the metric is within this fraction of the target"
+            " (0.1: 90%..110%, as the Kubernetes HPA), so a steady load does not flap"
+            " between two counts; 0 acts on any difference."
+        ),
     )
 
     @field_validator("target")
