@@ -62,7 +62,7 @@ from titus_flow.contracts import BatchJobInput  # noqa: E402
 from titus_flow.fleet.ec2 import ENDPOINT_ENV  # noqa: E402
 from titus_flow.fleet.userdata import agent_environment  # noqa: E402
 from titus_flow.lifecycle import JobState  # noqa: E402
-from titus_flow.spec import Autoscaling, ScheduledAction  # noqa: E402
+from titus_flow.spec import Autoscaling, ScheduledAction, TargetTrackingPolicy  # noqa: E402
 from titus_flow.spec.retry import Retry  # noqa: E402
 from titus_flow.workflows.batch import BatchJobWorkflow  # noqa: E402
 
@@ -269,6 +269,42 @@ async def service_scheduled(cluster: Cluster) -> dict[str, str]:
     runs = client.temporal.list_workflows("WorkflowType = 'ScheduledScaling'")
     (scaling,) = [run.id async for run in runs]
     return {"service-scheduled-killed": job_id, "scheduled-scaling": scaling}
+
+
+@scenario("service-autoscaled")
+async def service_autoscaled(cluster: Cluster) -> dict[str, str]:
+    """A 2-task service on a pushed metric: held within tolerance, out to 4, in to 1; killed."""
+    cluster.start_worker()
+    _process_agent(cluster)
+    client = await cluster.wait_for_agents(1)
+    policy = TargetTrackingPolicy(
+        name="queue",
+        metric="custom:queue",
+        target=10,
+        scale_out_cooldown="0s",
+        scale_in_cooldown="0s",
+    )
+    job = _service("autoscaled", "sleep 600").model_copy(
+        update={"autoscaling": Autoscaling(policies=[policy], interval="1s", window="2s")}
+    )
+    job_id: str = await client.submit(job)
+    await client.wait_healthy(job_id, timeout=60, revision=1)
+
+    async def pushing(value: float, desired: int, what: str) -> None:
+        async def reached() -> bool:
+            await client.put_metric(job_id, "custom:queue", value)
+            view = await client.autoscaling(job_id)
+            last = view.decisions[-1].reason if view.decisions else ""
+            return view.desired == desired and f" {value:g} " in last
+
+        await eventually(reached, 60, what)
+
+    await pushing(10.5, 2, "a hold within the tolerance")
+    await pushing(20, 4, "a scale-out to 4")
+    await pushing(1, 1, "a scale-in to min 1")
+    await client.kill(job_id)
+    assert (await cluster.wait_for(job_id, 60)).state is JobState.KILLED
+    return {"service-autoscaled-killed": job_id}
 
 
 @scenario("fleet")

@@ -16,7 +16,9 @@ twice (``batch-continued-run-*``) and the scheduler scenario
 (``scheduler-v0.2.0-run-*``: three runs of about 80 events). Issue 14 added
 a 2-task service with two scheduled actions, one triggered, the other dropped
 by an update, then killed (``service-scheduled-killed``) and the
-``ScheduledScaling`` run that applied the first (``scheduled-scaling``). The histories of
+``ScheduledScaling`` run that applied the first (``scheduled-scaling``), and a
+2-task service on a pushed metric held within its tolerance, scaled out to 4
+and in to 1, then killed (``service-autoscaled-killed``). The histories of
 earlier releases are also replayed here, with the workflow types they name;
 ``test_job_workflow_replay.py`` and ``test_scheduler_replay.py`` say what those are.
 """
@@ -44,6 +46,7 @@ RECORDED_BY_THIS_RELEASE = [
     "scheduler-v0.2.0-run-3",
     "service-scheduled-killed",
     "scheduled-scaling",
+    "service-autoscaled-killed",
 ]
 
 EVERY_HISTORY = sorted(p.name.removesuffix(".json.gz") for p in HISTORIES.glob("*.json.gz"))
