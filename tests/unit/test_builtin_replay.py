@@ -18,7 +18,10 @@ a 2-task service with two scheduled actions, one triggered, the other dropped
 by an update, then killed (``service-scheduled-killed``) and the
 ``ScheduledScaling`` run that applied the first (``scheduled-scaling``), and a
 2-task service on a pushed metric held within its tolerance, scaled out to 4
-and in to 1, then killed (``service-autoscaled-killed``). The histories of
+and in to 1, then killed (``service-autoscaled-killed``); the same scenario
+recorded by 669b836, before target tracking had a tolerance, where the first
+push (5 % over the target) scales out to 3 (``service-autoscaled-no-tolerance-killed``:
+what ``workflow.patched("autoscaling-target-tolerance")`` keeps). The histories of
 earlier releases are also replayed here, with the workflow types they name;
 ``test_job_workflow_replay.py`` and ``test_scheduler_replay.py`` say what those are.
 """
@@ -47,6 +50,7 @@ RECORDED_BY_THIS_RELEASE = [
     "service-scheduled-killed",
     "scheduled-scaling",
     "service-autoscaled-killed",
+    "service-autoscaled-no-tolerance-killed",
 ]
 
 EVERY_HISTORY = sorted(p.name.removesuffix(".json.gz") for p in HISTORIES.glob("*.json.gz"))
