@@ -21,10 +21,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from mypy_boto3_ec2 import EC2Client
-from test_fleet_moto import AWS_ENV, Moto, aws_env, moto  # noqa: F401  (fixtures)
+from test_fleet_moto import AWS_ENV, REGION, Moto, aws_env, moto  # noqa: F401  (fixtures)
 from titus_cluster import Cluster, eventually
 
 from titus_flow import BatchJob, Container, Resources
@@ -156,6 +157,49 @@ def job(name: str, command: str, cpu: float, instances: int = 1) -> BatchJob:
     )
 
 
+SERVICE_FILE = """
+name: {name}
+kind: service
+container: {{image: "busybox:latest", command: "sleep 60", ports: [http]}}
+resources: {{cpu: 0.01, memory: 8, disk: 0, network_mbps: 0}}
+capacity: {{min: 0, desired: 0, max: 1}}
+load_balancers: [{arn}]
+"""
+
+
+async def submit_checks_the_fleets_vpc(cluster: Cluster, moto: Moto, tmp_path: Path) -> None:
+    """``run`` of a service refuses a target group outside the running fleet's VPC (exit 2,
+    nothing submitted) and accepts one inside it: the fleet's subnets, as its workflow
+    holds them, resolved through moto's DescribeSubnets by the CLI's own process.
+    """
+    elb = boto3.client("elbv2", region_name=REGION, endpoint_url=moto.url)
+    ec2 = moto.ec2()
+    own = ec2.describe_subnets(SubnetIds=[moto.subnets[0][0]])["Subnets"][0]["VpcId"]
+    other = ec2.create_vpc(CidrBlock="10.44.0.0/16")["Vpc"]["VpcId"]
+
+    def group(vpc: str) -> str:
+        name = f"tg-{secrets.token_hex(4)}"
+        made = elb.create_target_group(
+            Name=name, Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip"
+        )
+        arn: str = made["TargetGroups"][0]["TargetGroupArn"]
+        return arn
+
+    spec = tmp_path / "web.yaml"
+    outside, inside = group(other), group(own)
+    spec.write_text(SERVICE_FILE.format(name="outside", arn=outside))
+    refused = cluster.cli("run", "--detach", str(spec))
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert f"load_balancers[0]: target group {outside} is in VPC {other};" in refused.stderr
+    assert own in refused.stderr and "Traceback" not in refused.stderr
+    client = await cluster.client()
+    assert not [j for j in await client.list_jobs() if j["name"] == "outside"]
+    spec.write_text(SERVICE_FILE.format(name="inside", arn=inside))
+    accepted = cluster.cli("run", "--detach", str(spec))
+    assert accepted.returncode == 0, (accepted.stdout, accepted.stderr)
+    await client.kill(accepted.stdout.strip())
+
+
 @pytest.mark.slow
 async def test_fleet_grows_for_a_job_stops_at_max_then_shrinks_to_zero(
     cluster_factory: Callable[[], Cluster], moto: Moto, dev_server: str, tmp_path: Path, gate: Path
@@ -188,6 +232,7 @@ async def test_fleet_grows_for_a_job_stops_at_max_then_shrinks_to_zero(
         assert len(live) == 3 and {hook.booted[i] for i in live} == {"m5.large"}
         view = await client.describe(burst)
         assert {t.agent for t in view.tasks} == set(live)  # one task per instance's agent
+        await submit_checks_the_fleets_vpc(cluster, moto, tmp_path)
 
         # A task bigger than every agent (3 cores) that an m5.xlarge would hold waits -
         # it is not rejected - and says the fleet is at its limit.

@@ -20,7 +20,7 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,6 +149,19 @@ class Watcher:
     # the moment between a task finishing and leaving the job's view.
     finished: set[str] = field(default_factory=set)
 
+    async def saw_registered(self, tasks: Iterable[str], what: str) -> None:
+        """Wait until some sample shows each of ``tasks`` in the group.
+
+        A loaded machine samples slowly; the test must not move on (and replace
+        them) before the samples that :meth:`check` reads have caught them.
+        """
+        wanted = set(tasks)
+
+        async def seen() -> bool:
+            return wanted <= set().union(*(s.members() for s in self.samples))
+
+        await eventually(seen, 30, what)
+
     def check(self) -> None:
         """Registered only when healthy; out of the group for the drain before stopping."""
         members = [sample.members() for sample in self.samples]
@@ -254,12 +267,14 @@ async def test_targets_follow_updates_kills_and_drift(
                 }
 
             await eventually(recorded, 15, "the job to record its targets")
+            await watcher.saw_registered(first, "samples of the first tasks in the group")
 
             v2 = web(target_group.arn, tmp_path, tag="v2", check="2s")
             await client.update_service(job_id, v2)
             await client.wait_rollout(job_id, timeout=120)
             updated = await group_holds(client, aws_cluster, job_id, target_group, "updated")
             assert not updated.keys() & first.keys()  # every task replaced, and registered
+            await watcher.saw_registered(updated, "samples of the updated tasks in the group")
             watcher.finished.update([t for t in first if await _finished(client, t)])
 
             victim = next(t for t in (await client.describe(job_id)).tasks if t.healthy)
