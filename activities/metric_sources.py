@@ -19,7 +19,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from titus_flow.activities.interfaces import MetricSourceActivityInterface, implements
-from titus_flow.autoscaling.prometheus import ExpositionError, metric_value
+from titus_flow.autoscaling.prometheus import ExpositionError, histogram_buckets, metric_value
 from titus_flow.contracts.metric_sources import (
     RequestCountInput,
     RequestRate,
@@ -28,6 +28,7 @@ from titus_flow.contracts.metric_sources import (
 )
 from titus_flow.load_balancers import aws, cloudwatch
 from titus_flow.runtime.health import HOST
+from titus_flow.spec.autoscaling import PrometheusSource
 from titus_flow.spec.load_balancers import region_of
 
 MAX_EXPOSITION_BYTES = 4 * 1024 * 1024
@@ -77,39 +78,58 @@ class MetricSourceActivities(MetricSourceActivityInterface):
     @implements(MetricSourceActivityInterface.scrape_metric)
     async def scrape_metric(self, request: ScrapeInput) -> ScrapeResult:
         """The metric of each task; a task that cannot be read is an error of the result."""
-        source = request.source
-        results = await asyncio.gather(
-            *(asyncio.to_thread(self._scrape_one, target.port, request) for target in request.tasks)
+        pages = await asyncio.gather(
+            *(asyncio.to_thread(self._fetch, target.port, request) for target in request.tasks)
         )
         answer = ScrapeResult()
-        for target, (value, error) in zip(request.tasks, results, strict=True):
+        for target, (url, text, error) in zip(request.tasks, pages, strict=True):
+            if error is None:
+                try:
+                    error = _read(answer, target.task_id, text, request.source)
+                except ExpositionError as err:
+                    error = f"{url}: {err}"
             if error is not None:
                 answer.errors[target.task_id] = error[:MAX_ERROR_CHARS]
-            elif value is None:
-                answer.errors[target.task_id] = f"no series {source.metric} matches"
-            elif not math.isfinite(value):
-                answer.errors[target.task_id] = f"{source.metric} is {value}, not a finite number"
-            else:
-                answer.values[target.task_id] = value
         return answer
 
-    def _scrape_one(self, port: int, request: ScrapeInput) -> tuple[float | None, str | None]:
-        source = request.source
-        url = f"http://{self._probe_host}:{port}{source.path}"
+    def _fetch(self, port: int, request: ScrapeInput) -> tuple[str, str, str | None]:
+        """The URL of the task's exposition, its text, and why it could not be read (if so)."""
+        url = f"http://{self._probe_host}:{port}{request.source.path}"
         try:
             with _OPENER.open(url, timeout=request.timeout_seconds) as answer:
                 body = answer.read(MAX_EXPOSITION_BYTES + 1)
         except urllib.error.HTTPError as err:
-            return None, f"GET {url} -> {err.code}"
+            return url, "", f"GET {url} -> {err.code}"
         except (OSError, ValueError) as err:
-            return None, f"GET {url}: {getattr(err, 'reason', None) or err}"
+            return url, "", f"GET {url}: {getattr(err, 'reason', None) or err}"
         if len(body) > MAX_EXPOSITION_BYTES:
-            return None, f"GET {url}: more than {MAX_EXPOSITION_BYTES} bytes"
-        try:
-            return metric_value(body.decode("utf-8", "replace"), source.metric, source.labels), None
-        except ExpositionError as err:
-            return None, f"{url}: {err}"
+            return url, "", f"GET {url}: more than {MAX_EXPOSITION_BYTES} bytes"
+        return url, body.decode("utf-8", "replace"), None
 
     def all(self) -> list[Callable[..., object]]:
         """Both activities (the control worker registers the first, agents the second)."""
         return [self.read_request_counts, self.scrape_metric]
+
+
+def _read(answer: ScrapeResult, task_id: str, text: str, source: PrometheusSource) -> str | None:
+    """Put the task's value (or histogram) read from ``text`` in ``answer``; else why not."""
+    if source.quantile is not None:
+        buckets = histogram_buckets(text, source.metric, source.labels)
+        if not buckets:
+            return f"no series {source.metric}_bucket matches"
+        if not all(math.isfinite(count) for count in buckets.values()):
+            return f"{source.metric}_bucket has a count that is not a finite number"
+        answer.buckets[task_id] = {_bound(bound): count for bound, count in buckets.items()}
+        return None
+    value = metric_value(text, source.metric, source.labels)
+    if value is None:
+        return f"no series {source.metric} matches"
+    if not math.isfinite(value):
+        return f"{source.metric} is {value}, not a finite number"
+    answer.values[task_id] = value
+    return None
+
+
+def _bound(bound: float) -> str:
+    """A bucket's upper bound as JSON can carry it: ``+Inf`` or the number."""
+    return "+Inf" if bound == math.inf else repr(bound)

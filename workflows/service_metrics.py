@@ -32,6 +32,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from titus_flow.activities.interfaces import MetricSourceActivityInterface
     from titus_flow.autoscaling.counters import Reading, counter_rates
+    from titus_flow.autoscaling.histograms import histogram_quantile
     from titus_flow.contracts.metric_reports import MetricReport, MetricSample
     from titus_flow.contracts.metric_sources import (
         RequestCountInput,
@@ -54,6 +55,7 @@ PROMETHEUS_SOURCE = "prometheus"
 _MIN_READ = timedelta(seconds=10)
 _MAX_READ = timedelta(seconds=30)
 _MAX_ERROR_CHARS = 300
+_BUCKET_OF = "@"  # joins a task id and a bucket bound (ids never hold it)
 _READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
 
 
@@ -160,6 +162,7 @@ class ServiceMetricSources(ServiceHandlers):
             return_exceptions=True,
         )
         values: dict[str, float] = {}
+        buckets: dict[str, dict[str, float]] = {}
         errors: list[str] = []
         for targets, result in zip(by_queue.values(), results, strict=True):
             if isinstance(result, BaseException):
@@ -168,24 +171,58 @@ class ServiceMetricSources(ServiceHandlers):
                 errors += [f"{target.task_id}: {result.cause or result}" for target in targets]
                 continue
             values |= result.values
+            buckets |= result.buckets
             errors += [f"{task_id}: {error}" for task_id, error in result.errors.items()]
         tasks = sum(len(targets) for targets in by_queue.values())
         self._read_failed(metric, errors, tasks)
-        if source.prometheus.rate:
-            values = self._counter_rates(metric, values, now)
-        if not values:
+        prometheus = source.prometheus
+        if prometheus.quantile is not None:
+            value, weight = self._histogram_quantile(metric, prometheus.quantile, buckets, now)
+        else:
+            if prometheus.rate:
+                values = self._counter_rates(metric, values, now)
+            value = sum(values.values()) / len(values) if values else None
+            weight = len(values)
+        if value is None:
             return None
-        average = sum(values.values()) / len(values)
-        sample = MetricSample(metric=metric, value=average, at=now, weight=len(values))
+        sample = MetricSample(metric=metric, value=value, at=now, weight=weight)
         return MetricReport(source=PROMETHEUS_SOURCE, samples=[sample])
+
+    def _histogram_quantile(
+        self, metric: str, quantile: float, buckets: dict[str, dict[str, float]], at: datetime
+    ) -> tuple[float | None, int]:
+        """The quantile of the tasks' observations since their previous scrapes; tasks counted.
+
+        Each bucket of each task is a counter (its rate since the last scrape),
+        summed over the tasks bound by bound, as ``sum(rate(<metric>_bucket))``.
+        """
+        counts = {
+            f"{task}{_BUCKET_OF}{bound}": count
+            for task, by_bound in buckets.items()
+            for bound, count in by_bound.items()
+        }
+        summed: dict[float, float] = {}
+        tasks: set[str] = set()
+        for key, rate in self._counter_rates(metric, counts, at).items():
+            task, _, bound = key.partition(_BUCKET_OF)
+            summed[float(bound)] = summed.get(float(bound), 0.0) + rate
+            tasks.add(task)
+        return histogram_quantile(quantile, summed), len(tasks)
 
     def _counter_rates(
         self, metric: str, counters: dict[str, float], at: datetime
     ) -> dict[str, float]:
-        """Each task's counter as a rate since its previous scrape (tasks gone forgotten)."""
+        """Each counter as a rate since its previous scrape (those of tasks gone forgotten).
+
+        Keys are task ids, or ``<task id>@<bound>`` for a histogram's buckets.
+        """
         previous = self._counter_readings.get(metric, {})
         rates, kept = counter_rates(previous, counters, at)
-        self._counter_readings[metric] = {k: r for k, r in kept.items() if k in self._live}
+        self._counter_readings[metric] = {
+            key: reading
+            for key, reading in kept.items()
+            if key.partition(_BUCKET_OF)[0] in self._live
+        }
         return rates
 
     def _read_failed(self, metric: str, errors: list[str], tried: int) -> None:

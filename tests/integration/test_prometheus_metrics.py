@@ -5,8 +5,9 @@ static ``/metrics`` file with busybox httpd on 127.0.0.1; the job's policy reads
 ``queue_depth{queue="high"}`` from it (``metric_source.prometheus``). The
 agent's ``scrape_metric`` activity fetches and parses it before each
 evaluation, and the job's ``autoscaling`` query shows the value. A second
-policy reads a counter as a rate; a third reads a path that is not served, and
-the query and ``titus-flow job autoscaling`` show why.
+policy reads a counter as a rate, a third a quantile of a histogram; a fourth
+reads a path that is not served, and the query and ``titus-flow job
+autoscaling`` show why.
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 # A counter of 10 a second (from the clock, so however slow the machine), written
 # to the file httpd serves, beside the static gauges.
+# A histogram of 10 observations a second too: 5 up to 0.1, 4 more up to 0.5, 1 above.
+BUCKETS = (
+    'latency_seconds_bucket{le=\\"0.1\\"} %d\\n'
+    'latency_seconds_bucket{le=\\"0.5\\"} %d\\n'
+    'latency_seconds_bucket{le=\\"+Inf\\"} %d\\n'
+)
 COUNT = (
-    'while :; do echo "requests_total $(( $(date +%s) * 10 ))" > "$ROOT/counter.new"'
+    'while :; do t=$(date +%s); echo "requests_total $(( t * 10 ))" > "$ROOT/counter.new"'
+    f' && printf "{BUCKETS}" $((t * 5)) $((t * 9)) $((t * 10)) >> "$ROOT/counter.new"'
     ' && cat "$ROOT/gauges" "$ROOT/counter.new" > "$ROOT/metrics.new"'
     ' && mv "$ROOT/metrics.new" "$ROOT/metrics"; sleep 0.2; done'
 )
@@ -56,6 +64,7 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
     (tmp_path / "gauges").write_text(EXPOSITION)
     source = PrometheusSource(port="metrics", metric="queue_depth", labels={"queue": "high"})
     counter = PrometheusSource(port="metrics", metric="requests_total", rate=True)
+    histogram = PrometheusSource(port="metrics", metric="latency_seconds", quantile=0.7)
     missing = PrometheusSource(port="metrics", path="/nothing-here", metric="queue_depth")
     job = ServiceJob(
         name="promq",
@@ -83,6 +92,12 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
                     metric_source=MetricSource(prometheus=counter),
                 ),
                 TargetTrackingPolicy(
+                    name="latency",
+                    metric="custom:p70",
+                    target=1,
+                    metric_source=MetricSource(prometheus=histogram),
+                ),
+                TargetTrackingPolicy(
                     name="missing",
                     metric="custom:missing",
                     target=1,
@@ -99,7 +114,7 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
 
         async def scraped() -> bool:
             view = await client.autoscaling(job_id)
-            read = {"custom:queue_depth", "custom:requests"} <= view.metrics.keys()
+            read = {"custom:queue_depth", "custom:requests", "custom:p70"} <= view.metrics.keys()
             return read and "custom:missing" in view.read_errors
 
         await eventually(scraped, 60, "queue_depth scraped from the task")
@@ -111,6 +126,9 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
     # A rate, not the counter's value (10 x the epoch seconds); the clock ticks by whole
     # seconds, so each scrape sees 0, 10 or 20 more a second: their average over the window.
     assert 3 <= view.metrics["custom:requests"] <= 20, view.metrics
+    # The 0.7 quantile of the observations: rank 7 of 10 a second, 2 into the 4 of
+    # (0.1, 0.5]: 0.1 + 0.4 * 2 / 4 (whatever the seconds between scrapes).
+    assert view.metrics["custom:p70"] == pytest.approx(0.3), view.metrics
     assert "custom:missing" not in view.metrics
     assert "404" in view.read_errors["custom:missing"], view.read_errors
     assert set(view.read_errors) == {"custom:missing"}

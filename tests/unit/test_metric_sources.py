@@ -10,7 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 from titus_flow.autoscaling.counters import Reading, counter_rates
-from titus_flow.autoscaling.prometheus import ExpositionError, Sample, metric_value, parse
+from titus_flow.autoscaling.histograms import histogram_quantile
+from titus_flow.autoscaling.prometheus import (
+    ExpositionError,
+    Sample,
+    histogram_buckets,
+    metric_value,
+    parse,
+)
 from titus_flow.errors import format_validation_error
 from titus_flow.load_balancers import cloudwatch
 from titus_flow.spec import JOB_ADAPTER, ServiceJob
@@ -137,6 +144,55 @@ def test_a_task_not_read_keeps_its_reading_for_the_next_rate() -> None:
     assert rates == {"a": 0.0, "b": 2.0}  # b over the 20 s since its last reading
 
 
+# --- histograms ---------------------------------------------------------------------------
+
+HISTOGRAM = """\
+# TYPE latency_seconds histogram
+latency_seconds_bucket{path="/a",le="0.1"} 30
+latency_seconds_bucket{path="/a",le="0.5"} 40
+latency_seconds_bucket{path="/a",le="+Inf"} 45
+latency_seconds_bucket{path="/b",le="0.1"} 20
+latency_seconds_bucket{path="/b",le="0.5"} 50
+latency_seconds_bucket{path="/b",le="+Inf"} 55
+latency_seconds_sum 12.5
+latency_seconds_count 100
+"""
+
+
+def test_histogram_buckets_sum_the_series_of_each_bound() -> None:
+    assert histogram_buckets(HISTOGRAM, "latency_seconds") == {0.1: 50, 0.5: 90, math.inf: 100}
+    only_a = histogram_buckets(HISTOGRAM, "latency_seconds", {"path": "/a"})
+    assert only_a == {0.1: 30, 0.5: 40, math.inf: 45}
+    assert histogram_buckets(HISTOGRAM, "latency") == {}
+    assert histogram_buckets(HISTOGRAM, "latency_seconds", {"path": "/c"}) == {}
+
+
+INF = math.inf
+
+
+@pytest.mark.parametrize(
+    ("quantile", "buckets", "value"),
+    [
+        (0.5, {0.1: 50, 0.5: 90, 1.0: 99, INF: 100}, 0.1),  # the rank at a bound
+        (0.2, {0.1: 50, 0.5: 90, 1.0: 99, INF: 100}, 0.04),  # from 0 below the first
+        (0.9, {0.1: 50, 0.5: 90, 1.0: 99, INF: 100}, 0.5),
+        (0.7, {0.1: 50, 0.5: 90, 1.0: 99, INF: 100}, 0.3),  # interpolated
+        (0.995, {0.1: 50, 0.5: 90, 1.0: 99, INF: 100}, 1.0),  # in +Inf: the top bound
+        (0.5, {0.1: 50, 0.5: 40, INF: 100}, 0.1),  # a count that goes down is the one below
+        (0.5, {-1.0: 60, 0.0: 80, INF: 100}, -1.0),  # a first bound <= 0 is the answer
+        (0.5, {0.5: 0, INF: 0}, None),  # nothing observed
+        (0.5, {0.1: 5, 0.5: 9}, None),  # no +Inf bucket: not a histogram
+        (0.5, {INF: 10}, None),  # only +Inf: no bound to give
+        (0.5, {}, None),
+    ],
+)
+def test_histogram_quantile(
+    quantile: float, buckets: dict[float, float], value: float | None
+) -> None:
+    found = histogram_quantile(quantile, buckets)
+    assert found == (None if value is None else pytest.approx(value))
+
+
 # --- the CloudWatch reading -----------------------------------------------------------------
 
 ARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/web/0123456789abcdef"
@@ -240,11 +296,19 @@ def test_only_custom_metrics_have_a_source() -> None:
         ({"port": "metrics", "metric": "q", "path": "metrics"}, "path"),
         ({"port": "metrics", "metric": "q", "labels": {"bad-name": "x"}}, "labels"),
         ({"port": "metrics", "metric": "q", "scrape": "1s"}, "scrape"),
+        ({"port": "metrics", "metric": "q", "quantile": 1.5}, "quantile"),
+        ({"port": "metrics", "metric": "q", "quantile": 0}, "quantile"),
     ],
 )
 def test_a_bad_source_names_its_field(prometheus: dict[str, Any], field: str) -> None:
     message = errors(service(policy(metric_source={"prometheus": prometheus})))
     assert f"metric_source.prometheus.{field}" in message
+
+
+def test_a_histogram_is_not_also_a_counter() -> None:
+    both = {"port": "metrics", "metric": "q", "quantile": 0.99, "rate": True}
+    message = errors(service(policy(metric_source={"prometheus": both})))
+    assert "metric_source.prometheus" in message and "remove rate: true" in message
 
 
 def test_one_metric_has_one_source() -> None:

@@ -244,6 +244,17 @@ VALID: list[tuple[str, str, Any]] = [
             }
         ],
     ),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_TARGET,
+                "metric": "custom:p99",
+                "metric_source": {"prometheus": {**PROMETHEUS, "quantile": 0.99}},
+            }
+        ],
+    ),
     ("service", "autoscaling.policies", [AS_TARGET, {**AS_STEP, "name": "s"}]),
     (
         "service",
@@ -796,6 +807,19 @@ INVALID: list[tuple[str, str, Any, str | None, str]] = [
         ],
         "autoscaling.policies[0].metric_source.prometheus.rate",
         "valid boolean",
+    ),
+    (
+        "service",
+        "autoscaling.policies",
+        [
+            {
+                **AS_TARGET,
+                "metric": "custom:q",
+                "metric_source": {"prometheus": {**PROMETHEUS, "quantile": 1}},
+            }
+        ],
+        "autoscaling.policies[0].metric_source.prometheus.quantile",
+        "less than 1",
     ),
     ("batch", "autoscaling", {}, None, "unknown field 'autoscaling'"),
     (

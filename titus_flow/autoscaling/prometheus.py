@@ -116,3 +116,23 @@ def metric_value(text: str, metric: str, labels: Mapping[str, str] | None = None
         if sample.name == metric and all(sample.labels.get(k) == v for k, v in wanted.items())
     ]
     return sum(values) if values else None
+
+
+def histogram_buckets(
+    text: str, metric: str, labels: Mapping[str, str] | None = None
+) -> dict[float, float]:
+    """The cumulative counts of histogram ``metric`` by upper bound (``le``), over its series.
+
+    Reads the ``<metric>_bucket`` series that carry every label of ``labels``
+    and sums those of one bound (several series, e.g. one per path, make one
+    histogram). Empty when no series matches.
+    """
+    wanted = dict(labels or {})
+    buckets: dict[float, float] = {}
+    for sample in parse(text):
+        if sample.name != f"{metric}_bucket" or "le" not in sample.labels:
+            continue
+        if all(sample.labels.get(k) == v for k, v in wanted.items()):
+            bound = _value(sample.labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets

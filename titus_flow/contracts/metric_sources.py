@@ -47,7 +47,12 @@ class ScrapeInput(Message):
 
 
 class ScrapeResult(Message):
-    """Each task's value; the reason for each task that gave none."""
+    """Each task's value (a histogram's: its bucket counts); the reason for each that gave none.
+
+    ``buckets`` maps a task to its cumulative counts by upper bound, the bound
+    as the exposition writes it (``"0.5"``, ``"+Inf"``: JSON has no infinity).
+    """
 
     values: dict[str, float] = Field(default_factory=dict)
+    buckets: dict[str, dict[str, float]] = Field(default_factory=dict)
     errors: dict[str, str] = Field(default_factory=dict)

@@ -76,11 +76,14 @@ class PrometheusSource(SpecModel):
     label of ``labels``; the job's value is the average over its tasks. A gauge
     is read as is; with ``rate: true`` the metric is a counter and the value is
     its increase per second since the previous scrape of the task (PromQL's
-    ``rate()``: a task's first scrape gives none, a reset counts from 0).
-    Examples::
+    ``rate()``: a task's first scrape gives none, a reset counts from 0). With
+    ``quantile`` the metric is a histogram and the job's value is that quantile
+    of the observations of all its tasks between two scrapes (PromQL's
+    ``histogram_quantile(q, sum(rate(<metric>_bucket)))``). Examples::
 
         PrometheusSource(port="metrics", metric="queue_depth", labels={"queue": "high"})
         PrometheusSource(port="metrics", metric="http_requests_total", rate=True)
+        PrometheusSource(port="metrics", metric="http_request_duration_seconds", quantile=0.99)
     """
 
     port: PortName = Field(description="Name of a port in container.ports.")
@@ -99,6 +102,21 @@ class PrometheusSource(SpecModel):
         default=False,
         description="A counter: use its increase per second between scrapes, not its value.",
     )
+    quantile: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        default=None,
+        description=(
+            "A histogram (the <metric>_bucket series): use this quantile of what the job's"
+            " tasks observed between scrapes, e.g. 0.99."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _rate_or_quantile(self) -> Any:
+        if self.rate and self.quantile is not None:
+            raise ValueError(
+                "quantile reads a histogram's buckets as rates already: remove rate: true"
+            )
+        return self
 
     @field_validator("labels")
     @classmethod
