@@ -228,6 +228,17 @@ def test_jobs_list_state_is_one_of_the_job_states_in_any_case(
     assert ListingClient.asked == [("Failed", None, 100)]
 
 
+def test_jobs_alone_lists_with_the_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _register_commands()
+    monkeypatch.setattr(job_commands, "TitusClient", ListingClient)
+    ListingClient.asked = []
+    listed = invoke(tmp_path, "jobs")
+    assert listed.exit_code == 0, listed.output
+    assert ListingClient.asked == [(None, None, 100)] and "Usage:" not in listed.output
+
+
 def execution(job_id: str, started: int, closed: int | None, owner: str) -> WorkflowExecution:
     """A visibility entry of a job started (and closed) so many minutes past noon."""
     noon = datetime(2030, 1, 1, 12, tzinfo=UTC)

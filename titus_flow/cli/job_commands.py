@@ -26,9 +26,12 @@ from titus_flow.load_balancers.rules import registration_states
 from titus_flow.views import PAGE_MAX_TASKS, JobView, TaskQuery
 
 
-@cli.group()
-def jobs() -> None:
-    """List jobs."""
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def jobs(ctx: click.Context) -> None:
+    """List jobs: `titus-flow jobs` alone runs `jobs list` with its defaults."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(jobs_list)
 
 
 @jobs.command("list")
