@@ -123,6 +123,11 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
 
         await eventually(scraped, 60, "queue_depth scraped from the task")
         view = await client.autoscaling(job_id)
+        paused = proc_cluster.cli("job", "autoscaling", job_id, "--pause")
+        assert paused.returncode == 0 and ": autoscaling paused, every 1s" in paused.stdout
+        assert (await client.autoscaling(job_id)).paused
+        resumed = proc_cluster.cli("job", "autoscaling", job_id, "--resume", "-o", "json")
+        assert resumed.returncode == 0 and '"paused": false' in resumed.stdout, resumed
     finally:
         await client.kill(job_id)
         await proc_cluster.wait_for(job_id, timeout=60)
