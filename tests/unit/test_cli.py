@@ -41,6 +41,16 @@ def test_validate_examples_exits_0() -> None:
     assert "hello" in result.stdout
 
 
+def test_validate_of_the_examples_folder_skips_its_scripts() -> None:
+    """What scripts/demo.sh runs: examples/load.py (a load generator) is not a job file."""
+    folder = titus("validate", "examples/")
+    assert folder.returncode == 0, folder.stderr
+    assert "--  skipped  examples/load.py (no jobs or workflows)" in folder.stdout
+    assert "ok  service  autoscaled-web" in folder.stdout
+    named = titus("validate", "examples/load.py")
+    assert named.returncode == 2 and "examples/load.py: no jobs found" in named.stderr
+
+
 @pytest.mark.parametrize("attempt", range(3))  # repeated: the exit path must be stable
 def test_bad_memory_exits_2_with_one_line_naming_the_field(tmp_path: Path, attempt: int) -> None:
     bad = tmp_path / "bad.yaml"

@@ -14,6 +14,7 @@ from titus_flow.fleet.load import load_fleet
 from titus_flow.loader import (
     SUPPORTED_SUFFIXES,
     holds_capacity_groups,
+    is_plain_script,
     load_capacity_groups,
     load_many,
 )
@@ -21,16 +22,16 @@ from titus_flow.spec.jobs import job_file_json_schema
 from titus_flow.userflows import import_module, workflow_name, workflows_of
 
 
-def _expand(paths: tuple[Path, ...]) -> list[Path]:
-    """Files to check: each file given, and every supported file inside a folder."""
-    files: list[Path] = []
+def _expand(paths: tuple[Path, ...]) -> list[tuple[Path, bool]]:
+    """Files to check, each with whether it was found in a folder (rather than named)."""
+    files: list[tuple[Path, bool]] = []
     for path in paths:
         if path.is_dir():
             files += sorted(
-                p for p in path.rglob("*") if p.suffix in SUPPORTED_SUFFIXES and p.is_file()
+                (p, True) for p in path.rglob("*") if p.suffix in SUPPORTED_SUFFIXES and p.is_file()
             )
         else:
-            files.append(path)
+            files.append((path, False))
     return files
 
 
@@ -61,13 +62,15 @@ def _workflow_names(path: Path) -> list[str]:
 def validate(paths: tuple[Path, ...], output: str) -> None:
     """Check job and capacity group files (.py, .yaml, .json), fleet files, workflow modules.
 
-    Folders are searched for such files. Every error is printed with its field
-    path; the exit code is 2 if any file is invalid.
+    Folders are searched for such files; a Python file found there that
+    defines none of them (a helper, a tool) is listed as skipped, while one
+    named on its own is an error. Every error is printed with its field path;
+    the exit code is 2 if any file is invalid.
     """
     checked: list[dict[str, str]] = []
     job_files: list[Path] = []
     errors: list[str] = []
-    for path in _expand(paths):
+    for path, in_folder in _expand(paths):
         if _is_fleet_file(path):
             try:
                 checked.append({"kind": "fleet", "name": load_fleet(path).name})
@@ -81,6 +84,9 @@ def validate(paths: tuple[Path, ...], output: str) -> None:
                 errors += err.messages
         elif names := _workflow_names(path):
             checked += [{"kind": "workflow", "name": name} for name in names]
+        elif in_folder and is_plain_script(path):
+            # A helper or a tool beside the job files; named on its own it would be an error.
+            checked.append({"kind": "skipped", "name": f"{path} (no jobs or workflows)"})
         else:
             job_files.append(path)
     try:
@@ -92,7 +98,8 @@ def validate(paths: tuple[Path, ...], output: str) -> None:
         echo_json({"valid": not errors, "checked": checked, "errors": errors})
     else:
         for item in checked:
-            click.echo(f"ok  {item['kind']:<8} {item['name']}")
+            status = "--" if item["kind"] == "skipped" else "ok"
+            click.echo(f"{status}  {item['kind']:<8} {item['name']}")
     if errors:
         if output == "json":
             raise click.exceptions.Exit(2)

@@ -61,6 +61,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "AnyJob",
     "holds_capacity_groups",
+    "is_plain_script",
     "load_capacity_groups",
     "load_jobs",
     "load_many",
@@ -149,6 +150,20 @@ def load_capacity_groups(path: Path) -> list[CapacityGroup]:
     if errors:
         raise SpecError(errors)
     return [group for group, _ in found]
+
+
+def is_plain_script(path: Path) -> bool:
+    """Whether ``path`` is a Python file that imports cleanly and defines no jobs.
+
+    A helper module or a tool (a load generator) beside job files: a folder
+    given to ``validate`` may hold such files. Capacity groups and workflows
+    are asked about separately.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".py" or not path.is_file():
+        return False
+    found, errors = load_python(path, jobs_of_module)
+    return not found and not errors
 
 
 def holds_capacity_groups(path: Path) -> bool:
