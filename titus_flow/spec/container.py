@@ -117,7 +117,11 @@ class Container(SpecModel):
         default=None, description="Overrides the image's entrypoint."
     )
     command: list[Arg] | None = Field(
-        default=None, description="Arguments (Docker CMD); a string is split like a shell."
+        default=None,
+        description=(
+            "Arguments (Docker CMD), run without a shell; a string is split into words"
+            " as a shell would, but $VARS need ['sh', '-c', '...']."
+        ),
     )
     env: dict[EnvName, Arg] = Field(default_factory=dict, description="Environment variables.")
     working_dir: str | None = Field(default=None, description="Absolute working directory.")
