@@ -3,7 +3,8 @@
 #
 #   1. .venv with the package installed editable, with dev extras;
 #   2. a Docker engine that answers (started here when root on Debian/Ubuntu);
-#   3. Debian's docker-registry, for tests that pull from a registry on 127.0.0.1;
+#   3. Debian's docker-registry, for tests that pull from a registry on 127.0.0.1, and
+#      chromium, for the tests that read the Web UI (headless);
 #   4. the busybox:latest example image (scripts/build-image.sh).
 #
 # Quiet when there is nothing to do; VERBOSE=1 shows every step.
@@ -100,6 +101,13 @@ fi
 
 if ! command -v docker-registry >/dev/null 2>&1 && can_apt; then
     apt_install docker-registry
+fi
+
+# --- 3b. headless Chromium, for the tests that read the Temporal Web UI as a user would ---
+
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && can_apt; then
+    apt_install chromium
 fi
 
 # --- 4. example image ---------------------------------------------------------------------

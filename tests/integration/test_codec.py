@@ -1,7 +1,8 @@
 """Encrypted payloads end to end: a job whose env holds a marker runs with the codec
 configured; the history (read without the codec, by the SDK and by `temporal workflow
 show`, and the SQLite file itself) holds no marker, while the codec server decodes it
-for the CLI and the Web UI (headless Chromium, when installed)."""
+for the CLI and the Web UI (headless Chromium, which scripts/setup.sh installs), where a
+Failed job's page shows it failed and why (its failure decoded too)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class Encrypted:
     codec_url: str
     job_id: str
     run_id: str
+    failed: tuple[str, str]  # a Failed job's id and run id
 
     def show(self, *extra: str) -> str:
         """`temporal workflow show --detailed` of the job, with ``extra`` options."""
@@ -91,11 +93,27 @@ async def encrypted(
                 resources=Resources(cpu=0.1, memory=32, disk=0, network_mbps=0),
             )
         )
+        failing = await client.submit(
+            BatchJob(
+                name="fails",
+                container=Container(image="busybox:latest", command=["sh", "-c", "exit 3"]),
+                resources=Resources(cpu=0.1, memory=32, disk=0, network_mbps=0),
+            )
+        )
         view = await cluster.wait_for(job_id)
         assert view.state is JobState.SUCCEEDED, view
+        assert (await cluster.wait_for(failing)).state is JobState.FAILED
         run_id = (await client.temporal.get_workflow_handle(job_id).describe()).run_id
+        failed_run = (await client.temporal.get_workflow_handle(failing).describe()).run_id
         yield Encrypted(
-            cluster, temporal_bin, db, f"http://127.0.0.1:{ui_port}", codec_url, job_id, run_id
+            cluster,
+            temporal_bin,
+            db,
+            f"http://127.0.0.1:{ui_port}",
+            codec_url,
+            job_id,
+            run_id,
+            (failing, failed_run),
         )
     finally:
         await asyncio.to_thread(cluster.stop_all)  # it runs an event loop of its own
@@ -155,6 +173,24 @@ async def test_web_ui_shows_the_decoded_input(encrypted: Encrypted, tmp_path: Pa
         chrome.screenshot(shots / "codec-web-ui.png")
     assert '"SECRET_MARKER": "zebra' in text.replace("\n", "")
     assert (shots / "codec-web-ui.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="chromium is not installed")
+async def test_web_ui_shows_a_failed_job_as_failed(encrypted: Encrypted, tmp_path: Path) -> None:
+    """What an operator sees of a job whose task exited 3: failed, and why, in one line."""
+    job_id, run_id = encrypted.failed
+    url = f"{encrypted.ui_url}/namespaces/default/workflows/{job_id}/{run_id}/history"
+    binary = chromium_binary()
+    assert binary is not None
+    with Chrome(binary, tmp_path / "profile") as chrome:
+        chrome.open(url)
+        # The failure's message is encrypted too: shown once the codec server decoded it.
+        text = chrome.wait_for_text(f"job {job_id} (fails) Failed", timeout=90)
+        chrome.screenshot(tmp_path / "failed-job.png")
+    assert f"job {job_id} (fails) Failed: 1 of 1 task(s) failed; first: task 0 failed" in text
+    assert "exited with code 3" in text
+    status = text.split(job_id, 1)[0].split()[-1]  # the badge before the title
+    assert status.lower() == "failed", text[:500]
 
 
 def test_codec_server_process_serves_then_stops_on_sigterm(
