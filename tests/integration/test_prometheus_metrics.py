@@ -55,6 +55,15 @@ queue_depth{queue="low"} 1000
 """
 
 
+def reading(
+    name: str, metric: str, target: float, source: PrometheusSource
+) -> TargetTrackingPolicy:
+    """A target-tracking policy on ``metric``, read from the task by ``source``."""
+    return TargetTrackingPolicy(
+        name=name, metric=metric, target=target, metric_source=MetricSource(prometheus=source)
+    )
+
+
 @pytest.fixture
 def proc_cluster(cluster_factory: Callable[[], Cluster]) -> Cluster:
     """A control worker and a process-driver agent."""
@@ -83,30 +92,10 @@ async def test_the_job_reads_its_tasks_metric(proc_cluster: Cluster, tmp_path: P
         health_check=TcpCheck(port="metrics", interval="1s"),
         autoscaling=Autoscaling(
             policies=[
-                TargetTrackingPolicy(
-                    name="queue",
-                    metric="custom:queue_depth",
-                    target=10,
-                    metric_source=MetricSource(prometheus=source),
-                ),
-                TargetTrackingPolicy(
-                    name="requests",
-                    metric="custom:requests",
-                    target=100,
-                    metric_source=MetricSource(prometheus=counter),
-                ),
-                TargetTrackingPolicy(
-                    name="latency",
-                    metric="custom:p70",
-                    target=1,
-                    metric_source=MetricSource(prometheus=histogram),
-                ),
-                TargetTrackingPolicy(
-                    name="missing",
-                    metric="custom:missing",
-                    target=1,
-                    metric_source=MetricSource(prometheus=missing),
-                ),
+                reading("queue", "custom:queue_depth", 10, source),
+                reading("requests", "custom:requests", 100, counter),
+                reading("latency", "custom:p70", 1, histogram),
+                reading("missing", "custom:missing", 1, missing),
             ],
             interval="1s",
             window="10s",

@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
+from titus_flow.client.query_retry import QueryRetryInterceptor
 from titus_flow.codec import codec_for
 from titus_flow.config import Settings
 from titus_flow.connect_options import connect_options
@@ -21,6 +22,9 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     """Connect to Temporal as ``settings`` say (TLS, API key and payload codec included).
 
+    Queries a starved worker's deadlock detector failed are asked again
+    (:mod:`titus_flow.client.query_retry`).
+
     Gives up after CONNECT_TIMEOUT_SECONDS with :class:`ServerUnreachableError`.
     ``runtime``: the Temporal runtime to use (default: the process's default one).
     """
@@ -29,6 +33,7 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         settings.address,
         **options,
         data_converter=client_data_converter(codec_for(settings)),
+        interceptors=[QueryRetryInterceptor()],
         connect_timeout=timedelta(seconds=CONNECT_TIMEOUT_SECONDS),
         runtime=runtime,
     )
