@@ -166,7 +166,14 @@ async def test_jobs_survive_kills_of_worker_agent_server_and_a_dockerd_restart(
     faults = schedule(seed)
     print(f"chaos seed {seed} (replay: TITUS_FLOW_CHAOS_SEED={seed}): {faults}")
 
-    cluster = Cluster.create(chaos_server.address, tmp_path, DOCKER_HOST=chaos_engine.host)
+    # A container whose removal a dockerd restart cut short is the agent's sweep to
+    # remove (every reconcile_seconds, 300 by default): here often enough for the final check.
+    cluster = Cluster.create(
+        chaos_server.address,
+        tmp_path,
+        DOCKER_HOST=chaos_engine.host,
+        TITUS_FLOW_RECONCILE_SECONDS="5",
+    )
     starts = ContainerStarts(chaos_engine)
     starts.follow()
     try:
