@@ -55,7 +55,7 @@ PROMETHEUS_SOURCE = "prometheus"
 _MIN_READ = timedelta(seconds=10)
 _MAX_READ = timedelta(seconds=30)
 _MAX_ERROR_CHARS = 300
-_BUCKET_OF = "@"  # joins a task id and a bucket bound (ids never hold it)
+_NO_BUCKET = ""  # the bucket of a counter that is not a histogram's
 _READ_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
 
 
@@ -67,7 +67,8 @@ class ServiceMetricSources(ServiceHandlers):
     def _init_metric_sources(self) -> None:
         """No failed reads and no counter readings yet (neither is carried to a next run)."""
         self._read_errors: dict[str, str] = {}  # metric -> why its last read failed
-        self._counter_readings: dict[str, dict[str, Reading]] = {}  # metric -> task -> last
+        # metric -> (task id, bucket bound) -> its last reading
+        self._counter_readings: dict[str, dict[tuple[str, str], Reading]] = {}
 
     def _cloudwatch_groups(self, autoscaling: Autoscaling) -> list[str]:
         """The ALB target groups whose request counts make ``requests_per_task``."""
@@ -115,9 +116,9 @@ class ServiceMetricSources(ServiceHandlers):
                 summary=f"CloudWatch RequestCountPerTarget of {len(groups)} target group(s)",
             )
         except ActivityError as err:
-            self._read_failed(REQUESTS_METRIC, [f"CloudWatch: {err.cause or err}"], 1)
+            self._note_read(REQUESTS_METRIC, [f"CloudWatch: {err.cause or err}"], 1)
             return None
-        self._read_failed(REQUESTS_METRIC, [], 1)
+        self._note_read(REQUESTS_METRIC, [], 1)
         sample = MetricSample(
             metric=REQUESTS_METRIC, value=rate.value, at=now, weight=max(self._serving(), 1)
         )
@@ -174,13 +175,15 @@ class ServiceMetricSources(ServiceHandlers):
             buckets |= result.buckets
             errors += [f"{task_id}: {error}" for task_id, error in result.errors.items()]
         tasks = sum(len(targets) for targets in by_queue.values())
-        self._read_failed(metric, errors, tasks)
+        self._note_read(metric, errors, tasks)
         prometheus = source.prometheus
         if prometheus.quantile is not None:
             value, weight = self._histogram_quantile(metric, prometheus.quantile, buckets, now)
         else:
             if prometheus.rate:
-                values = self._counter_rates(metric, values, now)
+                counters = {(task, _NO_BUCKET): value for task, value in values.items()}
+                rates = self._counter_rates(metric, counters, now)
+                values = {task: rate for (task, _), rate in rates.items()}
             value = sum(values.values()) / len(values) if values else None
             weight = len(values)
         if value is None:
@@ -197,36 +200,36 @@ class ServiceMetricSources(ServiceHandlers):
         summed over the tasks bound by bound, as ``sum(rate(<metric>_bucket))``.
         """
         counts = {
-            f"{task}{_BUCKET_OF}{bound}": count
+            (task, bound): count
             for task, by_bound in buckets.items()
             for bound, count in by_bound.items()
         }
         summed: dict[float, float] = {}
         tasks: set[str] = set()
-        for key, rate in self._counter_rates(metric, counts, at).items():
-            task, _, bound = key.partition(_BUCKET_OF)
+        for (task, bound), rate in self._counter_rates(metric, counts, at).items():
             summed[float(bound)] = summed.get(float(bound), 0.0) + rate
             tasks.add(task)
         return histogram_quantile(quantile, summed), len(tasks)
 
     def _counter_rates(
-        self, metric: str, counters: dict[str, float], at: datetime
-    ) -> dict[str, float]:
-        """Each counter as a rate since its previous scrape (those of tasks gone forgotten).
+        self, metric: str, counters: dict[tuple[str, str], float], at: datetime
+    ) -> dict[tuple[str, str], float]:
+        """Each counter, by (task id, bucket bound), as a rate since its previous scrape.
 
-        Keys are task ids, or ``<task id>@<bound>`` for a histogram's buckets.
+        The readings of tasks gone are forgotten.
         """
         previous = self._counter_readings.get(metric, {})
         rates, kept = counter_rates(previous, counters, at)
         self._counter_readings[metric] = {
-            key: reading
-            for key, reading in kept.items()
-            if key.partition(_BUCKET_OF)[0] in self._live
+            key: reading for key, reading in kept.items() if key[0] in self._live
         }
         return rates
 
-    def _read_failed(self, metric: str, errors: list[str], tried: int) -> None:
-        """Record (or clear, with no ``errors``) why ``metric`` was not read; log it."""
+    def _note_read(self, metric: str, errors: list[str], tried: int) -> None:
+        """Record (and log) why ``metric`` was not read from some of ``tried`` sources.
+
+        With no ``errors`` the read succeeded: an earlier failure is forgotten.
+        """
         if not errors:
             self._read_errors.pop(metric, None)
             return

@@ -210,13 +210,18 @@ class ListingClient(FakeClient):
         return []
 
 
-def test_jobs_list_state_is_one_of_the_job_states_in_any_case(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture
+def listing(monkeypatch: pytest.MonkeyPatch) -> type[ListingClient]:
+    """The commands with a client that records what they list (nothing yet)."""
     _register_commands()
     monkeypatch.setattr(job_commands, "TitusClient", ListingClient)
     ListingClient.asked = []
+    return ListingClient
 
+
+def test_jobs_list_state_is_one_of_the_job_states_in_any_case(
+    listing: type[ListingClient], tmp_path: Path
+) -> None:
     bogus = invoke(tmp_path, "jobs", "list", "--state", "Bogus")
     assert bogus.exit_code == 2
     assert "invalid job state 'Bogus': use one of" in bogus.stderr
@@ -228,12 +233,7 @@ def test_jobs_list_state_is_one_of_the_job_states_in_any_case(
     assert ListingClient.asked == [("Failed", None, 100)]
 
 
-def test_jobs_alone_lists_with_the_defaults(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    _register_commands()
-    monkeypatch.setattr(job_commands, "TitusClient", ListingClient)
-    ListingClient.asked = []
+def test_jobs_alone_lists_with_the_defaults(listing: type[ListingClient], tmp_path: Path) -> None:
     listed = invoke(tmp_path, "jobs")
     assert listed.exit_code == 0, listed.output
     assert ListingClient.asked == [(None, None, 100)] and "Usage:" not in listed.output

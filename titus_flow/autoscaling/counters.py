@@ -8,9 +8,12 @@ value is the whole increase since the reset, as Prometheus counts it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -22,16 +25,17 @@ class Reading:
 
 
 def counter_rates(
-    previous: Mapping[str, Reading], values: Mapping[str, float], at: datetime
-) -> tuple[dict[str, float], dict[str, Reading]]:
+    previous: Mapping[K, Reading], values: Mapping[K, float], at: datetime
+) -> tuple[dict[K, float], dict[K, Reading]]:
     """Each key's rate per second since its previous reading, and the readings to keep.
 
-    ``values`` are the counters read at ``at``, by task. The readings kept are
+    ``values`` are the counters read at ``at``, by counter (a task, or a task's
+    histogram bucket). The readings kept are
     the new ones, plus the previous ones of tasks not read this time (a failed
     scrape must not restart a task's rate); the caller drops those of tasks
     that are gone.
     """
-    rates: dict[str, float] = {}
+    rates: dict[K, float] = {}
     kept = dict(previous)
     for key, value in values.items():
         before = previous.get(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from itertools import accumulate
 
 
 def histogram_quantile(quantile: float, buckets: Mapping[float, float]) -> float | None:
@@ -25,25 +26,19 @@ def histogram_quantile(quantile: float, buckets: Mapping[float, float]) -> float
     bounds = sorted(buckets)
     if not bounds or bounds[-1] != math.inf:
         return None
-    counts: list[float] = []
-    for bound in bounds:
-        counts.append(max(buckets[bound], counts[-1] if counts else 0.0))
+    counts = list(accumulate((buckets[bound] for bound in bounds), max, initial=0.0))[1:]
     total = counts[-1]
     if not total > 0:
         return None
     rank = quantile * total
-    for index, (bound, count) in enumerate(zip(bounds, counts, strict=True)):
-        if count < rank:
-            continue
-        if bound == math.inf:
-            return bounds[index - 1] if index > 0 else None
-        if index == 0:
-            if bound <= 0:
-                return bound
-            below_bound, below_count = 0.0, 0.0
-        else:
-            below_bound, below_count = bounds[index - 1], counts[index - 1]
-        if count == below_count:
-            return bound
-        return below_bound + (bound - below_bound) * (rank - below_count) / (count - below_count)
-    return None  # unreachable: the last count is the total
+    # Some count reaches the rank: the last one is the total.
+    index = next(i for i, count in enumerate(counts) if count >= rank)
+    bound, count = bounds[index], counts[index]
+    if bound == math.inf:
+        return bounds[index - 1] if index > 0 else None
+    if index == 0 and bound <= 0:
+        return bound
+    below_bound, below_count = (bounds[index - 1], counts[index - 1]) if index else (0.0, 0.0)
+    if count == below_count:
+        return bound
+    return below_bound + (bound - below_bound) * (rank - below_count) / (count - below_count)

@@ -109,12 +109,7 @@ def metric_value(text: str, metric: str, labels: Mapping[str, str] | None = None
     whose value is not finite (NaN, Inf) makes the sum not finite: the caller
     drops it.
     """
-    wanted = dict(labels or {})
-    values = [
-        sample.value
-        for sample in parse(text)
-        if sample.name == metric and all(sample.labels.get(k) == v for k, v in wanted.items())
-    ]
+    values = [sample.value for sample in _series(text, metric, labels)]
     return sum(values) if values else None
 
 
@@ -127,12 +122,17 @@ def histogram_buckets(
     and sums those of one bound (several series, e.g. one per path, make one
     histogram). Empty when no series matches.
     """
-    wanted = dict(labels or {})
     buckets: dict[float, float] = {}
-    for sample in parse(text):
-        if sample.name != f"{metric}_bucket" or "le" not in sample.labels:
-            continue
-        if all(sample.labels.get(k) == v for k, v in wanted.items()):
+    for sample in _series(text, f"{metric}_bucket", labels):
+        if "le" in sample.labels:
             bound = _value(sample.labels["le"])
             buckets[bound] = buckets.get(bound, 0.0) + sample.value
     return buckets
+
+
+def _series(text: str, name: str, labels: Mapping[str, str] | None) -> Iterator[Sample]:
+    """The samples of ``text`` named ``name`` that carry every label of ``labels``."""
+    wanted = dict(labels or {})
+    for sample in parse(text):
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in wanted.items()):
+            yield sample
