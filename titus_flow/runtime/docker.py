@@ -187,6 +187,7 @@ class DockerDriver:
 
     async def stop(self, name: str, grace: float) -> None:
         """Send the stop signal, then SIGKILL after ``grace`` seconds."""
+        self._exits.stopping(name)
         await self._call("stop", self._stop, name, grace, slow=True)
 
     async def save_output(self, name: str, log_path: Path) -> None:
@@ -196,6 +197,7 @@ class DockerDriver:
     async def remove(self, name: str, log_path: Path | None) -> None:
         """Copy the container's output to ``log_path``, then force-remove it."""
         await self._call("remove", self._remove, name, log_path, slow=True)
+        self._exits.forget(name)
 
     async def live_output(self, name: str, log_path: Path) -> Path | None:
         """A mirror of the container's output stream (see :mod:`titus_flow.runtime.mirror`)."""

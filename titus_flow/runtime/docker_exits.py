@@ -29,7 +29,12 @@ SIGKILLED = 128 + 9
 ENGINE_EXITS = (128, 255)
 _RESTORE_WINDOW = timedelta(seconds=60)  # from the engine's start to its last restored stamp
 _BEFORE_START = timedelta(seconds=30)  # an engine's shutdown and restart, before its new start
-_LATE_OOM_WAIT = 0.5  # seconds: how long an OOM event may trail the exit it caused
+# Seconds an OOM event may trail the exit it caused, and how often to look
+# meanwhile (an OOM kill ends the wait). 0.5 s was passed on a busy host. A
+# container the agent stopped itself was SIGKILLed by that stop: one short look.
+_LATE_OOM_WAIT = 3.0
+_LATE_OOM_POLL = 0.25
+_LATE_OOM_WAIT_STOPPED = 0.5
 
 
 class ContainerExits:
@@ -39,6 +44,15 @@ class ContainerExits:
         """Containers reached through ``api()`` (the low-level client) at ``base_url``."""
         self._api = api
         self._base_url = base_url
+        self._stopped: set[str] = set()  # containers this agent stopped (their SIGKILL is its)
+
+    def stopping(self, name: str) -> None:
+        """Note that the agent stops container ``name`` (a SIGKILL exit is then explained)."""
+        self._stopped.add(name)
+
+    def forget(self, name: str) -> None:
+        """Container ``name`` is removed: nothing more to know of it."""
+        self._stopped.discard(name)
 
     def wait(self, name: str, timeout: float) -> Exit | None:
         """Block up to ``timeout`` seconds for container ``name`` to end; its exit, or None."""
@@ -78,15 +92,21 @@ class ContainerExits:
         return exit_
 
     def _late_oom(self, name: str, exit_: Exit) -> Exit:
-        """Ask once more whether a SIGKILLed container was OOM-killed.
+        """Look again, for a few seconds, whether a SIGKILLed container was OOM-killed.
 
         The engine learns of an OOM kill from an event of its own, which on a
         busy host can arrive after it has recorded the exit: a late look keeps
         an OOM kill from reading as a plain failure.
         """
-        time.sleep(_LATE_OOM_WAIT)
-        late = exit_from_state(self._inspect_state(name))
-        return dataclasses.replace(exit_, oom_killed=True) if late and late.oom_killed else exit_
+        wait = _LATE_OOM_WAIT_STOPPED if name in self._stopped else _LATE_OOM_WAIT
+        deadline = time.monotonic() + wait
+        while True:
+            time.sleep(min(_LATE_OOM_POLL, wait))
+            late = exit_from_state(self._inspect_state(name))
+            if late is not None and late.oom_killed:
+                return dataclasses.replace(exit_, oom_killed=True)
+            if time.monotonic() >= deadline:
+                return exit_
 
     def _init_error(self, name: str) -> str:
         """Why the container's init could not run the command ("" if it could).
